@@ -1,0 +1,3 @@
+from cotbridge.cli import main
+
+main()

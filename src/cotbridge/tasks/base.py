@@ -1,0 +1,77 @@
+"""What a task is: examples, splits, an answer type and how to load them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cotbridge.errors import UserError
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Example:
+    """One question with its gold answer. ``id`` is stable across runs (dataset index or generated)."""
+
+    id: str
+    question: str
+    answer: str
+    aliases: list[str] = field(default_factory=list)  # extra acceptable answers (multi-hop spans)
+    context: str | None = None  # paragraphs for extractive QA
+    rationales: list[str] = field(default_factory=list)  # exact reference rationales (synthetic tasks)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def golds(self) -> list[str]:
+        return [self.answer, *self.aliases]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, [], {})}
+
+
+# (data_dir, split, **params) -> examples
+Loader = Callable[..., list[Example]]
+
+
+@dataclass
+class Task:
+    """A registered task. ``sizes`` are the reference split sizes (what a full local copy yields)."""
+
+    name: str
+    version: str
+    answer_type: str  # a key of cotbridge.answers.ANSWER_TYPES
+    loader: Loader
+    sizes: dict[str, int]
+    description: str = ""
+    family: str = "finetune_cot"  # finetune_cot | gsm8k | multihop | synthetic
+    answer_trigger: str = "Therefore, the answer is"  # Kojima's task-specific stage-2 trigger
+    choice_letters: str = ""  # for multiple choice: the letter range, e.g. "ABCDE"
+    params: dict[str, Any] = field(default_factory=dict)  # defaults for parametrised (synthetic) tasks
+
+    def load(self, split: str, data_dir: str | Path | None = None, **params: Any) -> list[Example]:
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r} for task {self.name!r} (known: {', '.join(SPLITS)})")
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise UserError(
+                f"task {self.name!r} takes no parameter(s) {', '.join(sorted(unknown))}"
+                + (f" (known: {', '.join(self.params)})" if self.params else "")
+            )
+        examples = self.loader(resolve_data_dir(data_dir) if self.family != "synthetic" else None, split, **{**self.params, **params})
+        if not examples:
+            raise UserError(f"task {self.name!r}: the {split} split is empty")
+        return examples
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """``--data-dir`` wins, then $COTBRIDGE_DATA_DIR; None means 'load from the Hugging Face hub'."""
+    chosen = data_dir or os.environ.get("COTBRIDGE_DATA_DIR")
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise UserError(f"data directory {path} does not exist")
+    return path
