@@ -61,9 +61,11 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def get_field(record: dict[str, Any], dotted: str, *, path: object = "<record>", line: int | None = None) -> Any:
-    """Follow a dotted path (``cot.generation.0``) through dicts and lists."""
+    """Follow a dotted path (``cot.generation.0``) through dicts and lists; an explicit null gives None."""
     cur: Any = record
     for part in dotted.split("."):
+        if cur is None:
+            return None
         if isinstance(cur, dict) and part in cur:
             cur = cur[part]
         elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):

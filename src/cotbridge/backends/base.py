@@ -1,0 +1,54 @@
+"""The backend interface: a batch of requests → n completions each, with finish_reason and usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from cotbridge.registry import Registry
+
+
+@dataclass
+class Request:
+    """A prompt (raw text) or chat messages; ``continue_final`` continues the last assistant message."""
+
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    stop: list[str] = field(default_factory=list)
+    seed: int = 0
+    continue_final: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a Request takes exactly one of prompt or messages")
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    model_id: str
+
+    def generate(self, requests: list[Request], progress: bool = True) -> list[list[Completion]]:
+        """One list of ``request.n`` completions per request, in request order."""
+        ...
+
+
+BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
+
+
+def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string; say whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

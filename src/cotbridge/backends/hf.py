@@ -1,0 +1,158 @@
+"""Local transformers generation: length-sorted batches, left padding, n samples per prompt.
+
+Loads a hub id, a local folder (with or without a GGUF file in it), or a ``.gguf`` file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from cotbridge.backends.base import BACKENDS, Completion, Request, truncate_at_stop
+from cotbridge.backends.embedded import resolve_embedded
+from cotbridge.errors import UserError
+
+log = logging.getLogger(__name__)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """(path or hub id, gguf file name or None). Local-looking paths must exist."""
+    model = resolve_embedded(model) or model
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or model.endswith(".gguf") or path.exists()
+    if not looks_local:
+        return model, gguf_file
+    if not path.exists():
+        raise UserError(f"model path {model} does not exist")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise UserError(f"model path {model} is a file but not a .gguf file; pass its folder instead")
+        return str(path.parent), path.name
+    if gguf_file is None and not any((path / w).exists() for w in WEIGHT_FILES):
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if len(ggufs) > 1:
+            raise UserError(f"{model} holds several GGUF files ({', '.join(ggufs)}); choose one with gguf_file")
+        if not ggufs:
+            raise UserError(f"{model} holds no model weights (no {WEIGHT_FILES[0]}, no .gguf file)")
+        gguf_file = ggufs[0]
+    return str(path), gguf_file
+
+
+def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto", task: str = "causal"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    source, gguf = resolve_model_source(model, gguf_file)
+    kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    torch_dtype = {"auto": torch.float32 if not torch.cuda.is_available() else torch.bfloat16,
+                   "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    try:
+        tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
+        tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
+        cls = AutoModelForSeq2SeqLM if task == "seq2seq" else AutoModelForCausalLM
+        log.info("loading %s%s", source, f" ({gguf})" if gguf else "")
+        net = cls.from_pretrained(source, dtype=torch_dtype, **kw)
+    except OSError as e:
+        raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
+    net.eval()
+    if torch.cuda.is_available():
+        net.to("cuda")
+    tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return net, tokenizer
+
+
+class HFBackend:
+    """Batched local generation with transformers."""
+
+    def __init__(self, model: str, *, gguf_file: str | None = None, batch_size: int = 16, dtype: str = "auto",
+                 model_obj: Any = None, tokenizer: Any = None):
+        if model_obj is not None:
+            self.model, self.tokenizer = model_obj, tokenizer
+            self.tokenizer.padding_side = "left"
+            if self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+        else:
+            self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype)
+        self.model_id = model
+        self.batch_size = batch_size
+
+    def render(self, req: Request) -> str:
+        if req.prompt is not None:
+            return req.prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"model {self.model_id} has no chat template; use a plain prompt mode")
+        return self.tokenizer.apply_chat_template(
+            req.messages, tokenize=False,
+            add_generation_prompt=not req.continue_final, continue_final_message=req.continue_final,
+        )
+
+    def generate(self, requests: list[Request], progress: bool = True) -> list[list[Completion]]:
+        texts = [self.render(r) for r in requests]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        # Requests that share generation settings can share a batch; inside a group, sort by length
+        # so padding is small.
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed), []).append(i)
+        out: list[list[Completion]] = [[] for _ in requests]
+        total = sum(math.ceil(len(ix) * requests[ix[0]].n / max(self.batch_size, requests[ix[0]].n)) for ix in groups.values())
+        bar = tqdm(total=total, desc=f"generate ({self.model_id.split('/')[-1]})", unit="batch", disable=not progress, leave=False)
+        for idx in groups.values():
+            idx.sort(key=lambda i: -lengths[i])
+            per_batch = max(1, self.batch_size // requests[idx[0]].n)
+            for start in range(0, len(idx), per_batch):
+                chunk = idx[start:start + per_batch]
+                for i, comps in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
+                    out[i] = comps
+                bar.update(1)
+        bar.close()
+        return out
+
+    def _generate_batch(self, texts: list[str], req: Request) -> list[list[Completion]]:
+        import torch
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        sample = req.temperature > 0
+        gen_kw: dict[str, Any] = dict(
+            max_new_tokens=req.max_tokens, do_sample=sample, num_return_sequences=req.n,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if sample:
+            gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=0)
+            torch.manual_seed(req.seed)
+        if req.stop:
+            gen_kw.update(stop_strings=req.stop, tokenizer=self.tokenizer)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            seqs = self.model.generate(**enc, **gen_kw)
+        latency = (time.perf_counter() - t0) / len(texts)
+        new = seqs[:, enc["input_ids"].shape[1]:]
+        eos = ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
+        results: list[list[Completion]] = []
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        for row, ids in enumerate(new.tolist()):
+            n_tokens = next((j + 1 for j, t in enumerate(ids) if t in eos), None)
+            hit_eos = n_tokens is not None
+            ids = ids[: n_tokens - 1] if hit_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
+            text, hit_stop = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), req.stop)
+            finished = hit_eos or hit_stop or len(ids) < req.max_tokens
+            if row % req.n == 0:
+                results.append([])
+            results[-1].append(Completion(text, "stop" if finished else "length", prompt_lens[row // req.n],
+                                          n_tokens or len(ids), latency))
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
+BACKENDS.add("hf", HFBackend)

@@ -1,0 +1,117 @@
+"""The ``cotbridge`` command line. User errors print one line and exit 2; no tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from cotbridge.errors import UserError
+
+QUICKSTART = """
+Quick start (offline):
+
+  cotbridge tasks
+  cotbridge eval --model ../shared/data/models/smollm2-135m-instruct-q4_1 --task synthetic_arithmetic:k=2 --limit 20
+  cotbridge eval --task svamp --data-dir ../shared/data --predictions teacher.jsonl --text-field cot.generation.0 --gold-field target
+"""
+
+app = typer.Typer(help="cotbridge: transfer chain-of-thought reasoning between large and small language models.\n" + QUICKSTART,
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+# Options shared by several commands, defined once.
+DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="folder with task data (Fine-tune-CoT layout, gsm8k/, multihop/); default $COTBRIDGE_DATA_DIR, else the HF hub")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set k=8 (repeatable)")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="output directory")]
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command("tasks")
+def tasks_cmd(data_dir: DataDirOpt = None) -> None:
+    """List every registered task with its answer type, version and split sizes."""
+    from cotbridge.tasks import TASKS, get_task
+
+    rows = [("task", "family", "answer", "version", "train", "test", "params")]
+    for name in TASKS:
+        t = get_task(name)
+        params = ",".join(f"{k}={v}" for k, v in t.params.items())
+        rows.append((name, t.family, t.answer_type + (f" {t.choice_letters[0]}-{t.choice_letters[-1]}" if t.choice_letters else ""),
+                     t.version, str(t.sizes["train"]), str(t.sizes["test"]), params))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@app.command("eval")
+def eval_cmd(
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="task name, or name:key=value for synthetic tasks (repeatable)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="hub id, local folder, or .gguf file")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="prompt mode: zero_shot, zero_shot_cot, zero_shot_cot_single, few_shot_cot, finetune_cot, vanilla, natural")] = None,
+    k: Annotated[Optional[int], typer.Option(help="samples per question; k>1 is self-consistency (majority vote)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (default 0, or 0.7 when k>1)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="evaluate the first N examples of each task")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="sequences per generation batch")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="max new tokens (stage 1)")] = None,
+    chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat", help="wrap prompts in the model's chat template")] = None,
+    few_shot_prompts: Annotated[Optional[str], typer.Option(help="few-shot exemplars JSON ({task: {prompt}}) for few_shot_cot")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train or test")] = None,
+    predictions: Annotated[Optional[str], typer.Option(help="score this JSONL of recorded outputs instead of running a model")] = None,
+    text_field: Annotated[str, typer.Option(help="dotted path of the output text in --predictions records")] = "output",
+    gold_field: Annotated[Optional[str], typer.Option(help="dotted path of the gold answer in --predictions records")] = None,
+    id_field: Annotated[Optional[str], typer.Option(help="dotted path of an index into the task's split")] = None,
+    reference_field: Annotated[Optional[str], typer.Option(help="dotted path of a recorded 0/1 score to compare with")] = None,
+    pipeline: Annotated[Optional[str], typer.Option(help="answer-extraction pipeline (default, finetune_cot, answer_stage, lmeval)")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Evaluate a model on tasks (or score recorded outputs with --predictions)."""
+    from cotbridge.config import load_config
+
+    if predictions:
+        from cotbridge.predictions import score_predictions
+
+        if not task or len(task) != 1:
+            raise UserError("--predictions scores one task: pass exactly one --task")
+        summary = score_predictions(task[0], predictions, text_field, output or "runs/scored", gold_field=gold_field,
+                                    id_field=id_field, reference_field=reference_field, pipeline=pipeline or "default",
+                                    data_dir=data_dir)
+        _print_results(summary["results"], output or "runs/scored")
+        return
+    from cotbridge.harness import EvalConfig, run_eval
+
+    flags = dict(tasks=task, model=model, mode=mode, k=k, temperature=temperature, limit=limit, batch_size=batch_size,
+                 max_tokens=max_tokens, chat=chat, few_shot_prompts=few_shot_prompts, split=split, pipeline=pipeline,
+                 data_dir=data_dir, output=output)
+    cfg = load_config(EvalConfig, config, set_, flags)
+    summary = run_eval(cfg)
+    _print_results(summary["results"], cfg.output)
+
+
+def _print_results(results: dict, output: str) -> None:
+    for name, m in results.items():
+        extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)
+        typer.echo(f"{name}: accuracy {m['accuracy']:.3f} ± {m['accuracy_stderr']:.3f} (n={m['n']}){extra}")
+    typer.echo(f"wrote {output}/results.json")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,82 @@
+"""Typed configs loaded from YAML with command-line overrides (default < YAML < --set < flags).
+
+Unknown keys are errors that name the key and where it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cotbridge.errors import UserError
+
+C = TypeVar("C", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def load_config(cls: type[C], path: str | Path | None = None, sets: list[str] | None = None,
+                flags: dict[str, Any] | None = None) -> C:
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        source = str(path)
+        data = read_yaml(path)
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"--set {item!r}: expected key=value")
+        set_dotted(data, key.strip(), yaml.safe_load(value))
+        source = f"{source} + --set"
+    for key, value in (flags or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise UserError(describe_validation_error(e, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = data
+    for part in parts[:-1]:
+        nxt = cur.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise UserError(f"cannot set {dotted!r}: {part!r} is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def describe_validation_error(e: ValidationError, source: str) -> str:
+    msgs = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"unknown config key {key!r}")
+        else:
+            msgs.append(f"config key {key!r}: {err['msg']}")
+    return f"{source}: " + "; ".join(msgs)
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,119 @@
+"""Run a backend on a task's examples in a prompt mode; score each sample; vote; aggregate.
+
+Greedy decoding is k=1; self-consistency samples k outputs per question through one request
+(``n=k``), extracts an answer from each and takes the majority vote.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cotbridge.answers.score import is_correct, score_output
+from cotbridge.answers.squad import best_over_golds, normalize_answer
+from cotbridge.backends.base import Backend, Completion, Request
+from cotbridge.metrics import majority_vote, mean_and_stderr, pass_at_k, pass_k_values
+from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode
+from cotbridge.tasks.base import Example, Task
+
+log = logging.getLogger(__name__)
+ANSWER_STAGE_STOP = ["\n\n", "\nQ:"]
+
+
+@dataclass
+class Decoding:
+    k: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int | None = None  # None: the prompt mode's default
+    answer_max_tokens: int | None = None
+    stop: list[str] | None = None
+    chat: bool = False
+    seed: int = 0
+    pipeline: str | None = None  # override the mode's extraction pipeline
+
+
+def stage1_request(ex: Example, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
+    text = mode.first(ex, ctx)
+    common = dict(n=dec.k, temperature=dec.temperature, top_p=dec.top_p, seed=dec.seed,
+                  max_tokens=dec.max_tokens or mode.max_tokens, stop=list(dec.stop if dec.stop is not None else mode.stop))
+    if dec.chat:
+        return Request(messages=[{"role": "user", "content": text}], **common)
+    return Request(prompt=text, **common)
+
+
+def stage2_request(ex: Example, first: Request, rationale: str, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
+    assert mode.second is not None
+    common = dict(n=1, temperature=0.0, max_tokens=dec.answer_max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP)
+    if first.messages is not None:
+        cont = f"{rationale.strip()}\n{ctx.trigger(ex)}"
+        return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
+    return Request(prompt=mode.second(first.prompt or "", rationale, ctx, ex), **common)
+
+
+def evaluate_examples(task: Task, examples: list[Example], backend: Backend, mode_name: str, ctx: PromptContext,
+                      dec: Decoding, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-example records and the task's metrics."""
+    mode = PROMPT_MODES.get(mode_name)
+    first = [stage1_request(ex, mode, ctx, dec) for ex in examples]
+    outputs = backend.generate(first, progress=progress)
+    answers: list[list[Completion | None]] = [[None] * dec.k for _ in examples]
+    if mode.second is not None:
+        second = [stage2_request(examples[i], first[i], c.text, mode, ctx, dec) for i, comps in enumerate(outputs) for c in comps]
+        flat = iter(backend.generate(second, progress=progress))
+        answers = [[next(flat)[0] for _ in comps] for comps in outputs]
+    pipeline = dec.pipeline or mode.pipeline
+    records = [score_example(task, ex, req, outs, ans, pipeline) for ex, req, outs, ans in zip(examples, first, outputs, answers)]
+    return records, aggregate(task, records, dec.k)
+
+
+def score_example(task: Task, ex: Example, req: Request, outs: list[Completion], answers: list[Completion | None],
+                  pipeline: str) -> dict[str, Any]:
+    samples = []
+    for out, ans in zip(outs, answers):
+        final = ans if ans is not None else out
+        v = score_output(final.text, ex.golds, task.answer_type, letters=choice_letters(task, ex), pipeline=pipeline,
+                         finish_reason=out.finish_reason)
+        sample = {"output": out.text, "finish_reason": out.finish_reason,
+                  "usage": {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}}
+        if ans is not None:
+            sample["answer_output"] = ans.text
+        samples.append({**sample, **v.to_dict()})
+    record = {"id": ex.id, "question": ex.question, "gold": ex.answer, "prompt": req.prompt or req.messages, "samples": samples}
+    record.update(vote(task, ex, [s["prediction"] for s in samples]))
+    return record
+
+
+def choice_letters(task: Task, ex: Example) -> str:
+    # Parametrised tasks (synthetic_shuffled_objects:k=5) carry their letter range per example.
+    return ex.meta.get("choice_letters") or task.choice_letters
+
+
+def vote(task: Task, ex: Example, predictions: list[str | None]) -> dict[str, Any]:
+    key = normalize_answer if task.answer_type == "span" else (lambda a: a.strip().lower())
+    pred = majority_vote(predictions, key=key)
+    out: dict[str, Any] = {"prediction": pred, "correct": is_correct(pred, ex.golds, task.answer_type)}
+    if task.answer_type == "span":
+        out["em"], out["f1"] = best_over_golds(pred or "", ex.golds)
+    return out
+
+
+def aggregate(task: Task, records: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    acc, se = mean_and_stderr([float(r["correct"]) for r in records])
+    samples = [s for r in records for s in r["samples"]]
+    rate = lambda key: sum(bool(s[key]) for s in samples) / max(1, len(samples))  # noqa: E731
+    metrics: dict[str, Any] = {
+        "n": len(records), "k": k, "accuracy": acc, "accuracy_stderr": se,
+        "contains_answer": rate("contains_answer"), "correct_format": rate("correct_format"), "complete": rate("complete"),
+        "invalid": sum(s["prediction"] is None for s in samples) / max(1, len(samples)),
+    }
+    if task.answer_type == "span":
+        metrics["em"], metrics["em_stderr"] = mean_and_stderr([r["em"] for r in records])
+        metrics["f1"], metrics["f1_stderr"] = mean_and_stderr([r["f1"] for r in records])
+    if k > 1:
+        metrics[f"maj@{k}"] = acc
+        for kk in pass_k_values(k):
+            metrics[f"pass@{kk}"] = sum(pass_at_k(k, sum(s["correct"] for s in r["samples"]), kk) for r in records) / len(records)
+    return metrics
+
