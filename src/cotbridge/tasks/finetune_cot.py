@@ -69,7 +69,7 @@ def gsm8k_official(data_dir: Path, split: str) -> list[Example] | None:
     for folder in (data_dir / "gsm8k", data_dir):
         path = folder / f"{split}.jsonl"
         if path.is_file():
-            return [gsm8k_example(rec, str(i), path, i + 1) for i, rec in enumerate(read_jsonl(path))]
+            return [gsm8k_example(rec, f"{split}-{i}", path, i + 1) for i, rec in enumerate(read_jsonl(path))]
     return None
 
 
@@ -87,7 +87,7 @@ def aqua_official(data_dir: Path, split: str) -> list[Example] | None:
     path = data_dir / "aqua" / f"{split}.json"
     if not path.is_file():
         return None
-    return [aqua_example(rec, str(i), path, i + 1) for i, rec in enumerate(read_jsonl(path))]
+    return [aqua_example(rec, f"{split}-{i}", path, i + 1) for i, rec in enumerate(read_jsonl(path))]
 
 
 def aqua_example(rec: dict[str, Any], id_: str, path: object = "<aqua>", line: int | None = None) -> Example:

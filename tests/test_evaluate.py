@@ -1,0 +1,75 @@
+"""The evaluation loop with scripted backends: two-stage prompts, self-consistency, outputs on disk."""
+
+from __future__ import annotations
+
+import json
+
+from cotbridge.evaluate import Decoding, evaluate_examples
+from cotbridge.harness import EvalConfig, run_eval
+from cotbridge.prompts import PromptContext
+from cotbridge.tasks import Example, get_task
+
+
+def test_two_stage_zero_shot_cot_builds_kojima_prompts(scripted):
+    task = get_task("svamp")
+    ex = Example(id="1", question="Tom has 3 apples and buys 4. How many?", answer="7")
+
+    def respond(prompt, req):
+        return [" 3 + 4 = 7." if prompt.endswith("Let's think step by step.") else " 7."]
+
+    backend = scripted(respond)
+    records, metrics = evaluate_examples(task, [ex], backend, "zero_shot_cot", PromptContext(task), Decoding())
+    first, second = backend.requests
+    assert first.prompt == "Q: Tom has 3 apples and buys 4. How many?\nA: Let's think step by step."
+    assert second.prompt == first.prompt + " 3 + 4 = 7.\nTherefore, the answer (arabic numerals) is"
+    assert second.temperature == 0.0 and second.n == 1
+    assert records[0]["samples"][0]["answer_output"] == " 7." and records[0]["correct"]
+    assert metrics["accuracy"] == 1.0
+
+
+def test_generic_trigger_option(scripted):
+    task = get_task("coin_flip")
+    backend = scripted(lambda p, r: [" yes"])
+    ex = Example(id="1", question="A coin is heads up. Is it still heads up?", answer="yes")
+    evaluate_examples(task, [ex], backend, "zero_shot_cot", PromptContext(task, generic_trigger=True), Decoding())
+    assert backend.requests[1].prompt.endswith("\nTherefore, the answer is")
+
+
+def test_self_consistency_votes_and_reports_pass_at_k(scripted):
+    task = get_task("svamp")
+    examples = [Example(id="a", question="qa", answer="5"), Example(id="b", question="qb", answer="9")]
+    outputs = {"qa": ["--> 5", "--> 4", "--> 5", "no answer here"], "qb": ["--> 1", "--> 2", "--> 9", "--> 2"]}
+
+    def respond(prompt, req):
+        assert req.n == 4 and req.temperature == 0.7
+        return outputs[prompt.removesuffix(" ###")]
+
+    cfg = EvalConfig(k=4)
+    records, m = evaluate_examples(task, examples, scripted(respond), "finetune_cot", PromptContext(task), cfg.decoding())
+    assert [r["prediction"] for r in records] == ["5", "2"]
+    assert m["maj@4"] == m["accuracy"] == 0.5
+    assert m["pass@1"] == (2 / 4 + 1 / 4) / 2 and m["pass@4"] == 1.0
+    assert m["invalid"] == 1 / 8  # "no answer here" has no number
+
+
+def test_run_eval_writes_results_samples_and_table(tmp_path, scripted):
+    backend = scripted(lambda p, r: [" I think --> 3"])
+    cfg = EvalConfig(tasks=["synthetic_arithmetic:k=2,n_test=6"], mode="finetune_cot", output=str(tmp_path))
+    summary = run_eval(cfg, backend=backend, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["tasks"]["synthetic_arithmetic"]["params"] == {"k": 2, "n_test": 6}
+    assert results["tasks"]["synthetic_arithmetic"]["version"] and "transformers" in results["versions"]
+    lines = [json.loads(x) for x in (tmp_path / "synthetic_arithmetic.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all({"prompt", "gold", "prediction", "samples"} <= set(x) for x in lines)
+    expected = sum(x["gold"] == "3" for x in lines) / 6
+    assert summary["results"]["synthetic_arithmetic"]["accuracy"] == expected
+    assert "| synthetic_arithmetic | 6 |" in (tmp_path / "results.md").read_text()
+
+
+def test_multihop_prompt_carries_context_and_scores_em_f1(scripted):
+    task = get_task("hotpotqa")
+    ex = Example(id="h", question="Who?", answer="Chief of Protocol", context="Shirley Temple: served as Chief of Protocol.")
+    backend = scripted(lambda p, r: [" Chief of Protocol of the United States"] if r.n else [])
+    records, m = evaluate_examples(task, [ex], backend, "zero_shot", PromptContext(task), Decoding())
+    assert "Shirley Temple: served as Chief of Protocol." in backend.requests[0].prompt
+    assert m["em"] == 0.0 and 0.6 < m["f1"] < 0.7

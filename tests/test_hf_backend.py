@@ -1,0 +1,74 @@
+"""The local transformers backend on a tiny random model: batching, sampling, stops, loading errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cotbridge.backends.base import Request, truncate_at_stop
+from cotbridge.backends.hf import HFBackend, resolve_model_source
+from cotbridge.errors import UserError
+from tests.conftest import SMOLLM2_DIR
+
+PROMPTS = ["Q: Tom has 3 apples.", "A: Let's think step by step. Tom starts with 3 apples and buys 4 more apples.",
+           "The answer is", "Take the last letters of each word and concatenate them. yes no"]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_model_dir):
+    batched = HFBackend(str(tiny_model_dir), batch_size=8)
+    single = HFBackend(str(tiny_model_dir), batch_size=1)
+    reqs = [Request(prompt=p, max_tokens=12) for p in PROMPTS]
+    a = [c[0].text for c in batched.generate(reqs, progress=False)]
+    b = [c[0].text for c in single.generate(reqs, progress=False)]
+    assert a == b  # left padding must not change what each prompt generates
+    assert all(len(t) > 0 for t in a)
+
+
+def test_n_samples_per_request_and_order_is_kept(tiny_backend):
+    reqs = [Request(prompt=p, n=3, temperature=1.0, max_tokens=8, seed=1) for p in PROMPTS[:2]]
+    out = tiny_backend.generate(reqs, progress=False)
+    assert [len(c) for c in out] == [3, 3]
+    assert len({c.text for c in out[0]}) > 1  # sampling: the three samples differ
+    again = tiny_backend.generate(reqs, progress=False)
+    assert [[c.text for c in cs] for cs in out] == [[c.text for c in cs] for cs in again]  # seeded
+    assert out[0][0].prompt_tokens == len(tiny_backend.tokenizer(PROMPTS[0])["input_ids"])
+
+
+def test_length_and_stop_finish_reasons(tiny_backend):
+    [[free]] = tiny_backend.generate([Request(prompt=PROMPTS[0], max_tokens=6)], progress=False)
+    assert free.finish_reason == "length" and free.completion_tokens == 6
+    stop = free.text[2:5]
+    [[stopped]] = tiny_backend.generate([Request(prompt=PROMPTS[0], max_tokens=6, stop=[stop])], progress=False)
+    assert stop not in stopped.text and free.text.startswith(stopped.text)
+    assert stopped.finish_reason == "stop"
+
+
+def test_truncate_at_earliest_stop():
+    assert truncate_at_stop("a END b Q: c", ["Q:", "END"]) == ("a ", True)
+    assert truncate_at_stop("abc", ["Q:"]) == ("abc", False)
+
+
+def test_chat_messages_use_the_template(tiny_backend):
+    text = tiny_backend.render(Request(messages=[{"role": "user", "content": "hi"}]))
+    assert text == "<user>hi\n<assistant>"
+    cont = tiny_backend.render(Request(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}],
+                                       continue_final=True))
+    assert cont.endswith("<assistant>x")
+
+
+def test_model_source_resolution(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_model_source("./no/such/model")
+    with pytest.raises(UserError, match="holds no model weights"):
+        resolve_model_source(str(tmp_path))
+    assert resolve_model_source("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+    assert resolve_model_source(str(SMOLLM2_DIR)) == (str(SMOLLM2_DIR), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf = SMOLLM2_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert resolve_model_source(str(gguf)) == (str(SMOLLM2_DIR), gguf.name)
+
+
+@pytest.mark.slow
+def test_real_smollm2_from_gguf_answers_sensibly():
+    backend = HFBackend(str(SMOLLM2_DIR), batch_size=4)
+    [[c]] = backend.generate([Request(messages=[{"role": "user", "content": "What is 12 + 7? Answer step by step."}],
+                                      max_tokens=24)], progress=False)
+    assert "19" in c.text

@@ -1,0 +1,52 @@
+"""Self-consistency vote, unbiased pass@k, and config loading with overrides."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from cotbridge.config import load_config
+from cotbridge.errors import UserError
+from cotbridge.harness import EvalConfig
+from cotbridge.metrics import majority_vote, mean_and_stderr, pass_at_k
+
+
+def test_vote_drops_invalid_and_breaks_ties_by_first_seen():
+    assert majority_vote([None, "3", "4", None, None]) == "3"  # None never wins, even as the most frequent
+    assert majority_vote(["4", "3", "3", "4"]) == "4"
+    assert majority_vote(["7", "5", "5"]) == "5"
+    assert majority_vote([None, None]) is None
+    assert majority_vote(["Paris", "paris ", "Rome"], key=lambda a: a.strip().lower()) == "Paris"
+
+
+@pytest.mark.parametrize("n,c,k", [(8, 0, 1), (8, 3, 1), (8, 3, 2), (8, 3, 4), (5, 5, 3), (6, 1, 6)])
+def test_pass_at_k_equals_brute_force_over_subsets(n, c, k):
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(samples, k))
+    assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+
+
+def test_stderr():
+    mean, se = mean_and_stderr([1.0, 0.0, 1.0, 0.0])
+    assert mean == 0.5 and se == pytest.approx(math.sqrt((4 * 0.25 / 3) / 4))
+
+
+def test_config_precedence_default_yaml_set_flag(tmp_path):
+    path = tmp_path / "eval.yaml"
+    path.write_text("k: 4\nlimit: 10\nmode: few_shot_cot\n")
+    cfg = load_config(EvalConfig, path, ["limit=20", "chat=true"], {"mode": "zero_shot", "k": None})
+    assert (cfg.k, cfg.limit, cfg.chat, cfg.mode, cfg.batch_size) == (4, 20, True, "zero_shot", 16)
+
+
+def test_unknown_config_key_names_key_and_file(tmp_path):
+    path = tmp_path / "eval.yaml"
+    path.write_text("k: 4\nbatchsize: 8\n")
+    with pytest.raises(UserError, match=r"eval\.yaml: unknown config key 'batchsize'"):
+        load_config(EvalConfig, path)
+    with pytest.raises(UserError, match="config key 'k'"):
+        load_config(EvalConfig, None, ["k=many"])
+    path.write_text("k: [unclosed\n")
+    with pytest.raises(UserError, match=r"eval\.yaml:\d+: invalid YAML"):
+        load_config(EvalConfig, path)
