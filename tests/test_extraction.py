@@ -84,3 +84,8 @@ def test_span_takes_answer_marker_then_first_line():
     assert v.prediction == "Chief of Protocol" and v.em == 1.0
     v = score_output("Chief of Protocol\nbecause she served", ["Chief of Protocol"], "span")
     assert v.em == 1.0 and v.f1 == 1.0
+
+
+def test_answer_stage_output_counts_as_formatted():
+    assert score_output(" 18.", ["18"], "number", pipeline="answer_stage").correct_format
+    assert not score_output(" nothing", ["18"], "number", pipeline="answer_stage").correct_format

@@ -69,6 +69,8 @@ PIPELINES.add("default", ("boxed", "separator", "answer_is", "last"))
 PIPELINES.add("finetune_cot", ("separator", "last"))
 # Stage 2 of two-stage zero-shot-CoT: the completion after "Therefore, the answer is".
 PIPELINES.add("answer_stage", ("boxed", "first"))
+# Pipelines whose prompt already ends in the answer trigger: any answer found is in format.
+PROMPTED_ANSWER_PIPELINES = {"answer_stage"}
 # lm-evaluation-harness gsm8k_cot_zeroshot: "The answer is N" (strict), else the last number.
 PIPELINES.add("lmeval", ("answer_is", "last"))
 
@@ -84,7 +86,8 @@ def extract_answer(text: str | None, answer_type: AnswerType, letters: str = "",
         take_first = take_first or (rule_name == "last" and answer_type.fallback_first)
         cands = answer_type.candidates(_strip_latex(segment), letters)
         if cands:
-            return Extraction(cands[0] if take_first else cands[-1], rule_name, rule_name in MARKER_RULES)
+            formatted = rule_name in MARKER_RULES or pipeline in PROMPTED_ANSWER_PIPELINES
+            return Extraction(cands[0] if take_first else cands[-1], rule_name, formatted)
     return Extraction(None, None, False)
 
 
