@@ -70,7 +70,7 @@ class ScriptedBackend:
         self.respond = respond
         self.requests = []
 
-    def generate(self, requests, progress=True):
+    def generate(self, requests, progress=True, on_result=None):
         from cotbridge.backends.base import Completion
 
         self.requests.extend(requests)

@@ -99,6 +99,46 @@ def eval_cmd(
     _print_results(summary["results"], cfg.output)
 
 
+@app.command("teach")
+def teach_cmd(
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="task name (or name:key=value)")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="teacher backend: reference, replay, openai, hf, vllm")] = None,
+    teacher_model: Annotated[Optional[str], typer.Option(help="teacher model id / path (replay: the JSONL file)")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", "-D", help="rationales per question (diverse reasoning)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (default 0, or 0.7 when D>1)")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="zero_shot_cot (two-stage), zero_shot_cot_single, few_shot_cot")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train (default) or test")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="first N questions")] = None,
+    run_dir: Annotated[Optional[str], typer.Option(help="run directory (records go to <run_dir>/teacher/<task>.jsonl)")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly before spending more than this many USD")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate tokens and cost of what is left; call nothing")] = False,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run a teacher over a task split: one record per (question, sample); rerun to resume."""
+    from cotbridge.config import load_config
+    from cotbridge.teach import TeachConfig, run_teach
+
+    flags = {"task": task, "teacher.backend": teacher, "teacher.model": teacher_model, "samples": samples,
+             "temperature": temperature, "mode": mode, "split": split, "limit": limit, "run_dir": run_dir,
+             "max_cost": max_cost, "dry_run": dry_run or None, "data_dir": data_dir}
+    cfg = load_config(TeachConfig, config, set_, flags)
+    summary = run_teach(cfg)
+    if "dry_run" in summary:
+        est = summary["dry_run"]
+        cost = "unknown (no price for this model)" if est["cost_usd_max"] is None else f"at most ${est['cost_usd_max']:.4f}"
+        typer.echo(f"dry run: {est['samples']} samples for {est['questions']} questions left; ~{est['prompt_tokens']} prompt "
+                   f"tokens, at most {est['completion_tokens_max']} completion tokens; cost {cost}")
+        return
+    typer.echo(f"{summary['task']}: {summary['records']}/{summary['expected_records']} records, teacher accuracy "
+               f"{summary['accuracy']:.3f}, {summary['questions_with_a_correct_sample']}/{summary['questions']} questions "
+               f"with a correct sample, cost ${summary['cost_usd']:.4f}")
+    if summary["stopped"]:
+        typer.echo(f"stopped early: {summary['stopped']}")
+    typer.echo(f"wrote {cfg.run_dir}/teacher/{summary['task']}.jsonl")
+
+
 def _print_results(results: dict, output: str) -> None:
     for name, m in results.items():
         extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)

@@ -36,7 +36,8 @@ class Decoding:
 
 def stage1_request(ex: Example, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
     text = mode.first(ex, ctx)
-    common = dict(n=dec.k, temperature=dec.temperature, top_p=dec.top_p, seed=dec.seed,
+    meta = {"task": ctx.task.name, "example": ex, "stage": "rationale" if mode.second else "single"}
+    common = dict(n=dec.k, temperature=dec.temperature, top_p=dec.top_p, seed=dec.seed, meta=meta,
                   max_tokens=dec.max_tokens or mode.max_tokens, stop=list(dec.stop if dec.stop is not None else mode.stop))
     if dec.chat:
         return Request(messages=[{"role": "user", "content": text}], **common)
@@ -45,7 +46,8 @@ def stage1_request(ex: Example, mode: PromptMode, ctx: PromptContext, dec: Decod
 
 def stage2_request(ex: Example, first: Request, rationale: str, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
     assert mode.second is not None
-    common = dict(n=1, temperature=0.0, max_tokens=dec.answer_max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP)
+    common = dict(n=1, temperature=0.0, max_tokens=dec.answer_max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP,
+                  meta={"task": ctx.task.name, "example": ex, "stage": "answer", "rationale": rationale})
     if first.messages is not None:
         cont = f"{rationale.strip()}\n{ctx.trigger(ex)}"
         return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)

@@ -21,6 +21,8 @@ class Request:
     stop: list[str] = field(default_factory=list)
     seed: int = 0
     continue_final: bool = False
+    first_sample: int = 0  # the samples are indices first_sample .. first_sample+n-1 (cache keys, seeds)
+    meta: dict[str, Any] = field(default_factory=dict)  # task/example info for replay & reference; not sent, not cached
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -37,10 +39,17 @@ class Completion:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Called as soon as one request's completions exist (before the whole batch returns), so callers
+# can persist paid results immediately: on_result(request_index, completions).
+ResultCallback = Callable[[int, "list[Completion]"], None]
+
+
 class Backend(Protocol):
+    kind: str  # registry name, part of cache keys
     model_id: str
 
-    def generate(self, requests: list[Request], progress: bool = True) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], progress: bool = True,
+                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
         """One list of ``request.n`` completions per request, in request order."""
         ...
 

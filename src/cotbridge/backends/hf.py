@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cotbridge.backends.base import BACKENDS, Completion, Request, truncate_at_stop
+from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
 from cotbridge.backends.embedded import resolve_embedded
 from cotbridge.errors import UserError
 
@@ -72,6 +72,9 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
 class HFBackend:
     """Batched local generation with transformers."""
 
+    kind = "hf"
+    cacheable = True  # worth a cache entry: costs money or minutes to make again
+
     def __init__(self, model: str, *, gguf_file: str | None = None, batch_size: int = 16, dtype: str = "auto",
                  model_obj: Any = None, tokenizer: Any = None):
         if model_obj is not None:
@@ -94,14 +97,15 @@ class HFBackend:
             add_generation_prompt=not req.continue_final, continue_final_message=req.continue_final,
         )
 
-    def generate(self, requests: list[Request], progress: bool = True) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], progress: bool = True,
+                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
         texts = [self.render(r) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         # Requests that share generation settings can share a batch; inside a group, sort by length
         # so padding is small.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed), []).append(i)
+            groups.setdefault((r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample), []).append(i)
         out: list[list[Completion]] = [[] for _ in requests]
         total = sum(math.ceil(len(ix) * requests[ix[0]].n / max(self.batch_size, requests[ix[0]].n)) for ix in groups.values())
         bar = tqdm(total=total, desc=f"generate ({self.model_id.split('/')[-1]})", unit="batch", disable=not progress, leave=False)
@@ -112,6 +116,8 @@ class HFBackend:
                 chunk = idx[start:start + per_batch]
                 for i, comps in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
                     out[i] = comps
+                    if on_result is not None:
+                        on_result(i, comps)
                 bar.update(1)
         bar.close()
         return out
@@ -127,7 +133,7 @@ class HFBackend:
         )
         if sample:
             gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=0)
-            torch.manual_seed(req.seed)
+            torch.manual_seed(req.seed * 100_003 + req.first_sample)
         if req.stop:
             gen_kw.update(stop_strings=req.stop, tokenizer=self.tokenizer)
         t0 = time.perf_counter()

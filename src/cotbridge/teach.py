@@ -1,0 +1,254 @@
+"""``cotbridge teach``: a teacher answers a task split with (diverse) chain-of-thought; one record per
+(question, sample) lands in ``<run_dir>/teacher/<task>.jsonl``.
+
+Re-running the same command resumes: finished samples are skipped, and calls that were paid for but
+not yet recorded come back from the request cache. Records are appended whole and fsynced per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from cotbridge.answers.score import score_output
+from cotbridge.backends import get_backend
+from cotbridge.backends.base import Completion, Request
+from cotbridge.cache import CachedBackend, RequestCache, contiguous_runs
+from cotbridge.config import StrictModel, dump_config
+from cotbridge.errors import UserError
+from cotbridge.evaluate import choice_letters
+from cotbridge.jsonl import write_json
+from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode, load_few_shot
+from cotbridge.records import RecordFile
+from cotbridge.tasks import Example, Task, parse_task_spec
+
+log = logging.getLogger(__name__)
+TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
+SECRET_WORDS = ("key", "secret", "token", "password")
+
+
+class TeacherConfig(StrictModel):
+    backend: str = "reference"
+    model: str | None = None
+    options: dict[str, Any] = {}  # passed to the backend: base_url, api_key_env, concurrency, path, error_rate, ...
+
+
+class TeachConfig(StrictModel):
+    task: str = "synthetic_arithmetic"
+    split: str = "train"
+    data_dir: str | None = None
+    limit: int | None = None
+    teacher: TeacherConfig = TeacherConfig()
+    mode: str = "zero_shot_cot"
+    samples: int = 1  # D: rationales per question (diverse reasoning when > 1)
+    temperature: float | None = None  # None: 0 for one sample, 0.7 for diverse reasoning
+    max_tokens: int = 128
+    answer_max_tokens: int = 32
+    generic_trigger: bool = False
+    few_shot_prompts: str | None = None
+    chat: bool = False
+    pipeline: str | None = None
+    seed: int = 0
+    run_dir: str = "runs/teach"
+    cache: str | None = None  # SQLite file; default $COTBRIDGE_CACHE or ~/.cache/cotbridge/requests.sqlite; "off" disables
+    chunk_size: int = 64  # questions per chunk; records are made durable after each chunk
+    max_cost: float | None = None  # USD; the run stops cleanly before a chunk that could pass it
+    dry_run: bool = False
+
+
+def default_cache_path() -> Path:
+    return Path(os.environ.get("COTBRIDGE_CACHE", Path.home() / ".cache" / "cotbridge" / "requests.sqlite"))
+
+
+def check_no_literal_secrets(options: dict[str, Any]) -> None:
+    for key in options:
+        if any(w in key.lower() for w in SECRET_WORDS) and not key.lower().endswith("_env"):
+            raise UserError(f"teacher option {key!r}: secrets come from the environment; name the variable with "
+                            f"'{key}_env' (e.g. api_key_env: OPENAI_API_KEY)")
+
+
+class Teacher:
+    """Builds requests for one task, runs them through a (cached) backend and writes records."""
+
+    def __init__(self, cfg: TeachConfig, backend: Any = None, progress: bool = True):
+        if cfg.mode not in TEACH_MODES:
+            raise UserError(f"teach mode {cfg.mode!r} is not one of {', '.join(TEACH_MODES)}")
+        check_no_literal_secrets(cfg.teacher.options)
+        self.cfg, self.progress = cfg, progress
+        self.task, params = parse_task_spec(cfg.task)
+        examples = self.task.load(cfg.split, cfg.data_dir, **params)
+        self.examples = examples[: cfg.limit] if cfg.limit else examples
+        self.mode: PromptMode = PROMPT_MODES.get(cfg.mode)
+        few_shot = load_few_shot(cfg.few_shot_prompts, self.task.name) if self.mode.needs_few_shot and cfg.few_shot_prompts else None
+        self.ctx = PromptContext(self.task, few_shot=few_shot, generic_trigger=cfg.generic_trigger)
+        self.pipeline = cfg.pipeline or ("answer_stage" if self.mode.second else "default")
+        self.temperature = cfg.temperature if cfg.temperature is not None else (0.7 if cfg.samples > 1 else 0.0)
+        self.run_dir = Path(cfg.run_dir)
+        self.records = RecordFile(self.run_dir / "teacher" / f"{self.task.name}.jsonl")
+        self.backend = backend
+        self.cache: RequestCache | None = None
+        self.spent = sum(r.get("cost_usd") or 0.0 for r in self.records.records.values())
+
+    # -- what is left -----------------------------------------------------------------------------
+    def missing(self) -> list[tuple[Example, list[int]]]:
+        todo = []
+        for ex in self.examples:
+            need = [j for j in range(self.cfg.samples) if record_key(ex, j) not in self.records]
+            if need:
+                todo.append((ex, need))
+        return todo
+
+    # -- requests -----------------------------------------------------------------------------------
+    def first_request(self, ex: Example, samples: list[int]) -> Request:
+        text = self.mode.first(ex, self.ctx)
+        meta = {"task": self.task.name, "example": ex, "stage": "rationale" if self.mode.second else "single"}
+        common = dict(n=len(samples), first_sample=samples[0], temperature=self.temperature, max_tokens=self.cfg.max_tokens,
+                      stop=list(self.mode.stop), seed=self.cfg.seed, meta=meta)
+        if self.cfg.chat:
+            return Request(messages=[{"role": "user", "content": text}], **common)
+        return Request(prompt=text, **common)
+
+    def answer_request(self, ex: Example, first: Request, rationale: str) -> Request:
+        assert self.mode.second is not None
+        meta = {"task": self.task.name, "example": ex, "stage": "answer", "rationale": rationale}
+        common = dict(n=1, temperature=0.0, max_tokens=self.cfg.answer_max_tokens, stop=["\n\n", "\nQ:"], seed=self.cfg.seed,
+                      meta=meta)
+        if first.messages is not None:
+            cont = f"{rationale.strip()}\n{self.ctx.trigger(ex)}"
+            return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
+        return Request(prompt=self.mode.second(first.prompt or "", rationale, self.ctx, ex), **common)
+
+    # -- running ------------------------------------------------------------------------------------
+    def open_backend(self) -> Any:
+        if self.backend is None:
+            t = self.cfg.teacher
+            self.backend = get_backend(t.backend, model=t.model or t.backend, **t.options)
+        if self.cfg.cache != "off" and getattr(self.backend, "cacheable", True) and not isinstance(self.backend, CachedBackend):
+            self.cache = RequestCache(self.cfg.cache or default_cache_path())
+            self.backend = CachedBackend(self.backend, self.cache)
+        return self.backend
+
+    def estimate_cost(self, todo: list[tuple[Example, list[int]]]) -> dict[str, Any]:
+        """Upper bound for a dry run: prompt tokens ~ chars/4, every sample using all its max tokens."""
+        from cotbridge.backends import pricing
+
+        prompt_tokens = completion_tokens = 0
+        for ex, samples in todo:
+            p = len(self.mode.first(ex, self.ctx)) // 4 + 1
+            prompt_tokens += p * (1 + (len(samples) if self.mode.second else 0))
+            completion_tokens += len(samples) * (self.cfg.max_tokens + (self.cfg.answer_max_tokens if self.mode.second else 0))
+            prompt_tokens += len(samples) * self.cfg.max_tokens if self.mode.second else 0
+        model = self.cfg.teacher.model or self.cfg.teacher.backend
+        table = pricing.load_price_table(self.cfg.teacher.options["prices"]) if "prices" in self.cfg.teacher.options else None
+        cost = pricing.cost(model, prompt_tokens, completion_tokens, table)
+        return {"questions": len(todo), "samples": sum(len(s) for _, s in todo), "prompt_tokens": prompt_tokens,
+                "completion_tokens_max": completion_tokens, "cost_usd_max": cost}
+
+    def run(self) -> dict[str, Any]:
+        todo = self.missing()
+        done_before = len(self.records)
+        if self.cfg.dry_run:
+            est = self.estimate_cost(todo)
+            log.info("dry run: %s", est)
+            return {"dry_run": est, "records": done_before}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        if not todo:
+            log.info("%s: all %d records already present; nothing to do", self.task.name, done_before)
+            return self.summarize(stopped=None)
+        backend = self.open_backend()
+        total = sum(len(s) for _, s in todo)
+        bar = tqdm(total=total, desc=f"teach {self.task.name}", unit="sample", disable=not self.progress)
+        stopped = None
+        for start in range(0, len(todo), self.cfg.chunk_size):
+            chunk = todo[start:start + self.cfg.chunk_size]
+            if self.cfg.max_cost is not None:
+                upcoming = self.estimate_cost(chunk)["cost_usd_max"] or 0.0
+                if self.spent + upcoming > self.cfg.max_cost:
+                    stopped = f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, next chunk could cost {upcoming:.4f}"
+                    log.warning("stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped)
+                    break
+            new = self.run_chunk(backend, chunk)
+            self.records.append(new)
+            self.spent += sum(r.get("cost_usd") or 0.0 for r in new)
+            bar.update(len(new))
+            bar.set_postfix(calls=getattr(backend, "misses", len(new)), cache_hits=getattr(backend, "hits", 0),
+                            tokens=sum(r["usage"]["completion_tokens"] for r in new), cost=f"{self.spent:.4f}")
+        bar.close()
+        return self.summarize(stopped)
+
+    def run_chunk(self, backend: Any, chunk: list[tuple[Example, list[int]]]) -> list[dict[str, Any]]:
+        firsts: list[tuple[Example, list[int], Request]] = []
+        for ex, samples in chunk:
+            for run in contiguous_runs(samples):
+                firsts.append((ex, run, self.first_request(ex, run)))
+        outs = backend.generate([r for _, _, r in firsts], progress=False)
+        answers: list[list[Completion | None]] = [[None] * len(run) for _, run, _ in firsts]
+        if self.mode.second:
+            seconds = [self.answer_request(ex, req, c.text) for (ex, _, req), comps in zip(firsts, outs) for c in comps]
+            flat = iter(backend.generate(seconds, progress=False))
+            second_iter = iter(seconds)
+            answers = [[next(flat)[0] for _ in comps] for comps in outs]
+            second_prompts = [[next(second_iter) for _ in comps] for comps in outs]
+        else:
+            second_prompts = [[None] * len(comps) for comps in outs]
+        records = []
+        for (ex, run, req), comps, ans, sreqs in zip(firsts, outs, answers, second_prompts):
+            for j, comp, a, sreq in zip(run, comps, ans, sreqs):
+                records.append(self.make_record(ex, j, req, comp, sreq, a))
+        return records
+
+    def make_record(self, ex: Example, sample: int, req: Request, out: Completion, answer_req: Request | None,
+                    answer: Completion | None) -> dict[str, Any]:
+        final = answer if answer is not None else out
+        v = score_output(final.text, ex.golds, self.task.answer_type, letters=choice_letters(self.task, ex),
+                         pipeline=self.pipeline, finish_reason=out.finish_reason)
+        usage = {"prompt_tokens": out.prompt_tokens + (answer.prompt_tokens if answer else 0),
+                 "completion_tokens": out.completion_tokens + (answer.completion_tokens if answer else 0)}
+        cost = sum(c.extra.get("cost_usd") or 0.0 for c in (out, answer) if c is not None)
+        extra = {k: v2 for k, v2 in out.extra.items() if k != "cost_usd"}
+        return {
+            "key": record_key(ex, sample), "task": self.task.name, "split": self.cfg.split, "example_id": ex.id,
+            "sample": sample, "question": ex.question, "gold": ex.answer,
+            "teacher": {"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", None)},
+            "mode": self.cfg.mode, "temperature": self.temperature,
+            "prompts": {"rationale": req.prompt or req.messages, "answer": (answer_req.prompt or answer_req.messages) if answer_req else None},
+            "rationale": out.text.strip(), "answer_output": answer.text if answer else None,
+            "finish_reason": {"rationale": out.finish_reason, "answer": answer.finish_reason if answer else None},
+            "prediction": v.prediction, "correct": v.correct, "contains_answer": v.contains_answer,
+            "correct_format": v.correct_format, "complete": v.complete, "rule": v.rule,
+            "usage": usage, "cost_usd": cost or None, "extra": extra, "created": round(time.time(), 3),
+        }
+
+    def summarize(self, stopped: str | None) -> dict[str, Any]:
+        recs = [r for r in self.records.records.values()]
+        by_q: dict[str, bool] = {}
+        for r in recs:
+            by_q[r["example_id"]] = by_q.get(r["example_id"], False) or r["correct"]
+        summary = {
+            "task": self.task.name, "task_version": self.task.version, "split": self.cfg.split,
+            "teacher": {"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", self.cfg.teacher.model)},
+            "records": len(recs), "expected_records": len(self.examples) * self.cfg.samples,
+            "accuracy": sum(r["correct"] for r in recs) / max(1, len(recs)),
+            "questions": len(by_q), "questions_with_a_correct_sample": sum(by_q.values()),
+            "prompt_tokens": sum(r["usage"]["prompt_tokens"] for r in recs),
+            "completion_tokens": sum(r["usage"]["completion_tokens"] for r in recs),
+            "cost_usd": round(sum(r.get("cost_usd") or 0.0 for r in recs), 6),
+            "cache": {"hits": getattr(self.backend, "hits", 0), "calls": getattr(self.backend, "misses", 0)},
+            "stopped": stopped,
+        }
+        write_json(self.run_dir / "teacher" / f"{self.task.name}.summary.json", summary)
+        return summary
+
+
+def record_key(ex: Example, sample: int) -> str:
+    return f"{ex.id}#{sample}"
+
+
+def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
+    return Teacher(cfg, backend=backend, progress=progress).run()
