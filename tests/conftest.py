@@ -64,6 +64,7 @@ def tiny_backend(tiny_model_dir):
 class ScriptedBackend:
     """Returns canned completions chosen by a function of the prompt; records every request."""
 
+    kind = "scripted"
     model_id = "scripted"
 
     def __init__(self, respond):

@@ -1,0 +1,60 @@
+"""Curation: filter teacher records (correctness, finish_reason, length, duplicates) with statistics.
+
+Each filter is a named predicate over one record; ``dedupe`` works across records of one question.
+Every dropped record is counted under the first filter that dropped it, so the numbers add up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from cotbridge.registry import Registry
+
+RecordFilter = Callable[[dict[str, Any], "CurateSettings"], bool]
+FILTERS: Registry[RecordFilter] = Registry("curation filter")
+
+
+@dataclass
+class CurateSettings:
+    filters: list[str] = field(default_factory=lambda: ["has_output", "correct"])
+    min_rationale_words: int = 1
+    max_rationale_words: int = 512
+    dedupe: bool = True
+
+
+FILTERS.add("has_output", lambda r, s: bool(r.get("rationale")))
+FILTERS.add("correct", lambda r, s: bool(r.get("correct")))
+FILTERS.add("complete", lambda r, s: (r.get("finish_reason") or {}).get("rationale") != "length")
+FILTERS.add("length", lambda r, s: s.min_rationale_words <= len(r.get("rationale", "").split()) <= s.max_rationale_words)
+
+
+def rationale_fingerprint(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def curate(records: list[dict[str, Any]], settings: CurateSettings | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(kept records, statistics: kept/dropped per reason, per task)."""
+    settings = settings or CurateSettings()
+    checks = [(name, FILTERS.get(name)) for name in settings.filters]
+    kept, dropped = [], Counter()
+    seen: set[tuple[str, str]] = set()
+    for rec in sorted(records, key=lambda r: (r["example_id"], r["sample"])):
+        reason = next((name for name, check in checks if not check(rec, settings)), None)
+        if reason is None and settings.dedupe:
+            fp = (rec["example_id"], rationale_fingerprint(rec.get("rationale", "")))
+            reason = "duplicate" if fp in seen else None
+            seen.add(fp)
+        if reason:
+            dropped[reason] += 1
+        else:
+            kept.append(rec)
+    questions = {r["example_id"] for r in records}
+    stats = {
+        "records": len(records), "kept": len(kept), "kept_fraction": len(kept) / max(1, len(records)),
+        "dropped": dict(dropped), "questions": len(questions), "questions_kept": len({r["example_id"] for r in kept}),
+        "filters": settings.filters, "dedupe": settings.dedupe,
+    }
+    return kept, stats

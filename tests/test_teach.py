@@ -1,0 +1,161 @@
+"""cotbridge teach: records per (question, sample), resume after a crash, cache, replay, reference teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cotbridge.backends.base import Completion
+from cotbridge.curate import curate
+from cotbridge.errors import DataError, UserError
+from cotbridge.records import RecordFile
+from cotbridge.teach import TeachConfig, run_teach
+from tests.conftest import RE2, SHARED_DATA
+
+
+def load(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def strip_time(recs):
+    return sorted(({k: v for k, v in r.items() if k != "created"} for r in recs), key=lambda r: r["key"])
+
+
+def test_reference_teacher_filter_matches_known_ground_truth(tmp_path):
+    cfg = TeachConfig(task="synthetic_arithmetic:k=3", limit=40, samples=8, run_dir=str(tmp_path), cache="off",
+                      teacher={"backend": "reference", "options": {"error_rate": 0.25}})
+    summary = run_teach(cfg, progress=False)
+    recs = load(tmp_path / "teacher" / "synthetic_arithmetic.jsonl")
+    assert len(recs) == summary["records"] == 320
+    wrong = [r for r in recs if r["extra"]["error_step"] is not None]
+    assert 0.15 < len(wrong) / len(recs) < 0.35  # the error rate is honoured
+    # Kept by the correctness filter == exactly the samples written without an injected error.
+    assert {r["key"] for r in recs if r["correct"]} == {r["key"] for r in recs if r["extra"]["error_step"] is None}
+    assert len({r["extra"]["phrasing"] for r in recs}) >= 3  # diverse reasoning varies the phrasing
+    two_stage = recs[0]
+    assert two_stage["prompts"]["answer"].endswith("Therefore, the answer (arabic numerals) is")
+    assert two_stage["prompts"]["answer"].startswith(two_stage["prompts"]["rationale"])
+
+
+def test_resume_after_torn_write_finishes_identically(tmp_path, scripted):
+    calls = []
+
+    def respond(prompt, req):
+        calls.append((req.meta["example"].id, req.first_sample, req.n, req.meta["stage"]))
+        if req.meta["stage"] == "answer":
+            return [" yes."]
+        return [f" reasoning {req.meta['example'].id} sample {req.first_sample + j}" for j in range(req.n)]
+
+    def cfg(run_dir):
+        return TeachConfig(task="synthetic_coin_flip", limit=10, samples=3, run_dir=str(run_dir), cache="off", chunk_size=4)
+
+    run_teach(cfg(tmp_path / "a"), backend=scripted(respond), progress=False)
+    reference = strip_time(load(tmp_path / "a" / "teacher" / "synthetic_coin_flip.jsonl"))
+
+    path = tmp_path / "b" / "teacher" / "synthetic_coin_flip.jsonl"
+    run_teach(cfg(tmp_path / "b"), backend=scripted(respond), progress=False)
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:17]) + lines[17][:40])  # crash in the middle of writing record 18
+    calls.clear()
+    run_teach(cfg(tmp_path / "b"), backend=scripted(respond), progress=False)
+    assert strip_time(load(path)) == reference
+    # Only the 13 lost samples were asked for again, each by its own sample index.
+    asked = {(ex, first + j) for ex, first, n, stage in calls if stage == "rationale" for j in range(n)}
+    assert len(asked) == 30 - 17 and not asked & {(r["example_id"], r["sample"]) for r in reference[:0]}
+
+
+def test_cached_calls_are_not_paid_twice(tmp_path, scripted):
+    n_calls = []
+
+    def respond(prompt, req):
+        n_calls.append(req.n)
+        return [f" step {req.first_sample + j}. Therefore, the answer is 4" for j in range(req.n)]
+
+    base = dict(task="synthetic_arithmetic:k=1", limit=5, mode="zero_shot_cot_single", cache=str(tmp_path / "cache.sqlite"))
+    run_teach(TeachConfig(samples=2, run_dir=str(tmp_path / "r1"), **base), backend=scripted(respond), progress=False)
+    assert sum(n_calls) == 10
+    n_calls.clear()
+    # A new run directory with the same requests: all from the cache.
+    s = run_teach(TeachConfig(samples=2, run_dir=str(tmp_path / "r2"), **base), backend=scripted(respond), progress=False)
+    assert n_calls == [] and s["cache"]["hits"] == 10
+    # Raising D to 4 asks only for samples 2 and 3 of each question.
+    run_teach(TeachConfig(samples=4, run_dir=str(tmp_path / "r2"), **base), backend=scripted(respond), progress=False)
+    assert n_calls == [2] * 5
+
+
+def test_errors_and_empty_outputs_are_not_cached(tmp_path, scripted):
+    from cotbridge.cache import CachedBackend, RequestCache
+    from cotbridge.backends.base import Request
+
+    cache = RequestCache(tmp_path / "c.sqlite")
+
+    class Failing:
+        kind, model_id = "scripted", "m"
+
+        def generate(self, requests, progress=True, on_result=None):
+            raise ConnectionError("boom")
+
+    with pytest.raises(ConnectionError):
+        CachedBackend(Failing(), cache).generate([Request(prompt="q")])
+    assert len(cache) == 0
+    empty = scripted(lambda p, r: ["  "])
+    empty.kind = "scripted"
+    CachedBackend(empty, cache).generate([Request(prompt="q")])
+    assert len(cache) == 0
+    assert cache.put("k", Completion("fine", "stop")) and cache.get("k").text == "fine"
+
+
+def test_replay_reproduces_recorded_svamp_accuracy(tmp_path):
+    options = {"path": str(RE2 / "svamp__gpt-4o-mini-2024-07-18.jsonl"), "text_field": "cot.generation.0", "id_field": "id"}
+    accs = []
+    for split in ("train", "test"):
+        cfg = TeachConfig(task="svamp", split=split, data_dir=str(SHARED_DATA), mode="zero_shot_cot_single",
+                          run_dir=str(tmp_path / split), teacher={"backend": "replay", "model": "gpt-4o-mini", "options": options})
+        s = run_teach(cfg, progress=False)
+        accs.append((s["accuracy"], s["records"]))
+        recs = load(tmp_path / split / "teacher" / "svamp.jsonl")
+        assert all(r["finish_reason"]["rationale"] == "stop" for r in recs)  # every question was in the recording
+        kept, stats = curate(recs)
+        assert stats["kept_fraction"] == s["accuracy"] and all(r["correct"] for r in kept)
+    overall = sum(a * n for a, n in accs) / sum(n for _, n in accs)
+    assert abs(overall - 0.938) <= 0.01 and all(abs(a - 0.938) <= 0.01 for a, _ in accs)
+
+
+def test_literal_secrets_in_config_are_refused(tmp_path):
+    cfg = TeachConfig(task="synthetic_coin_flip", run_dir=str(tmp_path), teacher={"backend": "openai", "options": {"api_key": "sk-x"}})
+    with pytest.raises(UserError, match="secrets come from the environment"):
+        run_teach(cfg, progress=False)
+
+
+def test_dry_run_calls_nothing(tmp_path, scripted):
+    backend = scripted(lambda p, r: pytest.fail("a dry run made a call"))
+    s = run_teach(TeachConfig(task="synthetic_coin_flip", limit=7, samples=2, dry_run=True, run_dir=str(tmp_path)),
+                  backend=backend, progress=False)
+    assert s["dry_run"]["samples"] == 14 and s["dry_run"]["questions"] == 7
+
+
+def test_record_file_repairs_only_a_torn_tail(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "tex')
+    assert set(RecordFile(path).records) == {"a", "b"} and path.read_text() == '{"key": "a"}\n{"key": "b"}\n'
+    path.write_text('{"key": "a"}\n{oops}\n{"key": "c"}\n')
+    with pytest.raises(DataError, match=r"r\.jsonl:2"):
+        RecordFile(path)
+
+
+def test_curation_counts_every_drop_once():
+    recs = [
+        {"example_id": "1", "sample": 0, "rationale": "3 + 4 = 7", "correct": True, "finish_reason": {"rationale": "stop"}},
+        {"example_id": "1", "sample": 1, "rationale": "3 + 4 = 7!", "correct": True, "finish_reason": {"rationale": "stop"}},
+        {"example_id": "1", "sample": 2, "rationale": "3 + 4 = 8", "correct": False, "finish_reason": {"rationale": "length"}},
+        {"example_id": "2", "sample": 0, "rationale": "", "correct": False, "finish_reason": {"rationale": "missing"}},
+        {"example_id": "2", "sample": 1, "rationale": "a long one", "correct": True, "finish_reason": {"rationale": "length"}},
+    ]
+    from cotbridge.curate import CurateSettings
+
+    kept, stats = curate(recs, CurateSettings(filters=["has_output", "correct", "complete"]))
+    assert [(r["example_id"], r["sample"]) for r in kept] == [("1", 0)]
+    assert stats["dropped"] == {"duplicate": 1, "correct": 1, "has_output": 1, "complete": 1}
+    assert stats["kept"] + sum(stats["dropped"].values()) == stats["records"]
