@@ -1,0 +1,123 @@
+"""Crash safety of `cotbridge teach`: a 300-request run against `cotbridge serve`, killed with SIGKILL at 5
+random points and resumed each time, must end with records identical to an uninterrupted run, and the
+server must never see again a request whose record was already written.
+
+Run: .venv/bin/python bench/teach_crash_safety.py   (writes bench/results/teach_crash_safety.{json,md})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cotbridge.backends.oracle import QUESTION_RE, OracleBackend
+from cotbridge.backends.replay import normalize_question
+from cotbridge.serve import running_server
+
+REPO = Path(__file__).resolve().parents[1]
+TASK, N = "synthetic_arithmetic:k=2", 300
+KILLS, SEED = 5, 0
+
+
+def teach_cmd(url: str, run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "cotbridge", "teach", "--task", TASK, "--limit", str(N), "--mode", "zero_shot_cot_single",
+            "--teacher", "openai", "--teacher-model", "oracle", "--run-dir", str(run_dir),
+            "--set", f"teacher.options.base_url={url}", "--set", "teacher.options.concurrency=8",
+            "--set", "chunk_size=16", "--set", f"cache={run_dir / 'cache.sqlite'}"]
+
+
+def count_records(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def comparable(path: Path) -> list[dict]:
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    return sorted(({k: v for k, v in r.items() if k != "created"} for r in recs), key=lambda r: r["key"])
+
+
+def logged_questions(log: Path) -> list[str]:
+    out = []
+    for line in log.read_text().splitlines():
+        body = json.loads(line)["body"] or {}
+        text = (body.get("messages") or [{}])[0].get("content", "") if "messages" in body else body.get("prompt", "")
+        found = QUESTION_RE.findall(text)
+        out.append(normalize_question(found[-1]) if found else "")
+    return out
+
+
+def _cache_size(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as c:
+        return c.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        oracle = OracleBackend(task=TASK, split="train")
+        # 1. the uninterrupted reference run
+        with running_server(oracle, latency_ms=20, request_log=tmp / "ref.log") as url:
+            t0 = time.perf_counter()
+            subprocess.run(teach_cmd(url, tmp / "ref"), check=True, env=env, capture_output=True)
+            ref_s = time.perf_counter() - t0
+        reference = comparable(tmp / "ref" / "teacher" / "synthetic_arithmetic.jsonl")
+        # 2. the same run killed at 5 random points (after a random number of written records), resumed each time
+        records = tmp / "crash" / "teacher" / "synthetic_arithmetic.jsonl"
+        targets = sorted(rng.sample(range(10, N - 10), KILLS))
+        log = tmp / "crash.log"
+        kills, violations = [], 0
+        cached = lambda: _cache_size(tmp / "crash" / "cache.sqlite")  # noqa: E731
+        with running_server(oracle, latency_ms=20, request_log=log) as url:
+            for target in targets:
+                written_before = {json.loads(x)["question"] for x in records.read_text().splitlines()} if records.exists() else set()
+                log_start = len(log.read_text().splitlines()) if log.exists() else 0
+                proc = subprocess.Popen(teach_cmd(url, tmp / "crash"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                while count_records(records) < target and proc.poll() is None:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0, 0.15))  # land inside the next chunk, with requests in flight
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                asked = logged_questions(log)[log_start:]
+                violations += sum(normalize_question(q) in {normalize_question(w) for w in written_before} for q in asked)
+                kills.append({"target_records": target, "records_after_kill": count_records(records), "cached_after_kill": cached()})
+            written_before = {json.loads(x)["question"] for x in records.read_text().splitlines()}
+            log_start = len(log.read_text().splitlines())
+            subprocess.run(teach_cmd(url, tmp / "crash"), check=True, env=env, capture_output=True)
+            asked = logged_questions(log)[log_start:]
+            violations += sum(q in {normalize_question(w) for w in written_before} for q in asked)
+        final = comparable(records)
+        all_asked = logged_questions(log)
+        result = {
+            "requests": N, "kills": kills, "reference_wall_s": round(ref_s, 2),
+            "identical_to_uninterrupted": final == reference, "records": len(final),
+            "server_requests_total": len(all_asked), "repeated_requests": len(all_asked) - len(set(all_asked)),
+            "repeats_of_already_written_records": violations,
+        }
+    print(json.dumps(result, indent=1))
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "teach_crash_safety.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "teach_crash_safety.md").write_text(
+        "# teach crash safety (SIGKILL x5, resume)\n\n"
+        f"- {N} requests (synthetic_arithmetic, one-stage zero-shot-CoT, OpenAI backend → `cotbridge serve` with 20 ms latency)\n"
+        f"- killed with {', '.join(str(k['records_after_kill']) for k in kills)} records written "
+        f"({', '.join(str(k['cached_after_kill']) for k in kills)} responses already in the request cache)\n"
+        f"- final records identical to the uninterrupted run: **{result['identical_to_uninterrupted']}** ({len(final)} records)\n"
+        f"- server saw {len(all_asked)} requests; repeated request bodies: {result['repeated_requests']}; "
+        f"repeats of records already written: **{violations}**\n")
+
+
+if __name__ == "__main__":
+    main()
