@@ -32,7 +32,7 @@ OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="output
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -137,6 +137,39 @@ def teach_cmd(
     if summary["stopped"]:
         typer.echo(f"stopped early: {summary['stopped']}")
     typer.echo(f"wrote {cfg.run_dir}/teacher/{summary['task']}.jsonl")
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[str, typer.Argument(help="hub id, local folder, or .gguf file")],
+    host: Annotated[str, typer.Option(help="address to listen on (the server has no authentication: keep it local)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
+    batch_size: Annotated[int, typer.Option(help="sequences per generation batch")] = 16,
+    gguf_file: Annotated[Optional[str], typer.Option(help="GGUF file inside a model folder holding several")] = None,
+    faults: Annotated[Optional[str], typer.Option(help="inject faults, e.g. rate=0.3,seed=0,kinds=429,500,hang,malformed,drop,retry_after=1,hang_s=5")] = None,
+    latency_ms: Annotated[float, typer.Option(help="extra latency per request, slept outside the generation lock")] = 0.0,
+    request_log: Annotated[Optional[str], typer.Option(help="append every received request to this JSONL file")] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    from cotbridge.serve import OpenAICompatServer, parse_faults
+
+    spec = parse_faults(faults)  # bad specs fail before the model loads
+    if latency_ms < 0:
+        raise UserError(f"--latency-ms must not be negative, got {latency_ms}")
+    from cotbridge.backends.hf import HFBackend
+
+    backend = HFBackend(model, gguf_file=gguf_file, batch_size=batch_size)
+    server = OpenAICompatServer(backend, host=host, port=port, faults=spec, latency_ms=latency_ms, request_log=request_log)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("cotbridge.serve").warning("listening on %s: anyone who can reach it can use the model", host)
+    typer.echo(f"serving {model} at {server.url} (OpenAI-compatible; Ctrl-C stops)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopping", err=True)
+    finally:
+        server.stop()
 
 
 def _print_results(results: dict, output: str) -> None:

@@ -1,0 +1,518 @@
+"""OpenAI (and OpenAI-compatible: vLLM, llama.cpp, ``cotbridge serve``) chat/completions backend.
+
+Requests run concurrently (``concurrency``) on the official ``openai`` package's ``AsyncOpenAI``
+with its own retries off: we retry here, bounded and logged — 429, 408, 5xx, timeouts, dropped
+connections and malformed JSON bodies, with exponential backoff and full jitter, waiting at least
+``Retry-After`` when the server sends one. Other 4xx fail at once. Optional requests- and
+tokens-per-minute limits are token buckets. ``on_result`` fires as each request finishes, so
+callers can persist paid results before the batch ends.
+
+The API key comes only from the environment variable named by ``api_key_env``; it is never
+logged or put into an exception message. A local server (loopback / private address) needs none.
+
+Max tokens: compatible servers (vLLM, llama.cpp, TGI, ``cotbridge serve``) all accept
+``max_tokens``; OpenAI's own chat API wants ``max_completion_tokens`` (its reasoning models reject
+``max_tokens``). ``max_tokens_param="auto"`` therefore sends ``max_completion_tokens`` to
+api.openai.com chat and ``max_tokens`` everywhere else; pass the name to force one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import logging
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from tqdm.auto import tqdm
+
+from cotbridge.backends import pricing
+from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
+from cotbridge.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
+OPENAI_MAX_STOP = 4  # the API takes at most 4 stop strings; the rest are applied locally
+RETRYABLE_4XX = (408, 429)
+_CHAT_KEYS = {"model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"}
+_COMPLETION_KEYS = {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed"}
+
+
+class BackendError(RuntimeError):
+    """A generation call failed for good (not retryable, or retries exhausted). Never holds the API key."""
+
+    def __init__(self, message: str, *, status: int | str | None = None, attempts: int = 0):
+        super().__init__(message)
+        self.status, self.attempts = status, attempts
+
+
+class _Malformed(Exception):
+    pass
+
+
+@dataclass
+class Usage:
+    """Running totals: ``requests`` are successful API calls, ``retries`` retried attempts,
+    ``failed`` requests that raised; ``cost_usd`` is None for a model without a price."""
+
+    requests: int = 0
+    retries: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AsyncTokenBucket:
+    """``per_minute`` units a minute, smoothed: the bucket holds at most ``burst_s`` seconds' worth.
+
+    A take larger than the bucket waits for a full bucket and leaves it in debt, so the long-run
+    rate holds for any size. State lives across event loops; call ``bind()`` inside each new loop.
+    """
+
+    def __init__(self, per_minute: float, burst_s: float = 1.0):
+        if per_minute <= 0:
+            raise UserError(f"rate limit must be positive, got {per_minute}")
+        self.rate = per_minute / 60.0
+        self.capacity = self.rate * burst_s
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock: asyncio.Lock | None = None
+
+    def bind(self) -> None:
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        if self._lock is None:
+            self.bind()
+        async with self._lock:  # type: ignore[union-attr]  # FIFO: waiters are served in order
+            while True:
+                self._refill()
+                need = min(amount, self.capacity)
+                if self.tokens >= need:
+                    self.tokens -= amount
+                    return
+                await asyncio.sleep((need - self.tokens) / self.rate)
+
+    def credit(self, amount: float) -> None:
+        """Give back (or, negative, charge) units once the true size of a take is known."""
+        self._refill()
+        self.tokens = min(self.capacity, self.tokens + amount)
+
+
+def is_local_url(url: str | None) -> bool:
+    host = urlparse(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_unspecified
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _split_evenly(total: int, k: int) -> list[int]:
+    base, rem = divmod(int(total or 0), k)
+    return [base + (1 if j < rem else 0) for j in range(k)]
+
+
+def _finish(reason: Any, cut: bool) -> str:
+    if cut or reason in (None, "", "stop", "eos", "eos_token", "stop_sequence"):
+        return "stop"
+    return str(reason)  # "length" as is; rarer values ("content_filter", "tool_calls") are kept, not hidden
+
+
+class OpenAIBackend:
+    """Chat or completions calls to an OpenAI-compatible API; see the module docstring."""
+
+    kind = "openai"
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", api: str = "chat",
+                 concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60, rpm: float | None = None,
+                 tpm: float | None = None, backoff_base_s: float = 0.5, backoff_max_s: float = 30,
+                 prices: str | Path | Mapping[str, Mapping[str, float]] | None = None, max_tokens_param: str = "auto"):
+        if api not in ("chat", "completions"):
+            raise UserError(f"api must be 'chat' or 'completions', got {api!r}")
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_base_s < 0 or backoff_max_s < 0:
+            raise UserError("concurrency must be ≥ 1, max_retries ≥ 0, timeout_s > 0 and backoff times ≥ 0")
+        if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
+            raise UserError(f"max_tokens_param must be auto, max_tokens or max_completion_tokens, got {max_tokens_param!r}")
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            raise UserError("the openai backend needs the openai package: pip install 'cotbridge[api]'") from None
+        self.model_id = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
+        host = urlparse(self.base_url).hostname if self.base_url else "api.openai.com"
+        self.official = host == "api.openai.com"
+        self.local = is_local_url(self.base_url)
+        self.api = api
+        self.api_key_env = api_key_env
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if not key:
+            if not self.local:
+                raise UserError(f"no API key: set the environment variable {api_key_env} (needed for {host}; "
+                                f"only local servers run without one)")
+            key = "EMPTY"
+        self._api_key = key  # private: never logged, never in messages
+        self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.token_param = ("max_completion_tokens" if self.official and api == "chat" else "max_tokens") \
+            if max_tokens_param == "auto" else max_tokens_param
+        if api == "completions":
+            self.token_param = "max_tokens"
+        if prices is None:
+            self.prices: Mapping[str, Mapping[str, float]] = pricing.DEFAULT_PRICES
+        elif isinstance(prices, (str, Path)):
+            self.prices = pricing.load_price_table(prices)
+        else:
+            self.prices = {**pricing.DEFAULT_PRICES, **pricing.validate_price_table(dict(prices), "prices")}
+        self.priced = pricing.price_for(model, self.prices) is not None
+        self._rpm = AsyncTokenBucket(rpm) if rpm else None
+        self._tpm = AsyncTokenBucket(tpm) if tpm else None
+        self._rng = random.Random()
+        self.usage = Usage(cost_usd=0.0 if self.priced else None)
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model_id!r}, base_url={self.base_url!r}, api={self.api!r})"
+
+    # -- request bodies ------------------------------------------------------------------------------
+    def request_body(self, req: Request, n: int | None = None, sample_offset: int = 0) -> dict[str, Any]:
+        """The JSON body sent for ``req`` (``n`` samples starting at sample ``first_sample + sample_offset``)."""
+        body: dict[str, Any] = {"model": self.model_id}
+        if self.api == "chat":
+            body["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt}]
+            if req.continue_final:
+                if self.official:
+                    raise UserError("the OpenAI API cannot continue a final assistant message (continue_final); "
+                                    "use a plain prompt or a compatible server such as vLLM")
+                body.update(continue_final_message=True, add_generation_prompt=False)  # vLLM / cotbridge serve
+        else:
+            if req.prompt is None:
+                raise UserError("api='completions' takes plain prompts, and this request has chat messages; use api='chat'")
+            body["prompt"] = req.prompt
+        body.update(n=req.n if n is None else n, temperature=req.temperature, top_p=req.top_p)
+        body[self.token_param] = req.max_tokens
+        if req.stop:
+            body["stop"] = list(req.stop[:OPENAI_MAX_STOP])
+        if req.seed:
+            start = req.first_sample + sample_offset  # distinct seeds for distinct sample ranges (caching, top-ups)
+            body["seed"] = req.seed if start == 0 else req.seed * 100_003 + start
+        return body
+
+    def _estimate_tokens(self, req: Request, n: int) -> int:
+        return pricing.estimate_prompt_tokens(req.prompt, req.messages) + n * req.max_tokens
+
+    # -- generation -----------------------------------------------------------------------------------
+    def generate(self, requests: list[Request], progress: bool = True,
+                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+        if not requests:
+            return []
+        for r in requests:  # fail on bad input before any paid call
+            self.request_body(r)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._agenerate(requests, progress, on_result))
+        with ThreadPoolExecutor(1, thread_name_prefix="cotbridge-openai") as pool:  # called from inside a loop
+            return pool.submit(asyncio.run, self._agenerate(requests, progress, on_result)).result()
+
+    def _client(self) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0)
+
+    async def _agenerate(self, requests: list[Request], progress: bool,
+                         on_result: ResultCallback | None) -> list[list[Completion]]:
+        for bucket in (self._rpm, self._tpm):
+            if bucket is not None:
+                bucket.bind()
+        sem = asyncio.Semaphore(self.concurrency)
+        out: list[list[Completion] | None] = [None] * len(requests)
+        failed: list[BaseException] = []
+        bar = tqdm(total=len(requests), desc=f"openai ({self.model_id})", unit="req", disable=not progress, leave=False)
+        client = self._client()
+
+        async def one(i: int, req: Request) -> None:
+            async with sem:
+                if failed:  # after a failure, send nothing new; requests in flight still finish and are kept
+                    return
+                try:
+                    comps = await self._run_request(client, req, f"request {i}")
+                except BaseException as e:
+                    failed.append(e)
+                    self.usage.failed += 1
+                    raise
+            out[i] = comps
+            bar.update(1)
+            post = {"retries": self.usage.retries, "tokens": self.usage.completion_tokens}
+            if self.usage.cost_usd is not None:
+                post["cost"] = f"{self.usage.cost_usd:.4f}"
+            bar.set_postfix(post, refresh=False)
+            if on_result is not None:
+                on_result(i, comps)
+
+        try:
+            results = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)), return_exceptions=True)
+        finally:
+            bar.close()
+            await client.close()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            done = sum(o is not None for o in out)
+            log.error("%d of %d requests failed; %d finished (delivered through on_result), %d not sent",
+                      len(errors), len(requests), done, len(requests) - done - len(errors))
+            raise errors[0]
+        return out  # type: ignore[return-value]
+
+    async def _run_request(self, client: Any, req: Request, label: str) -> list[Completion]:
+        comps: list[Completion] = []
+        while len(comps) < req.n:  # a server that returns fewer choices than n (llama.cpp) is asked again
+            want = req.n - len(comps)
+            body = self.request_body(req, want, len(comps))
+            data, latency = await self._call(client, body, self._estimate_tokens(req, want), label)
+            got = self._completions(data, req.stop, latency)[:want]
+            if not got:
+                raise BackendError(f"{label}: the server returned no choices", status=200)
+            self._account(got)
+            comps.extend(got)
+        return comps
+
+    def _account(self, comps: list[Completion]) -> None:
+        self.usage.requests += 1
+        for c in comps:
+            self.usage.prompt_tokens += c.prompt_tokens
+            self.usage.completion_tokens += c.completion_tokens
+            if self.usage.cost_usd is not None and c.extra.get("cost_usd") is not None:
+                self.usage.cost_usd += c.extra["cost_usd"]
+
+    async def _post(self, client: Any, body: dict[str, Any]) -> bytes:
+        keys = _CHAT_KEYS if self.api == "chat" else _COMPLETION_KEYS
+        std = {k: v for k, v in body.items() if k in keys}
+        extra = {k: v for k, v in body.items() if k not in keys}
+        endpoint = client.chat.completions if self.api == "chat" else client.completions
+        raw = await endpoint.with_raw_response.create(**std, extra_body=extra or None)
+        return raw.http_response.content
+
+    async def _call(self, client: Any, body: dict[str, Any], estimate: int, label: str) -> tuple[dict[str, Any], float]:
+        import openai
+
+        attempt = 0
+        while True:
+            if self._rpm is not None:
+                await self._rpm.acquire(1)
+            if self._tpm is not None:
+                await self._tpm.acquire(estimate)
+            status: int | str | None = None
+            retry_after = None
+            detail = ""
+            t0 = time.perf_counter()
+            try:
+                data = self._parse_json(await self._post(client, body))
+                if self._tpm is not None:
+                    usage = data.get("usage") or {}
+                    self._tpm.credit(estimate - int(usage.get("total_tokens") or estimate))
+                return data, time.perf_counter() - t0
+            except openai.APIStatusError as e:
+                status = e.status_code
+                retryable = status in RETRYABLE_4XX or status >= 500
+                retry_after = parse_retry_after(e.response.headers)
+                detail = self._error_detail(e.body)
+            except openai.APITimeoutError:
+                status, retryable = "timeout", True
+            except openai.APIConnectionError:
+                status, retryable = "connection error", True
+            except _Malformed as e:
+                status, retryable, detail = "malformed response", True, str(e)
+            except openai.OpenAIError as e:
+                status, retryable, detail = type(e).__name__, False, str(e)
+            what = f"HTTP {status}" if isinstance(status, int) else str(status)
+            if not retryable:
+                raise BackendError(self._redact(f"{label}: {what} (not retried){': ' + detail if detail else ''}"),
+                                   status=status, attempts=attempt + 1)
+            if attempt >= self.max_retries:
+                raise BackendError(self._redact(f"{label}: gave up after {attempt + 1} attempts (max_retries={self.max_retries}); "
+                                                f"last error {what}{': ' + detail if detail else ''}"),
+                                   status=status, attempts=attempt + 1)
+            wait = self._rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt))  # full jitter
+            if retry_after is not None:
+                wait = max(wait, retry_after)
+            attempt += 1
+            self.usage.retries += 1
+            log.warning("%s: %s; retry %d/%d in %.2f s%s", label, what, attempt, self.max_retries, wait,
+                        f" (Retry-After {retry_after:g} s)" if retry_after is not None else "")
+            await asyncio.sleep(wait)
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key
+        return text.replace(key, "***") if key and key != "EMPTY" and len(key) >= 4 else text
+
+    def _error_detail(self, body: Any) -> str:
+        msg = body.get("message") if isinstance(body, dict) else body
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            msg = body["error"].get("message")
+        return self._redact(str(msg)[:300]) if msg else ""
+
+    def _parse_json(self, content: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(content)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _Malformed(f"invalid JSON ({type(e).__name__} at char {getattr(e, 'pos', '?')}, {len(content)} bytes)") from None
+        self._check_shape(data)
+        return data
+
+    def _check_shape(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise _Malformed(f"expected a JSON object, got {type(data).__name__}")
+        if isinstance(data.get("error"), dict):
+            raise _Malformed(f"error in a 200 response: {str(data['error'].get('message'))[:200]}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise _Malformed("no list of choices")
+        for c in choices:
+            if "message" in c:
+                if not isinstance(c["message"], dict):
+                    raise _Malformed("choice.message is not an object")
+            elif not isinstance(c.get("text"), str):
+                raise _Malformed("a choice has neither message nor text")
+
+    def _completions(self, data: dict[str, Any], stop: list[str], latency: float, price_factor: float = 1.0) -> list[Completion]:
+        """Completions from a response body. Usage totals are split evenly over the choices (the prompt
+        is billed once per call), so summing the completions' tokens and costs gives the call's."""
+        choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)
+        if not choices:
+            return []
+        usage = data.get("usage") or {}
+        k = len(choices)
+        ptoks = _split_evenly(usage.get("prompt_tokens") or 0, k)
+        ctoks = _split_evenly(usage.get("completion_tokens") or 0, k)
+        details = usage.get("completion_tokens_details") or {}
+        out = []
+        for j, ch in enumerate(choices):
+            extra: dict[str, Any] = {}
+            if "message" in ch:
+                msg = ch["message"]
+                text = msg.get("content") or ""
+                reasoning = msg.get("reasoning_content") or msg.get("reasoning")  # vLLM / DeepSeek style
+                if reasoning:
+                    extra["reasoning"] = reasoning
+            else:
+                text = ch.get("text") or ""
+            text, cut = truncate_at_stop(text, stop)
+            c = pricing.cost(self.model_id, ptoks[j], ctoks[j], self.prices)
+            if c is None and data.get("model"):
+                c = pricing.cost(str(data["model"]), ptoks[j], ctoks[j], self.prices)
+            extra["cost_usd"] = None if c is None else c * price_factor
+            if details.get("reasoning_tokens"):
+                extra["reasoning_tokens"] = _split_evenly(details["reasoning_tokens"], k)[j]
+            out.append(Completion(text, _finish(ch.get("finish_reason"), cut), ptoks[j], ctoks[j], latency, extra))
+        return out
+
+    # -- Batch API -----------------------------------------------------------------------------------
+    def export_batch_jsonl(self, requests: list[Request], path: str | Path, custom_ids: list[str] | None = None) -> Path:
+        """Write OpenAI Batch API input: one ``{"custom_id", "method", "url", "body"}`` line per request."""
+        ids = list(custom_ids) if custom_ids is not None else [f"request-{i}" for i in range(len(requests))]
+        if len(ids) != len(requests):
+            raise UserError(f"{len(ids)} custom_ids for {len(requests)} requests")
+        if len(set(ids)) != len(ids) or not all(isinstance(c, str) and c for c in ids):
+            raise UserError("custom_ids must be distinct non-empty strings")
+        url = "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+        lines = [json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": self.request_body(req)}, ensure_ascii=False)
+                 for cid, req in zip(ids, requests)]
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return p
+
+    def import_batch_results(self, path: str | Path, requests: Mapping[str, Request] | None = None, *,
+                             strict: bool = True, price_factor: float = 0.5) -> dict[str, list[Completion]]:
+        """Read OpenAI Batch API output (any line order) into ``{custom_id: [Completion, ...]}``.
+
+        ``requests`` (custom_id → Request) lets stop strings beyond the API's 4 be applied. A failed
+        request raises a DataError naming file and line (``strict=False``: skipped with a warning).
+        ``price_factor`` is the Batch API discount applied to ``cost_usd`` (0.5 as of writing).
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"batch results file {p} does not exist")
+        results: dict[str, list[Completion]] = {}
+        with p.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(p, f"not valid JSON: {e.msg}", line=lineno) from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("custom_id"), str):
+                    raise DataError(p, "a batch result line needs a custom_id string", line=lineno)
+                cid = rec["custom_id"]
+                if cid in results:
+                    raise DataError(p, f"custom_id {cid!r} appears twice", line=lineno)
+                resp = rec.get("response") if isinstance(rec.get("response"), dict) else {}
+                status = resp.get("status_code")
+                if rec.get("error") or status != 200:
+                    err = rec.get("error") or (resp.get("body") or {}).get("error") or {}
+                    msg = err.get("message") if isinstance(err, dict) else err
+                    problem = f"custom_id {cid!r} failed (status {status}): {self._redact(str(msg or 'no message'))[:300]}"
+                    if strict:
+                        raise DataError(p, problem, line=lineno)
+                    log.warning("%s:%d: %s; skipped", p, lineno, problem)
+                    continue
+                body = resp.get("body")
+                try:
+                    self._check_shape(body)
+                except _Malformed as e:
+                    raise DataError(p, f"custom_id {cid!r}: response body: {e}", line=lineno) from None
+                req = (requests or {}).get(cid)
+                comps = self._completions(body, list(req.stop) if req else [], 0.0, price_factor)  # type: ignore[arg-type]
+                if req is not None and len(comps) != req.n:
+                    raise DataError(p, f"custom_id {cid!r}: {len(comps)} choices for a request with n={req.n}", line=lineno)
+                self._account(comps)
+                results[cid] = comps
+        return results
+
+
+BACKENDS.add("openai", OpenAIBackend)

@@ -1,0 +1,479 @@
+"""An OpenAI-compatible HTTP server over any Backend, for local teachers, tests and benchmarks.
+
+Standard library only (``http.server``). Endpoints: ``POST /v1/chat/completions``,
+``POST /v1/completions``, ``GET /v1/models``, ``GET /health`` (the ``/v1`` prefix is optional).
+
+Generation calls into the backend are serialised with a lock (a torch model is not thread-safe);
+injected latency (``latency_ms``) is slept outside the lock, so concurrent clients overlap it.
+
+Fault injection (``faults="rate=0.3,seed=0,kinds=429,500,hang,malformed,drop"``) makes a request,
+before any generation, answer 429 with ``Retry-After``, 500, hang past the client's timeout and
+then close, answer 200 with a malformed JSON body, or drop the connection without a response.
+
+The request log (JSON lines) records what the server received: time, endpoint, sha256 of the
+canonical body, the body, the status returned and the fault injected. Headers — and so the
+``Authorization`` header — are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+from cotbridge.backends.base import Completion, Request, truncate_at_stop
+from cotbridge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
+
+
+# -- fault injection -------------------------------------------------------------------------------
+@dataclass
+class FaultSpec:
+    """What to inject: with probability ``rate``, one of ``kinds`` (chosen by a seeded RNG)."""
+
+    rate: float = 0.0
+    seed: int = 0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    retry_after: float = 1.0  # seconds, sent in the 429's Retry-After header
+    hang_s: float = 5.0  # how long a "hang" holds the connection before closing it (beyond the client timeout)
+    max: int | None = None  # at most this many faults in all (then every request succeeds)
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(str(k) for k in self.kinds)
+        bad = [k for k in self.kinds if k not in FAULT_KINDS]
+        if bad or not self.kinds:
+            raise UserError(f"unknown fault kind(s) {', '.join(map(repr, bad)) or '(none given)'}; "
+                            f"choose from {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise UserError(f"fault rate must be between 0 and 1, got {self.rate}")
+        if self.retry_after < 0 or self.hang_s < 0 or (self.max is not None and self.max < 0):
+            raise UserError("fault retry_after, hang_s and max must not be negative")
+
+
+_FAULT_KEYS = {"rate": float, "seed": int, "kinds": str, "retry_after": float, "hang_s": float, "max": int}
+
+
+def parse_faults(spec: str | None) -> FaultSpec | None:
+    """Parse ``"rate=0.3,seed=0,kinds=429,500,hang,retry_after=0.2,hang_s=5,max=10"``.
+
+    Items are comma-separated ``key=value``; the comma-separated values after ``kinds=`` (or
+    values joined with ``|`` or ``+``) are the kinds. Unknown keys or kinds are a UserError.
+    """
+    if spec is None or not spec.strip():
+        return None
+    values: dict[str, Any] = {}
+    kinds: list[str] = []
+    last = None
+    kinds_given = False
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if "=" not in item:
+            if last != "kinds":
+                raise UserError(f"fault spec {spec!r}: {item!r} is not key=value (keys: {', '.join(_FAULT_KEYS)})")
+            kinds.append(item)
+            continue
+        key, _, value = (s.strip() for s in item.partition("="))
+        if key not in _FAULT_KEYS:
+            raise UserError(f"fault spec {spec!r}: unknown key {key!r} (keys: {', '.join(_FAULT_KEYS)})")
+        last = key
+        if key == "kinds":
+            kinds_given = True
+            kinds.extend(k for k in value.replace("|", "+").split("+") if k)
+            continue
+        try:
+            values[key] = _FAULT_KEYS[key](value)
+        except ValueError:
+            raise UserError(f"fault spec {spec!r}: {key}={value!r} is not a valid {_FAULT_KEYS[key].__name__}") from None
+    if kinds_given and not kinds:
+        raise UserError(f"fault spec {spec!r}: kinds= names no kind")
+    if kinds:
+        values["kinds"] = tuple(kinds)
+    return FaultSpec(**values)
+
+
+class FaultInjector:
+    def __init__(self, spec: FaultSpec):
+        self.spec = spec
+        self._rng = random.Random(spec.seed)
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def draw(self) -> str | None:
+        with self._lock:
+            if self.spec.max is not None and sum(self.counts.values()) >= self.spec.max:
+                return None
+            if self._rng.random() >= self.spec.rate:
+                return None
+            kind = self._rng.choice(self.spec.kinds)
+            self.counts[kind] += 1
+            return kind
+
+
+# -- request parsing ---------------------------------------------------------------------------------
+class BadRequest(ValueError):
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+def _num(body: dict, key: str, default: float, lo: float, hi: float) -> float:
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise BadRequest(f"{key} must be a number in [{lo}, {hi}], got {v!r}", key)
+    return float(v)
+
+
+def _int(body: dict, key: str, default: int | None, lo: int, hi: int) -> int | None:
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise BadRequest(f"{key} must be an integer in [{lo}, {hi}], got {v!r}", key)
+    return v
+
+
+def _content(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        parts = []
+        for p in content:
+            if not (isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)):
+                raise BadRequest(f"{where}: only text content parts are supported", "messages")
+            parts.append(p["text"])
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise BadRequest(f"{where}: content must be a string or a list of text parts", "messages")
+
+
+def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
+    if body.get("stream"):
+        raise BadRequest("streaming is not supported by this server", "stream")
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise BadRequest("stop must be a string or a list of strings", "stop")
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _int(body, key, default_max_tokens, 1, 1_000_000)
+    seed = _int(body, "seed", 0, -(2**63), 2**63 - 1)
+    return dict(n=_int(body, "n", 1, 1, 128), temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
+                top_p=_num(body, "top_p", 1.0, 0.0, 1.0), max_tokens=max_tokens, stop=stop, seed=seed or 0)
+
+
+def chat_request(body: dict) -> Request:
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise BadRequest("messages must be a non-empty list", "messages")
+    messages = []
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{j}] must be an object with a role", "messages")
+        messages.append({"role": m["role"], "content": _content(m.get("content"), f"messages[{j}]")})
+    continue_final = bool(body.get("continue_final_message", False))
+    if continue_final and messages[-1]["role"] != "assistant":
+        raise BadRequest("continue_final_message needs a final assistant message", "continue_final_message")
+    return Request(messages=messages, continue_final=continue_final, **_common(body, 128))
+
+
+def completion_requests(body: dict) -> list[Request]:
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise BadRequest("prompt must be a string or a non-empty list of strings", "prompt")
+    common = _common(body, 16)
+    return [Request(prompt=p, **common) for p in prompts]
+
+
+def canonical_sha256(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+# -- the server -----------------------------------------------------------------------------------------
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # the default 5 refuses connections when many clients connect at once
+    app: "OpenAICompatServer"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a client's pooled connections are reused
+    disable_nagle_algorithm = True  # headers and body go out in separate writes; Nagle would add ~40 ms
+    server_version = "cotbridge-serve"
+    timeout = 120  # an idle keep-alive connection ends after this many seconds
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # routing
+    def _route(self) -> str:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        return path[3:] if path.startswith("/v1/") else path
+
+    def do_GET(self) -> None:  # noqa: N802
+        app = self.server.app
+        route = self._route()
+        if route == "/health":
+            status, body = 200, {"status": "ok"}
+        elif route == "/models":
+            status, body = 200, {"object": "list", "data": [{"id": app.model_name, "object": "model", "created": 0,
+                                                             "owned_by": "cotbridge"}]}
+        else:
+            status, body = 404, _error(f"no route GET {self.path}", "invalid_request_error")
+        app.log_request_entry(self.path, None, status, None)
+        self._send_json(status, body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        app = self.server.app
+        route = self._route()
+        try:
+            raw = self._read_body()
+        except BadRequest as e:
+            app.log_request_entry(self.path, None, e.status, None)
+            self.close_connection = True
+            self._send_json(e.status, _error(str(e), "invalid_request_error"))
+            return
+        try:
+            body = json.loads(raw) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            app.log_request_entry(self.path, raw.decode("utf-8", "replace"), 400, None)
+            self._send_json(400, _error(f"request body is not valid JSON: {e}", "invalid_request_error"))
+            return
+        if route not in ("/chat/completions", "/completions"):
+            app.log_request_entry(self.path, body, 404, None)
+            self._send_json(404, _error(f"no route POST {self.path}", "invalid_request_error"))
+            return
+        if not isinstance(body, dict):
+            app.log_request_entry(self.path, body, 400, None)
+            self._send_json(400, _error("request body must be a JSON object", "invalid_request_error"))
+            return
+        fault = app.injector.draw() if app.injector else None
+        if fault is not None:
+            self._inject(fault, body)
+            return
+        if app.latency_s > 0:
+            time.sleep(app.latency_s)  # outside the generation lock: concurrent clients overlap it
+        try:
+            reqs = [chat_request(body)] if route == "/chat/completions" else completion_requests(body)
+        except BadRequest as e:
+            app.log_request_entry(self.path, body, 400, None)
+            self._send_json(400, _error(str(e), "invalid_request_error", e.param))
+            return
+        try:
+            comps = app.generate(reqs)
+        except Exception as e:  # a backend failure is the server's error, not the client's
+            log.exception("generation failed")
+            app.log_request_entry(self.path, body, 500, None)
+            self._send_json(500, _error(f"generation failed: {type(e).__name__}: {e}", "server_error"))
+            return
+        resp = _response_body(route, body.get("model") or app.model_name, reqs, comps)
+        app.log_request_entry(self.path, body, 200, None)
+        self._send_json(200, resp)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            raise BadRequest("chunked request bodies are not supported; send Content-Length", status=411)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            n = int(length)
+        except ValueError:
+            raise BadRequest("bad Content-Length") from None
+        if n < 0 or n > MAX_BODY_BYTES:
+            raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
+        return self.rfile.read(n)
+
+    def _inject(self, fault: str, body: dict) -> None:
+        app = self.server.app
+        spec = app.injector.spec  # type: ignore[union-attr]
+        status = {"429": 429, "500": 500, "malformed": 200}.get(fault)
+        app.log_request_entry(self.path, body, status, fault)
+        log.info("injecting fault %s on %s", fault, self.path)
+        if fault == "429":
+            ra = spec.retry_after
+            self._send_json(429, _error("Rate limit reached (injected fault)", "rate_limit_error", code="rate_limit_exceeded"),
+                            {"Retry-After": str(int(ra)) if float(ra).is_integer() else f"{ra:g}"})
+        elif fault == "500":
+            self._send_json(500, _error("The server had an error (injected fault)", "server_error"))
+        elif fault == "malformed":
+            self._send_raw(200, MALFORMED_BODY, "application/json")
+        elif fault == "hang":
+            app.stopping.wait(spec.hang_s)  # longer than the client's timeout; ends early when the server stops
+            self._drop()
+        elif fault == "drop":
+            self._drop()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(obj, ensure_ascii=False).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout) — nothing to tell it
+            self.close_connection = True
+
+
+def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _response_body(route: str, model: str, reqs: list[Request], comps: list[list[Completion]]) -> dict[str, Any]:
+    choices: list[dict[str, Any]] = []
+    prompt_tokens = completion_tokens = 0
+    for req, cs in zip(reqs, comps):
+        prompt_tokens += max((c.prompt_tokens for c in cs), default=0)  # one prompt, billed once
+        for c in cs:
+            completion_tokens += c.completion_tokens
+            text, cut = truncate_at_stop(c.text, req.stop)  # for backends that ignore stop strings
+            finish = "stop" if cut else c.finish_reason
+            if route == "/chat/completions":
+                message: dict[str, Any] = {"role": "assistant", "content": text}
+                if c.extra.get("reasoning"):
+                    message["reasoning_content"] = c.extra["reasoning"]
+                choices.append({"index": len(choices), "message": message, "finish_reason": finish, "logprobs": None})
+            else:
+                choices.append({"index": len(choices), "text": text, "finish_reason": finish, "logprobs": None})
+    chat = route == "/chat/completions"
+    return {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()), "model": model, "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class OpenAICompatServer:
+    """An OpenAI-compatible server over ``backend`` (anything with ``generate(requests)``).
+
+    ``port=0`` picks a free port; ``url`` is the base URL for clients (``http://host:port/v1``).
+    Use ``serve_forever()`` in the foreground, or ``start()``/``stop()`` (or ``with``) for a thread.
+    """
+
+    def __init__(self, backend: Any, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
+                 faults: str | FaultSpec | None = None, latency_ms: float = 0.0, request_log: str | Path | None = None):
+        self.backend = backend
+        self.model_name = model_name or getattr(backend, "model_id", None) or "cotbridge"
+        spec = parse_faults(faults) if isinstance(faults, str) else faults
+        self.injector = FaultInjector(spec) if spec is not None and spec.rate > 0 else None
+        if latency_ms < 0:
+            raise UserError(f"latency_ms must not be negative, got {latency_ms}")
+        self.latency_s = latency_ms / 1000
+        self.stopping = threading.Event()
+        self._gen_lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._log_file = None
+        if request_log is not None:
+            p = Path(request_log)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = p.open("a", encoding="utf-8")
+        try:
+            self.httpd = _HTTPServer((host, port), _Handler)
+        except OSError as e:
+            self.close_log()
+            raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        self.httpd.app = self
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    def generate(self, reqs: list[Request]) -> list[list[Completion]]:
+        with self._gen_lock:  # one generation at a time: torch models are not thread-safe
+            return self.backend.generate(reqs, progress=False)
+
+    def log_request_entry(self, endpoint: str, body: Any, status: int | None, fault: str | None) -> None:
+        if self._log_file is None:
+            return
+        entry = {"time": round(time.time(), 6), "endpoint": endpoint,
+                 "body_sha256": canonical_sha256(body) if body is not None else None,
+                 "body": body, "status": status, "fault": fault}
+        line = json.dumps(entry, ensure_ascii=False)
+        with self._log_lock:
+            if self._log_file is not None:
+                self._log_file.write(line + "\n")
+                self._log_file.flush()
+
+    def close_log(self) -> None:
+        with self._log_lock:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def serve_forever(self) -> None:
+        try:
+            self.httpd.serve_forever(poll_interval=0.05)
+        finally:
+            self.stopping.set()
+
+    def start(self) -> "OpenAICompatServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="cotbridge-serve", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.httpd.server_close()
+        self.close_log()
+
+    def __enter__(self) -> "OpenAICompatServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def running_server(backend: Any, **opts: Any) -> Iterator[str]:
+    """Serve ``backend`` on 127.0.0.1 and an ephemeral port in a thread; yield the base URL (``.../v1``).
+
+    ``opts`` are OpenAICompatServer's (faults, latency_ms, request_log, model_name, host, port).
+    """
+    opts.setdefault("port", 0)
+    with OpenAICompatServer(backend, **opts) as server:
+        yield server.url
