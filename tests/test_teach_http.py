@@ -53,3 +53,57 @@ def test_api_key_never_lands_in_anything_the_run_wrote(tmp_path, monkeypatch, ca
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
     assert "COTBRIDGE_TEST_KEY" in (run_dir / "config.yaml").read_text()  # the variable's name is what is kept
+
+
+def test_max_cost_stops_cleanly_and_a_higher_cap_continues(tmp_path):
+    with running_server(OracleBackend(task=TASK)) as url:
+        cfg = teach_config(tmp_path, url)
+        cfg.teacher.model = "gpt-4o-mini"  # priced: 0.15 / 0.60 USD per 1M tokens
+        cfg.max_cost = 0.0022  # a chunk is estimated at <= 0.0017 USD (upper bound); it really costs ~0.0005
+        first = run_teach(cfg, progress=False)
+        assert first["stopped"] and 0 < first["records"] < 60 and first["cost_usd"] <= 0.0022
+        cfg.max_cost = 1.0
+        second = run_teach(cfg, progress=False)
+    assert second["records"] == 60 and not second["stopped"] and second["cost_usd"] > first["cost_usd"]
+
+
+def test_batch_export_then_import_finishes_without_calls(tmp_path, monkeypatch):
+    """Export the missing calls, answer them 'offline' (as the Batch API would, out of order), import, finish."""
+    import random
+
+    oracle = OracleBackend(task=TASK)
+    with running_server(oracle, request_log=tmp_path / "served.log") as url:
+        cfg = teach_config(tmp_path, url)
+        cfg.limit, cfg.mode, cfg.samples, cfg.temperature = 12, "zero_shot_cot", 2, 0.7  # two-stage: two rounds
+        for round_ in range(2):
+            cfg.batch_export, cfg.batch_import = str(tmp_path / f"in{round_}.jsonl"), None
+            n = run_teach(cfg, progress=False)["batch_exported"]
+            assert n == 24
+            lines = [json.loads(x) for x in (tmp_path / f"in{round_}.jsonl").read_text().splitlines()]
+            from cotbridge.backends.base import Request
+
+            outputs = []
+            for line in lines:
+                body = line["body"]
+                req = Request(messages=body["messages"])
+                text = oracle.answer(req)
+                content = f" {text}." if round_ else f" Working it out ({line['custom_id'][:8]}) gives {text}."
+                outputs.append({"custom_id": line["custom_id"], "response": {"status_code": 200, "body": {
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}}})
+            random.Random(round_).shuffle(outputs)
+            (tmp_path / f"out{round_}.jsonl").write_text("".join(json.dumps(o) + "\n" for o in outputs))
+            cfg.batch_export, cfg.batch_import = None, str(tmp_path / f"out{round_}.jsonl")
+            if round_ == 0:
+                assert Teacher_pending(cfg) == 24  # rationales imported; the answers are the next round
+        summary = run_teach(cfg, progress=False)
+    assert summary["records"] == 24 and summary["accuracy"] == 1.0
+    assert not (tmp_path / "served.log").exists() or (tmp_path / "served.log").read_text() == ""  # nothing was called
+
+
+def Teacher_pending(cfg):
+    from cotbridge.teach import Teacher
+
+    t = Teacher(cfg, progress=False)
+    t.import_batch(cfg.batch_import)
+    return len(t.pending_requests())

@@ -112,6 +112,8 @@ def teach_cmd(
     run_dir: Annotated[Optional[str], typer.Option(help="run directory (records go to <run_dir>/teacher/<task>.jsonl)")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly before spending more than this many USD")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate tokens and cost of what is left; call nothing")] = False,
+    batch_export: Annotated[Optional[str], typer.Option(help="write missing calls as OpenAI Batch API input JSONL")] = None,
+    batch_import: Annotated[Optional[str], typer.Option(help="load Batch API output into the cache, then finish the run")] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -122,9 +124,14 @@ def teach_cmd(
 
     flags = {"task": task, "teacher.backend": teacher, "teacher.model": teacher_model, "samples": samples,
              "temperature": temperature, "mode": mode, "split": split, "limit": limit, "run_dir": run_dir,
-             "max_cost": max_cost, "dry_run": dry_run or None, "data_dir": data_dir}
+             "max_cost": max_cost, "dry_run": dry_run or None, "data_dir": data_dir, "batch_export": batch_export,
+             "batch_import": batch_import}
     cfg = load_config(TeachConfig, config, set_, flags)
     summary = run_teach(cfg)
+    if "batch_exported" in summary:
+        typer.echo(f"wrote {summary['batch_exported']} Batch API requests to {summary['path']}; upload it, then rerun "
+                   "with --batch-import RESULTS.jsonl")
+        return
     if "dry_run" in summary:
         est = summary["dry_run"]
         cost = "unknown (no price for this model)" if est["cost_usd_max"] is None else f"at most ${est['cost_usd_max']:.4f}"

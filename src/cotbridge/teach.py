@@ -25,7 +25,7 @@ from cotbridge.evaluate import choice_letters
 from cotbridge.jsonl import write_json
 from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode, load_few_shot
 from cotbridge.records import RecordFile
-from cotbridge.tasks import Example, Task, parse_task_spec
+from cotbridge.tasks import Example, parse_task_spec
 
 log = logging.getLogger(__name__)
 TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
@@ -59,6 +59,8 @@ class TeachConfig(StrictModel):
     chunk_size: int = 64  # questions per chunk; records are made durable after each chunk
     max_cost: float | None = None  # USD; the run stops cleanly before a chunk that could pass it
     dry_run: bool = False
+    batch_export: str | None = None  # write the missing calls as OpenAI Batch API input JSONL, call nothing
+    batch_import: str | None = None  # load Batch API output into the cache, then run (two-stage: export again)
 
 
 def default_cache_path() -> Path:
@@ -148,6 +150,53 @@ class Teacher:
         cost = pricing.cost(model, prompt_tokens, completion_tokens, table)
         return {"questions": len(todo), "samples": sum(len(s) for _, s in todo), "prompt_tokens": prompt_tokens,
                 "completion_tokens_max": completion_tokens, "cost_usd_max": cost}
+
+    # -- OpenAI Batch API: export what is missing, import results into the cache ----------------------
+    def pending_requests(self) -> list[tuple[str, Request]]:
+        """(cache key, one-sample request) for every call still needed; two-stage answers once rationales exist."""
+        backend = self.open_backend()
+        if not isinstance(backend, CachedBackend):
+            raise UserError("batch export needs the request cache (cache must not be 'off')")
+        from cotbridge.cache import request_key
+
+        inner, cache = backend.backend, backend.cache
+        pending = []
+        for ex, samples in self.missing():
+            for j in samples:
+                first = self.first_request(ex, [j])
+                key = request_key(inner.kind, inner.model_id, first, j)
+                got = cache.get(key)
+                if got is None:
+                    pending.append((key, first))
+                elif self.mode.second:
+                    answer = self.answer_request(ex, first, got.text)
+                    if cache.get(akey := request_key(inner.kind, inner.model_id, answer, 0)) is None:
+                        pending.append((akey, answer))
+        return list(dict(pending).items())  # identical calls (same rationale twice) are asked once
+
+    def export_batch(self, path: str | Path) -> int:
+        pending = self.pending_requests()
+        inner = self.backend.backend  # type: ignore[union-attr]
+        if not hasattr(inner, "export_batch_jsonl"):
+            raise UserError(f"the {inner.kind} backend has no Batch API; use the openai backend")
+        inner.export_batch_jsonl([r for _, r in pending], path, custom_ids=[k for k, _ in pending])
+        log.info("wrote %d batch requests to %s", len(pending), path)
+        return len(pending)
+
+    def import_batch(self, path: str | Path) -> int:
+        """Put Batch API results into the request cache; the next ``teach`` run then calls nothing for them."""
+        backend = self.open_backend()
+        inner = backend.backend
+        by_key = dict(self.pending_requests())
+        results = inner.import_batch_results(path, requests=by_key)
+        stored = 0
+        for key, comps in results.items():
+            if key not in by_key:
+                log.warning("%s: custom_id %s is not a pending request of this run; ignored", path, key[:12])
+                continue
+            stored += backend.cache.put(key, comps[0])
+        log.info("imported %d of %d batch results into the cache", stored, len(results))
+        return stored
 
     def run(self) -> dict[str, Any]:
         todo = self.missing()
@@ -251,4 +300,10 @@ def record_key(ex: Example, sample: int) -> str:
 
 
 def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
-    return Teacher(cfg, backend=backend, progress=progress).run()
+    teacher = Teacher(cfg, backend=backend, progress=progress)
+    if cfg.batch_export:
+        return {"batch_exported": teacher.export_batch(cfg.batch_export), "path": cfg.batch_export}
+    if cfg.batch_import:
+        imported = teacher.import_batch(cfg.batch_import)
+        return {**teacher.run(), "batch_imported": imported}
+    return teacher.run()
