@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import random
-from functools import partial
 from typing import Any
 
-from cotbridge.tasks.base import Example, Task
-from cotbridge.tasks.registry import register_task
-from cotbridge.tasks.synthetic.common import Draft, build_examples, check_int, error_rng, pick_step, split_drafts
+from cotbridge.tasks.base import Example
+from cotbridge.tasks.synthetic.common import k_loader, register_synthetic, Draft, error_rng, pick_step
 
 TASK_NAME = "synthetic_arithmetic"
 N_PHRASINGS = 3
@@ -135,26 +133,9 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
     return "\n".join(lines)
 
 
-def load(data_dir: Any, split: str, *, k: int, n_train: int, n_test: int, seed: int) -> list[Example]:
-    """Loader for the registry: deterministic, disjoint splits of generated problems."""
-    k = check_int(TASK_NAME, "k", k, 1, 50)
-    n_train = check_int(TASK_NAME, "n_train", n_train, 0)
-    n_test = check_int(TASK_NAME, "n_test", n_test, 0)
-    seed = check_int(TASK_NAME, "seed", seed, -(2**63))
-    drafts = split_drafts(TASK_NAME, split, partial(make_draft, k=k), seed=seed, n_train=n_train, n_test=n_test)
-    return build_examples(split, drafts, render_rationale, N_PHRASINGS, {"k": k})
-
-
-TASK = register_task(
-    Task(
-        name=TASK_NAME,
-        version="1.0",
-        answer_type="number",
-        loader=load,
-        sizes={"train": 1000, "test": 200},
-        family="synthetic",
-        description="Word problems with k integer operations (+, -, *, exact /) below 1000 (synthetic, exact rationales).",
-        answer_trigger="Therefore, the answer (arabic numerals) is",
-        params={"k": 3, "n_train": 1000, "n_test": 200, "seed": 0},
-    )
+TASK = register_synthetic(
+    TASK_NAME, answer_type="number", k=3,
+    loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, 50),
+    description="Word problems with k integer operations (+, -, *, exact /) below 1000 (synthetic, exact rationales).",
+    answer_trigger="Therefore, the answer (arabic numerals) is",
 )

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import random
-from functools import partial
-from typing import Any
 
-from cotbridge.tasks.base import Example, Task
-from cotbridge.tasks.registry import register_task
+from cotbridge.tasks.base import Example
 from cotbridge.tasks.synthetic.common import (
+    k_loader,
+    register_synthetic,
     NAMES,
     Draft,
-    build_examples,
-    check_int,
     join_and,
     pick_step,
-    split_drafts,
 )
 
 TASK_NAME = "synthetic_coin_flip"
@@ -83,26 +79,9 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
     return "\n".join(lines)
 
 
-def load(data_dir: Any, split: str, *, k: int, n_train: int, n_test: int, seed: int) -> list[Example]:
-    """Loader for the registry: deterministic, disjoint splits of generated questions."""
-    k = check_int(TASK_NAME, "k", k, 1, len(NAMES))
-    n_train = check_int(TASK_NAME, "n_train", n_train, 0)
-    n_test = check_int(TASK_NAME, "n_test", n_test, 0)
-    seed = check_int(TASK_NAME, "seed", seed, -(2**63))
-    drafts = split_drafts(TASK_NAME, split, partial(make_draft, k=k), seed=seed, n_train=n_train, n_test=n_test)
-    return build_examples(split, drafts, render_rationale, N_PHRASINGS, {"k": k})
-
-
-TASK = register_task(
-    Task(
-        name=TASK_NAME,
-        version="1.0",
-        answer_type="yesno",
-        loader=load,
-        sizes={"train": 1000, "test": 200},
-        family="synthetic",
-        description="Is a coin still heads up after k people flip or do not flip it? (synthetic, exact rationales)",
-        answer_trigger="Therefore, the answer (Yes or No) is",
-        params={"k": 4, "n_train": 1000, "n_test": 200, "seed": 0},
-    )
+TASK = register_synthetic(
+    TASK_NAME, answer_type="yesno", k=4,
+    loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, len(NAMES)),
+    description="Is a coin still heads up after k people flip or do not flip it? (synthetic, exact rationales)",
+    answer_trigger="Therefore, the answer (Yes or No) is",
 )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from cotbridge.errors import UserError
-from cotbridge.tasks.base import Example
+from cotbridge.tasks.base import Example, Task
+from cotbridge.tasks.registry import register_task
 
 # ~200 first names (capitalised, ASCII letters only, at least two letters, all distinct).
 NAMES: tuple[str, ...] = tuple(
@@ -115,3 +117,27 @@ def join_and(items: list[str]) -> str:
     if len(items) <= 2:
         return " and ".join(items)
     return ", ".join(items[:-1]) + ", and " + items[-1]
+
+
+def k_loader(task_name: str, make_draft: Callable[..., Draft], render: Callable[..., str], n_phrasings: int,
+             k_min: int, k_max: int) -> Callable[..., list[Example]]:
+    """The registry loader of a task whose only difficulty knob is ``k``."""
+
+    def load(data_dir: Any, split: str, *, k: int, n_train: int, n_test: int, seed: int) -> list[Example]:
+        k = check_int(task_name, "k", k, k_min, k_max)
+        n_train = check_int(task_name, "n_train", n_train, 0)
+        n_test = check_int(task_name, "n_test", n_test, 0)
+        seed = check_int(task_name, "seed", seed, -(2**63))
+        drafts = split_drafts(task_name, split, partial(make_draft, k=k), seed=seed, n_train=n_train, n_test=n_test)
+        return build_examples(split, drafts, render, n_phrasings, {"k": k})
+
+    return load
+
+
+def register_synthetic(name: str, *, answer_type: str, loader: Callable[..., list[Example]], description: str,
+                       answer_trigger: str, k: int, choice_letters: str = "", **extra_params: Any) -> Task:
+    return register_task(Task(
+        name=name, version="1.0", answer_type=answer_type, loader=loader, sizes={"train": 1000, "test": 200},
+        family="synthetic", description=description, answer_trigger=answer_trigger, choice_letters=choice_letters,
+        params={"k": k, **extra_params, "n_train": 1000, "n_test": 200, "seed": 0},
+    ))
