@@ -32,6 +32,8 @@ bench: setup
 	$(PY) bench/batched_generation.py
 	$(PY) bench/eval_vs_lmeval.py
 	$(PY) bench/score_released_outputs.py
+	$(PY) bench/serve_concurrency.py
+	$(PY) bench/teach_crash_safety.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
