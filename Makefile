@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 quickstart: setup
-	$(VENV)/bin/cotbridge eval --model smollm2-135m-instruct --task synthetic_arithmetic:k=2 --limit 48 \
+	$(VENV)/bin/cotbridge eval --model smollm2-135m-instruct --task synthetic_arithmetic:k=1 --limit 48 --chat \
 		--mode zero_shot_cot --output runs/quickstart
 	@cat runs/quickstart/results.md
 

@@ -19,6 +19,7 @@ from cotbridge.tasks.triggers import GENERIC_TRIGGER, answer_trigger
 COT_TRIGGER = "Let's think step by step."
 STUDENT_SUFFIX = " ###"
 STUDENT_STOP = "END"
+CHAT_INSTRUCTION = "Answer the question. Think step by step, then finish with 'The answer is ...'."
 
 
 @dataclass
@@ -82,6 +83,10 @@ def _few_shot(ex: Example, ctx: PromptContext) -> str:
     return f"{ctx.few_shot.rstrip()}\n\n{_qa(ex)}"
 
 
+def _instruction(ex: Example, ctx: PromptContext) -> str:
+    return f"{CHAT_INSTRUCTION}\n\n{question_block(ex)}"
+
+
 def _student(ex: Example, ctx: PromptContext) -> str:
     return f"{question_block(ex)}{STUDENT_SUFFIX}"
 
@@ -95,6 +100,8 @@ for _mode in (
                description="one-stage zero-shot-CoT as lm-eval's gsm8k_cot_zeroshot: 'The answer is N' or last number"),
     PromptMode("few_shot_cot", _few_shot, "default", stop=("\nQ:", "\n\nQ:"), max_tokens=256, needs_few_shot=True,
                description="few-shot-CoT with exemplars from a prompts file"),
+    PromptMode("chat_cot", _instruction, "default", max_tokens=256,
+               description="instruction-tuned student (use with --chat): instruction + question, 'The answer is …'"),
     PromptMode("finetune_cot", _student, "finetune_cot", stop=(STUDENT_STOP,), max_tokens=256, chat_ok=False,
                description="Fine-tune-CoT student: '{q} ###' -> ' {rationale} --> {answer}'"),
     PromptMode("vanilla", _student, "finetune_cot", stop=(STUDENT_STOP,), max_tokens=32, chat_ok=False,

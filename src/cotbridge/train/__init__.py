@@ -1,0 +1,1 @@
+"""Student training: SFT (full or LoRA) on curated rationales; see sft.py."""

@@ -1,0 +1,82 @@
+"""Student SFT: completion-only loss, weights that change (and LoRA's base weights that do not), resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cotbridge.formats import to_student_examples
+from cotbridge.train.sft import TrainConfig, build_trainer, train_student
+from tests.conftest import build_tiny_tokenizer
+
+
+def tiny_model(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                                        pad_token_id=tok.pad_token_id))
+
+
+def examples(n=16):
+    recs = [{"question": f"Tom has {i} apples and buys 1. How many?", "gold": str(i + 1), "rationale": f"{i} + 1 = {i + 1}.",
+             "task": "t", "example_id": str(i), "sample": 0, "teacher": {"model": "reference"}} for i in range(n)]
+    return to_student_examples(recs, "finetune_cot", "number")
+
+
+def test_loss_only_on_the_completion_and_eos_appended(tmp_path):
+    tok = build_tiny_tokenizer()
+    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4), examples(), tiny_model(tok), tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
+        text = tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
+        assert "-->" in text and "###" not in text and "apples" not in text  # the prompt is masked
+        assert text.endswith(tok.eos_token)
+
+
+def test_full_fine_tuning_changes_weights_and_logs_finite_loss(tmp_path):
+    tok = build_tiny_tokenizer()
+    model = tiny_model(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    stats = train_student(TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, logging_steps=1,
+                                      resume=False), examples(), model, tok)
+    assert stats["global_step"] == 4 and len(stats["losses"]) == 4 and all(math.isfinite(x) for x in stats["losses"])
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert len(changed) == len(before)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "tokenizer.json").exists()
+
+
+def test_lora_trains_adapters_and_leaves_base_weights(tmp_path):
+    tok = build_tiny_tokenizer()
+    model = tiny_model(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = build_trainer(TrainConfig(lora=True, output_dir=str(tmp_path), max_steps=3, batch_size=4, lr=1e-2),
+                            examples(), model, tok)
+    lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    trainer.train()
+    params = dict(trainer.model.named_parameters())
+    assert lora_before and all(not torch.equal(lora_before[n], params[n].detach()) for n in lora_before if "lora_B" in n)
+    for name, p in params.items():
+        if "lora_" not in name:
+            base = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(before[base], p.detach()), name
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 5:
+                raise KeyboardInterrupt("simulated kill")
+
+    tok = build_tiny_tokenizer()
+    cfg = TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=8, batch_size=4, save_strategy="steps", save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(cfg, examples(), tiny_model(tok), tok, callbacks=[Crash()])
+    assert (tmp_path / "checkpoint-4").is_dir() and not (tmp_path / "checkpoint-6").exists()
+    stats = train_student(cfg, examples(), tiny_model(tok), tok)
+    assert stats["resumed_from"].endswith("checkpoint-4") and stats["global_step"] == 8
