@@ -155,7 +155,7 @@ def test_curation_counts_every_drop_once():
     ]
     from cotbridge.curate import CurateSettings
 
-    kept, stats = curate(recs, CurateSettings(filters=["has_output", "correct", "complete"]))
+    kept, stats = curate(recs, CurateSettings(filters=["has_output", "correct", "complete"], dedupe=True))
     assert [(r["example_id"], r["sample"]) for r in kept] == [("1", 0)]
     assert stats["dropped"] == {"duplicate": 1, "correct": 1, "has_output": 1, "complete": 1}
     assert stats["kept"] + sum(stats["dropped"].values()) == stats["records"]

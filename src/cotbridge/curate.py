@@ -7,6 +7,7 @@ Every dropped record is counted under the first filter that dropped it, so the n
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,7 +23,7 @@ class CurateSettings:
     filters: list[str] = field(default_factory=lambda: ["has_output", "correct"])
     min_rationale_words: int = 1
     max_rationale_words: int = 512
-    dedupe: bool = True
+    dedupe: bool = False  # diverse reasoning keeps repeated rationales by default, as the paper did
 
 
 FILTERS.add("has_output", lambda r, s: bool(r.get("rationale")))
@@ -58,3 +59,27 @@ def curate(records: list[dict[str, Any]], settings: CurateSettings | None = None
         "filters": settings.filters, "dedupe": settings.dedupe,
     }
     return kept, stats
+
+
+def curate_file(records_path: str | Path, out_dir: str | Path, fmt: str, answer_type: str,
+                settings: CurateSettings | None = None, hf_dataset: bool = False, push_to_hub: str | None = None) -> dict[str, Any]:
+    """Teacher records -> ``out_dir/train.jsonl`` in a student format, plus ``curation.json`` statistics."""
+    from cotbridge.formats import FORMATS, to_student_examples
+    from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
+
+    FORMATS.get(fmt)  # unknown format: fail before reading anything
+    records = list(read_jsonl(records_path))
+    kept, stats = curate(records, settings)
+    examples = to_student_examples(kept, fmt, answer_type)
+    out = Path(out_dir)
+    write_jsonl(out / "train.jsonl", examples)
+    stats.update({"source": str(records_path), "format": fmt, "examples": len(examples)})
+    write_json(out / "curation.json", stats)
+    if hf_dataset or push_to_hub:
+        from datasets import Dataset
+
+        ds = Dataset.from_list(examples)
+        ds.save_to_disk(str(out / "hf_dataset"))
+        if push_to_hub:
+            ds.push_to_hub(push_to_hub)  # needs the user's HF token in the environment
+    return stats

@@ -59,6 +59,7 @@ class TeachConfig(StrictModel):
     chunk_size: int = 64  # questions per chunk; records are made durable after each chunk
     max_cost: float | None = None  # USD; the run stops cleanly before a chunk that could pass it
     dry_run: bool = False
+    tag: str | None = None  # names the record file <task>.<tag>.jsonl, so runs with other settings sit side by side
     batch_export: str | None = None  # write the missing calls as OpenAI Batch API input JSONL, call nothing
     batch_import: str | None = None  # load Batch API output into the cache, then run (two-stage: export again)
 
@@ -91,7 +92,8 @@ class Teacher:
         self.pipeline = cfg.pipeline or ("answer_stage" if self.mode.second else "default")
         self.temperature = cfg.temperature if cfg.temperature is not None else (0.7 if cfg.samples > 1 else 0.0)
         self.run_dir = Path(cfg.run_dir)
-        self.records = RecordFile(self.run_dir / "teacher" / f"{self.task.name}.jsonl")
+        self.stem = f"{self.task.name}.{cfg.tag}" if cfg.tag else self.task.name
+        self.records = RecordFile(self.run_dir / "teacher" / f"{self.stem}.jsonl")
         self.backend = backend
         self.cache: RequestCache | None = None
         self.spent = sum(r.get("cost_usd") or 0.0 for r in self.records.records.values())
@@ -291,7 +293,7 @@ class Teacher:
             "cache": {"hits": getattr(self.backend, "hits", 0), "calls": getattr(self.backend, "misses", 0)},
             "stopped": stopped,
         }
-        write_json(self.run_dir / "teacher" / f"{self.task.name}.summary.json", summary)
+        write_json(self.run_dir / "teacher" / f"{self.stem}.summary.json", summary)
         return summary
 
 
