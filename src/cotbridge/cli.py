@@ -179,6 +179,69 @@ def serve_cmd(
         server.stop()
 
 
+@app.command("curate")
+def curate_cmd(
+    records: Annotated[str, typer.Argument(help="teacher records JSONL (<run_dir>/teacher/<task>.jsonl)")],
+    output: Annotated[str, typer.Option("--output", "-o", help="output folder for train.jsonl and curation.json")],
+    fmt: Annotated[str, typer.Option("--format", help="finetune_cot, vanilla, natural or chat")] = "finetune_cot",
+    filters: Annotated[str, typer.Option(help="comma-separated: has_output, correct, complete, length")] = "has_output,correct",
+    dedupe: Annotated[bool, typer.Option("--dedupe", help="drop repeated rationales of one question")] = False,
+    hf_dataset: Annotated[bool, typer.Option("--hf-dataset", help="also save a Hugging Face dataset")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="push the dataset to this hub repo (token from the environment)")] = None,
+) -> None:
+    """Filter teacher records and write a student dataset in one of the formats."""
+    from cotbridge.curate import CurateSettings, curate_file
+    from cotbridge.jsonl import read_jsonl
+    from cotbridge.tasks import get_task
+
+    first = next(iter(read_jsonl(records)), None)
+    if first is None:
+        raise UserError(f"{records}: no records")
+    task = get_task(first["task"])
+    stats = curate_file(records, output, fmt, task.answer_type,
+                        CurateSettings(filters=[f.strip() for f in filters.split(",") if f.strip()], dedupe=dedupe),
+                        hf_dataset=hf_dataset, push_to_hub=push_to_hub)
+    typer.echo(f"kept {stats['kept']} of {stats['records']} records ({stats['questions_kept']}/{stats['questions']} questions); "
+               f"dropped {stats['dropped']}; wrote {output}/train.jsonl")
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[str, typer.Argument(help="student dataset JSONL with prompt and completion")],
+    model: Annotated[Optional[str], typer.Option(help="student: hub id, folder, .gguf or embedded name")] = None,
+    output: OutputOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune a student on prompt/completion data (LoRA by default; resumes from the last checkpoint)."""
+    from cotbridge.config import load_config
+    from cotbridge.jsonl import read_jsonl
+    from cotbridge.train.sft import TrainConfig, train_student
+
+    cfg = load_config(TrainConfig, config, set_, {"model": model, "output_dir": output})
+    stats = train_student(cfg, list(read_jsonl(data)))
+    typer.echo(f"trained {stats['global_step']} steps on {stats['examples']} examples, final loss "
+               f"{stats['losses'][-1] if stats['losses'] else float('nan'):.4f}; wrote {cfg.output_dir}")
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[str, typer.Argument(help="run config YAML (see examples/ and recipes/)")],
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="redo this stage and the later ones: teach, curate, train, eval, report")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Teach -> curate -> train -> eval -> report in one resumable run directory."""
+    from cotbridge.config import load_config
+    from cotbridge.pipeline import RunConfig, run_pipeline
+
+    cfg = load_config(RunConfig, config, set_)
+    summary = run_pipeline(cfg, from_stage)
+    for method, res in summary["results"].items():
+        for task, m in res.items():
+            typer.echo(f"{method:>24} {task}: accuracy {m['accuracy']:.3f} ± {m['accuracy_stderr']:.3f} (n={m['n']})")
+    typer.echo(f"report: {summary['report'].get('report.md', cfg.directory() / 'report.md')}")
+
+
 def _print_results(results: dict, output: str) -> None:
     for name, m in results.items():
         extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)

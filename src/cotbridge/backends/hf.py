@@ -44,9 +44,10 @@ def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str,
     return str(path), gguf_file
 
 
-def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto", task: str = "causal"):
+def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto"):
+    """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     source, gguf = resolve_model_source(model, gguf_file)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
@@ -55,7 +56,8 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
-        cls = AutoModelForSeq2SeqLM if task == "seq2seq" else AutoModelForCausalLM
+        config = AutoConfig.from_pretrained(source, **kw)
+        cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         log.info("loading %s%s", source, f" ({gguf})" if gguf else "")
         net = cls.from_pretrained(source, dtype=torch_dtype, **kw)
     except OSError as e:
@@ -140,14 +142,16 @@ class HFBackend:
         with torch.inference_mode():
             seqs = self.model.generate(**enc, **gen_kw)
         latency = (time.perf_counter() - t0) / len(texts)
-        new = seqs[:, enc["input_ids"].shape[1]:]
+        # Decoder-only outputs repeat the prompt; encoder-decoder outputs are only the new tokens.
+        new = seqs if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1]:]
         eos = ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
         results: list[list[Completion]] = []
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         for row, ids in enumerate(new.tolist()):
             n_tokens = next((j + 1 for j, t in enumerate(ids) if t in eos), None)
             hit_eos = n_tokens is not None
-            ids = ids[: n_tokens - 1] if hit_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
+            ids = ids[: n_tokens - 1] if hit_eos else ids
+            ids = [t for t in ids if t != self.tokenizer.pad_token_id]  # padding, or T5's decoder start token
             text, hit_stop = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), req.stop)
             finished = hit_eos or hit_stop or len(ids) < req.max_tokens
             if row % req.n == 0:
