@@ -14,11 +14,10 @@ from cotbridge.answers.score import is_correct, score_output
 from cotbridge.answers.squad import best_over_golds, normalize_answer
 from cotbridge.backends.base import Backend, Completion, Request
 from cotbridge.metrics import majority_vote, mean_and_stderr, pass_at_k, pass_k_values
-from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode
+from cotbridge.prompts import PROMPT_MODES, PromptContext, answer_request, first_request
 from cotbridge.tasks.base import Example, Task
 
 log = logging.getLogger(__name__)
-ANSWER_STAGE_STOP = ["\n\n", "\nQ:"]
 
 
 @dataclass
@@ -34,35 +33,17 @@ class Decoding:
     pipeline: str | None = None  # override the mode's extraction pipeline
 
 
-def stage1_request(ex: Example, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
-    text = mode.first(ex, ctx)
-    meta = {"task": ctx.task.name, "example": ex, "stage": "rationale" if mode.second else "single"}
-    common = dict(n=dec.k, temperature=dec.temperature, top_p=dec.top_p, seed=dec.seed, meta=meta,
-                  max_tokens=dec.max_tokens or mode.max_tokens, stop=list(dec.stop if dec.stop is not None else mode.stop))
-    if dec.chat:
-        return Request(messages=[{"role": "user", "content": text}], **common)
-    return Request(prompt=text, **common)
-
-
-def stage2_request(ex: Example, first: Request, rationale: str, mode: PromptMode, ctx: PromptContext, dec: Decoding) -> Request:
-    assert mode.second is not None
-    common = dict(n=1, temperature=0.0, max_tokens=dec.answer_max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP,
-                  meta={"task": ctx.task.name, "example": ex, "stage": "answer", "rationale": rationale})
-    if first.messages is not None:
-        cont = f"{rationale.strip()}\n{ctx.trigger(ex)}"
-        return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
-    return Request(prompt=mode.second(first.prompt or "", rationale, ctx, ex), **common)
-
-
 def evaluate_examples(task: Task, examples: list[Example], backend: Backend, mode_name: str, ctx: PromptContext,
                       dec: Decoding, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-example records and the task's metrics."""
     mode = PROMPT_MODES.get(mode_name)
-    first = [stage1_request(ex, mode, ctx, dec) for ex in examples]
+    first = [first_request(ex, mode, ctx, n=dec.k, temperature=dec.temperature, top_p=dec.top_p, max_tokens=dec.max_tokens,
+                           stop=dec.stop, seed=dec.seed, chat=dec.chat) for ex in examples]
     outputs = backend.generate(first, progress=progress)
     answers: list[list[Completion | None]] = [[None] * dec.k for _ in examples]
     if mode.second is not None:
-        second = [stage2_request(examples[i], first[i], c.text, mode, ctx, dec) for i, comps in enumerate(outputs) for c in comps]
+        second = [answer_request(examples[i], first[i], c.text, mode, ctx, max_tokens=dec.answer_max_tokens)
+                  for i, comps in enumerate(outputs) for c in comps]
         flat = iter(backend.generate(second, progress=progress))
         answers = [[next(flat)[0] for _ in comps] for comps in outputs]
     pipeline = dec.pipeline or mode.pipeline

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from cotbridge.backends.base import Request
 from cotbridge.errors import DataError, UserError
 from cotbridge.jsonl import read_json
 from cotbridge.registry import Registry
@@ -110,6 +111,34 @@ for _mode in (
                description="natural-language student: ' {rationale} Therefore the answer is {answer}'"),
 ):
     PROMPT_MODES.add(_mode.name, _mode)
+
+
+ANSWER_STAGE_STOP = ["\n\n", "\nQ:"]
+
+
+def first_request(ex: Example, mode: PromptMode, ctx: PromptContext, *, n: int = 1, first_sample: int = 0,
+                  temperature: float = 0.0, top_p: float = 1.0, max_tokens: int | None = None,
+                  stop: list[str] | None = None, seed: int = 0, chat: bool = False) -> Request:
+    """The stage-1 request for one question (the rationale in two-stage modes), as text or chat."""
+    text = mode.first(ex, ctx)
+    meta = {"task": ctx.task.name, "example": ex, "stage": "rationale" if mode.second else "single"}
+    common = dict(n=n, first_sample=first_sample, temperature=temperature, top_p=top_p, seed=seed, meta=meta,
+                  max_tokens=max_tokens or mode.max_tokens, stop=list(stop if stop is not None else mode.stop))
+    if chat:
+        return Request(messages=[{"role": "user", "content": text}], **common)
+    return Request(prompt=text, **common)
+
+
+def answer_request(ex: Example, first: Request, rationale: str, mode: PromptMode, ctx: PromptContext, *,
+                   max_tokens: int | None = None, seed: int = 0) -> Request:
+    """Stage 2 of zero-shot-CoT: the rationale followed by the answer trigger, decoded greedily."""
+    assert mode.second is not None
+    common = dict(n=1, temperature=0.0, max_tokens=max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP, seed=seed,
+                  meta={"task": ctx.task.name, "example": ex, "stage": "answer", "rationale": rationale})
+    if first.messages is not None:
+        cont = f"{rationale.strip()}\n{ctx.trigger(ex)}"
+        return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
+    return Request(prompt=mode.second(first.prompt or "", rationale, ctx, ex), **common)
 
 
 def load_few_shot(path: str | Path, key: str) -> str:

@@ -23,7 +23,7 @@ from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
 from cotbridge.evaluate import choice_letters
 from cotbridge.jsonl import write_json
-from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode, load_few_shot
+from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode, answer_request, first_request, load_few_shot
 from cotbridge.records import RecordFile
 from cotbridge.tasks import Example, parse_task_spec
 
@@ -109,23 +109,12 @@ class Teacher:
 
     # -- requests -----------------------------------------------------------------------------------
     def first_request(self, ex: Example, samples: list[int]) -> Request:
-        text = self.mode.first(ex, self.ctx)
-        meta = {"task": self.task.name, "example": ex, "stage": "rationale" if self.mode.second else "single"}
-        common = dict(n=len(samples), first_sample=samples[0], temperature=self.temperature, max_tokens=self.cfg.max_tokens,
-                      stop=list(self.mode.stop), seed=self.cfg.seed, meta=meta)
-        if self.cfg.chat:
-            return Request(messages=[{"role": "user", "content": text}], **common)
-        return Request(prompt=text, **common)
+        return first_request(ex, self.mode, self.ctx, n=len(samples), first_sample=samples[0], temperature=self.temperature,
+                             max_tokens=self.cfg.max_tokens, seed=self.cfg.seed, chat=self.cfg.chat)
 
     def answer_request(self, ex: Example, first: Request, rationale: str) -> Request:
-        assert self.mode.second is not None
-        meta = {"task": self.task.name, "example": ex, "stage": "answer", "rationale": rationale}
-        common = dict(n=1, temperature=0.0, max_tokens=self.cfg.answer_max_tokens, stop=["\n\n", "\nQ:"], seed=self.cfg.seed,
-                      meta=meta)
-        if first.messages is not None:
-            cont = f"{rationale.strip()}\n{self.ctx.trigger(ex)}"
-            return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
-        return Request(prompt=self.mode.second(first.prompt or "", rationale, self.ctx, ex), **common)
+        return answer_request(ex, first, rationale, self.mode, self.ctx, max_tokens=self.cfg.answer_max_tokens,
+                              seed=self.cfg.seed)
 
     # -- running ------------------------------------------------------------------------------------
     def open_backend(self) -> Any:
