@@ -91,6 +91,11 @@ class HFBackend:
 
     def render(self, req: Request) -> str:
         if req.prompt is not None:
+            if self.model.config.is_encoder_decoder:
+                from cotbridge.train.seq2seq import encoder_input
+
+                # Encoder-decoder students train on `{question}`; the student modes write `{question} ###`.
+                return encoder_input(req.prompt)
             return req.prompt
         if not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"model {self.model_id} has no chat template; use a plain prompt mode")
@@ -127,7 +132,9 @@ class HFBackend:
     def _generate_batch(self, texts: list[str], req: Request) -> list[list[Completion]]:
         import torch
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        # T5-style tokenizers end the encoder input with </s>, as in training; decoder-only prompts get no BOS/EOS.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
+                             add_special_tokens=self.model.config.is_encoder_decoder).to(self.model.device)
         sample = req.temperature > 0
         gen_kw: dict[str, Any] = dict(
             max_new_tokens=req.max_tokens, do_sample=sample, num_return_sequences=req.n,
@@ -142,8 +149,8 @@ class HFBackend:
         with torch.inference_mode():
             seqs = self.model.generate(**enc, **gen_kw)
         latency = (time.perf_counter() - t0) / len(texts)
-        # Decoder-only outputs repeat the prompt; encoder-decoder outputs are only the new tokens.
-        new = seqs if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1]:]
+        # Decoder-only outputs repeat the prompt; encoder-decoder outputs are the decoder start token + the new tokens.
+        new = seqs[:, 1:] if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1]:]
         eos = ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
         results: list[list[Completion]] = []
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()

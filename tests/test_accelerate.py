@@ -1,0 +1,64 @@
+"""``accelerate launch`` with 2 CPU processes (gloo): the unchanged train_student entry point, data split.
+
+A tiny Llama saved to a folder, 16 examples, batch 2 per process, 2 epochs: 16 / (2 x 2) = 4 steps an
+epoch, so 8 steps in all (one process would take 16). LoRA, so the adapter save and the merge run on
+the main process only; dev examples (an odd number, so the ranks score unequal slices) check that dev
+accuracy is gathered across processes. About 10-15 s on 2 CPU cores (two fresh processes import
+torch, transformers and TRL), so it runs with the fast tests.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+
+import yaml
+
+from cotbridge.jsonl import write_jsonl
+from cotbridge.train.launch_entry import STATS_FILE, launch_command
+from tests.conftest import build_tiny_tokenizer
+from tests.test_train import examples, tiny_model
+from tests.test_train_seq2seq import dev_examples
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_split_the_data_and_only_the_main_one_writes(tmp_path):
+    from safetensors.torch import load_file
+
+    tok = build_tiny_tokenizer()
+    model_dir, out = tmp_path / "tiny", tmp_path / "out"
+    tiny_model(tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    write_jsonl(tmp_path / "train.jsonl", examples(16))
+    write_jsonl(tmp_path / "dev.jsonl", [e.to_dict() for e in dev_examples(3)])
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "model": str(model_dir), "lora": True, "lr": 1e-2, "epochs": 2, "batch_size": 2, "logging_steps": 1,
+        "group_by_length": False, "dev_max_tokens": 4}))
+    cmd, env = launch_command(["--data", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "cfg.yaml"),
+                               "--output", str(out), "--dev", str(tmp_path / "dev.jsonl"), "--task", "multiarith"],
+                              num_processes=2, cpu=True, port=free_port(), threads_per_process=1)
+    assert cmd[0].endswith("accelerate") and env["CUDA_VISIBLE_DEVICES"] == ""
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["world_size"] == 2 and stats["global_step"] == 8 and stats["examples"] == 16, stats
+    state = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8 and state["max_steps"] == 8
+    # Dev accuracy over all 3 examples (2 scored on rank 0, 1 on rank 1), once per epoch.
+    assert [(d["step"], d["dev_accuracy"] <= 1.0) for d in stats["dev"]] == [(4, True), (8, True)]
+    assert all(h["dev_n"] == 3 for h in state["log_history"] if "dev_accuracy" in h)
+    # The main process wrote the adapter and the merged student; the merged weights hold no LoRA tensors.
+    merged = load_file(out / "model.safetensors")
+    assert (out / "adapter" / "adapter_model.safetensors").exists() and not any("lora_" in k for k in merged)
+    assert (out / "tokenizer.json").exists()
+    print(f"accelerate launch, 2 CPU processes: {elapsed:.1f} s")
