@@ -59,3 +59,13 @@ def test_malformed_predictions_file_names_line(tmp_path):
     bad.write_text('{"output": "--> 3", "target": 3}\n[1, 2]\n')
     done = cli("eval", "--task", "svamp", "--predictions", str(bad), "--gold-field", "target", "--output", str(tmp_path / "o"))
     assert done.returncode == 2 and f"{bad}:2: expected a JSON object" in done.stderr
+
+
+def test_train_command_on_tiny_model(tmp_path, tiny_model_dir):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i} ###", "completion": f" {i} --> {i}"}) + "\n" for i in range(8)))
+    done = cli("train", str(data), "--model", str(tiny_model_dir), "-o", str(tmp_path / "student"),
+               "--set", "max_steps=2", "--set", "lora=false", "--set", "batch_size=4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained 2 steps on 8 examples" in done.stdout
+    assert (tmp_path / "student" / "model.safetensors").exists()

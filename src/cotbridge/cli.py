@@ -209,19 +209,29 @@ def curate_cmd(
 def train_cmd(
     data: Annotated[str, typer.Argument(help="student dataset JSONL with prompt and completion")],
     model: Annotated[Optional[str], typer.Option(help="student: hub id, folder, .gguf or embedded name")] = None,
+    dev: Annotated[Optional[str], typer.Option(help="dev examples JSONL (id, question, answer) scored during training")] = None,
+    task: Annotated[Optional[str], typer.Option(help="the task whose rules score --dev")] = None,
+    num_processes: Annotated[int, typer.Option(help="data-parallel processes through accelerate launch")] = 1,
     output: OutputOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Fine-tune a student on prompt/completion data (LoRA by default; resumes from the last checkpoint)."""
-    from cotbridge.config import load_config
-    from cotbridge.jsonl import read_jsonl
-    from cotbridge.train.sft import TrainConfig, train_student
+    if num_processes > 1:
+        import subprocess
 
-    cfg = load_config(TrainConfig, config, set_, {"model": model, "output_dir": output})
-    stats = train_student(cfg, list(read_jsonl(data)))
+        from cotbridge.train.launch_entry import launch_command
+
+        args = ["--data", data] + sum((["--" + k, v] for k, v in (("model", model), ("dev", dev), ("task", task),
+                                                                   ("output", output), ("config", config)) if v), [])
+        args += sum((["--set", s] for s in set_ or []), [])
+        cmd, env = launch_command(args, num_processes)
+        raise typer.Exit(subprocess.run(cmd, env=env).returncode)
+    from cotbridge.train.launch_entry import train_from_files
+
+    stats = train_from_files(data, config, set_, {"model": model, "output_dir": output}, dev=dev, task=task)
     typer.echo(f"trained {stats['global_step']} steps on {stats['examples']} examples, final loss "
-               f"{stats['losses'][-1] if stats['losses'] else float('nan'):.4f}; wrote {cfg.output_dir}")
+               f"{stats['losses'][-1] if stats['losses'] else float('nan'):.4f}")
 
 
 @app.command("run")
