@@ -193,6 +193,19 @@ def run_cotbridge(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) ->
             "records": records}
 
 
+def public_args(argv: list[str]) -> list[str]:
+    """The command-line arguments worth recording: without --save-raw/--load-raw and their (machine-local) paths."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--save-raw", "--load-raw"):
+            skip = True
+        elif not a.startswith(("--save-raw=", "--load-raw=")):
+            out.append(a)
+    return out
+
+
 def plain(x: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python numbers, tuples to lists."""
     if isinstance(x, dict):
@@ -261,7 +274,14 @@ def main() -> None:
     ap.add_argument("--no-quiet", action="store_true", help="time everything once, whatever else runs on the machine")
     ap.add_argument("--save-raw", help="also save both tools' raw outputs to this JSON file")
     ap.add_argument("--load-raw", help="skip the runs: re-analyse raw outputs saved with --save-raw")
+    ap.add_argument("--render-only", action="store_true",
+                    help="re-write the .md from the existing .json (and a <out>_cotbridge_first.json run, if present)")
     args = ap.parse_args()
+    if args.render_only:
+        outp = Path(args.out)
+        outp.with_suffix(".md").write_text(markdown(json.loads(outp.with_suffix(".json").read_text(encoding="utf-8")), outp),
+                                           encoding="utf-8")
+        return
 
     import torch
     import transformers
@@ -293,7 +313,7 @@ def main() -> None:
     cb_acc = cb["metrics"]["accuracy"]
     first = lm["docs"][0]
     result = {
-        "command": " ".join([".venv/bin/python", "bench/eval_vs_lmeval.py", *sys.argv[1:]]),
+        "command": " ".join([".venv/bin/python", "bench/eval_vs_lmeval.py", *public_args(sys.argv[1:])]),
         "settings": {
             "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF, "dtype": "float32 (dequantised GGUF)",
             "tokenizer": "tokenizer.json in the model folder, both tools",
@@ -334,11 +354,40 @@ def main() -> None:
     outp = Path(args.out)
     outp.parent.mkdir(parents=True, exist_ok=True)
     outp.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    outp.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
+    outp.with_suffix(".md").write_text(markdown(result, outp), encoding="utf-8")
     print(f"wrote {outp.with_suffix('.json')} and {outp.with_suffix('.md')}")
 
 
-def markdown(r: dict[str, Any]) -> str:
+def both_orders(r: dict[str, Any], outp: Path | None) -> str:
+    """A section pooling this run with the run in the other order (tool run second tends to be a few % slower)."""
+    if outp is None:
+        return ""
+    other_path = outp.with_name(outp.name + "_cotbridge_first.json")
+    if r["settings"]["order"] != "lmeval-first" or not other_path.exists():
+        return ""
+    o = json.loads(other_path.read_text(encoding="utf-8"))
+    if (o["settings"]["limit"], o["settings"]["batch_size"]) != (r["settings"]["limit"], r["settings"]["batch_size"]):
+        return ""
+    t, u = r["time_s"], o["time_s"]
+    lm, cb = t["lmeval_eval"] + u["lmeval_eval"], t["cotbridge_eval"] + u["cotbridge_eval"]
+    second_slower = t["ratio_cotbridge_over_lmeval_eval"] > 1 and u["ratio_cotbridge_over_lmeval_eval"] < 1
+    order_note = ("In both runs the tool that ran second was the slower one, so the order matters as much as the tool; "
+                  "per-batch times also scatter by several % on this VM with nobody else on the CPUs."
+                  if second_slower else "")
+    same = all(a["cotbridge_output"] == b["cotbridge_output"] and a["lmeval_output"] == b["lmeval_output"]
+               for a, b in zip(r["per_question"], o["per_question"]))
+    return f"""
+## Both orders
+
+The same comparison with cotbridge run first (`{o['command']}`, `{other_path.name}`):
+lm-eval {u['lmeval_eval']} s, cotbridge {u['cotbridge_eval']} s, ratio **{u['ratio_cotbridge_over_lmeval_eval']}**
+(lm-eval first: {t['ratio_cotbridge_over_lmeval_eval']}). {order_note}
+Pooled over both orders: lm-eval {lm:.1f} s, cotbridge {cb:.1f} s, ratio **{cb / lm:.3f}**.
+Generations and answers identical between the two runs: {same}.
+"""
+
+
+def markdown(r: dict[str, Any], outp: Path | None = None) -> str:
     s, m, a, t, c = r["settings"], r["machine"], r["accuracy"], r["time_s"], r["comparison"]
     ok = lambda b: "met" if b else "MISSED"  # noqa: E731
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
@@ -405,7 +454,7 @@ Questions where the verdicts differ (first 20):
 | doc | gold | cotbridge | lm-eval flexible | same text |
 |---|---|---|---|---|
 {lines}
-"""
+{both_orders(r, outp)}"""
 
 
 if __name__ == "__main__":
