@@ -80,3 +80,62 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint-4").is_dir() and not (tmp_path / "checkpoint-6").exists()
     stats = train_student(cfg, examples(), tiny_model(tok), tok)
     assert stats["resumed_from"].endswith("checkpoint-4") and stats["global_step"] == 8
+
+
+def test_sigkilled_cli_training_resumes_with_the_same_number_of_steps(tmp_path):
+    """A real crash: `cotbridge train` is SIGKILLed as soon as its first checkpoint is on disk; the same
+    command run again resumes from the newest checkpoint and ends at the planned number of optimizer steps."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from cotbridge.jsonl import write_jsonl
+
+    tok = build_tiny_tokenizer()
+    model_dir, out = tmp_path / "tiny", tmp_path / "out"
+    tiny_model(tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    write_jsonl(tmp_path / "train.jsonl", examples(32))
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "model": str(model_dir), "lora": False, "max_steps": 40, "batch_size": 4, "save_strategy": "steps",
+        "save_steps": 5, "save_total_limit": 2, "logging_steps": 5}))
+    cmd = [sys.executable, "-m", "cotbridge", "train", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "cfg.yaml"),
+           "--output", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    saved = sorted(int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json"))
+    assert saved and saved[-1] < 40 and not (out / "model.safetensors").exists(), "the run finished before the kill"
+
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads((out / "train_stats.json").read_text())
+    assert stats["resumed_from"].endswith(f"checkpoint-{saved[-1]}"), (stats["resumed_from"], saved)
+    assert stats["global_step"] == 40
+    state = json.loads((out / "checkpoint-40" / "trainer_state.json").read_text())
+    assert state["global_step"] == state["max_steps"] == 40
+    assert (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_gguf_student_trains_with_lora(tmp_path):
+    """transformers keeps a GGUF 'quantizer' on dequantised GGUF models and Trainer refuses to train them;
+    the loader drops it, so the offline default student (SmolLM2 GGUF) trains and saves plain weights."""
+    from tests.conftest import SMOLLM2_DIR
+
+    cfg = TrainConfig(model=str(SMOLLM2_DIR), lora=True, max_steps=1, batch_size=2, save_strategy="no",
+                      output_dir=str(tmp_path), resume=False)
+    stats = train_student(cfg, examples(2))
+    assert stats["global_step"] == 1 and math.isfinite(stats["train_loss"])
+    import json
+    assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())

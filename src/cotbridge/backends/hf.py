@@ -44,6 +44,17 @@ def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str,
     return str(path), gguf_file
 
 
+def forget_gguf_quantizer(net: Any) -> None:
+    """transformers dequantises GGUF weights on load but keeps a GGUF "quantizer" on the model, and Trainer then
+    refuses to train it; the tensors are plain floats, so the marker is dropped (saved checkpoints stay plain too)."""
+    if getattr(net, "hf_quantizer", None) is not None:
+        net.hf_quantizer = None
+    if "is_quantized" in vars(net):
+        net.is_quantized = False
+    if hasattr(net.config, "quantization_config"):
+        del net.config.quantization_config
+
+
 def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto"):
     """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config."""
     import torch
@@ -62,6 +73,8 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
         net = cls.from_pretrained(source, dtype=torch_dtype, **kw)
     except OSError as e:
         raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
+    if gguf:
+        forget_gguf_quantizer(net)
     net.eval()
     if torch.cuda.is_available():
         net.to("cuda")
