@@ -17,9 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 quickstart: setup
-	$(VENV)/bin/cotbridge eval --model smollm2-135m-instruct --task synthetic_arithmetic:k=1 --limit 48 --chat \
-		--mode zero_shot_cot --output runs/quickstart
-	@cat runs/quickstart/results.md
+	$(VENV)/bin/cotbridge run examples/quickstart.yaml
+	@cat runs/quickstart/report.md
 
 test: setup
 	$(VENV)/bin/pytest -q
@@ -34,6 +33,8 @@ bench: setup
 	$(PY) bench/score_released_outputs.py
 	$(PY) bench/serve_concurrency.py
 	$(PY) bench/teach_crash_safety.py
+	$(PY) bench/training_throughput.py
+	$(PY) bench/finetune_cot_svamp.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -62,3 +62,21 @@ def test_unknown_stage_and_bad_method_are_user_errors(tmp_path, tiny_model_dir):
     assert bad.returncode == 2 and "unknown stage 'teaching'" in bad.stderr
     bad = run(str(config), "--set", "methods=[{name: a, kind: distill, format: fancy}]")
     assert bad.returncode == 2 and "unknown student format 'fancy'" in bad.stderr
+
+
+def test_quickstart_and_finetune_cot_recipes_are_valid_run_configs():
+    """The README's first command and the paper recipes must at least parse (a typo would only show up at run time)."""
+    from pathlib import Path
+
+    from cotbridge.config import load_config
+    from cotbridge.pipeline import Pipeline, RunConfig
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [root / "examples" / "quickstart.yaml", *sorted((root / "recipes").glob("finetune_cot_*.yaml"))]
+    assert len(paths) >= 4
+    for path in paths:
+        Pipeline(load_config(RunConfig, path), progress=False)  # also checks formats and unique method names
+    quick = load_config(RunConfig, paths[0])
+    kinds = {(m.kind, m.samples if m.kind == "distill" else None) for m in quick.methods}
+    assert quick.teacher.backend == "reference" and quick.student.model == "smollm2-135m-instruct" and quick.student.lora
+    assert {("prompt", None), ("vanilla", None), ("distill", 1)} <= kinds and any(k == "distill" and d > 1 for k, d in kinds)
