@@ -252,6 +252,25 @@ def run_cmd(
     typer.echo(f"report: {summary['report'].get('report.md', cfg.directory() / 'report.md')}")
 
 
+@app.command("instruct")
+def instruct_cmd(
+    config: Annotated[str, typer.Argument(help="instruction-tuning config YAML (see recipes/instruction_tuning_*.yaml)")],
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="redo this stage and the later ones: teach, merge, train, eval, report")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Several teachers -> instruction-tuned students -> in-domain x out-of-domain matrix (resumable)."""
+    from cotbridge.config import load_config
+    from cotbridge.instruct.config import InstructConfig
+    from cotbridge.instruct.workflow import run_instruct
+
+    cfg = load_config(InstructConfig, config, set_)
+    summary = run_instruct(cfg, from_stage)
+    for row in summary["matrix"]["rows"]:
+        cells = "  ".join(f"{t} {100 * c['accuracy']:.1f}% (n={c['n']})" for t, c in row["cells"].items())
+        typer.echo(f"{row['name']:>32}: {cells}")
+    typer.echo(f"matrix: {cfg.directory() / 'matrix.md'} (+ .json, .png)")
+
+
 def _print_results(results: dict, output: str) -> None:
     for name, m in results.items():
         extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)
