@@ -115,3 +115,16 @@ def test_config_errors_name_the_problem():
         load_config(InstructConfig, None, ["tasks=[svamp]", "teachers=[{name: a, family: x, tasks: {gsm8k: {}}}]"])
     with pytest.raises(UserError, match="family"):
         load_config(InstructConfig, None, ["tasks=[svamp]", "teachers=[{name: a}]"])
+
+
+def test_instruction_tuning_recipes_are_valid_configs():
+    from pathlib import Path
+
+    from cotbridge.config import load_config
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("instruction_tuning_*.yaml"))
+    assert len(paths) >= 2
+    for path in paths:
+        cfg = load_config(InstructConfig, path)
+        families = {t.family for t in cfg.teachers}
+        assert len(families) >= 2 and len(cfg.matrix_tasks()) >= 3, path.name  # the paper's shape
