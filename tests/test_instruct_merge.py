@@ -128,3 +128,17 @@ def test_instruction_tuning_recipes_are_valid_configs():
         cfg = load_config(InstructConfig, path)
         families = {t.family for t in cfg.teachers}
         assert len(families) >= 2 and len(cfg.matrix_tasks()) >= 3, path.name  # the paper's shape
+
+
+def test_teach_config_takes_per_teacher_settings_over_run_defaults(tmp_path):
+    from cotbridge.instruct.multiteacher import teach_config
+
+    cfg = InstructConfig(run_dir=str(tmp_path), tasks=["svamp", "gsm8k"], teach_max_tokens=200, teachers=[
+        {"name": "small", "family": "smollm", "backend": "hf", "model": "m", "chat": True, "options": {"batch_size": 8},
+         "tasks": {"svamp": {"max_tokens": 96, "limit": 5, "options": {"batch_size": 40}}, "gsm8k": {"split": "test"}}}])
+    t = cfg.teachers[0]
+    svamp, gsm = teach_config(cfg, t, "svamp"), teach_config(cfg, t, "gsm8k")
+    assert (svamp.max_tokens, svamp.chat, svamp.limit, svamp.split, svamp.tag) == (96, True, 5, "train", "small")
+    assert svamp.teacher.options == {"batch_size": 40} and gsm.teacher.options == {"batch_size": 8}
+    assert (gsm.max_tokens, gsm.split, gsm.pipeline) == (200, "test", "default")
+    assert record_path(tmp_path, "svamp", "small") == tmp_path / "teacher" / "svamp.small.jsonl"

@@ -21,6 +21,7 @@ class TeacherTask(StrictModel):
     options: dict[str, Any] = {}  # merged over the teacher's backend options
     released: ReleasedSpec | None = None  # published outputs to convert and replay
     pipeline: str | None = None  # answer extraction for the correctness filter (default: 'default')
+    max_tokens: int | None = None  # rationale length (default: the run's teach_max_tokens)
 
 
 class TeacherSpec(StrictModel):
@@ -29,6 +30,7 @@ class TeacherSpec(StrictModel):
     backend: str = "openai"
     model: str | None = None
     options: dict[str, Any] = {}
+    chat: bool = False  # wrap teacher prompts in the model's chat template (local instruction-tuned teachers)
     tasks: dict[str, TeacherTask] | None = None  # None: every task of the run with the defaults
 
     def task_spec(self, task: str) -> TeacherTask | None:

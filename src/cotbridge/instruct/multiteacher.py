@@ -38,8 +38,8 @@ def teach_config(cfg: InstructConfig, teacher: TeacherSpec, task: str) -> TeachC
         model = options["path"]
     return TeachConfig(task=task, split=spec.split, data_dir=cfg.data_dir, limit=spec.limit,
                        teacher=TeacherConfig(backend=teacher.backend, model=model, options=options),
-                       mode=cfg.teach_mode, max_tokens=cfg.teach_max_tokens, pipeline=spec.pipeline or "default",
-                       run_dir=str(run_dir), tag=teacher.name)
+                       mode=cfg.teach_mode, max_tokens=spec.max_tokens or cfg.teach_max_tokens, chat=teacher.chat,
+                       pipeline=spec.pipeline or "default", run_dir=str(run_dir), tag=teacher.name)
 
 
 def teach_all(cfg: InstructConfig, progress: bool = True) -> dict[str, dict[str, Any]]:
