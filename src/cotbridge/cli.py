@@ -179,6 +179,49 @@ def serve_cmd(
         server.stop()
 
 
+@app.command("lmguided")
+def lmguided_cmd(
+    config: Annotated[str, typer.Argument(help="LM-guided CoT config YAML (see recipes/lm_guided_cot_offline.yaml)")],
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="redo this stage and the later ones: teach, kd, rl, eval, score, report")] = None,
+    until: Annotated[Optional[str], typer.Option(help="stop after this stage")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Small model writes rationales, frozen large model answers: teach -> KD -> RL -> eval -> score -> report."""
+    from cotbridge.config import load_config
+    from cotbridge.lmguided import LMGuidedConfig, run_lmguided
+
+    cfg = load_config(LMGuidedConfig, config, set_)
+    summary = run_lmguided(cfg, from_stage, until)
+    for row, per_task in summary.get("results", {}).items():
+        cells = "  ".join(f"{t} EM {100 * m['em']:.1f} F1 {100 * m['f1']:.1f} (n={m['n']})" for t, m in per_task.items())
+        typer.echo(f"{row:>10}: {cells}")
+    typer.echo(f"report: {cfg.directory() / 'report.md'}" if "results" in summary else f"stopped after {until}")
+
+
+@app.command("score")
+def score_cmd(
+    items: Annotated[str, typer.Argument(help="JSONL of rationales (question, rationale, optional context)")],
+    output: Annotated[str, typer.Option("--output", "-o", help="scored JSONL to write")],
+    scorers: Annotated[Optional[str], typer.Option(help="comma-separated: lm_fluency, embedding_relevance, lexical_relevance, grounding, flesch, judge (default: the automatic ones)")] = None,
+    question_field: Annotated[Optional[str], typer.Option(help="dotted path of the question (default question)")] = None,
+    rationale_field: Annotated[Optional[str], typer.Option(help="dotted path of the rationale (default rationale)")] = None,
+    context_field: Annotated[Optional[str], typer.Option(help="dotted path of the context paragraphs (default: context, if present)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Score rationales on the eight LM-guided CoT aspects (judge model and/or cheap automatic scorers)."""
+    from cotbridge.config import load_config
+    from cotbridge.quality_cli import ScoreConfig, run_score
+
+    flags = {"input": items, "output": output, "scorers": [s.strip() for s in scorers.split(",") if s.strip()] if scorers else None,
+             "question_field": question_field, "rationale_field": rationale_field, "context_field": context_field}
+    cfg = load_config(ScoreConfig, config, set_, flags)
+    summary = run_score(cfg)
+    for key, cell in summary["means"].items():
+        typer.echo(f"{key:>32}: {cell['mean']:.3f} (n={cell['n']})")
+    typer.echo(f"wrote {cfg.output}")
+
+
 @app.command("curate")
 def curate_cmd(
     records: Annotated[str, typer.Argument(help="teacher records JSONL (<run_dir>/teacher/<task>.jsonl)")],

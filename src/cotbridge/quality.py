@@ -1,0 +1,267 @@
+"""Rationale-quality scoring over the eight aspects of LM-guided CoT (Lee et al. 2024).
+
+Scorers are looked up by name in :data:`SCORERS`. ``judge`` asks a judge model (any backend, through
+the request cache) one question per aspect and reads a bounded 1-5 scale or the fraction of "yes"
+verdicts; the automatic scorers need no API and are cheap enough to serve as RL rewards: ``lm_fluency``
+(a small LM's log-perplexity of the rationale, scaled by log |vocabulary|), ``embedding_relevance`` (cosine of
+mean-pooled LM embeddings of rationale and question + context), ``lexical_relevance`` (the same with
+content-word counts), ``grounding`` (share of the rationale's content words found in question or
+context; a factuality proxy) and ``flesch`` (Flesch reading ease / 100). Every score is in [0, 1] and
+is stored with what it was read from (the judge's raw replies, the mean log-probability, …).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from collections import Counter
+from typing import Any, Callable, Protocol
+
+from cotbridge.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# The aspects, each with the question a judge is asked about a rationale.
+ASPECTS: dict[str, str] = {
+    "factuality": "Is every statement in the rationale true according to the context?",
+    "relevance": "Is the rationale about the question and the information needed to answer it?",
+    "logicality": "Does each reasoning step follow logically from the previous ones?",
+    "consistency": "Is the rationale free of contradictions, both internally and with the question and context?",
+    "coherence": "Do the sentences of the rationale connect into one clear line of reasoning?",
+    "fluency": "Is the rationale written in grammatical, well-formed English?",
+    "naturalness": "Does the rationale read like something a knowledgeable person would naturally write?",
+    "readability": "Is the rationale easy to read and understand?",
+}
+Item = dict[str, Any]  # at least question, rationale; context optional
+Score = dict[str, Any]  # {"score": float | None, "raw": ...}
+
+
+class Scorer(Protocol):
+    name: str
+    aspects: tuple[str, ...]
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        """One {aspect: score} per item."""
+        ...
+
+
+SCORERS: Registry[Callable[..., Scorer]] = Registry("rationale-quality scorer")
+
+
+# ---------------------------------------------------------------- shared models
+
+class ModelPool:
+    """Loaded (model, tokenizer) pairs by name, so the large model, fluency LM and embedder load once."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, tuple[Any, Any]] = {}
+
+    def put(self, name: str, model: Any, tokenizer: Any) -> None:
+        self._models[name] = (model, tokenizer)
+
+    def get(self, name: str) -> tuple[Any, Any]:
+        if name not in self._models:
+            from cotbridge.backends.hf import load_model_and_tokenizer
+
+            self._models[name] = load_model_and_tokenizer(name)
+        return self._models[name]
+
+
+POOL = ModelPool()
+
+
+# ---------------------------------------------------------------- text helpers
+
+STOPWORDS = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been being it its this
+that these those which who whom whose what when where why how not no yes do does did so than then there here we you he she
+they them his her their our your i me my let lets s step think answer question therefore because also has have had will
+would can could should may might must into about over after before such""".split())
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+def _cosine(a: Counter, b: Counter) -> float:
+    dot = sum(v * b.get(k, 0) for k, v in a.items())
+    na, nb = math.sqrt(sum(v * v for v in a.values())), math.sqrt(sum(v * v for v in b.values()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def source_text(item: Item) -> str:
+    return f"{item.get('context') or ''}\n{item['question']}"
+
+
+def syllables(word: str) -> int:
+    groups = re.findall(r"[aeiouy]+", word.lower())
+    n = len(groups) - (1 if word.lower().endswith("e") and len(groups) > 1 else 0)
+    return max(1, n)
+
+
+# ---------------------------------------------------------------- automatic scorers
+
+class LexicalRelevance:
+    """Relevance: cosine similarity of content-word counts, rationale vs question + context."""
+
+    name, aspects = "lexical_relevance", ("relevance",)
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        out = []
+        for it in items:
+            r, s = Counter(content_words(it["rationale"])), Counter(content_words(source_text(it)))
+            out.append({"relevance": {"score": _cosine(r, s), "raw": {"shared_words": len(set(r) & set(s))}}})
+        return out
+
+
+class Grounding:
+    """Factuality proxy: the share of the rationale's content words that occur in the question or context."""
+
+    name, aspects = "grounding", ("factuality",)
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        out = []
+        for it in items:
+            words, known = content_words(it["rationale"]), set(content_words(source_text(it)))
+            share = sum(w in known for w in words) / len(words) if words else 0.0
+            out.append({"factuality": {"score": share, "raw": {"content_words": len(words)}}})
+        return out
+
+
+class Flesch:
+    """Readability: Flesch reading ease clipped to [0, 100], divided by 100 (an empty rationale scores 0)."""
+
+    name, aspects = "flesch", ("readability",)
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        out = []
+        for it in items:
+            words = re.findall(r"[A-Za-z0-9']+", it["rationale"])
+            if not words:
+                out.append({"readability": {"score": 0.0, "raw": {"ease": None}}})
+                continue
+            sentences = max(1, len(re.findall(r"[.!?]+(?:\s|$)", it["rationale"])))
+            ease = 206.835 - 1.015 * len(words) / sentences - 84.6 * sum(map(syllables, words)) / len(words)
+            out.append({"readability": {"score": min(100.0, max(0.0, ease)) / 100, "raw": {"ease": round(ease, 2)}}})
+        return out
+
+
+class LMFluency:
+    """Fluency: 1 - (mean token negative log-likelihood under a small LM) / log(vocabulary size), clipped to [0, 1].
+
+    0 means no more predictable than uniform guessing over the vocabulary (gibberish), 1 perfectly predictable;
+    it is linear in log-perplexity, so it still separates rationales where perplexity itself (or its inverse)
+    squashes everything towards 0.
+    """
+
+    name, aspects = "lm_fluency", ("fluency",)
+
+    def __init__(self, model: str = "smollm2-135m-instruct", batch_size: int = 16):
+        self.model_name, self.batch_size = model, batch_size
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        import torch
+
+        net, tok = POOL.get(self.model_name)
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        out: list[dict[str, Score]] = []
+        for b in range(0, len(items), self.batch_size):
+            texts = [it["rationale"].strip() for it in items[b: b + self.batch_size]]
+            ids = [[start] + tok(t, add_special_tokens=False)["input_ids"][:255] for t in texts]
+            width = max(len(x) for x in ids)
+            inp = torch.tensor([x + [tok.pad_token_id or 0] * (width - len(x)) for x in ids], device=net.device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=net.device)
+            with torch.inference_mode():
+                logp = net(input_ids=inp, attention_mask=mask).logits.float().log_softmax(-1)
+            tgt = logp[:, :-1].gather(-1, inp[:, 1:, None])[..., 0] * mask[:, 1:]
+            log_v = math.log(len(tok))
+            for row, x in enumerate(ids):
+                n = len(x) - 1
+                mean = tgt[row].sum().item() / n if n else None
+                score = min(1.0, max(0.0, 1 + mean / log_v)) if mean is not None else 0.0
+                out.append({"fluency": {"score": score, "raw": {"mean_logprob": mean, "tokens": n}}})
+        return out
+
+
+class EmbeddingRelevance:
+    """Relevance: cosine of mean-pooled last-layer states of rationale and of question + context, clipped at 0."""
+
+    name, aspects = "embedding_relevance", ("relevance",)
+
+    def __init__(self, model: str = "smollm2-135m-instruct", max_tokens: int = 384):
+        self.model_name, self.max_tokens = model, max_tokens
+        self._memo: dict[str, Any] = {}  # the same context is embedded once per run
+
+    def embed(self, text: str) -> Any:
+        import torch
+
+        key = hashlib.sha256(text.encode()).hexdigest()
+        if key not in self._memo:
+            net, tok = POOL.get(self.model_name)
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, : self.max_tokens].to(net.device)
+            if ids.shape[1] == 0:
+                return None
+            with torch.inference_mode():
+                hidden = net(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+            self._memo[key] = hidden.float().mean(0)
+        return self._memo[key]
+
+    def score(self, items: list[Item]) -> list[dict[str, Score]]:
+        import torch
+
+        out = []
+        for it in items:
+            a, b = self.embed(it["rationale"].strip()), self.embed(source_text(it).strip())
+            cos = torch.nn.functional.cosine_similarity(a, b, dim=0).item() if a is not None and b is not None else 0.0
+            out.append({"relevance": {"score": max(0.0, cos), "raw": {"cosine": cos}}})
+        return out
+
+
+SCORERS.add("lexical_relevance", lambda **kw: LexicalRelevance(**kw))
+SCORERS.add("grounding", lambda **kw: Grounding(**kw))
+SCORERS.add("flesch", lambda **kw: Flesch(**kw))
+SCORERS.add("lm_fluency", lambda **kw: LMFluency(**kw))
+SCORERS.add("embedding_relevance", lambda **kw: EmbeddingRelevance(**kw))
+AUTOMATIC = ("lm_fluency", "embedding_relevance", "grounding", "flesch")
+
+
+def _judge(**kw: Any) -> Scorer:
+    from cotbridge.quality_judge import JudgeScorer
+
+    return JudgeScorer(**kw)
+
+
+SCORERS.add("judge", _judge)
+
+
+# ---------------------------------------------------------------- running scorers
+
+def build_scorers(names: list[str], options: dict[str, dict[str, Any]] | None = None) -> list[Scorer]:
+    """Scorers by name; ``options[name]`` are passed to that scorer's constructor."""
+    options = options or {}
+    for extra in set(options) - set(names):
+        SCORERS.get(extra)  # a typo in the options fails like a typo in the names
+    return [SCORERS.get(n)(**options.get(n, {})) for n in names]
+
+
+def score_items(items: list[Item], scorers: list[Scorer]) -> list[dict[str, Any]]:
+    """Each item with ``scores[scorer][aspect] = {score, raw}`` added."""
+    out = [dict(it, scores={}) for it in items]
+    for scorer in scorers:
+        for rec, s in zip(out, scorer.score(items) if items else []):
+            rec["scores"][scorer.name] = s
+    return out
+
+
+def mean_scores(scored: list[dict[str, Any]], group: str | None = "row") -> dict[str, dict[str, dict[str, Any]]]:
+    """{group value: {"scorer/aspect": {"mean": float, "n": int}}} over the scores that are not None
+    (``group=None``: one group, ``"all"``)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for rec in scored:
+        cells = table.setdefault(str(rec.get(group)) if group else "all", {})
+        for scorer, aspects in rec["scores"].items():
+            for aspect, s in aspects.items():
+                if s.get("score") is not None:
+                    cells.setdefault(f"{scorer}/{aspect}", []).append(float(s["score"]))
+    return {g: {k: {"mean": sum(v) / len(v), "n": len(v)} for k, v in cells.items()} for g, cells in table.items()}

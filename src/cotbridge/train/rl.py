@@ -1,0 +1,222 @@
+"""RL refinement of the rationale writer (LM-guided CoT, step 2) with TRL's GRPO or RLOO.
+
+The small model writes a rationale; the reward is ``w_task * task + Σ w_aspect * aspect``: ``task`` is
+the frozen large model's EM or F1 when it answers with that rationale, each aspect score comes from a
+rationale-quality scorer (:mod:`cotbridge.quality`). Every weighted component is its own reward
+callable, so TRL logs each one's mean per step (``rewards/<name>/mean``) beside the weighted total
+(``reward``) and the KL to the reference model; ``beta`` weights that KL penalty, and the reference is
+the model RL starts from (the distilled writer). TRL's trainers create policies with
+``AutoModelForCausalLM``: encoder-decoder writers (T5) are not supported here, decoder-only ones are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from cotbridge.config import StrictModel
+from cotbridge.errors import UserError
+from cotbridge.registry import Registry
+
+log = logging.getLogger(__name__)
+RewardFunc = Callable[..., list[float]]
+# name -> (config class, trainer class) in trl; both take reward callables.
+ALGORITHMS: Registry[tuple[str, str]] = Registry("RL algorithm")
+ALGORITHMS.add("grpo", ("GRPOConfig", "GRPOTrainer"))
+ALGORITHMS.add("rloo", ("RLOOConfig", "RLOOTrainer"))
+DEFAULT_ASPECT_SCORERS = {"fluency": "lm_fluency", "relevance": "embedding_relevance", "factuality": "grounding",
+                          "readability": "flesch"}  # the other aspects: the judge
+
+
+class RLConfig(StrictModel):
+    algorithm: str = "grpo"
+    # Reward weights: "task" (the large model's EM/F1 given the rationale) and aspect names.
+    weights: dict[str, float] = {"task": 1.0, "fluency": 0.5, "relevance": 0.5}
+    task_metric: Literal["f1", "em"] = "f1"
+    aspect_scorers: dict[str, str] = {}  # aspect -> scorer name; unset aspects use DEFAULT_ASPECT_SCORERS, else judge
+    scorer_options: dict[str, dict[str, Any]] = {}  # scorer name -> constructor options (e.g. judge backend)
+    lr: float = 1e-4
+    steps: int = 40
+    batch_size: int = 8  # completions per step; prompts per step = batch_size / num_generations
+    num_generations: int = 4
+    beta: float = 0.04  # KL penalty towards the reference (the distilled model)
+    temperature: float = 1.0
+    max_completion_length: int = 48
+    train_limit: int | None = None  # training questions per task used as RL prompts
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    seed: int = 0
+    logging_steps: int = 1
+    output_dir: str = "runs/rl/writer"
+
+
+def aspect_scorer(cfg: RLConfig, aspect: str) -> str:
+    return cfg.aspect_scorers.get(aspect) or DEFAULT_ASPECT_SCORERS.get(aspect, "judge")
+
+
+def task_reward(examples: dict[str, Any], large: Any, prompts_for: Callable[[Any], Any], metric: str = "f1") -> RewardFunc:
+    """Reward = the large model's EM/F1 when it answers with the completion as rationale.
+
+    ``examples`` maps the dataset's ``example_key`` column to (task, Example); ``prompts_for(task)`` gives that
+    task's :class:`~cotbridge.guided.LargePrompts`.
+    """
+    from cotbridge.answers.score import score_output
+    from cotbridge.guided import ANSWER_PIPELINE, answer_given, rationale_text
+    from cotbridge.backends.base import Completion
+
+    def reward(prompts: list[str], completions: list[str], example_key: list[str], **_: Any) -> list[float]:
+        by_task: dict[str, list[int]] = {}
+        for i, key in enumerate(example_key):
+            by_task.setdefault(examples[key][0].name, []).append(i)
+        out = [0.0] * len(completions)
+        for idx in by_task.values():
+            task = examples[example_key[idx[0]]][0]
+            exs = [examples[example_key[i]][1] for i in idx]
+            rats = [[rationale_text(Completion(completions[i], "stop"))] for i in idx]
+            _, answers = answer_given(large, prompts_for(task), exs, rats, progress=False)
+            for i, ex, ans in zip(idx, exs, answers):
+                v = score_output(ans[0].text, ex.golds, task.answer_type, pipeline=ANSWER_PIPELINE)
+                out[i] = float(v.f1 if metric == "f1" else v.em)
+        return out
+
+    reward.__name__ = f"task_{metric}"
+    return reward
+
+
+def aspect_reward(aspect: str, scorer: Any, examples: dict[str, Any]) -> RewardFunc:
+    """Reward = one aspect's score of the completion as a rationale for its question (and context)."""
+    from cotbridge.guided import rationale_text
+    from cotbridge.backends.base import Completion
+
+    def reward(prompts: list[str], completions: list[str], example_key: list[str], **_: Any) -> list[float]:
+        items = [{"question": examples[k][1].question, "context": examples[k][1].context or "",
+                  "rationale": rationale_text(Completion(c, "stop"))} for c, k in zip(completions, example_key)]
+        return [float(s[aspect]["score"] or 0.0) for s in scorer.score(items)]
+
+    reward.__name__ = aspect
+    return reward
+
+
+def build_rewards(cfg: RLConfig, examples: dict[str, Any], large: Any, prompts_for: Callable[[Any], Any],
+                  scorers: dict[str, Any] | None = None) -> tuple[list[RewardFunc], list[float]]:
+    """(reward callables, weights) in the same order; components with weight 0 are left out."""
+    from cotbridge.quality import ASPECTS, SCORERS
+
+    unknown = sorted(set(cfg.weights) - {"task"} - set(ASPECTS))
+    if unknown:
+        raise UserError(f"rl.weights: unknown component(s) {unknown}; use 'task' or aspects: {', '.join(ASPECTS)}")
+    scorers = dict(scorers or {})
+    funcs, weights = [], []
+    for name, w in cfg.weights.items():
+        if w == 0:
+            continue
+        if name == "task":
+            funcs.append(task_reward(examples, large, prompts_for, cfg.task_metric))
+        else:
+            sname = aspect_scorer(cfg, name)
+            if sname not in scorers:
+                opts = dict(cfg.scorer_options.get(sname, {}))
+                if sname == "judge":
+                    opts["aspects"] = [a for a in cfg.weights if a != "task" and aspect_scorer(cfg, a) == "judge"]
+                scorers[sname] = SCORERS.get(sname)(**opts)
+            if name not in scorers[sname].aspects:
+                raise UserError(f"scorer {sname!r} does not score aspect {name!r} (it scores {', '.join(scorers[sname].aspects)})")
+            funcs.append(aspect_reward(name, scorers[sname], examples))
+        weights.append(float(w))
+    if not funcs:
+        raise UserError("rl.weights: every weight is 0; nothing to reward")
+    return funcs, weights
+
+
+def combine(components: dict[str, list[float]], weights: dict[str, float]) -> list[float]:
+    """The total reward per completion: Σ weight × component (what the trainer optimises)."""
+    names = list(components)
+    return [sum(weights[n] * components[n][i] for n in names) for i in range(len(components[names[0]]))]
+
+
+class RewardLog:
+    """A TrainerCallback that keeps every logged step's reward components, KL and loss (and appends them to JSONL)."""
+
+    def __init__(self, path: str | Path | None = None):
+        from transformers import TrainerCallback
+
+        self.rows: list[dict[str, Any]] = []
+        self.path = Path(path) if path else None
+        outer = self
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (transformers' signature)
+                if logs and "reward" in logs:
+                    row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+                    outer.rows.append(row)
+                    if outer.path is not None:
+                        import json
+
+                        outer.path.parent.mkdir(parents=True, exist_ok=True)
+                        with outer.path.open("a", encoding="utf-8") as f:
+                            f.write(json.dumps(row) + "\n")
+
+        self.callback = _CB()
+
+
+def check_decoder_only(model_path: str | Path) -> None:
+    from transformers import AutoConfig
+
+    if getattr(AutoConfig.from_pretrained(str(model_path)), "is_encoder_decoder", False):
+        raise UserError(f"{model_path} is an encoder-decoder model; TRL's GRPO/RLOO train decoder-only policies only "
+                        "(use a decoder-only rationale writer for RL)")
+
+
+def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]], reward_funcs: list[RewardFunc],
+             weights: list[float], callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train the writer in ``model_path`` (decoder-only, HF folder) on ``prompts`` (dicts with ``prompt`` and
+    ``example_key``); save it to ``cfg.output_dir``; return the per-step reward log and whether weights changed."""
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    check_decoder_only(model_path)
+    if cfg.batch_size % cfg.num_generations:
+        raise UserError(f"rl.batch_size ({cfg.batch_size}) must be a multiple of rl.num_generations ({cfg.num_generations})")
+    config_cls, trainer_cls = (getattr(trl, n) for n in ALGORITHMS.get(cfg.algorithm))
+    out = Path(cfg.output_dir)
+    rlog = RewardLog(out / "reward_log.jsonl")
+    (out / "reward_log.jsonl").unlink(missing_ok=True)  # a rerun starts a fresh log
+    args = config_cls(
+        output_dir=str(out), learning_rate=cfg.lr, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
+        num_generations=cfg.num_generations, beta=cfg.beta, temperature=cfg.temperature,
+        max_completion_length=cfg.max_completion_length, reward_weights=weights, logging_steps=cfg.logging_steps,
+        seed=cfg.seed, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
+        bf16=False, activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=False,
+    )
+    tok = AutoTokenizer.from_pretrained(str(model_path), padding_side="left")
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    data = Dataset.from_list([{"prompt": p["prompt"], "example_key": p["example_key"]} for p in prompts])
+    trainer = trainer_cls(model=str(model_path), reward_funcs=reward_funcs, args=args, train_dataset=data,
+                          processing_class=tok, peft_config=peft_config, callbacks=[rlog.callback, *(callbacks or [])])
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    changed = sum(not torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters() if n in before)
+    final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    final.save_pretrained(out)
+    tok.save_pretrained(out)
+    names = [f.__name__ for f in reward_funcs]
+    return {"steps": trainer.state.global_step, "log": rlog.rows, "components": names, "weights": dict(zip(names, weights)),
+            "changed_tensors": int(changed), "trainable_tensors": len(before),
+            "finite": all(math.isfinite(r.get(f"rewards/{n}/mean", 0.0)) for r in rlog.rows for n in names)}
+
+
+def window_means(values: list[float], share: float = 0.2) -> tuple[float, float]:
+    """(mean of the first ``share`` of values, mean of the last ``share``) — how a reward curve moved."""
+    if not values:
+        return float("nan"), float("nan")
+    n = max(1, round(len(values) * share))
+    return sum(values[:n]) / n, sum(values[-n:]) / n
