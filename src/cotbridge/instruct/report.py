@@ -44,6 +44,16 @@ def matrix_markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def complete_markdown(matrix: dict[str, Any]) -> str:
+    """Share of outputs that ended by themselves (not cut at max_tokens) per cell: a cut answer is a wrong one."""
+    cols = matrix["columns"]
+    lines = ["| tuned on ← teacher (family) | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for r in matrix["rows"]:
+        vals = [_acc(r["cells"][c].get("complete")) if c in r["cells"] else MISSING for c in cols]
+        lines.append(f"| {row_label(r)} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def family_markdown(fam: dict[str, Any], student: str, student_family: str | None) -> str:
     lines = [f"Student `{student}` (family: {student_family or 'not set'}). Δ = difference to the untuned student, "
              "in percentage points; OOD = mean over the other tasks of the matrix.", "",
