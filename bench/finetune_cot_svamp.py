@@ -76,6 +76,9 @@ def main() -> None:
     from cotbridge.jsonl import read_json
     from cotbridge.pipeline import RunConfig, run_pipeline
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     os.chdir(ROOT)  # the recipe names ../shared/data relative to the repository root
     cfg = load_config(RunConfig, RECIPE, sets=[f"train_limit={args.train_limit}", f"eval.limit={args.test_limit}",
                                                f"student.epochs={args.epochs}", f"run_dir={args.run_dir}",
