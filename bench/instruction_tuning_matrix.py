@@ -81,6 +81,10 @@ def main() -> None:
                                   "losses": done.get("losses"), "wall_s": done.get("wall_s")}
     for cell in sorted((run_dir / "eval").glob("*/*.json")):
         stats["eval_wall_s"][f"{cell.parent.name}/{cell.stem}"] = json.loads(cell.read_text())["metrics"].get("wall_time_s")
+    started = time.time() - wall
+    trained = sum((run_dir / "students" / r.label() / "done.json").stat().st_mtime >= started
+                  for r in cfg.resolved_rows() if (run_dir / "students" / r.label() / "done.json").exists())
+    evaluated = sum(p.stat().st_mtime >= started for p in (run_dir / "eval").glob("*/*.json"))
     check = contamination_check(run_dir, cfg.data_dir, [r.label() for r in cfg.resolved_rows()])
     teach = {k: {"records": v["records"], "teacher_accuracy": round(v["accuracy"], 4), "split": v["split"]}
              for k, v in summary["teach"].items()}
@@ -91,6 +95,11 @@ def main() -> None:
                           "python": platform.python_version()}}
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    # Earlier runs' times stay: a rerun that only redraws the report must not hide what the full run cost.
+    old = out / "instruction_tuning_matrix.json"
+    runs = json.loads(old.read_text()).get("runs", []) if old.exists() else []
+    result["runs"] = [*runs, {**result["this_run"], "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "note": f"trained {trained} student(s), evaluated {evaluated} cell(s)"}]
     (out / "instruction_tuning_matrix.json").write_text(json.dumps(result, indent=1) + "\n")
     shutil.copyfile(run_dir / "matrix.png", out / "instruction_tuning_matrix.png")
     md = (run_dir / "matrix.md").read_text().replace("![heatmap](matrix.png)", "![heatmap](instruction_tuning_matrix.png)")
@@ -101,6 +110,9 @@ def main() -> None:
     md += ("\n## Teachers (replayed) and test sets\n\n" + "\n".join(teach_lines) + "\n\n"
            f"Test questions per column: {tests}. Overlap with the {check['training_examples']} training examples "
            f"(by id and by question text): {'none' if check['clean'] else 'FOUND'}.\n\n"
+           "Runs (wall / CPU seconds of this process): " + "; ".join(
+               f"{r['finished']}: {r['wall_s']:.0f} s / {r['cpu_s']:.0f} s" + (f" ({r['note']})" if r.get("note") else "")
+               for r in result["runs"]) + ".\n\n"
            f"Command: `.venv/bin/python bench/instruction_tuning_matrix.py` (recipe `{RECIPE.relative_to(REPO)}`); "
            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) on {os.cpu_count()} shared CPUs.\n")
     (out / "instruction_tuning_matrix.md").write_text(md)

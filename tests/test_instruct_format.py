@@ -86,7 +86,7 @@ def _render(tokenizer, example):
     return prompt, full
 
 
-@pytest.mark.parametrize("which", ["smollm2", "tiny"])
+@pytest.mark.parametrize("which", [pytest.param("smollm2", marks=pytest.mark.slow), "tiny"])
 def test_chat_template_render_prompt_is_prefix_and_completion_is_the_assistant_turn(which):
     from transformers import AutoTokenizer
 
