@@ -92,3 +92,24 @@ def test_trim_context_keeps_supporting_paragraphs_and_caps_words():
     assert capped.context == "Ada Lovelace: Ada Lovelace …"
     # no supporting titles: the whole context stays
     assert trim_context(EX2, ContextSpec(paragraphs="supporting")).context == EX2.context
+
+
+def test_answer_after_a_colon_and_blank_line_is_read(scripted):
+    # SmolLM2 often writes "Therefore, the answer is:\n\nLondon"; a blank line must not end the answer stage.
+    small = scripted(lambda text, req: ["Ada was born in London."])
+    large = scripted(lambda text, req: [":\n\n**London**"])
+    records, metrics = run_row(TASK, [EX], RowSpec("kd", "small"), large, LargePrompts(TASK), small)
+    assert "\n\n" not in large.requests[0].stop and metrics["em"] == 1.0
+
+
+@pytest.mark.parametrize("answer, prediction", [
+    (":\n\nThe answer is: Tanjuska And The 7 Devils", "Tanjuska And The 7 Devils"), (": 21.", "21"),
+    (":\n\nA: Kansas Song is a fight song", "Kansas Song is a fight song"), (" Paris.\n\nSo, the answer is: Rome", "Paris"),
+    ("\\boxed{Cork}", "Cork"), ("**Lee Hazlewood**.", "**Lee Hazlewood**"),
+])
+def test_answer_stage_extraction(answer, prediction):
+    from cotbridge.answers.score import score_output
+    from cotbridge.guided import ANSWER_PIPELINE
+
+    v = score_output(answer, ["x"], "span", pipeline=ANSWER_PIPELINE)
+    assert v.prediction == prediction and v.correct_format

@@ -63,3 +63,18 @@ def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir,
     assert len(large.requests) == calls and again["results"] == res
     run_lmguided(cfg, from_stage="eval", large=large, progress=False)  # redone from the request cache
     assert len(large.requests) == calls
+
+
+def test_scratch_writer_with_a_trained_tokenizer(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cotbridge.train.scratch import ScratchSpec, init_scratch_model
+
+    texts = ["Paris: Paris is the capital of France.\n\nQuestion: What is the capital of France? ### It is Paris."] * 5
+    out = init_scratch_model(tmp_path / "w", ScratchSpec(train_vocab=300, hidden_size=16, layers=1, heads=2), texts)
+    tok, model = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.vocab_size == len(tok) <= 300 and model.config.tie_word_embeddings
+    unseen = "Zürich 1815 — naïve ###"
+    assert tok.decode(tok(unseen)["input_ids"]) == unseen  # byte-level: any text round-trips
+    assert tok.eos_token == "<|endoftext|>" and model.generation_config.eos_token_id == tok.eos_token_id
+    assert init_scratch_model(tmp_path / "w", ScratchSpec(train_vocab=999), []) == out  # an existing init is reused

@@ -110,3 +110,13 @@ def test_score_command_writes_scores_per_record(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1] and rows[0]["scores"]["grounding"]["factuality"]["score"] == 1.0
     assert "grounding/factuality" in res.output and "0.500 (n=2)" in res.output
+
+
+@pytest.mark.slow
+def test_smollm2_fluency_and_relevance_rank_real_text_above_noise():
+    fl, emb = build_scorers(["lm_fluency", "embedding_relevance"])
+    noise = dict(ITEM, rationale="### the the ### London London ## ## , , born born 1815 ###")
+    good, bad = score_items([ITEM, noise], [fl, emb])
+    assert good["scores"]["lm_fluency"]["fluency"]["score"] > bad["scores"]["lm_fluency"]["fluency"]["score"] + 0.2
+    assert good["scores"]["embedding_relevance"]["relevance"]["score"] > score_items(
+        [OFF_TOPIC], [emb])[0]["scores"]["embedding_relevance"]["relevance"]["score"]

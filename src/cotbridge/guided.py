@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from cotbridge.answers.extract import PIPELINES, PROMPTED_ANSWER_PIPELINES, RULES
 from cotbridge.backends.base import Backend, Completion, Request
 from cotbridge.config import StrictModel
 from cotbridge.evaluate import aggregate, score_example
@@ -23,7 +24,10 @@ from cotbridge.prompts import PROMPT_MODES, STUDENT_STOP, STUDENT_SUFFIX, Prompt
 from cotbridge.tasks.base import Example, Task
 
 COT_MODE = "zero_shot_cot"
-ANSWER_PIPELINE = "answer_stage"  # every large-model answer follows an answer trigger
+ANSWER_PIPELINE = "guided_answer"  # every large-model answer follows an answer trigger
+# Small chat models often continue "Therefore, the answer is" with ":\n\n" before the answer, so the answer stage
+# stops only where a new question would start; extraction takes the first non-empty line.
+ANSWER_STOP = ["\nQ:", "\nQuestion:"]
 RationaleSource = Literal["none", "large", "small"]
 
 
@@ -66,6 +70,22 @@ def trim_context(ex: Example, spec: ContextSpec) -> Example:
     return replace(ex, context=_cap_words(text, spec.max_words) if spec.max_words else text)
 
 
+# Small answerers restate the trigger ("…the answer is:\n\nThe answer is: Cork") or open with "A:"; the answer is
+# the first line after such a marker. Registered as the pipeline every guided row and the KD teacher score with.
+LEAD_MARKER = re.compile(r"^(?:(?:so,?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:|a:)\s*", re.I)
+
+
+@RULES.register("first_after_marker")
+def _first_after_marker(text: str) -> tuple[str, bool]:
+    stripped = text.lstrip(" \t\n:")
+    m = LEAD_MARKER.match(stripped)
+    return (stripped[m.end():] if m else stripped), True
+
+
+PIPELINES.add(ANSWER_PIPELINE, ("boxed", "first_after_marker"))
+PROMPTED_ANSWER_PIPELINES.add(ANSWER_PIPELINE)
+
+
 # ---------------------------------------------------------------- requests
 
 def small_prompt(ex: Example) -> str:
@@ -96,13 +116,14 @@ class LargePrompts:
                              seed=seed, chat=self.chat)
 
     def answer(self, ex: Example, rationale: str) -> Request:
-        return answer_request(ex, self.cot(ex), rationale, self.mode, self.ctx, max_tokens=self.answer_max_tokens)
+        req = answer_request(ex, self.cot(ex), rationale, self.mode, self.ctx, max_tokens=self.answer_max_tokens)
+        return replace(req, stop=list(ANSWER_STOP))
 
     def standard(self, ex: Example) -> Request:
         """Standard prompting: context and question, then 'The answer is' (Kojima's zero-shot baseline)."""
         trigger = self.ctx.trigger(ex).removeprefix("Therefore, ")
         trigger = trigger[0].upper() + trigger[1:]
-        common = dict(max_tokens=self.answer_max_tokens, stop=["\n\n", "\nQ:"], meta={"example": ex, "stage": "single"})
+        common = dict(max_tokens=self.answer_max_tokens, stop=list(ANSWER_STOP), meta={"example": ex, "stage": "single"})
         if self.chat:
             return Request(messages=[{"role": "user", "content": f"Q: {question_block(ex)}"},
                                      {"role": "assistant", "content": trigger}], continue_final=True, **common)

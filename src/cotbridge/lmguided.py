@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
-from cotbridge.guided import ContextSpec, LargePrompts, RowSpec, rationale_items, run_row, small_prompt, trim_context
+from cotbridge.guided import ANSWER_PIPELINE, ContextSpec, LargePrompts, RowSpec, rationale_items, run_row, small_prompt, trim_context
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.quality import AUTOMATIC
 from cotbridge.tasks import Example, parse_task_spec
@@ -119,6 +119,7 @@ class LMGuided:
         self._hf: Any = None
         self._large: Any = self.cached(large) if large is not None else None
         self._injected = large is not None
+        self._teach_paths: dict[str, Path] | None = None
         self._prompts: dict[str, LargePrompts] = {}
 
     # -- shared pieces -------------------------------------------------------------------------------------
@@ -191,6 +192,9 @@ class LMGuided:
     def teach(self) -> dict[str, Path]:
         from cotbridge.teach import TeachConfig, TeacherConfig, Teacher
 
+        if self._teach_paths is not None:
+            return self._teach_paths
+
         lg, kd = self.cfg.large, self.cfg.kd
         paths = {}
         for task in self.tasks:
@@ -198,13 +202,17 @@ class LMGuided:
                               teacher=TeacherConfig(backend=lg.backend, model=lg.model), mode="zero_shot_cot",
                               samples=kd.samples, temperature=kd.temperature, max_tokens=lg.rationale_max_tokens,
                               answer_max_tokens=lg.answer_max_tokens, chat=lg.chat, seed=self.cfg.seed,
+                              pipeline=ANSWER_PIPELINE,
                               run_dir=str(self.dir), cache="off")  # self.large() is already cached
             teacher = Teacher(cfg, backend=self.large(), progress=self.progress)
             teacher.examples = self.examples(task, "train", kd.train_limit)  # contexts trimmed like everywhere else
+            # The answer stage exactly as the evaluation asks it (same prompt, same stop strings).
+            teacher.answer_request = lambda ex, first, rationale, p=self.prompts_for(task): p.answer(ex, rationale)
             summary = teacher.run()
             log.info("%s: large-model CoT on %d training questions, exact match %.3f", task.name, summary["questions"],
                      summary["accuracy"])
             paths[task.name] = teacher.records.path
+        self._teach_paths = paths
         return paths
 
     def kd_data(self) -> list[dict[str, Any]]:
@@ -240,7 +248,8 @@ class LMGuided:
             return out
         data = self.kd_data()
         w = self.cfg.writer
-        init = w.model or str(init_scratch_model(self.dir / "writer" / "init", w.scratch))
+        texts = [d["prompt"] + d["completion"] for d in data]  # what a trained tokenizer learns from
+        init = w.model or str(init_scratch_model(self.dir / "writer" / "init", w.scratch, texts))
         stats = train_student(w.train.model_copy(update={"model": init, "output_dir": str(out)}), data)
         write_json(out / "done.json", {**stats, "init": init, "examples": len(data)})
         return out

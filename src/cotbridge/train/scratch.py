@@ -7,12 +7,17 @@ model is at hand (offline), a tiny Llama with the large model's tokenizer trains
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cotbridge.config import StrictModel
+from cotbridge.errors import UserError
 
 
 class ScratchSpec(StrictModel):
-    tokenizer: str = "smollm2-135m-instruct"  # hub id, folder, .gguf or embedded name
+    tokenizer: str = "smollm2-135m-instruct"  # hub id, folder, .gguf or embedded name; unused with train_vocab
+    # Train a byte-level BPE of this size on the writer's training texts instead. With a tiny model the output
+    # layer over a 49k vocabulary is ~97% of the compute and most of its rows never see a gradient.
+    train_vocab: int | None = None
     hidden_size: int = 64
     layers: int = 2
     heads: int = 4
@@ -21,8 +26,25 @@ class ScratchSpec(StrictModel):
     seed: int = 0
 
 
-def init_scratch_model(out_dir: str | Path, spec: ScratchSpec) -> Path:
-    """Save a randomly initialised Llama (tied embeddings) and ``spec.tokenizer`` to ``out_dir``; reuse it if there."""
+def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE (any text encodes; unseen words fall back to bytes) with end-of-text and pad tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not texts:
+        raise UserError("train_vocab needs training texts to learn a tokenizer from")
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+def init_scratch_model(out_dir: str | Path, spec: ScratchSpec, texts: list[str] | None = None) -> Path:
+    """Save a randomly initialised Llama (tied embeddings) and its tokenizer (``spec.tokenizer``, or one trained on
+    ``texts`` when ``spec.train_vocab`` is set) to ``out_dir``; reuse what is there."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -31,8 +53,11 @@ def init_scratch_model(out_dir: str | Path, spec: ScratchSpec) -> Path:
     out = Path(out_dir)
     if (out / "config.json").exists():
         return out
-    source, gguf = resolve_model_source(spec.tokenizer)
-    tok = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf and not (Path(source) / "tokenizer.json").exists() else {}))
+    if spec.train_vocab:
+        tok = train_tokenizer(texts or [], spec.train_vocab)
+    else:
+        source, gguf = resolve_model_source(spec.tokenizer)
+        tok = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf and not (Path(source) / "tokenizer.json").exists() else {}))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(spec.seed)
