@@ -19,10 +19,10 @@ def write_config(tmp_path, tiny_model_dir):
             {"name": "sloppy", "family": "beta", "backend": "reference", "options": {"error_rate": 0.5},
              "tasks": {"synthetic_coin_flip": {"limit": 8}}},
         ],
-        "rows": [{"task": "synthetic_coin_flip", "teachers": ["exact"]}, {"task": "synthetic_coin_flip", "teachers": ["sloppy"]},
+        "rows": [{"task": "synthetic_coin_flip", "teachers": ["exact"]},
                  {"name": "coin.merged", "task": "synthetic_coin_flip", "teachers": ["exact", "sloppy"]}],
         "merge": {"max_demonstrations": 6},
-        "student": {"model": str(tiny_model_dir), "family": "beta", "quantization": "4bit", "max_steps": 2, "batch_size": 4},
+        "student": {"model": str(tiny_model_dir), "family": "alpha", "quantization": "4bit", "max_steps": 2, "batch_size": 4},
         "eval": {"tasks": tasks, "limit": 3, "max_tokens": 6, "batch_size": 8},
     }
     path = tmp_path / "instruct.yaml"
@@ -40,7 +40,7 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     root = tmp_path / "run"
     assert "4bit (QLoRA) requested but" in done.stderr  # no CUDA here: the fallback says so
-    rows = ["synthetic_coin_flip.exact", "synthetic_coin_flip.sloppy", "coin.merged"]
+    rows = ["synthetic_coin_flip.exact", "coin.merged"]
     summary = json.loads((root / "matrix.json").read_text())
     mat = summary["matrix"]
     assert mat["columns"] == ["synthetic_coin_flip", "synthetic_arithmetic"]
@@ -48,8 +48,8 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     for r in mat["rows"]:
         assert set(r["cells"]) == set(mat["columns"]) and all(c["n"] == 3 for c in r["cells"].values())
     by_name = {r["name"]: r for r in mat["rows"]}
-    assert by_name["synthetic_coin_flip.sloppy"]["relation"] == "same-family"  # student family beta
-    assert by_name["synthetic_coin_flip.exact"]["relation"] == "cross-family" and by_name["coin.merged"]["relation"] == "mixed"
+    assert by_name["synthetic_coin_flip.exact"]["relation"] == "same-family"  # the student's family is alpha
+    assert by_name["coin.merged"]["relation"] == "mixed" and by_name["coin.merged"]["families"] == ["alpha", "beta"]
     assert by_name["synthetic_coin_flip.exact"]["cells"]["synthetic_coin_flip"]["in_domain"]
     merged = [json.loads(x) for x in (root / "data" / "coin.merged" / "train.jsonl").read_text().splitlines()]
     assert len(merged) == 6 and {e["provenance"]["teacher"] for e in merged} <= {"exact", "sloppy"}
@@ -57,9 +57,9 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     credited = {t for e in merged for t in [e["provenance"]["teacher"], *e["provenance"].get("also_from", [])]}
     assert credited == {"exact", "sloppy"}
     assert all(e["completion"][0]["content"].rstrip().split("\n")[-1].startswith("The answer is ") for e in merged)
-    sloppy = json.loads((root / "data" / "synthetic_coin_flip.sloppy" / "merge.json").read_text())
+    sloppy = json.loads((root / "data" / "coin.merged" / "merge.json").read_text())
     assert sloppy["teachers"]["sloppy"]["dropped"].get("correct", 0) > 0  # wrong reference samples were filtered out
-    assert summary["families"]["tasks_with_several_families"] == ["synthetic_coin_flip"]
+    assert summary["families"]["by_relation"]["same-family"]["rows"] == 1
     md = (root / "matrix.md").read_text()
     assert "(n=3)" in md and "Teacher families" in md and (root / "matrix.png").stat().st_size > 0
     assert all(len(v["ids"]) == 3 for v in json.loads((root / "eval" / "test_sets.json").read_text()).values())
