@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from cotbridge.instruct.config import StudentConfig
-from cotbridge.instruct.report import complete_markdown, matrix_markdown, plot_heatmap
+from cotbridge.instruct.report import matrix_markdown, plot_heatmap, rate_markdown
 from cotbridge.instruct.transfer import build_matrix, family_comparison, relation_to_student, select_test_sets
 
 
@@ -89,7 +89,7 @@ def test_markdown_and_heatmap(tmp_path):
     md = matrix_markdown(mat)
     assert "| gsm8k ← gpt (gpt) | 100 | **6.0 ± 5.0 (n=10)** | 22.0 ± 5.0 (n=10) | 16.0 ± 5.0 (n=10) | +4.0 | 19.0 | +4.0 |" in md
     assert "| base (untuned) |" in md
-    done = complete_markdown(build_matrix(ROWS, COLS, {k: {c: {**v, "complete": 0.5} for c, v in cs.items()} for k, cs in CELLS.items()}))
+    done = rate_markdown(build_matrix(ROWS, COLS, {k: {c: {**v, "complete": 0.5} for c, v in cs.items()} for k, cs in CELLS.items()}), "complete")
     assert "| csqa ← small (smol) | 50.0 | 50.0 | – |" in done
     png = plot_heatmap(mat, tmp_path / "m.png", title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

@@ -44,12 +44,13 @@ def matrix_markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def complete_markdown(matrix: dict[str, Any]) -> str:
-    """Share of outputs that ended by themselves (not cut at max_tokens) per cell: a cut answer is a wrong one."""
+def rate_markdown(matrix: dict[str, Any], key: str) -> str:
+    """One per-cell rate in %: ``complete`` (ended by itself, not cut at max_tokens: a cut answer is a wrong one)
+    or ``correct_format`` (the answer came after a marker such as "The answer is")."""
     cols = matrix["columns"]
     lines = ["| tuned on ← teacher (family) | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
     for r in matrix["rows"]:
-        vals = [_acc(r["cells"][c].get("complete")) if c in r["cells"] else MISSING for c in cols]
+        vals = [_acc(r["cells"][c].get(key)) if c in r["cells"] else MISSING for c in cols]
         lines.append(f"| {row_label(r)} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 

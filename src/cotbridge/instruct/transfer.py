@@ -108,7 +108,7 @@ def build_matrix(rows: list[dict[str, Any]], columns: list[str], cells: dict[str
                 continue
             b = base.get(col) if base and name != BASE else None
             row_cells[col] = {"accuracy": m["accuracy"], "stderr": m.get("accuracy_stderr"), "n": m["n"],
-                              "complete": m.get("complete"), "in_domain": col == tuned,
+                              "complete": m.get("complete"), "correct_format": m.get("correct_format"), "in_domain": col == tuned,
                               "delta_vs_base": m["accuracy"] - b["accuracy"] if b is not None else None}
         ood = [c["accuracy"] for col, c in row_cells.items() if col != tuned]
         ood_delta = [c["delta_vs_base"] for col, c in row_cells.items() if col != tuned and c["delta_vs_base"] is not None]

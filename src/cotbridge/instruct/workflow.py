@@ -22,7 +22,7 @@ from cotbridge.errors import UserError
 from cotbridge.instruct import multiteacher
 from cotbridge.instruct.config import InstructConfig, RowSpec
 from cotbridge.instruct.instruction_format import ensure_prompt_mode, load_template, to_instruction_example
-from cotbridge.instruct.report import complete_markdown, family_markdown, matrix_markdown, plot_heatmap
+from cotbridge.instruct.report import family_markdown, matrix_markdown, plot_heatmap, rate_markdown
 from cotbridge.instruct.transfer import BASE, build_matrix, evaluate_row, family_comparison, relation_to_student, select_test_sets
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.tasks import get_task
@@ -120,7 +120,8 @@ class InstructWorkflow:
               "Rows: what the student was tuned on (← teacher, family); columns: what it is tested on. "
               "Accuracy % ± standard error (n test questions); in-domain cells in bold.", "",
               matrix_markdown(matrix), f"Outputs that finished within {self.cfg.eval.max_tokens} new tokens (%):", "",
-              complete_markdown(matrix), "## Teacher families", "",
+              rate_markdown(matrix, "complete"), "Outputs whose answer followed a marker such as 'The answer is' (%):", "",
+              rate_markdown(matrix, "correct_format"), "## Teacher families", "",
               family_markdown(families, self.cfg.student.model, self.cfg.student.family), "", f"![heatmap]({png.name})", ""]
         (self.dir / "matrix.md").write_text("\n".join(md), encoding="utf-8")
         return summary
