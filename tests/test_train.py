@@ -139,3 +139,11 @@ def test_gguf_student_trains_with_lora(tmp_path):
     assert stats["global_step"] == 1 and math.isfinite(stats["train_loss"])
     import json
     assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
+    """TRL's SFTConfig turns gradient checkpointing on by default (extra compute); students opt in."""
+    tok = build_tiny_tokenizer()
+    for wanted in (False, True):
+        cfg = TrainConfig(lora=False, output_dir=str(tmp_path / str(wanted)), max_steps=1, gradient_checkpointing=wanted)
+        assert build_trainer(cfg, examples(4), tiny_model(tok), tok).args.gradient_checkpointing is wanted

@@ -37,6 +37,7 @@ class TrainConfig(StrictModel):
     grad_accum: int = 1
     max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
     group_by_length: bool = True  # batches of similar length waste less compute on padding
+    gradient_checkpointing: bool = False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -75,7 +76,8 @@ def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, save_strategy=cfg.save_strategy,
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed,
-        report_to=cfg.report_to, bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
     )
