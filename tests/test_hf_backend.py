@@ -72,3 +72,22 @@ def test_real_smollm2_from_gguf_answers_sensibly():
     [[c]] = backend.generate([Request(messages=[{"role": "user", "content": "What is 12 + 7? Answer step by step."}],
                                       max_tokens=24)], progress=False)
     assert "19" in c.text
+
+
+@pytest.mark.slow
+def test_gguf_is_dequantised_once_and_the_copy_loads_the_same_model(tmp_path, monkeypatch, caplog):
+    import torch
+
+    from cotbridge.backends.hf import dequantised_dir, load_model_and_tokenizer
+
+    monkeypatch.setenv("COTBRIDGE_GGUF_CACHE", str(tmp_path / "deq"))
+    first, tok = load_model_and_tokenizer(str(SMOLLM2_DIR))
+    kept = dequantised_dir(str(SMOLLM2_DIR), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert kept is not None and (kept / "model.safetensors").exists() and not list(kept.parent.glob(".tmp-*"))
+    with caplog.at_level("INFO", logger="cotbridge.backends.hf"):
+        second, _ = load_model_and_tokenizer(str(SMOLLM2_DIR))
+    assert "dequantised copy" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert getattr(second, "hf_quantizer", None) is None  # trainable like the freshly dequantised one
+    monkeypatch.setenv("COTBRIDGE_GGUF_CACHE", "off")
+    assert dequantised_dir(str(SMOLLM2_DIR), "SmolLM2-135M-Instruct.Q4_1.gguf") is None

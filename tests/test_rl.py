@@ -79,3 +79,14 @@ def test_short_grpo_run_changes_the_policy_and_logs_finite_components(tiny_model
         assert row["reward"] == pytest.approx(comps["task_f1"] + 0.5 * comps["relevance"] + 0.5 * comps["factuality"], abs=1e-5)
     assert len(large.requests) >= 8  # every completion was answered by the large model
     assert (tmp_path / "rl" / "model.safetensors").exists() and (tmp_path / "rl" / "reward_log.jsonl").exists()
+
+
+def test_encoder_decoder_writers_are_refused_before_training(tmp_path):
+    from transformers import T5Config
+
+    from cotbridge.errors import UserError
+    from cotbridge.train.rl import check_decoder_only
+
+    T5Config(vocab_size=64, d_model=8, d_ff=16, num_layers=1, num_heads=1, d_kv=8).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="encoder-decoder"):
+        check_decoder_only(tmp_path)

@@ -227,11 +227,14 @@ class LMGuided:
         for task, path in zip(self.tasks, self.teach().values()):
             by_id = {ex.id: ex for ex in self.examples(task, "train", kd.train_limit)}
             records = [r for r in read_jsonl(path) if r["example_id"] in by_id]
-            filters = list(kd.filters)
+            filters, taught, questions = list(kd.filters), len(records), len({r["example_id"] for r in records})
             if kd.min_f1 is not None:  # graded correctness: F1 of the large model's answer against every gold alias
                 filters = [f for f in filters if f != "correct"]
                 records = [r for r in records if best_over_golds(r.get("prediction") or "", by_id[r["example_id"]].golds)[1] >= kd.min_f1]
             kept, st = curate(records, CurateSettings(filters=filters))
+            # curate() saw only what passed the F1 filter: count from the teacher's records instead
+            st = {**st, "records": taught, "questions": questions, "kept_fraction": round(st["kept"] / max(taught, 1), 4),
+                  "dropped": {**st["dropped"], **({"answer_f1_below_min": taught - len(records)} if kd.min_f1 is not None else {})}}
             stats[task.name] = {**st, "min_f1": kd.min_f1}
             data += [{"prompt": small_prompt(by_id[r["example_id"]]), "completion": " " + clean_rationale(r["rationale"]),
                       "task": task.name, "example_id": r["example_id"], "sample": r["sample"]} for r in kept]
@@ -370,6 +373,8 @@ class LMGuided:
                 write_json(self.dir / "timings.json", timings)
             if stage == until:
                 return {"stopped_after": stage}
+        # Teaching shares this run dir and writes its own config.yaml there: put the workflow's back.
+        (self.dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
         if self._hf is not None:
             write_json(self.dir / "eval" / "large_model.json", {"model": self.cfg.large.model,
                                                                 "params": sum(p.numel() for p in self._hf.model.parameters())})

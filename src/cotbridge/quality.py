@@ -189,30 +189,37 @@ class EmbeddingRelevance:
 
     name, aspects = "embedding_relevance", ("relevance",)
 
-    def __init__(self, model: str = "smollm2-135m-instruct", max_tokens: int = 384):
-        self.model_name, self.max_tokens = model, max_tokens
+    def __init__(self, model: str = "smollm2-135m-instruct", max_tokens: int = 384, batch_size: int = 16):
+        self.model_name, self.max_tokens, self.batch_size = model, max_tokens, batch_size
         self._memo: dict[str, Any] = {}  # the same context is embedded once per run
 
-    def embed(self, text: str) -> Any:
+    def embed(self, texts: list[str]) -> list[Any]:
+        """Mean-pooled embeddings (None for an empty text), batched, memoised by text."""
         import torch
 
-        key = hashlib.sha256(text.encode()).hexdigest()
-        if key not in self._memo:
-            net, tok = POOL.get(self.model_name)
-            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, : self.max_tokens].to(net.device)
-            if ids.shape[1] == 0:
-                return None
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        todo = sorted({(k, t) for k, t in zip(keys, texts) if k not in self._memo and t.strip()})
+        net, tok = POOL.get(self.model_name) if todo else (None, None)
+        for b in range(0, len(todo), self.batch_size):
+            chunk = todo[b: b + self.batch_size]
+            ids = [tok(t, add_special_tokens=False)["input_ids"][: self.max_tokens] for _, t in chunk]
+            width = max(len(x) for x in ids)
+            inp = torch.tensor([x + [tok.pad_token_id or 0] * (width - len(x)) for x in ids], device=net.device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=net.device)
             with torch.inference_mode():
-                hidden = net(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
-            self._memo[key] = hidden.float().mean(0)
-        return self._memo[key]
+                hidden = net(input_ids=inp, attention_mask=mask, output_hidden_states=True).hidden_states[-1].float()
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            for (key, _), vec in zip(chunk, pooled):
+                self._memo[key] = vec
+        return [self._memo.get(k) for k in keys]
 
     def score(self, items: list[Item]) -> list[dict[str, Score]]:
         import torch
 
+        rationales = self.embed([it["rationale"].strip() for it in items])
+        sources = self.embed([source_text(it).strip() for it in items])
         out = []
-        for it in items:
-            a, b = self.embed(it["rationale"].strip()), self.embed(source_text(it).strip())
+        for a, b in zip(rationales, sources):
             cos = torch.nn.functional.cosine_similarity(a, b, dim=0).item() if a is not None and b is not None else 0.0
             out.append({"relevance": {"score": max(0.0, cos), "raw": {"cosine": cos}}})
         return out

@@ -55,6 +55,43 @@ def forget_gguf_quantizer(net: Any) -> None:
         del net.config.quantization_config
 
 
+def dequantised_dir(source: str, gguf: str) -> Path | None:
+    """Where the dequantised weights of a local GGUF file are kept: reading a GGUF (config, tokenizer metadata,
+    dequantisation) takes ~25 s for a 135M model, a safetensors copy well under a second, and a pipeline loads the
+    same student several times. Keyed by the file's path, size and mtime and by the transformers version.
+    $COTBRIDGE_GGUF_CACHE picks the folder; "off" disables it."""
+    import hashlib
+    import os
+
+    import transformers
+
+    root = os.environ.get("COTBRIDGE_GGUF_CACHE", str(Path.home() / ".cache" / "cotbridge" / "dequantised-gguf"))
+    file = Path(source, gguf)
+    if root == "off" or not file.is_file():
+        return None
+    st = file.stat()
+    key = hashlib.sha256(f"{file.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()
+    return Path(root).expanduser() / f"{file.stem}-{key[:16]}"
+
+
+def keep_dequantised(net: Any, folder: Path) -> None:
+    """Save into a temporary sibling, then rename: a reader never sees half a copy, and concurrent writers race harmlessly."""
+    import shutil
+    import tempfile
+
+    tmp = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        net.save_pretrained(tmp)
+        tmp.rename(folder)
+    except OSError as e:  # a full or read-only disk, or another process got there first: only the speed-up is lost
+        if not folder.is_dir():
+            log.warning("could not keep the dequantised GGUF weights in %s: %s", folder, e)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto"):
     """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config."""
     import torch
@@ -67,14 +104,22 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
-        config = AutoConfig.from_pretrained(source, **kw)
+        kept = dequantised_dir(source, gguf) if gguf else None
+        if kept is not None and kept.is_dir():
+            log.info("loading %s (%s, dequantised copy in %s)", source, gguf, kept)
+            weights, kw = str(kept), {}
+        else:
+            log.info("loading %s%s", source, f" ({gguf})" if gguf else "")
+            weights = source
+        config = AutoConfig.from_pretrained(weights, **kw)
         cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        log.info("loading %s%s", source, f" ({gguf})" if gguf else "")
-        net = cls.from_pretrained(source, dtype=torch_dtype, **kw)
+        net = cls.from_pretrained(weights, dtype=torch_dtype, **kw)
     except OSError as e:
         raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
-    if gguf:
+    if gguf and weights == source:
         forget_gguf_quantizer(net)
+        if kept is not None and torch_dtype == torch.float32:  # the dequantised weights are fp32: keep them as they are
+            keep_dequantised(net, kept)
     net.eval()
     if torch.cuda.is_available():
         net.to("cuda")
