@@ -147,3 +147,20 @@ def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
     for wanted in (False, True):
         cfg = TrainConfig(lora=False, output_dir=str(tmp_path / str(wanted)), max_steps=1, gradient_checkpointing=wanted)
         assert build_trainer(cfg, examples(4), tiny_model(tok), tok).args.gradient_checkpointing is wanted
+
+
+def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_path, monkeypatch):
+    from cotbridge.train import sft
+
+    tok = build_tiny_tokenizer()
+    for mode, wanted in (("no", False), ("bf16", True)):
+        cfg = TrainConfig(lora=False, output_dir=str(tmp_path / mode), max_steps=2, batch_size=4, logging_steps=1,
+                          mixed_precision=mode, resume=False)
+        assert build_trainer(cfg, examples(8), tiny_model(tok), tok).args.bf16 is wanted
+    stats = train_student(cfg, examples(8), tiny_model(tok), tok)  # the bf16 run: autocast on CPU, weights stay fp32
+    assert stats["global_step"] == 2 and all(math.isfinite(x) for x in stats["losses"])
+    # "auto" follows the hardware: bf16 only where the CPU multiplies bf16 natively (without CUDA here)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native in (False, True):
+        monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda native=native: native)
+        assert sft.use_bf16("auto") is native

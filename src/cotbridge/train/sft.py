@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
@@ -48,6 +48,9 @@ class TrainConfig(StrictModel):
     seed: int = 0
     report_to: list[str] | str = "none"
     dtype: str = "auto"
+    # bf16 autocast: "auto" uses it on GPUs that support it and on CPUs with native bf16 instructions (avx512_bf16 /
+    # AMX), where a training step of SmolLM2-135M takes half the time of fp32; "no" keeps fp32 everywhere.
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     output_dir: str = "runs/train/student"
     resume: bool = True  # continue from the last checkpoint in output_dir if there is one
     # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's rules.
@@ -65,6 +68,25 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(path)) if path.is_dir() else None
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware; elsewhere bf16 autocast is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: stay in fp32
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def use_bf16(mode: str) -> bool:
+    import torch
+
+    if mode != "auto":
+        return mode == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()
+
+
 def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """TrainingArguments fields shared by the decoder-only (SFTConfig) and encoder-decoder trainers."""
     import torch
@@ -77,7 +99,7 @@ def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, save_strategy=cfg.save_strategy,
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed,
         report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing,
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(cfg.mixed_precision),
         # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
     )
