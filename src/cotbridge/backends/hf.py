@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from cotbridge.allocator import keep_freed_memory
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
 from cotbridge.backends.embedded import resolve_embedded
 from cotbridge.errors import UserError
@@ -97,6 +98,7 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    keep_freed_memory()  # before the first big tensor: steps allocate and free hundreds of MB each
     source, gguf = resolve_model_source(model, gguf_file)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     torch_dtype = {"auto": torch.float32 if not torch.cuda.is_available() else torch.bfloat16,

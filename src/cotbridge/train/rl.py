@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from cotbridge.allocator import keep_freed_memory
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.registry import Registry
@@ -180,6 +181,7 @@ def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]
     from transformers import AutoTokenizer
 
     check_decoder_only(model_path)
+    keep_freed_memory()
     if cfg.batch_size % cfg.num_generations:
         raise UserError(f"rl.batch_size ({cfg.batch_size}) must be a multiple of rl.num_generations ({cfg.num_generations})")
     config_cls, trainer_cls = (getattr(trl, n) for n in ALGORITHMS.get(cfg.algorithm))

@@ -118,8 +118,10 @@ def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
 
     Encoder-decoder students get a Seq2SeqTrainer, decoder-only students TRL's SFTTrainer.
     """
+    from cotbridge.allocator import keep_freed_memory
     from cotbridge.backends.hf import load_model_and_tokenizer
 
+    keep_freed_memory()
     if not examples:
         raise UserError("no training examples: curation kept nothing (see the curation statistics)")
     if model is None:  # the loader picks the model class from the config (causal LM or seq2seq LM)
