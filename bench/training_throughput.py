@@ -93,7 +93,7 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Training throughput: length-grouped vs naive padded batches",
         "",
-        f"Model `{s['model']}` (LoRA r16, all linear layers, fp32, CPU, {s['threads']} threads), {s['examples']} "
+        f"Model `{s['model']}` (LoRA r16, all linear layers, {s.get('precision', 'fp32')}, CPU, {s['threads']} threads), {s['examples']} "
         f"Fine-tune-CoT examples from gpt-3.5-turbo GSM8K rationales ({s['mean_tokens']:.0f} tokens on average, "
         f"{s['min_tokens']}-{s['max_tokens']}), batch size {s['batch_size']}, one epoch per run, runs in order "
         f"{' '.join(s['order'])}.",
@@ -130,6 +130,8 @@ def main() -> None:
     import transformers
     from transformers import AutoTokenizer
 
+    from cotbridge.train.sft import use_bf16
+
     examples = rationale_examples(args.examples)
     tok = AutoTokenizer.from_pretrained(DATA / "models" / "smollm2-135m-instruct-q4_1")
     lengths = [len(tok(e["prompt"] + e["completion"])["input_ids"]) for e in examples]
@@ -156,7 +158,8 @@ def main() -> None:
     summary["ratio"] = round(summary["grouped_tokens_per_s"] / summary["naive_tokens_per_s"], 3)
     result = {"settings": {"model": args.model, "examples": len(examples), "batch_size": args.batch_size, "order": order,
                            "mean_tokens": statistics.mean(lengths), "min_tokens": min(lengths), "max_tokens": max(lengths),
-                           "threads": torch.get_num_threads(), "source": str(SOURCE.relative_to(DATA.parent))},
+                           "threads": torch.get_num_threads(), "source": str(SOURCE.relative_to(DATA.parent)),
+                           "precision": "bf16 autocast" if use_bf16("auto") else "fp32"},
               "runs": runs, "summary": summary, "command": "python bench/training_throughput.py " + " ".join(sys.argv[1:]),
               "platform": platform.platform(), "torch": torch.__version__, "transformers": transformers.__version__}
     out = Path(args.out)

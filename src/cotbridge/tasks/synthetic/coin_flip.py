@@ -10,7 +10,6 @@ from cotbridge.tasks.synthetic.common import (
     register_synthetic,
     NAMES,
     Draft,
-    join_and,
     pick_step,
 )
 
@@ -60,17 +59,17 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
         for person, f, s in zip(people, flips, states[1:]):
             parts.append(f"{person} {'flips' if f else 'does not flip'}: {side(s)}.")
         return " ".join(parts + [f"Final: {side(heads)}, so {yn}."])
-    if p == 2:
-        flippers = [person for person, e in zip(people, effect) if e]
-        n = len(flippers)
-        who = f"The coin was flipped by {join_and(flippers)}." if flippers else "Nobody flipped the coin."
-        parity = "an even" if n % 2 == 0 else "an odd"
-        count = f"So the coin was flipped {n} time{'' if n == 1 else 's'}, which is {parity} number."
+    if p == 2:  # a running count of flips, person by person, then its parity
+        parts, n = ["Count the flips one person at a time."], 0
+        for person, f, e in zip(people, flips, effect):
+            n += e
+            parts.append(f"{person} flips: {n} flip{'' if n == 1 else 's'} so far." if f
+                         else f"{person} does not flip: still {n}.")
         if heads:
-            end = "An even number of flips leaves the coin as it started, so yes, it is still heads up."
+            end = f"{n} is an even number of flips, which leaves the coin as it started, so yes, it is still heads up."
         else:
-            end = "An odd number of flips turns the coin over, so no, it is not heads up anymore."
-        return " ".join([who, count, end])
+            end = f"{n} is an odd number of flips, which turns the coin over, so no, it is not heads up anymore."
+        return " ".join(parts + [end])
     lines = ["1. The coin starts heads up."]
     for i, (person, f, before, after) in enumerate(zip(people, flips, states, states[1:]), 2):
         act = "flips the coin" if f else "does not flip the coin"
@@ -80,7 +79,7 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
 
 
 TASK = register_synthetic(
-    TASK_NAME, answer_type="yesno", k=4,
+    TASK_NAME, answer_type="yesno", k=4, version="1.1",  # 1.1: the counting phrasing counts person by person
     loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, len(NAMES)),
     description="Is a coin still heads up after k people flip or do not flip it? (synthetic, exact rationales)",
     answer_trigger="Therefore, the answer (Yes or No) is",

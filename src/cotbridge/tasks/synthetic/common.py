@@ -135,9 +135,10 @@ def k_loader(task_name: str, make_draft: Callable[..., Draft], render: Callable[
 
 
 def register_synthetic(name: str, *, answer_type: str, loader: Callable[..., list[Example]], description: str,
-                       answer_trigger: str, k: int, choice_letters: str = "", **extra_params: Any) -> Task:
+                       answer_trigger: str, k: int, choice_letters: str = "", version: str = "1.0",
+                       **extra_params: Any) -> Task:
     return register_task(Task(
-        name=name, version="1.0", answer_type=answer_type, loader=loader, sizes={"train": 1000, "test": 200},
+        name=name, version=version, answer_type=answer_type, loader=loader, sizes={"train": 1000, "test": 200},
         family="synthetic", description=description, answer_trigger=answer_trigger, choice_letters=choice_letters,
         params={"k": k, **extra_params, "n_train": 1000, "n_test": 200, "seed": 0},
     ))
