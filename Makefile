@@ -34,7 +34,10 @@ bench: setup
 	$(PY) bench/serve_concurrency.py
 	$(PY) bench/teach_crash_safety.py
 	$(PY) bench/training_throughput.py
+	$(PY) bench/allocator_training.py
 	$(PY) bench/finetune_cot_svamp.py
+	$(PY) bench/instruction_tuning_matrix.py
+	$(PY) bench/lm_guided_cot.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
