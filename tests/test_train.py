@@ -164,3 +164,34 @@ def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_
     for native in (False, True):
         monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda native=native: native)
         assert sft.use_bf16("auto") is native
+
+
+def test_length_grouped_batches_are_sorted_over_the_whole_dataset_and_shuffled_by_epoch():
+    from cotbridge.train.sampling import BucketedLengthSampler
+
+    lengths = [(i * 37) % 101 + 5 for i in range(130)]
+    sampler = BucketedLengthSampler(lengths, batch_size=16, seed=3)
+    order, batches = list(sampler), sampler.batches()
+    assert sorted(order) == list(range(130)) and order == [i for b in batches for i in b]  # every example once
+    real = sum(lengths)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert real / padded > 0.9  # transformers' megabatches of 2 batches leave ~0.75 here
+    assert max(lengths[i] for i in batches[0]) == max(lengths)  # longest batch first
+    sampler.set_epoch(1)
+    assert list(sampler) != order and sorted(list(sampler)) == list(range(130))
+
+
+def test_trainer_draws_length_grouped_batches_from_the_bucketed_sampler(tmp_path):
+    from cotbridge.train.sampling import BucketedLengthSampler
+
+    tok = build_tiny_tokenizer()
+    recs = examples(24)
+    for i, r in enumerate(recs):  # very different completion lengths
+        r["completion"] = r["completion"] + " and so on" * (i % 6) * 3
+    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, seed=1), recs, tiny_model(tok), tok)
+    assert isinstance(trainer._get_train_sampler(), BucketedLengthSampler)
+    spans = [int(b["attention_mask"].sum(1).max() - b["attention_mask"].sum(1).min()) for b in trainer.get_train_dataloader()]
+    assert max(spans) < 12  # each batch holds one length level (levels are >= 15 tokens apart)
+    random = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path / "r"), batch_size=4, group_by_length=False),
+                           recs, tiny_model(tok), tok)
+    assert not isinstance(random._get_train_sampler(), BucketedLengthSampler)

@@ -129,7 +129,7 @@ def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
     if getattr(model.config, "is_encoder_decoder", False):
         from cotbridge.train.seq2seq import build_seq2seq_trainer
 
-        return build_seq2seq_trainer(cfg, examples, model, tokenizer, callbacks)
+        return grouped(cfg, build_seq2seq_trainer(cfg, examples, model, tokenizer, callbacks))
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -139,8 +139,17 @@ def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
-    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
-                      callbacks=callbacks)
+    return grouped(cfg, SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                                   peft_config=peft_config, callbacks=callbacks))
+
+
+def grouped(cfg: TrainConfig, trainer: Any) -> Any:
+    """With group_by_length, batches come from the whole dataset sorted by length (see train/sampling.py)."""
+    if cfg.group_by_length:
+        from cotbridge.train.sampling import use_bucketed_sampler
+
+        use_bucketed_sampler(trainer, cfg.seed)
+    return trainer
 
 
 def train_student(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any = None, tokenizer: Any = None,
