@@ -51,7 +51,9 @@ def test_pairs_drop_the_decoder_only_separator():
 def test_labels_are_the_target_with_eos_and_padding_masked(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_t5(tok)
-    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4), examples(), model, tok)
+    # random batches: length-grouped ones would hold equal-length targets and no padding to check
+    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, group_by_length=False),
+                            examples(), model, tok)
     assert type(trainer).__name__ == "Seq2SeqTrainer"
     batch = next(iter(trainer.get_train_dataloader()))
     assert (batch["decoder_input_ids"][:, 0] == tok.pad_token_id).all()  # shifted right after the start token
