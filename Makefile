@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 quickstart: setup
-	$(VENV)/bin/cotbridge run examples/quickstart.yaml
+	COTBRIDGE_MALLOC=heap $(VENV)/bin/cotbridge run examples/quickstart.yaml
 	@cat runs/quickstart/report.md
 
 test: setup

@@ -2,8 +2,8 @@
 
 Each arm is a fresh process (glibc reads the setting once), same model, data and steps: SmolLM2-135M-Instruct,
 LoRA r16 on all linear layers, the trainer's default precision, batch 8, gpt-3.5-turbo GSM8K rationales in the
-Fine-tune-CoT format (as bench/training_throughput.py). "tuned" is cotbridge's default; "glibc" sets
-COTBRIDGE_MALLOC=default. Arms run in ABBA order; wall, user and kernel CPU seconds and minor page faults are
+Fine-tune-CoT format (as bench/training_throughput.py). "tuned" sets COTBRIDGE_MALLOC=heap; "glibc" leaves
+the allocator alone. Arms run in ABBA order; wall, user and kernel CPU seconds and minor page faults are
 counted around trainer.train() only. Writes bench/results/allocator_training.{json,md}.
 
     .venv/bin/python bench/allocator_training.py              # 8 steps per run, ABBA (~5 min on 2 cores)
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ARMS = {"tuned": None, "glibc": "default"}  # COTBRIDGE_MALLOC per arm
+ARMS = {"tuned": "heap", "glibc": None}  # COTBRIDGE_MALLOC per arm
 
 
 def child(steps: int, batch_size: int) -> dict:

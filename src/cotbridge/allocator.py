@@ -4,7 +4,9 @@ A training step of a small LM on CPU allocates and frees tensors of hundreds of 
 alone are ~200 MB for a batch of 8). glibc serves each from a fresh mmap and unmaps it on free, so every step
 page-faults gigabytes back in: measured on SmolLM2-135M LoRA, 8.5M page faults and 40 s of kernel time in 62 s of
 training. Serving large blocks from the heap and not trimming it halves the step time (bench/training_throughput.py
-records it). Set COTBRIDGE_MALLOC=default to leave the allocator alone.
+records it). Opt-in with COTBRIDGE_MALLOC=heap (the quickstart sets it): with very variable batch shapes the
+never-trimmed heap fragments, and a 128-example run on 100-950-token batches of 16 grew past 24 GiB and was
+killed, where glibc's default returns the memory. Unset or "default" leaves the allocator alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _done = False
 def keep_freed_memory() -> bool:
     """Once per process; True if glibc took the settings."""
     global _done
-    if _done or os.environ.get("COTBRIDGE_MALLOC") == "default":
+    if _done or os.environ.get("COTBRIDGE_MALLOC", "default") != "heap":
         return _done
     _done = True
     name = ctypes.util.find_library("c")
