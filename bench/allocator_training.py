@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ARMS = {"tuned": "heap", "glibc": None}  # COTBRIDGE_MALLOC per arm
@@ -92,11 +94,7 @@ def main() -> None:
     summary["speedup"] = round(summary["glibc_wall_s"] / summary["tuned_wall_s"], 3)
     result = {"steps": args.steps, "batch_size": args.batch_size, "runs": runs, "summary": summary,
               "command": "python bench/allocator_training.py " + " ".join(sys.argv[1:]), "platform": platform.platform()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(render(result), encoding="utf-8")
-    print(render(result))
+    write_results(args.out, result, render)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ test split. Writes bench/results/finetune_cot_svamp.{json,md} (the run directory
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "finetune_cot_replay_gpt4o_mini_svamp.yaml"
@@ -96,11 +97,7 @@ def main() -> None:
               "curation": f"kept {curation.get('kept')} of {curation.get('records')} teacher samples",
               "wall_s": round(wall, 1), "command": "python bench/finetune_cot_svamp.py " + " ".join(sys.argv[1:]),
               "platform": platform.platform()}
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    path.with_suffix(".md").write_text(render(result), encoding="utf-8")
-    print(render(result))
+    write_results(args.out, result, render)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ drift in machine load hits both alike; every run is reported. Writes bench/resul
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_results
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,11 +163,7 @@ def main() -> None:
                            "precision": "bf16 autocast" if use_bf16("auto") else "fp32"},
               "runs": runs, "summary": summary, "command": "python bench/training_throughput.py " + " ".join(sys.argv[1:]),
               "platform": platform.platform(), "torch": torch.__version__, "transformers": transformers.__version__}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(render(result), encoding="utf-8")
-    print(render(result))
+    write_results(args.out, result, render)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 A training step of a small LM on CPU allocates and frees tensors of hundreds of MB (the logits over a 49k vocabulary
 alone are ~200 MB for a batch of 8). glibc serves each from a fresh mmap and unmaps it on free, so every step
 page-faults gigabytes back in: measured on SmolLM2-135M LoRA, 8.5M page faults and 40 s of kernel time in 62 s of
-training. Serving large blocks from the heap and not trimming it halves the step time (bench/training_throughput.py
-records it). Opt-in with COTBRIDGE_MALLOC=heap (the quickstart sets it): with very variable batch shapes the
-never-trimmed heap fragments, and a 128-example run on 100-950-token batches of 16 grew past 24 GiB and was
+training. Serving large blocks from the heap and not trimming it took 8 such steps from 59.6 s to 34.8 s
+(bench/allocator_training.py measures it). Opt-in with COTBRIDGE_MALLOC=heap (the quickstart sets it): with very
+variable batch shapes the never-trimmed heap fragments, and a 128-example run on 100-950-token batches of 16 grew past 24 GiB and was
 killed, where glibc's default returns the memory. Unset or "default" leaves the allocator alone.
 """
 
@@ -18,19 +18,20 @@ import os
 
 log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
-_done = False
+_applied: bool | None = None  # None until the first call with COTBRIDGE_MALLOC=heap tries mallopt
 
 
 def keep_freed_memory() -> bool:
-    """Once per process; True if glibc took the settings."""
-    global _done
-    if _done or os.environ.get("COTBRIDGE_MALLOC", "default") != "heap":
-        return _done
-    _done = True
-    name = ctypes.util.find_library("c")
+    """Once per process; True if glibc took the settings (later calls repeat the first answer)."""
+    global _applied
+    if _applied is None and os.environ.get("COTBRIDGE_MALLOC", "default") == "heap":
+        _applied = _apply()
+    return bool(_applied)
+
+
+def _apply() -> bool:
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         return False
     ok = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
