@@ -33,7 +33,7 @@ def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir,
         "context": {"paragraphs": "supporting", "max_paragraph_words": 10},
         "writer": {"scratch": {"tokenizer": str(tiny_model_dir), "hidden_size": 16, "layers": 1, "heads": 2},
                    "max_tokens": 8, "train": {"lora": False, "epochs": 1, "batch_size": 4, "save_strategy": "no", "max_length": 1024}},
-        "kd": {"train_limit": 4},
+        "kd": {"train_limit": 4, "min_f1": 0.5},
         "rl": {"steps": 1, "batch_size": 4, "num_generations": 2, "train_limit": 2, "max_completion_length": 8,
                "weights": {"task": 1.0, "relevance": 0.5}, "aspect_scorers": {"relevance": "lexical_relevance"}},
         "eval": {"limit": 2}, "score": {"scorers": ["grounding", "flesch", "lexical_relevance"]},
@@ -45,6 +45,7 @@ def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir,
     curation = read_json(run / "data" / "curation.json")
     # only rationales whose answer was right became training data, with the writer's prompt (context + question ###)
     assert len(kd) == sum(c["kept"] for c in curation.values()) > 0
+    assert all(c["filters"][-1] == "answer_f1" and c["kept"] + sum(c["dropped"].values()) == c["records"] for c in curation.values())
     assert all(ex["completion"].startswith(" It is ") and ex["prompt"].endswith(" ###") for ex in kd)
     res = summary["results"]
     assert list(res) == ["standard", "cot", "kd", "kd_sc", "kd_rl", "kd_rl_sc"]

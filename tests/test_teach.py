@@ -159,3 +159,19 @@ def test_curation_counts_every_drop_once():
     assert [(r["example_id"], r["sample"]) for r in kept] == [("1", 0)]
     assert stats["dropped"] == {"duplicate": 1, "correct": 1, "has_output": 1, "complete": 1}
     assert stats["kept"] + sum(stats["dropped"].values()) == stats["records"]
+
+
+def test_answer_f1_filter_grades_span_answers_against_every_alias():
+    from cotbridge.curate import CurateSettings
+
+    recs = [  # golds: the record's aliases where given (set by the caller), else its single gold
+        {"example_id": "1", "sample": 0, "rationale": "r", "prediction": "the Eiffel Tower in Paris", "gold": "Eiffel Tower"},
+        {"example_id": "2", "sample": 0, "rationale": "r", "prediction": "NYC", "gold": "New York City", "golds": ["New York City", "NYC"]},
+        {"example_id": "3", "sample": 0, "rationale": "r", "prediction": "London", "gold": "Paris"},
+        {"example_id": "4", "sample": 0, "rationale": "", "prediction": "Paris", "gold": "Paris"},
+    ]
+    kept, stats = curate(recs, CurateSettings(filters=["has_output", "answer_f1"], min_answer_f1=0.5))
+    assert [r["example_id"] for r in kept] == ["1", "2"]  # F1 0.67 (not an exact match) and an alias
+    assert stats["dropped"] == {"answer_f1": 1, "has_output": 1}
+    kept, _ = curate(recs, CurateSettings(filters=["answer_f1"], min_answer_f1=0.8))
+    assert [r["example_id"] for r in kept] == ["2", "4"]

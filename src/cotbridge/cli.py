@@ -227,8 +227,9 @@ def curate_cmd(
     records: Annotated[str, typer.Argument(help="teacher records JSONL (<run_dir>/teacher/<task>.jsonl)")],
     output: Annotated[str, typer.Option("--output", "-o", help="output folder for train.jsonl and curation.json")],
     fmt: Annotated[str, typer.Option("--format", help="finetune_cot, vanilla, natural or chat")] = "finetune_cot",
-    filters: Annotated[str, typer.Option(help="comma-separated: has_output, correct, complete, length")] = "has_output,correct",
+    filters: Annotated[str, typer.Option(help="comma-separated: has_output, correct, complete, length, answer_f1")] = "has_output,correct",
     dedupe: Annotated[bool, typer.Option("--dedupe", help="drop repeated rationales of one question")] = False,
+    min_answer_f1: Annotated[float, typer.Option(help="the answer_f1 filter's threshold (span answers, token F1)")] = 0.5,
     hf_dataset: Annotated[bool, typer.Option("--hf-dataset", help="also save a Hugging Face dataset")] = False,
     push_to_hub: Annotated[Optional[str], typer.Option(help="push the dataset to this hub repo (token from the environment)")] = None,
 ) -> None:
@@ -242,7 +243,8 @@ def curate_cmd(
         raise UserError(f"{records}: no records")
     task = get_task(first["task"])
     stats = curate_file(records, output, fmt, task.answer_type,
-                        CurateSettings(filters=[f.strip() for f in filters.split(",") if f.strip()], dedupe=dedupe),
+                        CurateSettings(filters=[f.strip() for f in filters.split(",") if f.strip()], dedupe=dedupe,
+                                       min_answer_f1=min_answer_f1),
                         hf_dataset=hf_dataset, push_to_hub=push_to_hub)
     typer.echo(f"kept {stats['kept']} of {stats['records']} records ({stats['questions_kept']}/{stats['questions']} questions); "
                f"dropped {stats['dropped']}; wrote {output}/train.jsonl")

@@ -24,12 +24,26 @@ class CurateSettings:
     min_rationale_words: int = 1
     max_rationale_words: int = 512
     dedupe: bool = False  # diverse reasoning keeps repeated rationales by default, as the paper did
+    min_answer_f1: float = 0.5  # the "answer_f1" filter's threshold
+
+
+def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
+    """Graded correctness for span answers (multi-hop QA): the prediction's best token F1 over the gold aliases.
+
+    Exact match keeps too few rationales when the teacher is small; LM-guided CoT's KD stage uses this instead.
+    The aliases come from the record's ``golds`` (set by the caller, who has the task's examples), else ``gold``.
+    """
+    from cotbridge.answers.squad import best_over_golds
+
+    golds = rec.get("golds") or [str(rec.get("gold") or "")]
+    return best_over_golds(rec.get("prediction") or "", golds)[1] >= settings.min_answer_f1
 
 
 FILTERS.add("has_output", lambda r, s: bool(r.get("rationale")))
 FILTERS.add("correct", lambda r, s: bool(r.get("correct")))
 FILTERS.add("complete", lambda r, s: (r.get("finish_reason") or {}).get("rationale") != "length")
 FILTERS.add("length", lambda r, s: s.min_rationale_words <= len(r.get("rationale", "").split()) <= s.max_rationale_words)
+FILTERS.add("answer_f1", answer_f1_at_least)
 
 
 def rationale_fingerprint(text: str) -> str:

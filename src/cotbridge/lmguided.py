@@ -216,7 +216,6 @@ class LMGuided:
         return paths
 
     def kd_data(self) -> list[dict[str, Any]]:
-        from cotbridge.answers.squad import best_over_golds
         from cotbridge.curate import CurateSettings, curate
         from cotbridge.formats import clean_rationale
 
@@ -224,17 +223,14 @@ class LMGuided:
         if (out / "kd.jsonl").exists():
             return list(read_jsonl(out / "kd.jsonl"))
         kd, data, stats = self.cfg.kd, [], {}
+        settings = CurateSettings(filters=list(kd.filters))
+        if kd.min_f1 is not None:  # graded correctness: F1 of the large model's answer against every gold alias
+            settings.filters = [f for f in settings.filters if f != "correct"] + ["answer_f1"]
+            settings.min_answer_f1 = kd.min_f1
         for task, path in zip(self.tasks, self.teach().values()):
             by_id = {ex.id: ex for ex in self.examples(task, "train", kd.train_limit)}
-            records = [r for r in read_jsonl(path) if r["example_id"] in by_id]
-            filters, taught, questions = list(kd.filters), len(records), len({r["example_id"] for r in records})
-            if kd.min_f1 is not None:  # graded correctness: F1 of the large model's answer against every gold alias
-                filters = [f for f in filters if f != "correct"]
-                records = [r for r in records if best_over_golds(r.get("prediction") or "", by_id[r["example_id"]].golds)[1] >= kd.min_f1]
-            kept, st = curate(records, CurateSettings(filters=filters))
-            # curate() saw only what passed the F1 filter: count from the teacher's records instead
-            st = {**st, "records": taught, "questions": questions, "kept_fraction": round(st["kept"] / max(taught, 1), 4),
-                  "dropped": {**st["dropped"], **({"answer_f1_below_min": taught - len(records)} if kd.min_f1 is not None else {})}}
+            records = [{**r, "golds": by_id[r["example_id"]].golds} for r in read_jsonl(path) if r["example_id"] in by_id]
+            kept, st = curate(records, settings)
             stats[task.name] = {**st, "min_f1": kd.min_f1}
             data += [{"prompt": small_prompt(by_id[r["example_id"]]), "completion": " " + clean_rationale(r["rationale"]),
                       "task": task.name, "example_id": r["example_id"], "sample": r["sample"]} for r in kept]

@@ -20,6 +20,7 @@ from cotbridge.allocator import keep_freed_memory
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.registry import Registry
+from cotbridge.train.sft import use_bf16
 
 log = logging.getLogger(__name__)
 RewardFunc = Callable[..., list[float]]
@@ -51,6 +52,7 @@ class RLConfig(StrictModel):
     lora_alpha: int = 16
     seed: int = 0
     logging_steps: int = 1
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # as TrainConfig: bf16 autocast where the hardware has it
     output_dir: str = "runs/rl/writer"
 
 
@@ -193,7 +195,7 @@ def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]
         num_generations=cfg.num_generations, beta=cfg.beta, temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length, reward_weights=weights, logging_steps=cfg.logging_steps,
         seed=cfg.seed, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
-        bf16=False, activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=False,
+        bf16=use_bf16(cfg.mixed_precision), activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=False,
     )
     tok = AutoTokenizer.from_pretrained(str(model_path), padding_side="left")
     peft_config = None
