@@ -91,3 +91,37 @@ def test_gguf_is_dequantised_once_and_the_copy_loads_the_same_model(tmp_path, mo
     assert getattr(second, "hf_quantizer", None) is None  # trainable like the freshly dequantised one
     monkeypatch.setenv("COTBRIDGE_GGUF_CACHE", "off")
     assert dequantised_dir(str(SMOLLM2_DIR), "SmolLM2-135M-Instruct.Q4_1.gguf") is None
+
+
+def test_in_place_kv_cache_generates_what_transformers_cache_does(tiny_model_dir):
+    in_place = HFBackend(str(tiny_model_dir), batch_size=8)
+    default = HFBackend(str(tiny_model_dir), batch_size=8, kv_cache="dynamic")
+    assert in_place.in_place_cache and not default.in_place_cache  # "auto" picks it for a Llama
+    greedy = [Request(prompt=p, max_tokens=90) for p in PROMPTS]  # long enough to grow the buffers twice
+    sampled = [Request(prompt=p, n=3, temperature=1.0, max_tokens=8, seed=2) for p in PROMPTS[:2]]
+    for reqs in (greedy, sampled):
+        a = [[(c.text, c.finish_reason, c.completion_tokens) for c in cs] for cs in in_place.generate(reqs, progress=False)]
+        b = [[(c.text, c.finish_reason, c.completion_tokens) for c in cs] for cs in default.generate(reqs, progress=False)]
+        assert a == b
+    with pytest.raises(UserError, match="kv_cache must be"):
+        HFBackend(str(tiny_model_dir), kv_cache="paged")
+
+
+def test_in_place_cache_writes_in_place_and_matches_concatenation():
+    import torch
+
+    from cotbridge.backends.kv_cache import GrowingCache
+
+    cache, keys = GrowingCache(), []
+    for step in range(100):  # a 7-token prefill, then one token at a time
+        k = torch.randn(2, 3, 7 if step == 0 else 1, 4)
+        keys.append(k)
+        got, _ = cache.update(k, k + 1, layer_idx=0)
+        assert torch.equal(got, torch.cat(keys, dim=-2))
+    layer = cache.layers[0]
+    assert layer.get_seq_length() == 106 and layer._key_buf.shape[-2] >= 106
+    buffer = layer._key_buf.data_ptr()
+    cache.update(torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4), layer_idx=0)
+    assert layer._key_buf.data_ptr() == buffer  # spare room: the next token did not reallocate
+    with pytest.raises(NotImplementedError):
+        layer.reorder_cache(torch.tensor([1, 0]))

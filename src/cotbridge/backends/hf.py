@@ -138,7 +138,7 @@ class HFBackend:
     cacheable = True  # worth a cache entry: costs money or minutes to make again
 
     def __init__(self, model: str, *, gguf_file: str | None = None, batch_size: int = 16, dtype: str = "auto",
-                 model_obj: Any = None, tokenizer: Any = None):
+                 model_obj: Any = None, tokenizer: Any = None, kv_cache: str = "auto"):
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
             self.tokenizer.padding_side = "left"
@@ -151,6 +151,12 @@ class HFBackend:
         # Built once per stop list: transformers' own cache misses (its key depends on vocab order), and
         # rebuilding costs ~0.5 s per generate() call with a 49k vocabulary.
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
+        if kv_cache not in ("auto", "in_place", "dynamic"):
+            raise UserError(f"kv_cache must be auto, in_place or dynamic, not {kv_cache!r}")
+        from cotbridge.backends.kv_cache import supports_growing_cache
+
+        # "auto": append to the key/value cache in place where the model allows it (see backends/kv_cache.py)
+        self.in_place_cache = kv_cache == "in_place" or (kv_cache == "auto" and supports_growing_cache(self.model))
 
     def render(self, req: Request) -> str:
         if req.prompt is not None:
@@ -203,6 +209,10 @@ class HFBackend:
             max_new_tokens=req.max_tokens, do_sample=sample, num_return_sequences=req.n,
             pad_token_id=self.tokenizer.pad_token_id,
         )
+        if self.in_place_cache:
+            from cotbridge.backends.kv_cache import GrowingCache
+
+            gen_kw["past_key_values"] = GrowingCache()
         if sample:
             gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=0)
             torch.manual_seed(req.seed * 100_003 + req.first_sample)
