@@ -8,7 +8,9 @@ in the Fine-tune-CoT format (``{question} ###`` -> `` {rationale} --> {answer}``
 Both arms pad each batch to its longest example (TRL's collator). A forward hook counts the real
 (attention-mask) tokens and the padded tokens each step actually computes; tokens/s = real tokens / train
 runtime (model loading excluded). Arms run in ABBA order (grouped, naive, naive, grouped by default) so a
-drift in machine load hits both alike; every run is reported. Writes bench/results/training_throughput.{json,md}.
+drift in machine load hits both alike; every run is reported. Each run is a fresh process (its peak RSS is
+reported): at batch 16 a step on 640-token rows holds ~19 GB, and a second run in the same process was
+OOM-killed on this 24 GiB machine. Writes bench/results/training_throughput.{json,md}.
 
     .venv/bin/python bench/training_throughput.py                 # 256 examples, batch 16, ABBA (~40 min on 2 quiet cores)
     .venv/bin/python bench/training_throughput.py --quick         # smoke test
@@ -17,9 +19,12 @@ drift in machine load hits both alike; every run is reported. Writes bench/resul
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,7 +80,7 @@ def one_run(arm: str, examples: list[dict[str, Any]], args: argparse.Namespace, 
 
     cfg = TrainConfig(model=args.model, lora=True, lora_r=16, lora_alpha=32, lr=1e-4, epochs=1, batch_size=args.batch_size,
                       group_by_length=(arm == "grouped"), save_strategy="no", logging_steps=1000, resume=False,
-                      output_dir=out_dir, seed=args.seed)
+                      output_dir=out_dir, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing)
     model, tok = load_model_and_tokenizer(cfg.model)
     trainer = build_trainer(cfg, examples, model, tok)
     counter = TokenCounter()
@@ -84,9 +89,23 @@ def one_run(arm: str, examples: list[dict[str, Any]], args: argparse.Namespace, 
     trainer.train()
     seconds = time.perf_counter() - t0
     handle.remove()
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
     return {"arm": arm, "seconds": round(seconds, 2), "steps": counter.steps, "real_tokens": counter.real,
             "padded_tokens": counter.padded, "padding_efficiency": round(counter.real / counter.padded, 4),
-            "tokens_per_s": round(counter.real / seconds, 1), "computed_tokens_per_s": round(counter.padded / seconds, 1)}
+            "tokens_per_s": round(counter.real / seconds, 1), "computed_tokens_per_s": round(counter.padded / seconds, 1),
+            "peak_rss_gb": round(peak_gb, 1)}
+
+
+def run_in_fresh_process(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One run in its own interpreter, so no run inherits another's heap; its result comes back as a JSON line."""
+    cmd = [sys.executable, __file__, "--single-run", arm, "--examples", str(args.examples),
+           "--batch-size", str(args.batch_size), "--model", args.model, "--seed", str(args.seed)]
+    cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (progress bars) passes through
+    if proc.returncode != 0:
+        sys.exit(f"run {arm} failed with exit code {proc.returncode}"
+                 + (" (killed: out of memory?)" if proc.returncode in (-9, 137) else ""))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def render(r: dict[str, Any]) -> str:
@@ -94,17 +113,19 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Training throughput: length-grouped vs naive padded batches",
         "",
-        f"Model `{s['model']}` (LoRA r16, all linear layers, {s.get('precision', 'fp32')}, CPU, {s['threads']} threads), {s['examples']} "
+        f"Model `{s['model']}` (LoRA r16, all linear layers, {s.get('precision', 'fp32')}, "
+        f"{'gradient checkpointing, ' if s.get('gradient_checkpointing') else ''}CPU, {s['threads']} threads), {s['examples']} "
         f"Fine-tune-CoT examples from gpt-3.5-turbo GSM8K rationales ({s['mean_tokens']:.0f} tokens on average, "
         f"{s['min_tokens']}-{s['max_tokens']}), batch size {s['batch_size']}, one epoch per run, runs in order "
         f"{' '.join(s['order'])}.",
         "",
-        "| run | arm | seconds | steps | real tokens | padded tokens | padding efficiency | real tokens/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | arm | seconds | steps | real tokens | padded tokens | padding efficiency | real tokens/s | peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(r["runs"], 1):
         lines.append(f"| {i} | {run['arm']} | {run['seconds']} | {run['steps']} | {run['real_tokens']} | "
-                     f"{run['padded_tokens']} | {run['padding_efficiency']:.3f} | {run['tokens_per_s']} |")
+                     f"{run['padded_tokens']} | {run['padding_efficiency']:.3f} | {run['tokens_per_s']} | "
+                     f"{run.get('peak_rss_gb', '—')} |")
     t = r["summary"]
     lines += ["", f"Mean real tokens/s: grouped **{t['grouped_tokens_per_s']}**, naive **{t['naive_tokens_per_s']}** "
               f"→ ratio **{t['ratio']:.2f}×** (target ≥ 1.5×). Padding efficiency grouped {t['grouped_padding_efficiency']:.3f}, "
@@ -121,12 +142,21 @@ def main() -> None:
     ap.add_argument("--order", default="grouped,naive,naive,grouped", help="comma-separated arms, run in this order")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="both arms: without it a batch of 16 x 640-token rows needs ~19 GB (one forward/backward: 10.8 GB "
+                         "peak without, 4.4 GB with, at about the same speed on this CPU)")
     ap.add_argument("--quick", action="store_true", help="16 examples, batch 4, order grouped,naive")
     ap.add_argument("--out", default=str(RESULTS / "training_throughput"), help="output path without extension")
-    ap.add_argument("--runs-from-log", help="skip training: summarise the per-run dicts a killed run printed to stderr")
+    ap.add_argument("--runs-from-log", nargs="+",
+                    help="skip training: summarise the per-run dicts that runs printed to stderr, from these logs in order")
+    ap.add_argument("--single-run", choices=["grouped", "naive"], help=argparse.SUPPRESS)  # the child of one run
     args = ap.parse_args()
     if args.quick:
         args.examples, args.batch_size, args.order = 16, 4, "grouped,naive"
+    if args.single_run:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(one_run(args.single_run, rationale_examples(args.examples), args, tmp)), flush=True)
+        return
     import torch
     import transformers
     from transformers import AutoTokenizer
@@ -141,14 +171,14 @@ def main() -> None:
     if args.runs_from_log:  # each finished run was printed as "  {...}" (a Python dict literal)
         import ast
 
-        lines = Path(args.runs_from_log).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = [line for log in args.runs_from_log
+                 for line in Path(log).read_text(encoding="utf-8", errors="replace").replace("\r", "\n").splitlines()]
         runs = [ast.literal_eval(line.strip()) for line in lines if line.startswith("  {'arm'")]
         order = [r["arm"] for r in runs]
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, arm in enumerate(order if not runs else []):
-            print(f"run {i + 1}/{len(order)}: {arm} ...", file=sys.stderr, flush=True)
-            runs.append(one_run(arm, examples, args, str(Path(tmp) / f"{i}")))
-            print(f"  {runs[-1]}", file=sys.stderr, flush=True)
+    for i, arm in enumerate(order if not runs else []):
+        print(f"run {i + 1}/{len(order)}: {arm} ...", file=sys.stderr, flush=True)
+        runs.append(run_in_fresh_process(arm, args))
+        print(f"  {runs[-1]}", file=sys.stderr, flush=True)
 
     def mean(arm: str, key: str) -> float:
         return round(statistics.mean(r[key] for r in runs if r["arm"] == arm), 4)
@@ -160,7 +190,8 @@ def main() -> None:
     result = {"settings": {"model": args.model, "examples": len(examples), "batch_size": args.batch_size, "order": order,
                            "mean_tokens": statistics.mean(lengths), "min_tokens": min(lengths), "max_tokens": max(lengths),
                            "threads": torch.get_num_threads(), "source": str(SOURCE.relative_to(DATA.parent)),
-                           "precision": "bf16 autocast" if use_bf16("auto") else "fp32"},
+                           "precision": "bf16 autocast" if use_bf16("auto") else "fp32",
+                           "gradient_checkpointing": args.gradient_checkpointing},
               "runs": runs, "summary": summary, "command": "python bench/training_throughput.py " + " ".join(sys.argv[1:]),
               "platform": platform.platform(), "torch": torch.__version__, "transformers": transformers.__version__}
     write_results(args.out, result, render)
