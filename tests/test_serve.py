@@ -273,7 +273,7 @@ def test_tiny_model_served(tiny_backend):
 
 def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
     log = tmp_path / "cli-requests.jsonl"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
     proc = subprocess.Popen([sys.executable, "-m", "cotbridge", "serve", str(tiny_model_dir), "--port", "0",
                              "--request-log", str(log), "--latency-ms", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -290,7 +290,13 @@ def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
         status, _, resp = call(url, "/completions", {"model": "m", "prompt": "Q:", "max_tokens": 2}, timeout=60)
         assert status == 200 and resp["choices"][0]["finish_reason"] in ("stop", "length")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # once in a full-suite run it did not stop within 20 s: show where it hangs
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"cotbridge serve did not stop within 60 s of SIGINT; its threads:\n{err[-6000:]}")
+        assert code == 0
     finally:
         if proc.poll() is None:
             proc.kill()
