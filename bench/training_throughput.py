@@ -1,6 +1,6 @@
 """Student training throughput: length-grouped batches vs naive (random-order) padded batches, one run.
 
-Same model (SmolLM2-135M-Instruct, LoRA r16 on all linear layers, fp32 on CPU), same data, same settings;
+Same model (SmolLM2-135M-Instruct, LoRA r16 on all linear layers, bf16 autocast where the CPU has it), same data, same settings;
 the only difference is TrainConfig.group_by_length. Data: real variable-length rationales, gpt-3.5-turbo's
 zero-shot-CoT outputs on GSM8K (../shared/data/teacher_rationales/rereading_re2, the correct ones),
 in the Fine-tune-CoT format (``{question} ###`` -> `` {rationale} --> {answer}``).
@@ -8,11 +8,13 @@ in the Fine-tune-CoT format (``{question} ###`` -> `` {rationale} --> {answer}``
 Both arms pad each batch to its longest example (TRL's collator). A forward hook counts the real
 (attention-mask) tokens and the padded tokens each step actually computes; tokens/s = real tokens / train
 runtime (model loading excluded). Arms run in ABBA order (grouped, naive, naive, grouped by default) so a
-drift in machine load hits both alike; every run is reported. Each run is a fresh process (its peak RSS is
-reported): at batch 16 a step on 640-token rows holds ~19 GB, and a second run in the same process was
-OOM-killed on this 24 GiB machine. Writes bench/results/training_throughput.{json,md}.
+drift in machine load hits both alike; every run is reported. Each run is a fresh process, so none inherits
+another's heap, and reports its peak RSS. Without --gradient-checkpointing a naive run of 256 examples at batch 16
+grew past 24 GiB and was OOM-killed on this machine, alone in its process too. Writes
+bench/results/training_throughput.{json,md}.
 
-    .venv/bin/python bench/training_throughput.py                 # 256 examples, batch 16, ABBA (~40 min on 2 quiet cores)
+    .venv/bin/python bench/training_throughput.py --gradient-checkpointing --order naive,grouped   # the committed figures (~26 min)
+    .venv/bin/python bench/training_throughput.py                 # 256 examples, batch 16, ABBA (needs > 24 GiB RAM)
     .venv/bin/python bench/training_throughput.py --quick         # smoke test
 """
 
@@ -29,9 +31,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _results import write_results
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

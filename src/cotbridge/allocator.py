@@ -4,9 +4,10 @@ A training step of a small LM on CPU allocates and frees tensors of hundreds of 
 alone are ~200 MB for a batch of 8). glibc serves each from a fresh mmap and unmaps it on free, so every step
 page-faults gigabytes back in: measured on SmolLM2-135M LoRA, 8.5M page faults and 40 s of kernel time in 62 s of
 training. Serving large blocks from the heap and not trimming it took 8 such steps from 59.6 s to 34.8 s
-(bench/allocator_training.py measures it). Opt-in with COTBRIDGE_MALLOC=heap (the quickstart sets it): with very
-variable batch shapes the never-trimmed heap fragments, and a 128-example run on 100-950-token batches of 16 grew past 24 GiB and was
-killed, where glibc's default returns the memory. Unset or "default" leaves the allocator alone.
+(bench/allocator_training.py measures it). Opt-in with COTBRIDGE_MALLOC=heap (the quickstart sets it): the heap is
+never trimmed, so a process keeps its peak. A throughput run under it on long rationales at batch 16 was OOM-killed
+at 24 GiB; the same workload was later OOM-killed with glibc's defaults too, so that run does not show the setting
+costs memory, but no bound has been measured either. Unset or "default" leaves the allocator alone.
 """
 
 from __future__ import annotations

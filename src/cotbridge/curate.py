@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cotbridge.answers.squad import best_over_golds
 from cotbridge.registry import Registry
 
 RecordFilter = Callable[[dict[str, Any], "CurateSettings"], bool]
@@ -33,8 +34,6 @@ def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
     Exact match keeps too few rationales when the teacher is small; LM-guided CoT's KD stage uses this instead.
     The aliases come from the record's ``golds`` (set by the caller, who has the task's examples), else ``gold``.
     """
-    from cotbridge.answers.squad import best_over_golds
-
     golds = rec.get("golds") or [str(rec.get("gold") or "")]
     return best_over_golds(rec.get("prediction") or "", golds)[1] >= settings.min_answer_f1
 
