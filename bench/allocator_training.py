@@ -34,8 +34,10 @@ def child(steps: int, batch_size: int) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from training_throughput import rationale_examples
 
-    from cotbridge.backends.hf import load_model_and_tokenizer
-    from cotbridge.train.sft import TrainConfig, build_trainer, use_bf16
+    from cotbridge.models.loading import load_model_and_tokenizer
+    from cotbridge.train.config import TrainConfig
+    from cotbridge.train.config import use_bf16
+    from cotbridge.train.sft import build_trainer
 
     cfg = TrainConfig(model="smollm2-135m-instruct", lora=True, lora_r=16, lora_alpha=32, lr=1e-4, epochs=1,
                       max_steps=steps, batch_size=batch_size, save_strategy="no", logging_steps=1000, resume=False,

@@ -32,7 +32,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def gsm8k_prompts(n: int) -> list[str]:
-    from cotbridge.prompts import PROMPT_MODES, PromptContext
+    from cotbridge.prompts.modes import PROMPT_MODES, PromptContext
     from cotbridge.tasks import parse_task_spec
 
     task, params = parse_task_spec("gsm8k")
@@ -92,7 +92,8 @@ def main() -> None:
     import transformers
 
     from cotbridge.backends.base import Request
-    from cotbridge.backends.hf import HFBackend, load_model_and_tokenizer
+    from cotbridge.backends.hf import HFBackend
+    from cotbridge.models.loading import load_model_and_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

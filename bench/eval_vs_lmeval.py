@@ -172,7 +172,7 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
 
 def run_cotbridge(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> dict[str, Any]:
     from cotbridge.backends import get_backend
-    from cotbridge.harness import EvalConfig, run_eval
+    from cotbridge.evaluation.run import EvalConfig, run_eval
     from cotbridge.jsonl import read_jsonl
 
     cfg = EvalConfig(model=str(MODEL_DIR), tasks=["gsm8k"], data_dir=str(DATA), limit=limit,

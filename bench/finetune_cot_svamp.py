@@ -75,7 +75,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from cotbridge.config import load_config
     from cotbridge.jsonl import read_json
-    from cotbridge.pipeline import RunConfig, run_pipeline
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.finetune_cot.recipe import run_pipeline
 
     import logging
 

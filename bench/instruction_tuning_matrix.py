@@ -64,8 +64,8 @@ def main() -> None:
     import torch
 
     from cotbridge.config import load_config
-    from cotbridge.instruct.config import InstructConfig
-    from cotbridge.instruct.workflow import run_instruct
+    from cotbridge.recipes.instruct.config import InstructConfig
+    from cotbridge.recipes.instruct.recipe import run_instruct
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     cfg = load_config(InstructConfig, RECIPE, [f"run_dir={args.run_dir}", *args.sets])

@@ -68,7 +68,8 @@ def main() -> None:
     import logging
 
     from cotbridge.config import load_config
-    from cotbridge.lmguided import LMGuidedConfig, run_lmguided
+    from cotbridge.recipes.lm_guided.config import LMGuidedConfig
+    from cotbridge.recipes.lm_guided.recipe import run_lmguided
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     sets = (SMOKE if args.smoke else []) + args.sets

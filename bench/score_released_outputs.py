@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from cotbridge.predictions import score_predictions
+from cotbridge.evaluation.predictions import score_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 RE2 = REPO.parent / "shared" / "data" / "teacher_rationales" / "rereading_re2"

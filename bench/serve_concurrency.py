@@ -1,6 +1,6 @@
 """Client concurrency against `cotbridge serve`: OpenAIBackend at concurrency 1 vs 32, one run.
 
-200 chat requests go to a local OpenAI-compatible server (cotbridge.serve.running_server on
+200 chat requests go to a local OpenAI-compatible server (cotbridge.server.running_server on
 127.0.0.1) that injects 100 ms of latency per request — slept outside its generation lock, like
 network + queueing time of a real API — over an instant backend defined here, so the numbers
 measure overlap, not model speed. Same requests, same server settings on both sides; the server
@@ -47,7 +47,7 @@ class InstantBackend:
 
 
 def _serve_child(conn, latency_ms: float) -> None:
-    from cotbridge.serve import running_server
+    from cotbridge.server import running_server
 
     with running_server(InstantBackend(), latency_ms=latency_ms) as url:
         conn.send(url)
@@ -57,7 +57,7 @@ def _serve_child(conn, latency_ms: float) -> None:
 @contextmanager
 def server(latency_ms: float, in_process: bool) -> Iterator[str]:
     """running_server over InstantBackend, in this process or in a child process."""
-    from cotbridge.serve import running_server
+    from cotbridge.server import running_server
 
     if in_process:
         with running_server(InstantBackend(), latency_ms=latency_ms) as url:

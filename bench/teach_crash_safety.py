@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cotbridge.backends.oracle import QUESTION_RE, OracleBackend
 from cotbridge.backends.replay import normalize_question
-from cotbridge.serve import running_server
+from cotbridge.server import running_server
 
 REPO = Path(__file__).resolve().parents[1]
 TASK, N = "synthetic_arithmetic:k=2", 300

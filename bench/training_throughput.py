@@ -44,7 +44,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def rationale_examples(n: int) -> list[dict[str, Any]]:
     """The first n correct gpt-3.5-turbo GSM8K rationales as Fine-tune-CoT prompt/completion pairs."""
-    from cotbridge.formats import to_student_examples
+    from cotbridge.prompts.formats import to_student_examples
     from cotbridge.jsonl import read_jsonl
 
     records = []
@@ -77,8 +77,9 @@ class TokenCounter:
 
 
 def one_run(arm: str, examples: list[dict[str, Any]], args: argparse.Namespace, out_dir: str) -> dict[str, Any]:
-    from cotbridge.backends.hf import load_model_and_tokenizer
-    from cotbridge.train.sft import TrainConfig, build_trainer
+    from cotbridge.models.loading import load_model_and_tokenizer
+    from cotbridge.train.config import TrainConfig
+    from cotbridge.train.sft import build_trainer
 
     cfg = TrainConfig(model=args.model, lora=True, lora_r=16, lora_alpha=32, lr=1e-4, epochs=1, batch_size=args.batch_size,
                       group_by_length=(arm == "grouped"), save_strategy="no", logging_steps=1000, resume=False,
@@ -163,7 +164,7 @@ def main() -> None:
     import transformers
     from transformers import AutoTokenizer
 
-    from cotbridge.train.sft import use_bf16
+    from cotbridge.train.config import use_bf16
 
     examples = rationale_examples(args.examples)
     tok = AutoTokenizer.from_pretrained(DATA / "models" / "smollm2-135m-instruct-q4_1")

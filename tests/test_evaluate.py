@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cotbridge.evaluate import Decoding, evaluate_examples
-from cotbridge.harness import EvalConfig, run_eval
-from cotbridge.prompts import PromptContext
+from cotbridge.evaluation.scoring import Decoding, evaluate_examples
+from cotbridge.evaluation.run import EvalConfig, run_eval
+from cotbridge.prompts.modes import PromptContext
 from cotbridge.tasks import Example, get_task
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cotbridge.guided import ContextSpec, LargePrompts, RowSpec, rationale_items, run_row, small_prompt, trim_context
+from cotbridge.recipes.lm_guided.inference import ContextSpec, LargePrompts, RowSpec, rationale_items, run_row, small_prompt, trim_context
 from cotbridge.tasks import get_task
 from cotbridge.tasks.base import Example
 
@@ -109,7 +109,7 @@ def test_answer_after_a_colon_and_blank_line_is_read(scripted):
 ])
 def test_answer_stage_extraction(answer, prediction):
     from cotbridge.answers.score import score_output
-    from cotbridge.guided import ANSWER_PIPELINE
+    from cotbridge.recipes.lm_guided.inference import ANSWER_PIPELINE
 
     v = score_output(answer, ["x"], "span", pipeline=ANSWER_PIPELINE)
     assert v.prediction == prediction and v.correct_format

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cotbridge.backends.base import Request, truncate_at_stop
-from cotbridge.backends.hf import HFBackend, resolve_model_source
+from cotbridge.backends.hf import HFBackend
+from cotbridge.models.loading import resolve_model_source
 from cotbridge.errors import UserError
 from tests.conftest import SMOLLM2_DIR
 
@@ -78,13 +79,13 @@ def test_real_smollm2_from_gguf_answers_sensibly():
 def test_gguf_is_dequantised_once_and_the_copy_loads_the_same_model(tmp_path, monkeypatch, caplog):
     import torch
 
-    from cotbridge.backends.hf import dequantised_dir, load_model_and_tokenizer
+    from cotbridge.models.loading import dequantised_dir, load_model_and_tokenizer
 
     monkeypatch.setenv("COTBRIDGE_GGUF_CACHE", str(tmp_path / "deq"))
     first, tok = load_model_and_tokenizer(str(SMOLLM2_DIR))
     kept = dequantised_dir(str(SMOLLM2_DIR), "SmolLM2-135M-Instruct.Q4_1.gguf")
     assert kept is not None and (kept / "model.safetensors").exists() and not list(kept.parent.glob(".tmp-*"))
-    with caplog.at_level("INFO", logger="cotbridge.backends.hf"):
+    with caplog.at_level("INFO", logger="cotbridge.models.loading"):
         second, _ = load_model_and_tokenizer(str(SMOLLM2_DIR))
     assert "dequantised copy" in caplog.text
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

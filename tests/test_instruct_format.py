@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from cotbridge.errors import UserError
-from cotbridge.instruct.instruction_format import (TEMPLATES, answer_sentence, ensure_prompt_mode, load_template,
+from cotbridge.recipes.instruct.instruction_format import (TEMPLATES, answer_sentence, ensure_prompt_mode, load_template,
                                                    split_choices, strip_final_answer, to_instruction_example, user_message)
-from cotbridge.prompts import PROMPT_MODES, PromptContext
+from cotbridge.prompts.modes import PROMPT_MODES, PromptContext
 from cotbridge.tasks import Example, get_task
 from tests.conftest import SMOLLM2_DIR, build_tiny_tokenizer
 
@@ -103,7 +103,8 @@ def test_chat_template_render_prompt_is_prefix_and_completion_is_the_assistant_t
 
 def test_trl_masks_everything_but_the_answer_turn(tiny_model_dir):
     """TRL tokenizes the conversational examples; the loss mask must cover the assistant turn only."""
-    from cotbridge.train.sft import TrainConfig, build_trainer
+    from cotbridge.train.config import TrainConfig
+    from cotbridge.train.sft import build_trainer
 
     ex = to_instruction_example({"question": "Tom has 3 apples and buys 4 more. How many?", "gold": "7",
                                  "rationale": "3 + 4 = 7."}, TEMPLATE, "number")

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from cotbridge.instruct.config import StudentConfig
-from cotbridge.instruct.report import matrix_markdown, plot_heatmap, rate_markdown
-from cotbridge.instruct.transfer import build_matrix, family_comparison, relation_to_student, select_test_sets
+from cotbridge.recipes.instruct.config import StudentConfig
+from cotbridge.recipes.instruct.report import matrix_markdown, plot_heatmap, rate_markdown
+from cotbridge.recipes.instruct.transfer import build_matrix, family_comparison, relation_to_student, select_test_sets
 
 
 def m(acc: float, n: int = 10) -> dict:
@@ -100,13 +100,13 @@ def test_markdown_and_heatmap(tmp_path):
 def test_4bit_without_cuda_falls_back_with_a_message(caplog, tiny_model_dir):
     import torch
 
-    from cotbridge.instruct.student import load_student, qlora_unavailable
+    from cotbridge.recipes.instruct.student import load_student, qlora_unavailable
 
     if torch.cuda.is_available():
         pytest.skip("this machine could run QLoRA")
     cfg = StudentConfig(model=str(tiny_model_dir), quantization="4bit")
     assert qlora_unavailable(cfg) == "no CUDA GPU is available"
-    with caplog.at_level(logging.WARNING, logger="cotbridge.instruct.student"):
+    with caplog.at_level(logging.WARNING, logger="cotbridge.recipes.instruct.student"):
         model, tok, quantized = load_student(cfg)
     assert not quantized and not getattr(model, "is_loaded_in_4bit", False)
     assert "4bit (QLoRA) requested but no CUDA GPU is available" in caplog.text and "full-precision" in caplog.text
@@ -119,7 +119,7 @@ def test_adapter_merged_in_full_precision_equals_the_trained_student(tmp_path, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from cotbridge.instruct.student import merge_adapter, train_row
+    from cotbridge.recipes.instruct.student import merge_adapter, train_row
 
     ex = {"prompt": [{"role": "user", "content": "Tom has 3 apples. How many?"}],
           "completion": [{"role": "assistant", "content": "3 apples.\nThe answer is 3"}]}

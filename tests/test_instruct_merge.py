@@ -8,9 +8,9 @@ import json
 import pytest
 
 from cotbridge.errors import UserError
-from cotbridge.instruct.config import InstructConfig, MergeSpec, TeacherSpec
-from cotbridge.instruct.multiteacher import merge_demonstrations, record_path, teach_all
-from cotbridge.instruct.released import ReleasedSpec, convert_released
+from cotbridge.recipes.instruct.config import InstructConfig, MergeSpec, TeacherSpec
+from cotbridge.recipes.instruct.multiteacher import merge_demonstrations, record_path, teach_all
+from cotbridge.recipes.instruct.released import ReleasedSpec, convert_released
 from cotbridge.jsonl import read_jsonl
 from cotbridge.tasks import get_task
 from tests.conftest import RE2, SHARED_DATA
@@ -131,7 +131,7 @@ def test_instruction_tuning_recipes_are_valid_configs():
 
 
 def test_teach_config_takes_per_teacher_settings_over_run_defaults(tmp_path):
-    from cotbridge.instruct.multiteacher import teach_config
+    from cotbridge.recipes.instruct.multiteacher import teach_config
 
     cfg = InstructConfig(run_dir=str(tmp_path), tasks=["svamp", "gsm8k"], teach_max_tokens=200, teachers=[
         {"name": "small", "family": "smollm", "backend": "hf", "model": "m", "chat": True, "options": {"batch_size": 8},

@@ -63,11 +63,15 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     md = (root / "matrix.md").read_text()
     assert "(n=3)" in md and "Teacher families" in md and (root / "matrix.png").stat().st_size > 0
     assert all(len(v["ids"]) == 3 for v in json.loads((root / "eval" / "test_sets.json").read_text()).values())
+    # Regression: each teacher's teach call used to overwrite the run's config.yaml with its TeachConfig.
+    recorded = yaml.safe_load((root / "config.yaml").read_text())
+    assert [t["name"] for t in recorded["teachers"]] == ["exact", "sloppy"] and "samples" not in recorded
 
     stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".jsonl")}
     again = run(str(config))
     assert again.returncode == 0, again.stderr[-2000:]
-    changed = [p.name for p, t in stamps.items() if p.stat().st_mtime_ns != t and p.name not in ("matrix.json", "test_sets.json")
+    changed = [p.name for p, t in stamps.items() if p.stat().st_mtime_ns != t
+               and p.name not in ("matrix.json", "test_sets.json", "timings.json")
                and not p.name.endswith(".summary.json")]  # teach rewrites its summary, calling nothing
     assert changed == []  # nothing taught, merged, trained or evaluated twice
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from cotbridge.jsonl import read_json
-from cotbridge.lmguided import LMGuidedConfig, run_lmguided
+from cotbridge.recipes.lm_guided.config import LMGuidedConfig
+from cotbridge.recipes.lm_guided.recipe import run_lmguided
 
 from tests.conftest import SHARED_DATA
 

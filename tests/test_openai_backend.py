@@ -1,4 +1,4 @@
-"""OpenAIBackend against a real local server (cotbridge.serve.running_server): round trips, retries with
+"""OpenAIBackend against a real local server (cotbridge.server.running_server): round trips, retries with
 fault injection, Retry-After, key hygiene, on_result, the Batch API files, pricing and rate limits."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cotbridge.backends import BACKENDS, pricing
 from cotbridge.backends.base import Request
 from cotbridge.backends.openai_api import AsyncTokenBucket, BackendError, OpenAIBackend, is_local_url, parse_retry_after
 from cotbridge.errors import DataError, UserError
-from cotbridge.serve import running_server
+from cotbridge.server import running_server
 from tests.test_serve import WordsBackend
 
 KEY_ENV = "COTBRIDGE_TEST_OPENAI_KEY"

@@ -42,12 +42,19 @@ def test_run_all_stages_then_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     assert json.loads((root / "students" / "ftcot" / "done.json").read_text())["global_step"] == 2
     report = (root / "report.md").read_text()
     assert "ftcot_d2" in report and (root / "report.tex").exists() and (root / "plots").is_dir()
+    # Regression: the teach stage used to overwrite the run's config.yaml with its own TeachConfig.
+    recorded = yaml.safe_load((root / "config.yaml").read_text())
+    assert recorded["name"] == "tiny" and [m["name"] for m in recorded["methods"]][-1] == "ftcot_d2"
+    assert "samples" not in recorded  # a TeachConfig key
+    teach_cfg = yaml.safe_load((root / "teacher" / "synthetic_coin_flip.D2.config.yaml").read_text())
+    assert teach_cfg["samples"] == 2 and teach_cfg["tag"] == "D2"  # the stage's own settings, in its own folder
+    assert "train" in json.loads((root / "timings.json").read_text())  # stages under a second are resumes: untimed
 
     stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json")}
     again = run(str(config))
     assert again.returncode == 0
     changed = [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t and "report" not in p.name
-               and p.name != "results_table.json"]
+               and p.name not in ("results_table.json", "timings.json")]
     assert changed == []  # nothing was taught, trained or evaluated twice
 
     redo = run(str(config), "--from", "eval")
@@ -69,13 +76,14 @@ def test_quickstart_and_finetune_cot_recipes_are_valid_run_configs():
     from pathlib import Path
 
     from cotbridge.config import load_config
-    from cotbridge.pipeline import Pipeline, RunConfig
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.finetune_cot.recipe import FinetuneCoT
 
     root = Path(__file__).resolve().parents[1]
     paths = [root / "examples" / "quickstart.yaml", *sorted((root / "recipes").glob("finetune_cot_*.yaml"))]
     assert len(paths) >= 4
     for path in paths:
-        Pipeline(load_config(RunConfig, path), progress=False)  # also checks formats and unique method names
+        FinetuneCoT(load_config(RunConfig, path), progress=False)  # also checks formats and unique method names
     quick = load_config(RunConfig, paths[0])
     kinds = {(m.kind, m.samples if m.kind == "distill" else None) for m in quick.methods}
     assert quick.teacher.backend == "reference" and quick.student.model == "smollm2-135m-instruct" and quick.student.lora

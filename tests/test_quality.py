@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from cotbridge.quality import ASPECTS, POOL, SCORERS, build_scorers, mean_scores, score_items
-from cotbridge.quality_judge import JudgeScorer, read_verdicts
+from cotbridge.quality.base import ASPECTS, SCORERS, ModelPool
+from cotbridge.quality.scoring import build_scorers, mean_scores, score_items
+from cotbridge.quality.judge import JudgeScorer, read_verdicts
 
 ITEM = {"question": "Where was Ada Lovelace born?", "context": "Ada Lovelace: Ada Lovelace was born in London in 1815.",
         "rationale": "Ada Lovelace was born in London."}
@@ -36,14 +37,16 @@ def test_lexical_scorers_prefer_the_grounded_rationale():
 
 
 def test_lm_scorers_use_the_pooled_model(tiny_model_dir):
-    from cotbridge.backends.hf import load_model_and_tokenizer
+    from cotbridge.models.loading import load_model_and_tokenizer
 
-    POOL.put("tiny-test-lm", *load_model_and_tokenizer(str(tiny_model_dir)))
+    pool = ModelPool()
+    pool.put("tiny-test-lm", *load_model_and_tokenizer(str(tiny_model_dir)))
     fl, emb = build_scorers(["lm_fluency", "embedding_relevance"], {"lm_fluency": {"model": "tiny-test-lm"},
-                                                                     "embedding_relevance": {"model": "tiny-test-lm"}})
+                                                                     "embedding_relevance": {"model": "tiny-test-lm"}},
+                            pool=pool)
     scores = score_items([ITEM, dict(ITEM, rationale="")], [fl, emb])
     f = scores[0]["scores"]["lm_fluency"]["fluency"]
-    log_v = math.log(len(POOL.get("tiny-test-lm")[1]))
+    log_v = math.log(len(pool.get("tiny-test-lm")[1]))
     assert f["raw"]["mean_logprob"] < 0 and f["score"] == pytest.approx(max(0.0, 1 + f["raw"]["mean_logprob"] / log_v))
     assert scores[1]["scores"]["lm_fluency"]["fluency"]["score"] == 0.0  # nothing to score
     assert 0 <= scores[0]["scores"]["embedding_relevance"]["relevance"]["score"] <= 1
@@ -61,7 +64,7 @@ def test_judge_readings(texts, reading, expected):
 
 
 def test_judge_asks_one_question_per_aspect_through_the_cache(scripted, tmp_path):
-    from cotbridge.cache import CachedBackend, RequestCache
+    from cotbridge.backends.request_cache import CachedBackend, RequestCache
 
     replies = {"fluency": "5", "relevance": "2", "logicality": "no idea"}
     judge_model = scripted(lambda text, req: [next(r for a, r in replies.items() if ASPECTS[a] in req.messages[0]["content"])])

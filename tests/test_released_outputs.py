@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cotbridge.predictions import score_predictions
+from cotbridge.evaluation.predictions import score_predictions
 from tests.conftest import RE2
 
 FILES = [

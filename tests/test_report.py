@@ -8,9 +8,10 @@ import math
 import pytest
 from PIL import Image
 
-from cotbridge.plots import plot_accuracy_by_method, plot_accuracy_vs_degree, plot_accuracy_vs_student_size
-from cotbridge.report import (format_params, latex_escape, load_rows, markdown_table, method_table_latex,
-                              method_table_markdown, row_labels, rows_from_results, write_report)
+from cotbridge.reporting.plots import plot_accuracy_by_method, plot_accuracy_vs_degree, plot_accuracy_vs_student_size
+from cotbridge.reporting.report import write_report
+from cotbridge.reporting.rows import format_params, load_rows, row_labels, rows_from_results
+from cotbridge.reporting.tables import latex_escape, markdown_table, method_table_latex, method_table_markdown
 
 
 def summary(**tasks) -> dict:

@@ -20,7 +20,7 @@ import pytest
 
 from cotbridge.backends.base import Completion
 from cotbridge.errors import UserError
-from cotbridge.serve import FaultSpec, OpenAICompatServer, canonical_sha256, parse_faults, running_server
+from cotbridge.server import FaultSpec, OpenAICompatServer, canonical_sha256, parse_faults, running_server
 
 
 class WordsBackend:

@@ -9,7 +9,7 @@ import pytest
 from cotbridge.backends.base import Completion
 from cotbridge.curate import curate
 from cotbridge.errors import DataError, UserError
-from cotbridge.records import RecordFile
+from cotbridge.record_file import RecordFile
 from cotbridge.teach import TeachConfig, run_teach
 from tests.conftest import RE2, SHARED_DATA
 
@@ -86,7 +86,7 @@ def test_cached_calls_are_not_paid_twice(tmp_path, scripted):
 
 
 def test_errors_and_empty_outputs_are_not_cached(tmp_path, scripted):
-    from cotbridge.cache import CachedBackend, RequestCache
+    from cotbridge.backends.request_cache import CachedBackend, RequestCache
     from cotbridge.backends.base import Request
 
     cache = RequestCache(tmp_path / "c.sqlite")

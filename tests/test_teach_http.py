@@ -7,7 +7,7 @@ import logging
 import sqlite3
 
 from cotbridge.backends.oracle import OracleBackend
-from cotbridge.serve import running_server
+from cotbridge.server import running_server
 from cotbridge.teach import TeachConfig, run_teach
 
 TASK = "synthetic_arithmetic:k=2"
@@ -48,11 +48,11 @@ def test_api_key_never_lands_in_anything_the_run_wrote(tmp_path, monkeypatch, ca
                                                        faults="rate=0.2,seed=3,kinds=429,500,retry_after=0.01") as url:
         run_teach(teach_config(run_dir, url, api_key_env="COTBRIDGE_TEST_KEY"), progress=False)
     written = [p for p in run_dir.rglob("*") if p.is_file()]
-    assert {p.name for p in written} >= {"config.yaml", "synthetic_arithmetic.jsonl", "synthetic_arithmetic.summary.json", "cache.sqlite"}
+    assert {p.name for p in written} >= {"synthetic_arithmetic.config.yaml", "synthetic_arithmetic.jsonl", "synthetic_arithmetic.summary.json", "cache.sqlite"}
     for path in [*written, log]:
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
-    assert "COTBRIDGE_TEST_KEY" in (run_dir / "config.yaml").read_text()  # the variable's name is what is kept
+    assert "COTBRIDGE_TEST_KEY" in (run_dir / "teacher" / "synthetic_arithmetic.config.yaml").read_text()  # the variable's name is what is kept
 
 
 def test_max_cost_stops_cleanly_and_a_higher_cap_continues(tmp_path):

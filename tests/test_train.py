@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from cotbridge.formats import to_student_examples
-from cotbridge.train.sft import TrainConfig, build_trainer, train_student
+from cotbridge.prompts.formats import to_student_examples
+from cotbridge.train.config import TrainConfig
+from cotbridge.train.sft import build_trainer, train_student
 from tests.conftest import build_tiny_tokenizer
 
 
@@ -150,7 +151,7 @@ def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
 
 
 def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_path, monkeypatch):
-    from cotbridge.train import sft
+    from cotbridge.train import config as train_config
 
     tok = build_tiny_tokenizer()
     for mode, wanted in (("no", False), ("bf16", True)):
@@ -162,8 +163,8 @@ def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_
     # "auto" follows the hardware: bf16 only where the CPU multiplies bf16 natively (without CUDA here)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
-        monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda native=native: native)
-        assert sft.use_bf16("auto") is native
+        monkeypatch.setattr(train_config, "cpu_has_native_bf16", lambda native=native: native)
+        assert train_config.use_bf16("auto") is native
 
 
 def test_length_grouped_batches_are_sorted_over_the_whole_dataset_and_shuffled_by_epoch():

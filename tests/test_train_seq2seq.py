@@ -17,8 +17,10 @@ from safetensors.torch import load_file
 
 from cotbridge.errors import UserError
 from cotbridge.tasks.base import Example
-from cotbridge.train.seq2seq import encoder_input, to_seq2seq_pair
-from cotbridge.train.sft import TrainConfig, build_trainer, train_student
+from cotbridge.models.student_io import encoder_input
+from cotbridge.train.seq2seq import to_seq2seq_pair
+from cotbridge.train.config import TrainConfig
+from cotbridge.train.sft import build_trainer, train_student
 from tests.conftest import build_tiny_tokenizer
 from tests.test_train import examples, tiny_model
 

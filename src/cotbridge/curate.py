@@ -77,7 +77,7 @@ def curate(records: list[dict[str, Any]], settings: CurateSettings | None = None
 def curate_file(records_path: str | Path, out_dir: str | Path, fmt: str, answer_type: str,
                 settings: CurateSettings | None = None, hf_dataset: bool = False, push_to_hub: str | None = None) -> dict[str, Any]:
     """Teacher records -> ``out_dir/train.jsonl`` in a student format, plus ``curation.json`` statistics."""
-    from cotbridge.formats import FORMATS, to_student_examples
+    from cotbridge.prompts.formats import FORMATS, to_student_examples
     from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
 
     FORMATS.get(fmt)  # unknown format: fail before reading anything

@@ -11,25 +11,28 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
 from cotbridge.answers.score import score_output
 from cotbridge.backends import get_backend
-from cotbridge.backends.base import Completion, Request
-from cotbridge.cache import CachedBackend, RequestCache, contiguous_runs
+from cotbridge.backends.base import Request
+from cotbridge.backends.request_cache import CachedBackend, RequestCache, contiguous_runs, default_cache_path
+from cotbridge.backends.secrets import check_no_literal_secrets
 from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
-from cotbridge.evaluate import choice_letters
-from cotbridge.jsonl import write_json
-from cotbridge.prompts import PROMPT_MODES, PromptContext, PromptMode, answer_request, first_request, load_few_shot
-from cotbridge.records import RecordFile
+from cotbridge.jsonl import read_json, write_json
+from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, PromptMode, answer_request, first_request, load_few_shot
+from cotbridge.inference.records import TeacherRecord
+from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage, sampling_temperature
+from cotbridge.record_file import RecordFile
 from cotbridge.tasks import Example, parse_task_spec
+from cotbridge.tasks.base import choice_letters
 
 log = logging.getLogger(__name__)
 TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
-SECRET_WORDS = ("key", "secret", "token", "password")
+AnswerBuilder = Callable[[Example, Request, str], Request]  # (example, stage-1 request, rationale) -> answer request
 
 
 class TeacherConfig(StrictModel):
@@ -64,33 +67,29 @@ class TeachConfig(StrictModel):
     batch_import: str | None = None  # load Batch API output into the cache, then run (two-stage: export again)
 
 
-def default_cache_path() -> Path:
-    return Path(os.environ.get("COTBRIDGE_CACHE", Path.home() / ".cache" / "cotbridge" / "requests.sqlite"))
-
-
-def check_no_literal_secrets(options: dict[str, Any]) -> None:
-    for key in options:
-        if any(w in key.lower() for w in SECRET_WORDS) and not key.lower().endswith("_env"):
-            raise UserError(f"teacher option {key!r}: secrets come from the environment; name the variable with "
-                            f"'{key}_env' (e.g. api_key_env: OPENAI_API_KEY)")
-
-
 class Teacher:
     """Builds requests for one task, runs them through a (cached) backend and writes records."""
 
-    def __init__(self, cfg: TeachConfig, backend: Any = None, progress: bool = True):
+    def __init__(self, cfg: TeachConfig, backend: Any = None, progress: bool = True,
+                 examples: list[Example] | None = None, answer_request: AnswerBuilder | None = None):
+        """``examples``: the questions to teach instead of the task split's (e.g. with trimmed contexts);
+        ``answer_request(example, first_request, rationale)``: how stage 2 asks for the answer instead of the prompt
+        mode's own (LM-guided CoT asks exactly as its evaluation does). ``backend``: a ready backend object."""
         if cfg.mode not in TEACH_MODES:
             raise UserError(f"teach mode {cfg.mode!r} is not one of {', '.join(TEACH_MODES)}")
         check_no_literal_secrets(cfg.teacher.options)
         self.cfg, self.progress = cfg, progress
         self.task, params = parse_task_spec(cfg.task)
-        examples = self.task.load(cfg.split, cfg.data_dir, **params)
-        self.examples = examples[: cfg.limit] if cfg.limit else examples
+        if examples is None:
+            examples = self.task.load(cfg.split, cfg.data_dir, **params)
+            examples = examples[: cfg.limit] if cfg.limit else examples
+        self.examples = examples
+        self._answer_request = answer_request
         self.mode: PromptMode = PROMPT_MODES.get(cfg.mode)
         few_shot = load_few_shot(cfg.few_shot_prompts, self.task.name) if self.mode.needs_few_shot and cfg.few_shot_prompts else None
         self.ctx = PromptContext(self.task, few_shot=few_shot, generic_trigger=cfg.generic_trigger)
         self.pipeline = cfg.pipeline or ("answer_stage" if self.mode.second else "default")
-        self.temperature = cfg.temperature if cfg.temperature is not None else (0.7 if cfg.samples > 1 else 0.0)
+        self.temperature = sampling_temperature(cfg.temperature, cfg.samples)
         self.run_dir = Path(cfg.run_dir)
         self.stem = f"{self.task.name}.{cfg.tag}" if cfg.tag else self.task.name
         self.records = RecordFile(self.run_dir / "teacher" / f"{self.stem}.jsonl")
@@ -113,6 +112,8 @@ class Teacher:
                              max_tokens=self.cfg.max_tokens, seed=self.cfg.seed, chat=self.cfg.chat)
 
     def answer_request(self, ex: Example, first: Request, rationale: str) -> Request:
+        if self._answer_request is not None:
+            return self._answer_request(ex, first, rationale)
         return answer_request(ex, first, rationale, self.mode, self.ctx, max_tokens=self.cfg.answer_max_tokens,
                               seed=self.cfg.seed)
 
@@ -148,7 +149,7 @@ class Teacher:
         backend = self.open_backend()
         if not isinstance(backend, CachedBackend):
             raise UserError("batch export needs the request cache (cache must not be 'off')")
-        from cotbridge.cache import request_key
+        from cotbridge.backends.request_cache import request_key
 
         inner, cache = backend.backend, backend.cache
         pending = []
@@ -196,11 +197,14 @@ class Teacher:
             est = self.estimate_cost(todo)
             log.info("dry run: %s", est)
             return {"dry_run": est, "records": done_before}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
         if not todo:
             log.info("%s: all %d records already present; nothing to do", self.task.name, done_before)
-            return self.summarize(stopped=None)
+            summary_path = self.run_dir / "teacher" / f"{self.stem}.summary.json"
+            # A resumed run that calls nothing leaves the record of the run that did the work as it was.
+            return read_json(summary_path) if summary_path.exists() else self.summarize(stopped=None)
+        # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
+        (self.run_dir / "teacher").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "teacher" / f"{self.stem}.config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
         backend = self.open_backend()
         total = sum(len(s) for _, s in todo)
         bar = tqdm(total=total, desc=f"teach {self.task.name}", unit="sample", disable=not self.progress)
@@ -227,43 +231,18 @@ class Teacher:
         for ex, samples in chunk:
             for run in contiguous_runs(samples):
                 firsts.append((ex, run, self.first_request(ex, run)))
-        outs = backend.generate([r for _, _, r in firsts], progress=False)
-        answers: list[list[Completion | None]] = [[None] * len(run) for _, run, _ in firsts]
-        if self.mode.second:
-            seconds = [self.answer_request(ex, req, c.text) for (ex, _, req), comps in zip(firsts, outs) for c in comps]
-            flat = iter(backend.generate(seconds, progress=False))
-            second_iter = iter(seconds)
-            answers = [[next(flat)[0] for _ in comps] for comps in outs]
-            second_prompts = [[next(second_iter) for _ in comps] for comps in outs]
-        else:
-            second_prompts = [[None] * len(comps) for comps in outs]
-        records = []
-        for (ex, run, req), comps, ans, sreqs in zip(firsts, outs, answers, second_prompts):
-            for j, comp, a, sreq in zip(run, comps, ans, sreqs):
-                records.append(self.make_record(ex, j, req, comp, sreq, a))
-        return records
+        ask = (lambda i, req, rationale: self.answer_request(firsts[i][0], req, rationale)) if self.mode.second else None
+        outputs = generate_two_stage(backend, [r for _, _, r in firsts], ask, progress=False)
+        return [self.make_record(ex, j, s).to_dict()
+                for (ex, run, _), samples in zip(firsts, outputs) for j, s in zip(run, samples)]
 
-    def make_record(self, ex: Example, sample: int, req: Request, out: Completion, answer_req: Request | None,
-                    answer: Completion | None) -> dict[str, Any]:
-        final = answer if answer is not None else out
-        v = score_output(final.text, ex.golds, self.task.answer_type, letters=choice_letters(self.task, ex),
-                         pipeline=self.pipeline, finish_reason=out.finish_reason)
-        usage = {"prompt_tokens": out.prompt_tokens + (answer.prompt_tokens if answer else 0),
-                 "completion_tokens": out.completion_tokens + (answer.completion_tokens if answer else 0)}
-        cost = sum(c.extra.get("cost_usd") or 0.0 for c in (out, answer) if c is not None)
-        extra = {k: v2 for k, v2 in out.extra.items() if k != "cost_usd"}
-        return {
-            "key": record_key(ex, sample), "task": self.task.name, "split": self.cfg.split, "example_id": ex.id,
-            "sample": sample, "question": ex.question, "gold": ex.answer,
-            "teacher": {"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", None)},
-            "mode": self.cfg.mode, "temperature": self.temperature,
-            "prompts": {"rationale": req.prompt or req.messages, "answer": (answer_req.prompt or answer_req.messages) if answer_req else None},
-            "rationale": out.text.strip(), "answer_output": answer.text if answer else None,
-            "finish_reason": {"rationale": out.finish_reason, "answer": answer.finish_reason if answer else None},
-            "prediction": v.prediction, "correct": v.correct, "contains_answer": v.contains_answer,
-            "correct_format": v.correct_format, "complete": v.complete, "rule": v.rule,
-            "usage": usage, "cost_usd": cost or None, "extra": extra, "created": round(time.time(), 3),
-        }
+    def make_record(self, ex: Example, sample: int, s: TwoStageSample) -> TeacherRecord:
+        v = score_output(s.final.text, ex.golds, self.task.answer_type, letters=choice_letters(self.task, ex),
+                         pipeline=self.pipeline, finish_reason=s.output.finish_reason)
+        return TeacherRecord.from_sample(
+            s, v, key=record_key(ex, sample), task=self.task.name, split=self.cfg.split, example_id=ex.id, sample=sample,
+            question=ex.question, gold=ex.answer, mode=self.cfg.mode, temperature=self.temperature,
+            teacher={"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", None)})
 
     def summarize(self, stopped: str | None) -> dict[str, Any]:
         recs = [r for r in self.records.records.values()]

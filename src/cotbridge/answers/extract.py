@@ -74,6 +74,21 @@ PROMPTED_ANSWER_PIPELINES = {"answer_stage"}
 # lm-evaluation-harness gsm8k_cot_zeroshot: "The answer is N" (strict), else the last number.
 PIPELINES.add("lmeval", ("answer_is", "last"))
 
+# Small answerers restate the trigger ("…the answer is:\n\nThe answer is: Cork") or open with "A:"; the answer is
+# the first line after such a marker. LM-guided CoT's rows and its KD teacher score every large-model answer with it.
+LEAD_MARKER = re.compile(r"^(?:(?:so,?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:|a:)\s*", re.I)
+
+
+@RULES.register("first_after_marker")
+def _first_after_marker(text: str) -> tuple[str, bool]:
+    stripped = text.lstrip(" \t\n:")
+    m = LEAD_MARKER.match(stripped)
+    return (stripped[m.end():] if m else stripped), True
+
+
+PIPELINES.add("guided_answer", ("boxed", "first_after_marker"))
+PROMPTED_ANSWER_PIPELINES.add("guided_answer")
+
 
 def extract_answer(text: str | None, answer_type: AnswerType, letters: str = "", pipeline: str = "default") -> Extraction:
     if not text:

@@ -19,7 +19,7 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError:
             raise UserError("the vllm backend needs vLLM and a GPU: pip install 'cotbridge[vllm]'") from None
-        from cotbridge.backends.hf import resolve_model_source
+        from cotbridge.models.loading import resolve_model_source
 
         source, gguf = resolve_model_source(model, gguf_file)
         self.model_id = model

@@ -75,3 +75,9 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     if not path.is_dir():
         raise UserError(f"data directory {path} does not exist")
     return path
+
+
+def choice_letters(task: Task, ex: Example) -> str:
+    """The letters a multiple-choice answer may take; parametrised tasks (synthetic_shuffled_objects:k=5) carry their
+    letter range per example."""
+    return ex.meta.get("choice_letters") or task.choice_letters

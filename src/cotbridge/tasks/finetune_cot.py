@@ -16,7 +16,7 @@ from typing import Any, Callable
 from cotbridge.errors import DataError, UserError
 from cotbridge.jsonl import read_json, read_jsonl
 from cotbridge.tasks.base import Example, Task
-from cotbridge.tasks.hub import load_from_hub
+from cotbridge.tasks.hub import HubSpec, load_from_hub, register_hub
 from cotbridge.tasks.registry import register_task
 from cotbridge.tasks.triggers import answer_trigger
 
@@ -139,3 +139,22 @@ for _name, (_atype, _letters, _train, _test) in FINETUNE_COT_TASKS.items():
         answer_trigger=answer_trigger(_atype, _letters),
         choice_letters=_letters,
     ))
+
+
+# Public hub copies whose fields map onto Example (tested with a stubbed load_dataset).
+def _csqa_hub(rec: dict[str, Any], id_: str) -> Example:
+    ch = rec["choices"]
+    choices = ", ".join(f"({label}) {text}" for label, text in zip(ch["label"], ch["text"]))
+    return Example(id=id_, question=f"{rec['question']} Answer choices: {choices}.", answer=rec["answerKey"])
+
+
+def _svamp_hub(rec: dict[str, Any], id_: str) -> Example:
+    body = rec["Body"].strip()
+    sep = " " if body.endswith(".") else ". "
+    return Example(id=id_, question=f"{body}{sep}{rec['Question'].strip()}", answer=str(float(rec["Answer"])))
+
+
+register_hub("gsm8k", HubSpec("openai/gsm8k", "main", {"train": "train", "test": "test"}, lambda r, i: gsm8k_example(r, i)))
+register_hub("aqua", HubSpec("deepmind/aqua_rat", "raw", {"train": "train", "test": "test"}, lambda r, i: aqua_example(r, i)))
+register_hub("commonsense_qa", HubSpec("tau/commonsense_qa", None, {"train": "train", "test": "validation"}, _csqa_hub))
+register_hub("svamp", HubSpec("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp_hub))

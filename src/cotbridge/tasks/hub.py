@@ -21,45 +21,12 @@ class HubSpec:
     to_example: Callable[[dict[str, Any], str], Example]
 
 
-def _gsm8k(rec: dict[str, Any], id_: str) -> Example:
-    from cotbridge.tasks.finetune_cot import gsm8k_example
-
-    return gsm8k_example(rec, id_)
+# Filled by the task modules that know a hub copy's fields (finetune_cot, multihop): the loader knows no task.
+HUB_SPECS: dict[str, HubSpec] = {}
 
 
-def _aqua(rec: dict[str, Any], id_: str) -> Example:
-    from cotbridge.tasks.finetune_cot import aqua_example
-
-    return aqua_example(rec, id_)
-
-
-def _csqa(rec: dict[str, Any], id_: str) -> Example:
-    ch = rec["choices"]
-    choices = ", ".join(f"({label}) {text}" for label, text in zip(ch["label"], ch["text"]))
-    return Example(id=id_, question=f"{rec['question']} Answer choices: {choices}.", answer=rec["answerKey"])
-
-
-def _svamp(rec: dict[str, Any], id_: str) -> Example:
-    body = rec["Body"].strip()
-    sep = " " if body.endswith(".") else ". "
-    return Example(id=id_, question=f"{body}{sep}{rec['Question'].strip()}", answer=str(float(rec["Answer"])))
-
-
-def _hotpot(rec: dict[str, Any], id_: str) -> Example:
-    from cotbridge.tasks.multihop import format_context
-
-    ctx = rec["context"]
-    paragraphs = [(t, " ".join(s)) for t, s in zip(ctx["title"], ctx["sentences"])]
-    return Example(id=rec.get("id", id_), question=rec["question"], answer=rec["answer"], context=format_context(paragraphs))
-
-
-HUB_SPECS: dict[str, HubSpec] = {
-    "gsm8k": HubSpec("openai/gsm8k", "main", {"train": "train", "test": "test"}, _gsm8k),
-    "aqua": HubSpec("deepmind/aqua_rat", "raw", {"train": "train", "test": "test"}, _aqua),
-    "commonsense_qa": HubSpec("tau/commonsense_qa", None, {"train": "train", "test": "validation"}, _csqa),
-    "svamp": HubSpec("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp),
-    "hotpotqa": HubSpec("hotpotqa/hotpot_qa", "distractor", {"train": "train", "test": "validation"}, _hotpot),
-}
+def register_hub(task: str, spec: HubSpec) -> None:
+    HUB_SPECS[task] = spec
 
 
 def load_from_hub(task: str, split: str) -> list[Example]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from cotbridge.errors import DataError, UserError
 from cotbridge.jsonl import read_jsonl
 from cotbridge.tasks.base import Example, Task
-from cotbridge.tasks.hub import load_from_hub
+from cotbridge.tasks.hub import HubSpec, load_from_hub, register_hub
 from cotbridge.tasks.registry import register_task
 
 LOCAL_TEST_SIZE = 200
@@ -75,3 +75,12 @@ for _name, _file, _parse in (
         sizes={"train": 500 - LOCAL_TEST_SIZE, "test": LOCAL_TEST_SIZE}, family="multihop",
         description=f"{_name} multi-hop QA with context paragraphs (local 500-question dev subset, seeded split)",
     ))
+
+
+def _hotpot_hub(rec: dict[str, Any], id_: str) -> Example:
+    ctx = rec["context"]
+    paragraphs = [(t, " ".join(s)) for t, s in zip(ctx["title"], ctx["sentences"])]
+    return Example(id=rec.get("id", id_), question=rec["question"], answer=rec["answer"], context=format_context(paragraphs))
+
+
+register_hub("hotpotqa", HubSpec("hotpotqa/hotpot_qa", "distractor", {"train": "train", "test": "validation"}, _hotpot_hub))

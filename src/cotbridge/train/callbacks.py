@@ -2,7 +2,7 @@
 
 Fine-tune-CoT's authors picked the best epoch on the test split; PAPERS.md asks for the honest
 protocol, a dev split. :class:`DevAccuracyCallback` scores the model being trained every N epochs
-(and after the last step) through the same :func:`~cotbridge.evaluate.evaluate_examples` path as
+(and after the last step) through the same :func:`~cotbridge.evaluation.scoring.evaluate_examples` path as
 ``cotbridge eval``, so dev numbers and final evaluation numbers mean the same thing. It logs
 ``dev_accuracy`` like the loss, and records the best step in ``state.best_metric`` /
 ``state.best_global_step``: the Trainer then keeps that checkpoint through ``save_total_limit``
@@ -49,7 +49,7 @@ class DevAccuracyCallback(TrainerCallback):
     def __init__(self, task: Any, examples: list[Any], mode: str = "finetune_cot", every_epochs: int = 1,
                  max_tokens: int | None = None, batch_size: int = 16,
                  backend_factory: Callable[[Any, Any], Any] | None = None):
-        from cotbridge.prompts import PROMPT_MODES
+        from cotbridge.prompts.modes import PROMPT_MODES
         from cotbridge.tasks import parse_task_spec
 
         if every_epochs < 1:
@@ -72,8 +72,8 @@ class DevAccuracyCallback(TrainerCallback):
 
     def score(self, args: Any, state: Any, model: Any, tokenizer: Any) -> float:
         """Score the dev examples with ``model`` now; log and return the accuracy."""
-        from cotbridge.evaluate import Decoding, aggregate, evaluate_examples
-        from cotbridge.prompts import PromptContext
+        from cotbridge.evaluation.scoring import Decoding, aggregate, evaluate_examples
+        from cotbridge.prompts.modes import PromptContext
 
         shard = self.examples[args.process_index::args.world_size]
         was_training, side = model.training, tokenizer.padding_side
@@ -114,7 +114,7 @@ class DevAccuracyCallback(TrainerCallback):
 
 def _live_backend(model: Any, tokenizer: Any) -> Any:
     from cotbridge.backends.hf import HFBackend
-    from cotbridge.train.seq2seq import encoder_input
+    from cotbridge.models.student_io import encoder_input
 
     backend = HFBackend("student (training)", model_obj=model, tokenizer=tokenizer)
     if getattr(model.config, "is_encoder_decoder", False):

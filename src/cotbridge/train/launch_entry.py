@@ -54,7 +54,8 @@ def train_from_files(data: str | Path, config: str | Path | None = None, sets: l
     """Load the config (defaults < YAML < ``--set`` < flags) and the data; train; write the stats (main process)."""
     from cotbridge.config import load_config
     from cotbridge.jsonl import read_jsonl, write_json
-    from cotbridge.train.sft import TrainConfig, train_student
+    from cotbridge.train.config import TrainConfig
+    from cotbridge.train.sft import train_student
 
     cfg = load_config(TrainConfig, config, sets, flags)
     if (dev is None) != (task is None):

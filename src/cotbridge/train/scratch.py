@@ -48,7 +48,7 @@ def init_scratch_model(out_dir: str | Path, spec: ScratchSpec, texts: list[str] 
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from cotbridge.backends.hf import resolve_model_source
+    from cotbridge.models.loading import resolve_model_source
 
     out = Path(out_dir)
     if (out / "config.json").exists():

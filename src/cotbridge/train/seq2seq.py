@@ -19,17 +19,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cotbridge.errors import UserError
-from cotbridge.prompts import STUDENT_SUFFIX
+from cotbridge.models.student_io import encoder_input
 
 if TYPE_CHECKING:
-    from cotbridge.train.sft import TrainConfig
+    from cotbridge.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-def encoder_input(prompt: str) -> str:
-    """The encoder text for a student prompt: ``{question} ###`` -> ``{question}``; other prompts unchanged."""
-    return prompt.removesuffix(STUDENT_SUFFIX)
 
 
 def to_seq2seq_pair(example: dict[str, Any]) -> dict[str, str]:
@@ -74,8 +69,8 @@ def build_seq2seq_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], mode
     """A Seq2SeqTrainer over ``examples`` (prompt/completion or source/target dicts; other keys are dropped)."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-    from cotbridge.backends.hf import load_model_and_tokenizer
-    from cotbridge.train.sft import lora_config, training_args_kwargs
+    from cotbridge.models.loading import load_model_and_tokenizer
+    from cotbridge.train.config import lora_config, training_args_kwargs
 
     if not examples:
         raise UserError("no training examples: curation kept nothing (see the curation statistics)")

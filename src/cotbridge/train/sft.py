@@ -16,100 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
+from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_bf16
 
 log = logging.getLogger(__name__)
-
-
-class TrainConfig(StrictModel):
-    model: str = "smollm2-135m-instruct"  # hub id, folder, .gguf, or an embedded model name
-    gguf_file: str | None = None
-    lora: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    lr: float = 3e-4  # Fine-tune-CoT's setting
-    epochs: float = 20
-    max_steps: int = -1
-    batch_size: int = 8  # per process: under accelerate launch the global batch is this times the processes
-    grad_accum: int = 1
-    max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
-    group_by_length: bool = True  # batches of similar length waste less compute on padding
-    gradient_checkpointing: bool = False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    save_strategy: str = "epoch"
-    save_steps: int = 500
-    save_total_limit: int | None = 2  # rotation never removes the best dev checkpoint
-    logging_steps: int = 5
-    seed: int = 0
-    report_to: list[str] | str = "none"
-    dtype: str = "auto"
-    # bf16 autocast: "auto" uses it on GPUs that support it and on CPUs with native bf16 instructions (avx512_bf16 /
-    # AMX), where a training step of SmolLM2-135M takes half the time of fp32; "no" keeps fp32 everywhere.
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
-    output_dir: str = "runs/train/student"
-    resume: bool = True  # continue from the last checkpoint in output_dir if there is one
-    # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's rules.
-    dev_every_epochs: int = 1  # score every N epochs, and always after the last step
-    dev_mode: str = "finetune_cot"  # prompt mode the student is evaluated in (see `cotbridge modes`)
-    dev_max_tokens: int | None = None  # None: the prompt mode's default
-    dev_batch_size: int = 16
-    dev_select_best: bool = False  # save the best dev epoch's weights instead of the last epoch's
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    path = Path(output_dir)
-    return get_last_checkpoint(str(path)) if path.is_dir() else None
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware; elsewhere bf16 autocast is emulated and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: stay in fp32
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
-def use_bf16(mode: str) -> bool:
-    import torch
-
-    if mode != "auto":
-        return mode == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_native_bf16()
-
-
-def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """TrainingArguments fields shared by the decoder-only (SFTConfig) and encoder-decoder trainers."""
-    import torch
-
-    return dict(
-        output_dir=cfg.output_dir, learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        # transformers 5: group_by_length became a sampling strategy; warmup_steps < 1 is a ratio.
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, save_strategy=cfg.save_strategy,
-        save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed,
-        report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing,
-        bf16=use_bf16(cfg.mixed_precision),
-        # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
-    )
-
-
-def lora_config(cfg: TrainConfig, task_type: str) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type=task_type)
 
 
 def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any = None, tokenizer: Any = None,
@@ -119,7 +29,7 @@ def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
     Encoder-decoder students get a Seq2SeqTrainer, decoder-only students TRL's SFTTrainer.
     """
     from cotbridge.allocator import keep_freed_memory
-    from cotbridge.backends.hf import load_model_and_tokenizer
+    from cotbridge.models.loading import load_model_and_tokenizer
 
     keep_freed_memory()
     if not examples:

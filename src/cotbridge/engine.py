@@ -1,0 +1,107 @@
+"""The stage engine: a recipe declares its stages; the engine owns the run directory around them.
+
+What the engine does for every recipe (Fine-tune-CoT, Instruction-tuning-CoT, LM-guided CoT, and any new one):
+
+- validates ``--from`` / ``--until`` against the recipe's stage names before anything runs;
+- ``--from STAGE`` removes the outputs that STAGE and every later stage declared, so they are made again;
+- creates the run directory and writes the recipe's config to ``config.yaml`` once, before the first stage
+  (a stage that records its own settings does so inside its own sub-folder, e.g. ``teacher/<task>.config.yaml``);
+- runs the stages in order and records each one's wall and CPU time in ``timings.json``. A stage that found its
+  work already on disk (resume) returns in well under a second and keeps the timing of the run that did the work.
+
+Stages resume by themselves: each one skips what its outputs show is done, so a rerun after a crash repeats only
+unfinished work (and paid calls come back from the request cache).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from cotbridge.config import StrictModel, dump_config
+from cotbridge.errors import UserError
+from cotbridge.jsonl import read_json, write_json
+from cotbridge.registry import Registry
+
+log = logging.getLogger(__name__)
+RESUMED_S = 1.0  # a stage that returned faster than this found its work done
+
+
+@dataclass
+class Stage:
+    """One step of a recipe: ``run`` does (or resumes) the work; ``outputs`` are what ``--from`` removes."""
+
+    name: str
+    run: Callable[[], Any]
+    outputs: Callable[[], list[Path]] = field(default=lambda: [])
+    doc: str = ""
+
+
+class Recipe(Protocol):
+    """What the engine needs of a recipe; see docs/architecture.md for a skeleton."""
+
+    config: StrictModel  # written to <run_dir>/config.yaml
+    run_dir: Path
+
+    def stages(self) -> list[Stage]: ...
+
+    def summary(self, results: dict[str, Any]) -> dict[str, Any]:
+        """What the command prints and returns, from each stage's return value."""
+        ...
+
+
+# Recipe name -> recipe class (constructed as ``cls(config, progress=...)``); the CLI commands look them up here.
+RECIPES: Registry[Any] = Registry("recipe")
+
+
+def stage_names(recipe: Recipe) -> list[str]:
+    return [s.name for s in recipe.stages()]
+
+
+def check_stage(recipe: Recipe, name: str | None, option: str) -> None:
+    names = stage_names(recipe)
+    if name is not None and name not in names:
+        raise UserError(f"{option}: unknown stage {name!r} (stages: {', '.join(names)})")
+
+
+def remove_outputs(stages: list[Stage], from_stage: str) -> None:
+    names = [s.name for s in stages]
+    for stage in stages[names.index(from_stage):]:
+        for path in stage.outputs():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            log.info("--from %s: removed %s", from_stage, path)
+
+
+def run_recipe(recipe: Recipe, from_stage: str | None = None, until: str | None = None) -> dict[str, Any]:
+    """Run (or resume) every stage of ``recipe`` in its run directory; ``until`` stops after that stage."""
+    check_stage(recipe, from_stage, "--from")
+    check_stage(recipe, until, "--until")
+    stages = recipe.stages()
+    if from_stage:
+        remove_outputs(stages, from_stage)
+    run_dir = recipe.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(recipe.config), encoding="utf-8")
+    timings_path = run_dir / "timings.json"
+    timings = read_json(timings_path) if timings_path.exists() else {}
+    results: dict[str, Any] = {}
+    for stage in stages:
+        log.info("stage %s", stage.name)
+        wall, cpu = time.perf_counter(), time.process_time()
+        results[stage.name] = stage.run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if wall > RESUMED_S:
+            timings[stage.name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+            write_json(timings_path, timings)
+        if stage.name == until:
+            return {"stopped_after": stage.name}
+    return recipe.summary(results)

@@ -1,0 +1,69 @@
+"""Score recorded model outputs (e.g. released teacher generations) with a task's extraction rules."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cotbridge.answers.score import score_output
+from cotbridge.errors import DataError, UserError
+from cotbridge.evaluation.scoring import aggregate
+from cotbridge.jsonl import get_field, read_jsonl, write_json, write_jsonl
+from cotbridge.reporting.tables import markdown_table
+from cotbridge.tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+def score_predictions(task_name: str, path: str | Path, text_field: str, output: str | Path, *,
+                      gold_field: str | None = None, id_field: str | None = None, reference_field: str | None = None,
+                      pipeline: str = "default", data_dir: str | None = None, split: str = "test") -> dict[str, Any]:
+    """Score every record of ``path``; the gold answer is the record's own field or, via its id, the task's split."""
+    if (gold_field is None) == (id_field is None):
+        raise UserError("give exactly one of --gold-field or --id-field")
+    task = get_task(task_name)
+    examples = task.load(split, data_dir) if id_field else []
+    records, disagreements = [], []
+    for line, rec in enumerate(read_jsonl(path), 1):
+        text = get_field(rec, text_field, path=path, line=line)
+        if text is not None and not isinstance(text, str):
+            raise DataError(path, f"field {text_field!r} is a {type(text).__name__}, expected text", line)
+        if id_field:
+            raw_id = get_field(rec, id_field, path=path, line=line)
+            try:
+                example = examples[int(raw_id)]
+            except (ValueError, TypeError, IndexError):
+                raise DataError(path, f"id {raw_id!r} does not index the {split} split of {task.name} "
+                                f"({len(examples)} examples)", line) from None
+            golds, rec_id = example.golds, example.id
+        else:
+            gold = get_field(rec, gold_field or "", path=path, line=line)
+            if gold is None:
+                raise DataError(path, f"field {gold_field!r} is null", line)
+            golds, rec_id = [str(gold)], rec.get("id", line)
+        v = score_output(text, golds, task.answer_type, letters=task.choice_letters, pipeline=pipeline)
+        out = {"line": line, "id": rec_id, "gold": golds[0], "output": text, "samples": [v.to_dict()], **v.to_dict()}
+        if reference_field:
+            ref = bool(get_field(rec, reference_field, path=path, line=line))
+            out["reference_correct"] = ref
+            if ref != v.correct:
+                disagreements.append({"line": line, "id": rec_id, "gold": golds[0], "prediction": v.prediction,
+                                      "reference_correct": ref})
+        records.append(out)
+    if not records:
+        raise DataError(path, "no records")
+    metrics = aggregate(task, records, 1)
+    metrics["no_output"] = sum(r["output"] is None for r in records)
+    if reference_field:
+        metrics["reference_accuracy"] = sum(r["reference_correct"] for r in records) / len(records)
+        metrics["agreement"] = 1 - len(disagreements) / len(records)
+    out_dir = Path(output)
+    write_jsonl(out_dir / f"{task.name}.jsonl", records)
+    summary = {"task": task.name, "task_version": task.version, "predictions": str(path), "text_field": text_field,
+               "gold_field": gold_field, "id_field": id_field, "pipeline": pipeline, "results": {task.name: metrics},
+               "disagreements": disagreements}
+    write_json(out_dir / "results.json", summary)
+    (out_dir / "results.md").write_text(markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]"),
+                                        encoding="utf-8")
+    return summary

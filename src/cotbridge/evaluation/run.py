@@ -1,0 +1,93 @@
+"""``cotbridge eval``: run a model over tasks, write results.json, per-sample JSONL and a table."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from cotbridge import __version__
+from cotbridge.backends import get_backend
+from cotbridge.config import StrictModel
+from cotbridge.evaluation.scoring import Decoding, evaluate_examples
+from cotbridge.inference.two_stage import sampling_temperature
+from cotbridge.jsonl import write_json, write_jsonl
+from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, load_few_shot
+from cotbridge.reporting.tables import markdown_table
+from cotbridge.tasks import parse_task_spec
+
+log = logging.getLogger(__name__)
+
+
+class EvalConfig(StrictModel):
+    model: str | None = None
+    backend: str = "hf"
+    gguf_file: str | None = None
+    batch_size: int = 16
+    dtype: str = "auto"
+    tasks: list[str] = ["synthetic_arithmetic"]
+    split: str = "test"
+    data_dir: str | None = None
+    limit: int | None = None
+    mode: str = "zero_shot_cot"
+    k: int = 1
+    temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    answer_max_tokens: int | None = None
+    stop: list[str] | None = None
+    chat: bool = False
+    generic_trigger: bool = False
+    few_shot_prompts: str | None = None
+    pipeline: str | None = None
+    seed: int = 0
+    output: str = "runs/eval"
+
+    def decoding(self) -> Decoding:
+        temperature = sampling_temperature(self.temperature, self.k)
+        return Decoding(k=self.k, temperature=temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                        answer_max_tokens=self.answer_max_tokens, stop=self.stop, chat=self.chat, seed=self.seed,
+                        pipeline=self.pipeline)
+
+
+def software_versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"cotbridge": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
+    from cotbridge.errors import UserError
+
+    mode = PROMPT_MODES.get(cfg.mode)
+    if cfg.chat and not mode.chat_ok:
+        raise UserError(f"prompt mode {cfg.mode!r} is a fine-tuned student format; it takes no chat template")
+    specs = [parse_task_spec(t) for t in cfg.tasks]  # validate every task before loading a model
+    datasets = []
+    for task, params in specs:
+        examples = task.load(cfg.split, cfg.data_dir, **params)
+        datasets.append((task, params, examples[: cfg.limit] if cfg.limit else examples))
+    if backend is None:
+        if not cfg.model:
+            raise UserError("no model given: pass --model (a hub id, a local folder or a .gguf file)")
+        backend = get_backend(cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype)
+    out = Path(cfg.output)
+    results: dict[str, Any] = {}
+    task_info: dict[str, Any] = {}
+    for task, params, examples in datasets:
+        few_shot = load_few_shot(cfg.few_shot_prompts, task.name) if mode.needs_few_shot and cfg.few_shot_prompts else None
+        ctx = PromptContext(task=task, few_shot=few_shot, generic_trigger=cfg.generic_trigger)
+        log.info("evaluating %s on %s (%d examples, mode %s, k=%d)", backend.model_id, task.name, len(examples), cfg.mode, cfg.k)
+        t0 = time.perf_counter()
+        records, metrics = evaluate_examples(task, examples, backend, cfg.mode, ctx, cfg.decoding(), progress=progress)
+        metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
+        write_jsonl(out / f"{task.name}.jsonl", records)
+        results[task.name] = metrics
+        task_info[task.name] = {"version": task.version, "answer_type": task.answer_type, "split": cfg.split, "params": params}
+    summary = {"model": backend.model_id, "mode": cfg.mode, "results": results, "tasks": task_info,
+               "config": cfg.model_dump(mode="json"), "versions": software_versions()}
+    write_json(out / "results.json", summary)
+    (out / "results.md").write_text(markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"), encoding="utf-8")
+    return summary

@@ -1,0 +1,81 @@
+"""The one rationale -> answer routine used by evaluation, teaching and LM-guided inference.
+
+Stage 1 asks for a rationale (``n`` samples per request); stage 2, when the caller gives an answer-request builder,
+asks for the answer given each rationale (Kojima's "Therefore, the answer is ..."). Stage 2 may run on another
+backend (LM-guided CoT: a small model writes, a large one answers) and may ask identical answer calls once.
+Callers differ only in the arguments they pass: nothing is patched after construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from cotbridge.backends.base import Backend, Completion, Request
+
+# (index of the stage-1 request, the stage-1 request, the rationale) -> the stage-2 request
+AnswerRequestBuilder = Callable[[int, Request, str], Request]
+
+
+@dataclass
+class TwoStageSample:
+    """One sample: its rationale completion and, for two-stage prompts, the answer request and completion."""
+
+    request: Request  # the stage-1 request this sample came from
+    output: Completion  # stage 1 (for single-stage prompts: the whole output)
+    rationale: str  # the text stage 2 was given (``output.text`` unless the caller cleans it)
+    answer_request: Request | None = None
+    answer: Completion | None = None
+
+    @property
+    def final(self) -> Completion:
+        """The completion the answer is read from."""
+        return self.answer if self.answer is not None else self.output
+
+
+def sampling_temperature(temperature: float | None, samples: int) -> float:
+    """The temperature asked for, else 0 (greedy) for one sample and 0.7 for several (self-consistency, diverse
+    reasoning: Wang et al. 2023 and Ho et al. 2023 both sample at 0.7)."""
+    if temperature is not None:
+        return temperature
+    return 0.7 if samples > 1 else 0.0
+
+
+def request_identity(r: Request) -> str:
+    """What makes two requests the same call (for asking identical answer calls once)."""
+    return repr((r.prompt, r.messages, r.max_tokens, tuple(r.stop), r.temperature, r.top_p, r.seed, r.continue_final))
+
+
+def generate_answers(backend: Backend, requests: list[Request], *, dedupe: bool = False,
+                     progress: bool = True) -> list[Completion]:
+    """The first completion of each (one-sample) answer request; ``dedupe`` asks identical requests once."""
+    if not requests:
+        return []
+    if not dedupe:
+        return [comps[0] for comps in backend.generate(requests, progress=progress)]
+    unique: dict[str, int] = {}
+    order = [unique.setdefault(request_identity(r), len(unique)) for r in requests]
+    firsts: dict[int, Request] = {}
+    for r, i in zip(requests, order):
+        firsts.setdefault(i, r)
+    outs = backend.generate([firsts[i] for i in range(len(unique))], progress=progress)
+    return [outs[i][0] for i in order]
+
+
+def generate_two_stage(backend: Backend, requests: list[Request], answer_request: AnswerRequestBuilder | None = None,
+                       *, answer_backend: Backend | None = None, clean_rationale: Callable[[Completion], str] | None = None,
+                       dedupe_answers: bool = False, progress: bool = True) -> list[list[TwoStageSample]]:
+    """Per stage-1 request, its ``n`` samples, each answered in stage 2 when ``answer_request`` is given."""
+    outputs = backend.generate(requests, progress=progress)
+    clean = clean_rationale or (lambda c: c.text)
+    samples = [[TwoStageSample(req, c, clean(c)) for c in comps] for req, comps in zip(requests, outputs)]
+    if answer_request is None:
+        return samples
+    flat = [(i, s) for i, row in enumerate(samples) for s in row]
+    for i, s in flat:
+        s.answer_request = answer_request(i, s.request, s.rationale)
+    answers = generate_answers(answer_backend or backend, [s.answer_request for _, s in flat],  # type: ignore[misc]
+                               dedupe=dedupe_answers, progress=progress)
+    for (_, s), a in zip(flat, answers):
+        s.answer = a
+    return samples

@@ -1,2 +1,0 @@
-"""Instruction-tuning-CoT (Ranaldi & Freitas, EACL 2024): several teachers, one student, and the
-in-domain x out-of-domain transfer matrix. Entry point: :func:`cotbridge.instruct.workflow.run_instruct`."""

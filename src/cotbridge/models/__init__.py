@@ -1,0 +1,2 @@
+"""Loading models: hub ids, folders, GGUF files (dequantised once), models shipped in PyPI packages; how students read
+their input."""

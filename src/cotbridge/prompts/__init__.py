@@ -1,0 +1,1 @@
+"""Prompt modes (zero-shot, two-stage zero-shot-CoT, few-shot-CoT, student modes) and student training formats."""

@@ -1,0 +1,1 @@
+"""Rationale-quality scoring over the eight aspects of LM-guided CoT: the automatic scorers and the judge."""

@@ -1,0 +1,44 @@
+"""Running rationale-quality scorers over items and averaging their scores; importing this registers every scorer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cotbridge.quality import judge, scorers  # noqa: F401  (registration side effects)
+from cotbridge.quality.base import SCORERS, Item, ModelPool, Scorer
+from cotbridge.quality.scorers import AUTOMATIC
+
+__all__ = ["AUTOMATIC", "build_scorers", "mean_scores", "score_items"]
+
+
+def build_scorers(names: list[str], options: dict[str, dict[str, Any]] | None = None,
+                  pool: ModelPool | None = None) -> list[Scorer]:
+    """Scorers by name; ``options[name]`` are passed to that scorer's constructor. Model-based scorers take their
+    models from ``pool`` (a caller that already holds the large model puts it there; a new pool loads on demand)."""
+    options = options or {}
+    pool = pool if pool is not None else ModelPool()
+    for extra in set(options) - set(names):
+        SCORERS.get(extra)  # a typo in the options fails like a typo in the names
+    return [SCORERS.get(n)(pool=pool, **options.get(n, {})) for n in names]
+
+
+def score_items(items: list[Item], scorers: list[Scorer]) -> list[dict[str, Any]]:
+    """Each item with ``scores[scorer][aspect] = {score, raw}`` added."""
+    out = [dict(it, scores={}) for it in items]
+    for scorer in scorers:
+        for rec, s in zip(out, scorer.score(items) if items else []):
+            rec["scores"][scorer.name] = s
+    return out
+
+
+def mean_scores(scored: list[dict[str, Any]], group: str | None = "row") -> dict[str, dict[str, dict[str, Any]]]:
+    """{group value: {"scorer/aspect": {"mean": float, "n": int}}} over the scores that are not None
+    (``group=None``: one group, ``"all"``)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for rec in scored:
+        cells = table.setdefault(str(rec.get(group)) if group else "all", {})
+        for scorer, aspects in rec["scores"].items():
+            for aspect, s in aspects.items():
+                if s.get("score") is not None:
+                    cells.setdefault(f"{scorer}/{aspect}", []).append(float(s["score"]))
+    return {g: {k: {"mean": sum(v) / len(v), "n": len(v)} for k, v in cells.items()} for g, cells in table.items()}

@@ -1,0 +1,49 @@
+"""Fine-tune-CoT's run config: one task, one teacher, one student, and the methods that are the report's rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from cotbridge.config import StrictModel
+from cotbridge.teach import TeacherConfig
+from cotbridge.train.config import TrainConfig
+
+
+class MethodSpec(StrictModel):
+    name: str
+    kind: Literal["prompt", "vanilla", "distill"]
+    mode: str = "zero_shot_cot"  # prompt baselines: the prompt mode
+    chat: bool = False  # prompt baselines: wrap in the model's chat template
+    format: str = "finetune_cot"  # distill: the student format
+    samples: int = 1  # distill: rationales per question (D)
+    temperature: float | None = None  # distill: None -> 0 for D=1, 0.7 for D>1
+
+
+class CurateSpec(StrictModel):
+    filters: list[str] = ["has_output", "correct"]
+    dedupe: bool = False
+
+
+class EvalSpec(StrictModel):
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 16
+    max_tokens: int | None = None
+
+
+class RunConfig(StrictModel):
+    name: str = "run"
+    run_dir: str | None = None  # default runs/<name>
+    task: str = "synthetic_coin_flip"
+    data_dir: str | None = None
+    train_limit: int | None = None  # training questions taught / trained on
+    teacher: TeacherConfig = TeacherConfig()
+    teach_mode: str = "zero_shot_cot"
+    curate: CurateSpec = CurateSpec()
+    student: TrainConfig = TrainConfig()
+    eval: EvalSpec = EvalSpec()
+    methods: list[MethodSpec] = [MethodSpec(name="finetune_cot", kind="distill")]
+
+    def directory(self) -> Path:
+        return Path(self.run_dir or Path("runs") / self.name)

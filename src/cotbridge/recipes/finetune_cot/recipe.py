@@ -1,0 +1,132 @@
+"""Fine-tune-CoT (``cotbridge run CONFIG``): teach -> curate -> train -> eval -> report, stages on the engine.
+
+Each method in the config is a row of the final report: a prompted baseline (no training), vanilla
+fine-tuning (answers only), or distillation (teacher rationales in a student format, D per question).
+Stages skip work already done; ``--from STAGE`` redoes that stage and the ones after it (teacher
+calls stay in the request cache, so redoing ``teach`` pays nothing again).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cotbridge.curate import CurateSettings, curate_file
+from cotbridge.engine import RECIPES, Stage, run_recipe
+from cotbridge.errors import UserError
+from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
+from cotbridge.prompts.formats import FORMATS, vanilla_examples
+from cotbridge.recipes.finetune_cot.config import MethodSpec, RunConfig
+from cotbridge.tasks import parse_task_spec
+from cotbridge.teach import TeachConfig, run_teach
+
+log = logging.getLogger(__name__)
+
+
+@RECIPES.register("finetune_cot")
+class FinetuneCoT:
+    def __init__(self, config: RunConfig, progress: bool = True):
+        names = [m.name for m in config.methods]
+        if len(set(names)) != len(names):
+            raise UserError(f"method names must be unique, got {names}")
+        for m in config.methods:
+            if m.kind == "distill":
+                FORMATS.get(m.format)
+        self.config, self.progress = config, progress
+        self.run_dir = config.directory()
+        self.task, self.task_params = parse_task_spec(config.task)
+
+    def stages(self) -> list[Stage]:
+        distilled = [m for m in self.config.methods if m.kind == "distill"]
+        trained = [m for m in self.config.methods if m.kind != "prompt"]
+        every = self.config.methods
+        return [
+            Stage("teach", lambda: {m.name: self.teach(m) for m in distilled},
+                  lambda: [self.teacher_records(m) for m in distilled], "teacher rationales, D per question"),
+            Stage("curate", lambda: {m.name: self.curate(m) for m in trained},
+                  lambda: [self.run_dir / "data" / m.name for m in trained], "student examples per method"),
+            Stage("train", lambda: {m.name: self.train(m) for m in trained},
+                  lambda: [self.run_dir / "students" / m.name for m in trained], "one student per method"),
+            Stage("eval", lambda: {m.name: self.evaluate(m) for m in every},
+                  lambda: [self.run_dir / "eval" / m.name for m in every], "every method on the test split"),
+            Stage("report", self.report, lambda: [], "report.md / report.tex / plots"),
+        ]
+
+    # -- stages ---------------------------------------------------------------------------------------
+    def teacher_records(self, m: MethodSpec) -> Path:
+        return self.run_dir / "teacher" / f"{self.task.name}.D{m.samples}.jsonl"
+
+    def teach(self, m: MethodSpec) -> Path:
+        cfg = TeachConfig(task=self.config.task, split="train", data_dir=self.config.data_dir,
+                          limit=self.config.train_limit, teacher=self.config.teacher, mode=self.config.teach_mode,
+                          samples=m.samples, temperature=m.temperature, run_dir=str(self.run_dir), tag=f"D{m.samples}")
+        run_teach(cfg, progress=self.progress)
+        return self.teacher_records(m)
+
+    def curate(self, m: MethodSpec) -> Path:
+        out = self.run_dir / "data" / m.name
+        if (out / "train.jsonl").exists():
+            return out / "train.jsonl"
+        if m.kind == "vanilla":
+            questions = self.task.load("train", self.config.data_dir, **self.task_params)
+            questions = questions[: self.config.train_limit or None]
+            rows = [{"question": q.question, "gold": q.answer, "task": self.task.name, "example_id": q.id, "sample": 0}
+                    for q in questions]
+            write_jsonl(out / "train.jsonl", vanilla_examples(rows, self.task.answer_type))
+            write_json(out / "curation.json", {"examples": len(rows), "format": "vanilla"})
+        else:
+            settings = CurateSettings(filters=self.config.curate.filters, dedupe=self.config.curate.dedupe)
+            stats = curate_file(self.teach(m), out, m.format, self.task.answer_type, settings)
+            log.info("%s: kept %d of %d teacher samples", m.name, stats["kept"], stats["records"])
+        return out / "train.jsonl"
+
+    def train(self, m: MethodSpec) -> Path:
+        from cotbridge.train.sft import train_student
+
+        out = self.run_dir / "students" / m.name
+        if (out / "done.json").exists():
+            return out
+        examples = list(read_jsonl(self.curate(m)))
+        stats = train_student(self.config.student.model_copy(update={"output_dir": str(out)}), examples)
+        write_json(out / "done.json", stats)
+        return out
+
+    def evaluate(self, m: MethodSpec) -> dict[str, Any]:
+        from cotbridge.evaluation.run import EvalConfig, run_eval
+
+        out = self.run_dir / "eval" / m.name
+        if (out / "results.json").exists():
+            return read_json(out / "results.json")
+        trained = m.kind != "prompt"
+        student = self.config.student
+        model = str(self.train(m)) if trained else student.model
+        mode = "vanilla" if m.kind == "vanilla" else FORMATS.get(m.format).eval_mode if trained else m.mode
+        ev = self.config.eval
+        cfg = EvalConfig(model=model, gguf_file=None if trained else student.gguf_file, tasks=[self.config.task],
+                         split=ev.split, data_dir=self.config.data_dir, limit=ev.limit, mode=mode,
+                         chat=m.chat or (trained and m.format == "chat"), batch_size=ev.batch_size,
+                         max_tokens=ev.max_tokens, output=str(out))
+        return run_eval(cfg, progress=self.progress)
+
+    def report(self) -> dict[str, Path]:
+        from cotbridge.reporting.report import write_report
+        from cotbridge.reporting.rows import rows_from_results
+
+        cfg = self.config
+        rows = []
+        for m in cfg.methods:
+            extra = {"degree": m.samples} if m.kind == "distill" else {}
+            rows += rows_from_results(self.evaluate(m), method=m.name, student=cfg.student.model, **extra)
+        notes = (f"Task `{cfg.task}` ({cfg.eval.split} split), student `{cfg.student.model}` "
+                 f"({'LoRA' if cfg.student.lora else 'full'} fine-tuning, {cfg.student.epochs} epochs), "
+                 f"teacher `{cfg.teacher.backend}`.")
+        return write_report(rows, self.run_dir, title=f"cotbridge run: {cfg.name}", notes=notes)
+
+    def summary(self, results: dict[str, Any]) -> dict[str, Any]:
+        return {"results": {k: v["results"] for k, v in results["eval"].items()},
+                "report": {k: str(p) for k, p in results["report"].items()}}
+
+
+def run_pipeline(cfg: RunConfig, from_stage: str | None = None, progress: bool = True) -> dict[str, Any]:
+    return run_recipe(FinetuneCoT(cfg, progress), from_stage)

@@ -1,0 +1,132 @@
+"""The ``cotbridge instruct`` config: several teachers (each tagged with a model family), one student,
+rows (what each student copy is tuned on) and the tasks of the transfer matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from cotbridge.config import StrictModel
+from cotbridge.recipes.instruct.released import ReleasedSpec
+from cotbridge.train.config import TrainConfig
+
+
+class TeacherTask(StrictModel):
+    """How one teacher covers one task; every field defaults to the teacher's or the run's setting."""
+
+    split: str = "train"  # a teacher whose outputs exist only for the test split may teach from it (see eval exclusion)
+    limit: int | None = None  # first N questions of the split
+    options: dict[str, Any] = {}  # merged over the teacher's backend options
+    released: ReleasedSpec | None = None  # published outputs to convert and replay
+    pipeline: str | None = None  # answer extraction for the correctness filter (default: 'default')
+    max_tokens: int | None = None  # rationale length (default: the run's teach_max_tokens)
+
+
+class TeacherSpec(StrictModel):
+    name: str  # unique; names record files and rows
+    family: str  # model family, e.g. openai-gpt, google-palm, llama: what same- vs cross-family compares
+    backend: str = "openai"
+    model: str | None = None
+    options: dict[str, Any] = {}
+    chat: bool = False  # wrap teacher prompts in the model's chat template (local instruction-tuned teachers)
+    tasks: dict[str, TeacherTask] | None = None  # None: every task of the run with the defaults
+
+    def task_spec(self, task: str) -> TeacherTask | None:
+        if self.tasks is None:
+            return TeacherTask()
+        return self.tasks.get(task)
+
+
+class RowSpec(StrictModel):
+    """One tuned student: its training task and the teachers whose demonstrations it learns from."""
+
+    name: str | None = None  # default: <task>.<teacher>[+<teacher>...]
+    task: str
+    teachers: list[str]
+
+    def label(self) -> str:
+        return self.name or f"{self.task}.{'+'.join(self.teachers)}"
+
+
+class MergeSpec(StrictModel):
+    filters: list[str] = ["has_output", "correct"]  # curation filters (cotbridge curate) applied per teacher
+    dedupe: bool = True  # the same rationale for the same question (from any teacher) is kept once
+    max_per_question: int | None = None  # demonstrations per question across teachers (None: all)
+    max_demonstrations: int | None = None  # per row; equal sizes make teacher comparisons fair
+    seed: int = 0  # which demonstrations are kept when capping
+
+
+class StudentConfig(TrainConfig):
+    """TrainConfig with the paper's defaults (QLoRA SFT: r 8, alpha 16, dropout 0.1, lr 2e-4, batch 4,
+    1 epoch, constant schedule, warmup 0.03) plus 4-bit loading and the student's family."""
+
+    lora_dropout: float = 0.1
+    lr: float = 2e-4
+    epochs: float = 1
+    batch_size: int = 4
+    lr_scheduler: str = "constant_with_warmup"
+    warmup_ratio: float = 0.03
+    save_strategy: str = "no"
+    quantization: Literal["4bit"] | None = None  # QLoRA; falls back to full-precision LoRA without CUDA + bitsandbytes
+    family: str | None = None  # e.g. smollm: teachers of this family are "same-family"
+
+
+class MatrixEvalSpec(StrictModel):
+    tasks: list[str] | None = None  # matrix columns; default: every row task
+    split: str = "test"
+    limit: int | None = 50  # test questions per task, after removing any question a student trained on
+    max_tokens: int = 256
+    batch_size: int = 16
+    base: bool = True  # also evaluate the untuned student (row "base")
+
+
+class InstructConfig(StrictModel):
+    name: str = "instruct"
+    run_dir: str | None = None  # default runs/<name>
+    data_dir: str | None = None
+    tasks: list[str] = ["gsm8k", "commonsense_qa"]  # training tasks
+    teachers: list[TeacherSpec]
+    rows: list[RowSpec] | None = None  # None: one row per (task, teacher covering it)
+    template: str = "ranaldi_freitas"  # built-in instruction template name or a YAML file
+    teach_mode: str = "zero_shot_cot_single"
+    teach_max_tokens: int = 256
+    merge: MergeSpec = MergeSpec()
+    student: StudentConfig = StudentConfig()
+    eval: MatrixEvalSpec = MatrixEvalSpec()
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "InstructConfig":
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must be unique, got {names}")
+        for t in self.teachers:
+            for task in (t.tasks or {}):
+                if task not in self.tasks:
+                    raise ValueError(f"teacher {t.name!r} covers task {task!r}, which is not in tasks {self.tasks}")
+        for r in self.rows or []:
+            unknown = sorted(set(r.teachers) - set(names))
+            if unknown:
+                raise ValueError(f"row {r.label()!r} names unknown teacher(s) {unknown} (teachers: {names})")
+            if r.task not in self.tasks:
+                raise ValueError(f"row {r.label()!r} trains on {r.task!r}, which is not in tasks {self.tasks}")
+        labels = [r.label() for r in self.resolved_rows()]
+        if len(set(labels)) != len(labels) or "base" in labels:
+            raise ValueError(f"row names must be unique and not 'base', got {labels}")
+        return self
+
+    def resolved_rows(self) -> list[RowSpec]:
+        if self.rows is not None:
+            return self.rows
+        return [RowSpec(task=task, teachers=[t.name]) for task in self.tasks for t in self.teachers
+                if t.task_spec(task) is not None]
+
+    def teacher(self, name: str) -> TeacherSpec:
+        return next(t for t in self.teachers if t.name == name)
+
+    def matrix_tasks(self) -> list[str]:
+        return self.eval.tasks or list(dict.fromkeys(r.task for r in self.resolved_rows()))
+
+    def directory(self) -> Path:
+        return Path(self.run_dir or Path("runs") / self.name)

@@ -1,0 +1,83 @@
+"""LM-guided CoT's run config: the frozen large model, the small rationale writer, KD, RL, the evaluated rows, scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from cotbridge.config import StrictModel
+from cotbridge.quality.scorers import AUTOMATIC
+from cotbridge.recipes.lm_guided.inference import ContextSpec
+from cotbridge.train.rl import RLConfig
+from cotbridge.train.scratch import ScratchSpec
+from cotbridge.train.config import TrainConfig
+
+
+class LargeSpec(StrictModel):
+    backend: str = "hf"
+    model: str = "smollm2-135m-instruct"
+    options: dict[str, Any] = {}  # backend options (base_url, api_key_env, concurrency, ...)
+    chat: bool = True
+    serve: bool = True  # hf only: the evaluation reaches the model through `cotbridge serve` (OpenAI-compatible HTTP)
+    batch_size: int = 16
+    rationale_max_tokens: int = 64
+    answer_max_tokens: int = 24
+
+
+class WriterSpec(StrictModel):
+    model: str | None = None  # a pretrained writer (hub id, folder); None: from scratch (see ``scratch``)
+    scratch: ScratchSpec = ScratchSpec()
+    max_tokens: int = 48  # rationale length
+    batch_size: int = 16
+    train: TrainConfig = TrainConfig(lora=False, lr=1e-3, epochs=10, save_strategy="no", logging_steps=10)
+
+
+class KDSpec(StrictModel):
+    train_limit: int | None = 100  # training questions per task the large model writes rationales for
+    samples: int = 1
+    temperature: float | None = None
+    filters: list[str] = ["has_output", "correct"]  # curate's filters; "correct" is exact match
+    min_f1: float | None = None  # instead of exact match, keep answers with at least this F1
+
+
+class EvalRow(StrictModel):
+    name: str
+    rationale: Literal["none", "large", "kd", "rl"]
+    k: int = 1
+    temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
+
+
+PAPER_ROWS = [EvalRow(name="standard", rationale="none"), EvalRow(name="cot", rationale="large"),
+              EvalRow(name="kd", rationale="kd"), EvalRow(name="kd_sc", rationale="kd", k=3),
+              EvalRow(name="kd_rl", rationale="rl"), EvalRow(name="kd_rl_sc", rationale="rl", k=3)]
+
+
+class EvalSpec(StrictModel):
+    split: str = "test"
+    limit: int | None = 30
+    rows: list[EvalRow] = PAPER_ROWS
+
+
+class ScoreSpec(StrictModel):
+    scorers: list[str] = list(AUTOMATIC)  # add "judge" for the eight judge-scored aspects
+    options: dict[str, dict[str, Any]] = {}  # scorer -> options; a judge without a backend uses the large model
+    judge_limit: int | None = 5  # rationales per (row, task) sent to the judge; None: all
+
+
+class LMGuidedConfig(StrictModel):
+    name: str = "lm_guided"
+    run_dir: str | None = None  # default runs/<name>
+    tasks: list[str] = ["hotpotqa", "2wikimultihopqa"]
+    data_dir: str | None = None
+    context: ContextSpec = ContextSpec(paragraphs="supporting", max_paragraph_words=60)
+    large: LargeSpec = LargeSpec()
+    writer: WriterSpec = WriterSpec()
+    kd: KDSpec = KDSpec()
+    rl: RLConfig = RLConfig()
+    eval: EvalSpec = EvalSpec()
+    score: ScoreSpec = ScoreSpec()
+    cache: str | None = None  # request cache file; default <run_dir>/requests.sqlite; "off" disables
+    seed: int = 0
+
+    def directory(self) -> Path:
+        return Path(self.run_dir or Path("runs") / self.name)

@@ -1,0 +1,1 @@
+"""Result rows, Markdown/LaTeX tables, plots and the report a run writes."""
