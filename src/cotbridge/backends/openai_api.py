@@ -1,11 +1,15 @@
 """OpenAI (and OpenAI-compatible: vLLM, llama.cpp, ``cotbridge serve``) chat/completions backend.
 
-Requests run concurrently (``concurrency``) on the official ``openai`` package's ``AsyncOpenAI``
-with its own retries off: we retry here, bounded and logged — 429, 408, 5xx, timeouts, dropped
-connections and malformed JSON bodies, with exponential backoff and full jitter, waiting at least
-``Retry-After`` when the server sends one. Other 4xx fail at once. Optional requests- and
-tokens-per-minute limits are token buckets. ``on_result`` fires as each request finishes, so
-callers can persist paid results before the batch ends.
+Requests run concurrently (``concurrency``) on the official ``openai`` package's ``AsyncOpenAI``,
+and the SDK does the retrying (``max_retries``): 408, 409, 429, 5xx, timeouts and dropped
+connections, with its own exponential backoff (0.5 s doubling to 8 s, jittered) or the server's
+``Retry-After`` / ``retry-after-ms``. Other 4xx fail at once. The one failure the SDK cannot see —
+a 200 whose body is not a usable completion (bad JSON, no choices) — is retried here, paced by
+``backoff_base_s`` / ``backoff_max_s`` (full jitter), within the same ``max_retries`` budget per
+call. Every attempt, the SDK's retries included, goes through this module's HTTP client, which
+applies the optional requests- and tokens-per-minute limits (token buckets), counts retries
+(``usage.retries``) and logs each one as a warning. ``on_result`` fires as each request
+finishes, so callers can persist paid results before the batch ends.
 
 The API key comes only from the environment variable named by ``api_key_env``; it is never
 logged or put into an exception message. A local server (loopback / private address) needs none.
@@ -19,12 +23,15 @@ api.openai.com chat and ``max_tokens`` everywhere else; pass the name to force o
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
 import os
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -42,7 +49,6 @@ from cotbridge.errors import UserError
 log = logging.getLogger(__name__)
 
 OPENAI_MAX_STOP = 4  # the API takes at most 4 stop strings; the rest are applied locally
-RETRYABLE_4XX = (408, 429)
 _CHAT_KEYS = {"model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"}
 _COMPLETION_KEYS = {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed"}
 
@@ -127,7 +133,9 @@ def is_local_url(url: str | None) -> bool:
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
+    """Seconds from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date.
+
+    Only for the retry log: the SDK reads these headers itself to decide how long to wait."""
     if not headers:
         return None
     ms = headers.get("retry-after-ms")
@@ -159,6 +167,71 @@ def _finish(reason: Any, cut: bool) -> str:
     if cut or reason in (None, "", "stop", "eos", "eos_token", "stop_sequence"):
         return "stop"
     return str(reason)  # "length" as is; rarer values ("content_filter", "tool_calls") are kept, not hidden
+
+
+class _Call:
+    """One logical API call. Each HTTP attempt for it — the first, the SDK's retries, and ours after a
+    malformed body — passes through ``_counting_client_class()``'s ``send``, which calls ``begin`` and
+    ``failed``: so rate limits apply to every attempt, and each retry is counted and logged once."""
+
+    def __init__(self, backend: OpenAIBackend, label: str, estimate: int):
+        self.backend, self.label, self.estimate = backend, label, estimate
+        self.attempts = 0
+        self.what: str | None = None  # how the last attempt failed, None while it has not
+        self.retry_after: float | None = None
+        self.started = self.ended = time.perf_counter()
+
+    async def begin(self) -> None:
+        be = self.backend
+        if self.attempts:
+            be.usage.retries += 1
+            log.warning("%s: %s; retry %d/%d after %.2f s%s", self.label, self.what or "failed", self.attempts,
+                        be.max_retries, time.perf_counter() - self.ended,
+                        f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else "")
+        self.attempts += 1
+        self.what = self.retry_after = None
+        if be._rpm is not None:
+            await be._rpm.acquire(1)
+        if be._tpm is not None:
+            await be._tpm.acquire(self.estimate)
+        self.started = time.perf_counter()
+
+    def failed(self, what: str, retry_after: float | None = None) -> None:
+        self.what, self.retry_after, self.ended = what, retry_after, time.perf_counter()
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("cotbridge_openai_call")  # per asyncio task
+
+
+@functools.lru_cache(maxsize=None)
+def _counting_client_class() -> type:
+    """The SDK's own async HTTP client class (its pool limits and defaults) with ``send`` reporting each
+    attempt to the current ``_Call``. ``send`` is public httpx API and sees every attempt, whichever
+    transport (proxy mounts included) carries it; the SDK calls it once per attempt, in the caller's task."""
+    import openai
+
+    base = openai.DefaultAsyncHttpxClient  # subclasses httpx.AsyncClient (openai 1.x) or httpx2.AsyncClient
+    http = sys.modules[next(c for c in base.__mro__ if c.__name__ == "AsyncClient").__module__.partition(".")[0]]
+
+    class CountingAsyncClient(base):  # type: ignore[misc, valid-type]
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            call = _CALL.get(None)
+            if call is None:
+                return await super().send(request, **kwargs)
+            await call.begin()
+            try:
+                response = await super().send(request, **kwargs)
+            except http.TimeoutException:
+                call.failed("timeout")
+                raise
+            except Exception:  # refused, reset or dropped connections, a body cut off
+                call.failed("connection error")
+                raise
+            if response.status_code >= 400:
+                call.failed(f"HTTP {response.status_code}", parse_retry_after(response.headers))
+            return response
+
+    return CountingAsyncClient
 
 
 class OpenAIBackend(BatchAPIMixin):
@@ -195,7 +268,7 @@ class OpenAIBackend(BatchAPIMixin):
             key = "EMPTY"
         self._api_key = key  # private: never logged, never in messages
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
-        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s  # malformed bodies; the SDK paces the rest
         self.token_param = ("max_completion_tokens" if self.official and api == "chat" else "max_tokens") \
             if max_tokens_param == "auto" else max_tokens_param
         if api == "completions":
@@ -259,7 +332,9 @@ class OpenAIBackend(BatchAPIMixin):
     def _client(self) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0)
+        # The SDK retries 408/409/429/5xx, timeouts and dropped connections (Retry-After honoured).
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s,
+                                  max_retries=self.max_retries, http_client=_counting_client_class()(timeout=self.timeout_s))
 
     async def _agenerate(self, requests: list[Request], progress: bool,
                          on_result: ResultCallback | None) -> list[list[Completion]]:
@@ -336,51 +411,45 @@ class OpenAIBackend(BatchAPIMixin):
     async def _call(self, client: Any, body: dict[str, Any], estimate: int, label: str) -> tuple[dict[str, Any], float]:
         import openai
 
-        attempt = 0
-        while True:
-            if self._rpm is not None:
-                await self._rpm.acquire(1)
-            if self._tpm is not None:
-                await self._tpm.acquire(estimate)
-            status: int | str | None = None
-            retry_after = None
-            detail = ""
-            t0 = time.perf_counter()
-            try:
-                data = self._parse_json(await self._post(client, body))
+        call = _Call(self, label, estimate)
+        token = _CALL.set(call)
+        try:
+            sdk = client
+            while True:
+                try:
+                    data = self._parse_json(await self._post(sdk, body))
+                except _Malformed as e:  # a 200 the SDK accepted; retried here, on the call's one budget
+                    call.failed("malformed response")
+                    if call.attempts > self.max_retries:
+                        raise self._failure(call, "malformed response", "malformed response", str(e))
+                    cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (call.attempts - 1))
+                    await asyncio.sleep(self._rng.uniform(0, cap))  # full jitter
+                    sdk = client.with_options(max_retries=self.max_retries - call.attempts)
+                    continue
+                except openai.APIStatusError as e:
+                    raise self._failure(call, e.status_code, f"HTTP {e.status_code}", self._error_detail(e.body))
+                except openai.APITimeoutError:
+                    raise self._failure(call, "timeout", "timeout")
+                except openai.APIConnectionError:
+                    raise self._failure(call, "connection error", "connection error")
+                except openai.OpenAIError as e:
+                    raise self._failure(call, type(e).__name__, type(e).__name__, str(e))
                 if self._tpm is not None:
                     usage = data.get("usage") or {}
                     self._tpm.credit(estimate - int(usage.get("total_tokens") or estimate))
-                return data, time.perf_counter() - t0
-            except openai.APIStatusError as e:
-                status = e.status_code
-                retryable = status in RETRYABLE_4XX or status >= 500
-                retry_after = parse_retry_after(e.response.headers)
-                detail = self._error_detail(e.body)
-            except openai.APITimeoutError:
-                status, retryable = "timeout", True
-            except openai.APIConnectionError:
-                status, retryable = "connection error", True
-            except _Malformed as e:
-                status, retryable, detail = "malformed response", True, str(e)
-            except openai.OpenAIError as e:
-                status, retryable, detail = type(e).__name__, False, str(e)
-            what = f"HTTP {status}" if isinstance(status, int) else str(status)
-            if not retryable:
-                raise BackendError(self._redact(f"{label}: {what} (not retried){': ' + detail if detail else ''}"),
-                                   status=status, attempts=attempt + 1)
-            if attempt >= self.max_retries:
-                raise BackendError(self._redact(f"{label}: gave up after {attempt + 1} attempts (max_retries={self.max_retries}); "
-                                                f"last error {what}{': ' + detail if detail else ''}"),
-                                   status=status, attempts=attempt + 1)
-            wait = self._rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt))  # full jitter
-            if retry_after is not None:
-                wait = max(wait, retry_after)
-            attempt += 1
-            self.usage.retries += 1
-            log.warning("%s: %s; retry %d/%d in %.2f s%s", label, what, attempt, self.max_retries, wait,
-                        f" (Retry-After {retry_after:g} s)" if retry_after is not None else "")
-            await asyncio.sleep(wait)
+                return data, time.perf_counter() - call.started
+        finally:
+            _CALL.reset(token)
+
+    def _failure(self, call: _Call, status: int | str, what: str, detail: str = "") -> BackendError:
+        """The BackendError for a call that failed for good (the SDK has stopped retrying, or we have)."""
+        tail = f": {detail}" if detail else ""
+        if call.attempts > self.max_retries:
+            text = (f"{call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
+                    f"last error {what}{tail}")
+        else:
+            text = f"{call.label}: {what} (not retried){tail}"
+        return BackendError(self._redact(text), status=status, attempts=call.attempts)
 
     def _redact(self, text: str) -> str:
         key = self._api_key
