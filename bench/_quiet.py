@@ -27,7 +27,9 @@ def busy_cpu_s() -> float:
 
 
 class QuietTimer:
-    def __init__(self, max_foreign: float = 0.15, max_tries: int = 20, max_wait_s: float = 900.0, enabled: bool = True):
+    def __init__(
+        self, max_foreign: float = 0.15, max_tries: int = 20, max_wait_s: float = 900.0, enabled: bool = True
+    ):
         self.max_foreign, self.max_tries, self.max_wait_s, self.enabled = max_foreign, max_tries, max_wait_s, enabled
         self.sections: dict[str, dict[str, Any]] = {}
         self.wasted_s = 0.0  # waiting for quiet + rejected attempts
@@ -46,11 +48,16 @@ class QuietTimer:
                 return True
             if time.perf_counter() - t_start > self.max_wait_s:
                 self.wasted_s += time.perf_counter() - t_start
-                print(f"  [quiet] machine still busy ({foreign:.2f} CPUs) after {self.max_wait_s:.0f}s; measuring anyway",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  [quiet] machine still busy ({foreign:.2f} CPUs) after {self.max_wait_s:.0f}s; measuring anyway",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return False
 
-    def run(self, label: str, fn: Callable[[], Any], before_retry: Callable[[], None] | None = None) -> tuple[Any, float]:
+    def run(
+        self, label: str, fn: Callable[[], Any], before_retry: Callable[[], None] | None = None
+    ) -> tuple[Any, float]:
         """(fn(), wall seconds of the accepted attempt); accumulates into ``sections[label]``."""
         for attempt in range(1, self.max_tries + 1):
             self.wait_quiet()
@@ -62,11 +69,17 @@ class QuietTimer:
             if not self.enabled or foreign <= self.max_foreign or attempt == self.max_tries:
                 break
             self.wasted_s += dt
-            print(f"  [quiet] {label}: other processes used {foreign:.2f} CPUs during the {dt:.1f}s section; "
-                  f"re-measuring (attempt {attempt + 1})", file=sys.stderr, flush=True)
+            print(
+                f"  [quiet] {label}: other processes used {foreign:.2f} CPUs during the {dt:.1f}s section; "
+                f"re-measuring (attempt {attempt + 1})",
+                file=sys.stderr,
+                flush=True,
+            )
             if before_retry:
                 before_retry()
-        sec = self.sections.setdefault(label, {"s": 0.0, "cpu_s": 0.0, "parts": 0, "attempts": 0, "max_foreign_cpus": 0.0})
+        sec = self.sections.setdefault(
+            label, {"s": 0.0, "cpu_s": 0.0, "parts": 0, "attempts": 0, "max_foreign_cpus": 0.0}
+        )
         sec["s"] += dt
         sec["cpu_s"] += own
         sec["parts"] += 1

@@ -39,30 +39,56 @@ def child(steps: int, batch_size: int) -> dict:
     from cotbridge.train.config import use_bf16
     from cotbridge.train.sft import build_trainer
 
-    cfg = TrainConfig(model="smollm2-135m-instruct", lora=True, lora_r=16, lora_alpha=32, lr=1e-4, epochs=1,
-                      max_steps=steps, batch_size=batch_size, save_strategy="no", logging_steps=1000, resume=False,
-                      output_dir=tempfile.mkdtemp(prefix="alloc_bench_"))
+    cfg = TrainConfig(
+        model="smollm2-135m-instruct",
+        lora=True,
+        lora_r=16,
+        lora_alpha=32,
+        lr=1e-4,
+        epochs=1,
+        max_steps=steps,
+        batch_size=batch_size,
+        save_strategy="no",
+        logging_steps=1000,
+        resume=False,
+        output_dir=tempfile.mkdtemp(prefix="alloc_bench_"),
+    )
     model, tok = load_model_and_tokenizer(cfg.model)
     trainer = build_trainer(cfg, rationale_examples(steps * batch_size), model, tok)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     trainer.train()
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-    return {"wall_s": round(wall, 2), "user_s": round(r1.ru_utime - r0.ru_utime, 2),
-            "sys_s": round(r1.ru_stime - r0.ru_stime, 2), "minor_faults": r1.ru_minflt - r0.ru_minflt,
-            "precision": "bf16 autocast" if use_bf16("auto") else "fp32"}
+    return {
+        "wall_s": round(wall, 2),
+        "user_s": round(r1.ru_utime - r0.ru_utime, 2),
+        "sys_s": round(r1.ru_stime - r0.ru_stime, 2),
+        "minor_faults": r1.ru_minflt - r0.ru_minflt,
+        "precision": "bf16 autocast" if use_bf16("auto") else "fp32",
+    }
 
 
 def render(r: dict) -> str:
-    lines = ["# Training with and without the allocator setting", "",
-             f"SmolLM2-135M-Instruct LoRA r16, {r['steps']} steps of batch {r['batch_size']} per run "
-             f"({r['runs'][0]['precision']}), arms in order {' '.join(x['arm'] for x in r['runs'])}, each a fresh process.", "",
-             "| run | arm | train wall s | user CPU s | kernel CPU s | minor page faults |", "|---|---|---|---|---|---|"]
-    lines += [f"| {i} | {x['arm']} | {x['wall_s']} | {x['user_s']} | {x['sys_s']} | {x['minor_faults']} |"
-              for i, x in enumerate(r["runs"], 1)]
+    lines = [
+        "# Training with and without the allocator setting",
+        "",
+        f"SmolLM2-135M-Instruct LoRA r16, {r['steps']} steps of batch {r['batch_size']} per run "
+        f"({r['runs'][0]['precision']}), arms in order {' '.join(x['arm'] for x in r['runs'])}, each a fresh process.",
+        "",
+        "| run | arm | train wall s | user CPU s | kernel CPU s | minor page faults |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {i} | {x['arm']} | {x['wall_s']} | {x['user_s']} | {x['sys_s']} | {x['minor_faults']} |"
+        for i, x in enumerate(r["runs"], 1)
+    ]
     s = r["summary"]
-    lines += ["", f"Mean train wall time: glibc default {s['glibc_wall_s']} s, tuned {s['tuned_wall_s']} s → "
-              f"**{s['speedup']:.2f}×** faster; page faults {s['glibc_faults']:.0f} → {s['tuned_faults']:.0f}.", "",
-              f"Command: `{r['command']}`; {r['platform']}."]
+    lines += [
+        "",
+        f"Mean train wall time: glibc default {s['glibc_wall_s']} s, tuned {s['tuned_wall_s']} s → "
+        f"**{s['speedup']:.2f}×** faster; page faults {s['glibc_faults']:.0f} → {s['tuned_faults']:.0f}.",
+        "",
+        f"Command: `{r['command']}`; {r['platform']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -83,19 +109,34 @@ def main() -> None:
         if ARMS[arm]:
             env["COTBRIDGE_MALLOC"] = ARMS[arm]
         print(f"run {i}: {arm} ...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps), "--batch-size",
-                              str(args.batch_size)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", "--steps", str(args.steps), "--batch-size", str(args.batch_size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs.append({"arm": arm, **json.loads(out.stdout.strip().splitlines()[-1])})
         print(f"  {runs[-1]}", file=sys.stderr, flush=True)
 
     def mean(arm: str, key: str) -> float:
         return round(statistics.mean(x[key] for x in runs if x["arm"] == arm), 2)
 
-    summary = {"tuned_wall_s": mean("tuned", "wall_s"), "glibc_wall_s": mean("glibc", "wall_s"),
-               "tuned_faults": mean("tuned", "minor_faults"), "glibc_faults": mean("glibc", "minor_faults")}
+    summary = {
+        "tuned_wall_s": mean("tuned", "wall_s"),
+        "glibc_wall_s": mean("glibc", "wall_s"),
+        "tuned_faults": mean("tuned", "minor_faults"),
+        "glibc_faults": mean("glibc", "minor_faults"),
+    }
     summary["speedup"] = round(summary["glibc_wall_s"] / summary["tuned_wall_s"], 3)
-    result = {"steps": args.steps, "batch_size": args.batch_size, "runs": runs, "summary": summary,
-              "command": "python bench/allocator_training.py " + " ".join(sys.argv[1:]), "platform": platform.platform()}
+    result = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "runs": runs,
+        "summary": summary,
+        "command": "python bench/allocator_training.py " + " ".join(sys.argv[1:]),
+        "platform": platform.platform(),
+    }
     write_results(args.out, result, render)
 
 

@@ -69,8 +69,14 @@ def instrument(model: Any, qt: QuietTimer, batches: list[dict[str, Any]]) -> Non
 
         out, dt = qt.run("generate", lambda: orig(*args, **kw), before_retry=reset)
         inp = kw["input_ids"] if "input_ids" in kw else args[0]
-        batches.append({"rows": int(out.shape[0]), "prompt_len": int(inp.shape[1]),
-                        "new_tokens": int(out.shape[1] - inp.shape[1]), "s": round(dt, 2)})
+        batches.append(
+            {
+                "rows": int(out.shape[0]),
+                "prompt_len": int(inp.shape[1]),
+                "new_tokens": int(out.shape[1] - inp.shape[1]),
+                "s": round(dt, 2),
+            }
+        )
         return out
 
     model.generate = generate
@@ -141,8 +147,14 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
     task_dir.mkdir()
     task_cfg = write_task_yaml(task_dir)
     t0 = time.perf_counter()
-    lm = HFLM(pretrained=str(MODEL_DIR), gguf_file=GGUF, tokenizer=str(MODEL_DIR), dtype="float32", device="cpu",
-              batch_size=batch_size)
+    lm = HFLM(
+        pretrained=str(MODEL_DIR),
+        gguf_file=GGUF,
+        tokenizer=str(MODEL_DIR),
+        dtype="float32",
+        device="cpu",
+        batch_size=batch_size,
+    )
     load_s = time.perf_counter() - t0
     gen = Timed(lm.generate_until)
     lm.generate_until = gen
@@ -150,8 +162,9 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
     instrument(lm.model, qt, batches)
     tm = TaskManager(include_path=str(task_dir))
     t0 = time.perf_counter()
-    res = lm_eval.simple_evaluate(model=lm, tasks=[TASK], limit=limit, log_samples=True, task_manager=tm,
-                                  bootstrap_iters=0)
+    res = lm_eval.simple_evaluate(
+        model=lm, tasks=[TASK], limit=limit, log_samples=True, task_manager=tm, bootstrap_iters=0
+    )
     eval_s = time.perf_counter() - t0
     metrics = res["results"][TASK]
     docs: dict[int, dict[str, Any]] = {}
@@ -164,10 +177,19 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
         fr = s["filtered_resps"][0]
         d[s["filter"]] = fr if isinstance(fr, str) else fr[0]
         d[f"{s['filter']}_correct"] = bool(s["exact_match"])
-    return {"load_s": load_s, "eval_s": eval_s - qt.wasted_s, "generate_s": gen.seconds - qt.wasted_s,
-            "lost_s": qt.wasted_s, "batches": batches, "quiet": qt.report(), "metrics": metrics,
-            "docs": [docs[i] for i in sorted(docs)], "task_config": task_cfg,
-            "max_gen_toks_default": lm.max_gen_toks, "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None}
+    return {
+        "load_s": load_s,
+        "eval_s": eval_s - qt.wasted_s,
+        "generate_s": gen.seconds - qt.wasted_s,
+        "lost_s": qt.wasted_s,
+        "batches": batches,
+        "quiet": qt.report(),
+        "metrics": metrics,
+        "docs": [docs[i] for i in sorted(docs)],
+        "task_config": task_cfg,
+        "max_gen_toks_default": lm.max_gen_toks,
+        "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None,
+    }
 
 
 def run_cotbridge(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> dict[str, Any]:
@@ -175,10 +197,19 @@ def run_cotbridge(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) ->
     from cotbridge.evaluation.run import EvalConfig, run_eval
     from cotbridge.jsonl import read_jsonl
 
-    cfg = EvalConfig(model=str(MODEL_DIR), tasks=["gsm8k"], data_dir=str(DATA), limit=limit,
-                     mode="zero_shot_cot_single", batch_size=batch_size, output=str(workdir / "cotbridge"))
+    cfg = EvalConfig(
+        model=str(MODEL_DIR),
+        tasks=["gsm8k"],
+        data_dir=str(DATA),
+        limit=limit,
+        mode="zero_shot_cot_single",
+        batch_size=batch_size,
+        output=str(workdir / "cotbridge"),
+    )
     t0 = time.perf_counter()
-    backend = get_backend(cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype)
+    backend = get_backend(
+        cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype
+    )
     load_s = time.perf_counter() - t0
     gen = Timed(backend.generate)
     backend.generate = gen
@@ -188,18 +219,30 @@ def run_cotbridge(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) ->
     summary = run_eval(cfg, backend=backend, progress=False)
     eval_s = time.perf_counter() - t0
     records = list(read_jsonl(workdir / "cotbridge" / "gsm8k.jsonl"))
-    return {"load_s": load_s, "eval_s": eval_s - qt.wasted_s, "generate_s": gen.seconds - qt.wasted_s,
-            "lost_s": qt.wasted_s, "batches": batches, "quiet": qt.report(), "metrics": summary["results"]["gsm8k"],
-            "records": records}
+    return {
+        "load_s": load_s,
+        "eval_s": eval_s - qt.wasted_s,
+        "generate_s": gen.seconds - qt.wasted_s,
+        "lost_s": qt.wasted_s,
+        "batches": batches,
+        "quiet": qt.report(),
+        "metrics": summary["results"]["gsm8k"],
+        "records": records,
+    }
 
 
 # Whole evaluations in this order; "abba" pools two runs per tool so a drift in machine speed hits both alike.
-ORDERS = {"lmeval-first": ["lmeval", "cotbridge"], "cotbridge-first": ["cotbridge", "lmeval"],
-          "abba": ["lmeval", "cotbridge", "cotbridge", "lmeval"]}
+ORDERS = {
+    "lmeval-first": ["lmeval", "cotbridge"],
+    "cotbridge-first": ["cotbridge", "lmeval"],
+    "abba": ["lmeval", "cotbridge", "cotbridge", "lmeval"],
+}
 
 
 def generations(tool: str, res: dict[str, Any]) -> list[str]:
-    return [d["output"] for d in res["docs"]] if tool == "lmeval" else [r["samples"][0]["output"] for r in res["records"]]
+    return (
+        [d["output"] for d in res["docs"]] if tool == "lmeval" else [r["samples"][0]["output"] for r in res["records"]]
+    )
 
 
 def public_args(argv: list[str]) -> list[str]:
@@ -237,32 +280,47 @@ def compare(lm: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
         cb_out, lm_out = s["output"], d["output"]
         gold = r["gold"]
         cb_on_lm = score_output(lm_out, [gold], "number", pipeline="lmeval")  # cotbridge extraction, lm-eval text
-        rows.append({
-            "doc_id": d["doc_id"], "gold": gold,
-            "prompt_equal": d["prompt"] == r["prompt"],
-            "output_equal": cb_out.strip() == lm_out.strip(),
-            "cotbridge_pred": r["prediction"], "cotbridge_correct": r["correct"], "cotbridge_rule": s.get("rule"),
-            "cotbridge_finish": s["finish_reason"], "cotbridge_tokens": s["usage"]["completion_tokens"],
-            "lmeval_flexible": d.get("flexible-extract"), "lmeval_flexible_correct": d.get("flexible-extract_correct"),
-            "lmeval_strict": d.get("strict-match"), "lmeval_strict_correct": d.get("strict-match_correct"),
-            # cross-scoring
-            "cotbridge_pipeline_on_lmeval_output": cb_on_lm.prediction, "cotbridge_pipeline_on_lmeval_output_correct": cb_on_lm.correct,
-            "lmeval_flexible_on_cotbridge_output_correct": lm_norm(lm_flexible(cb_out)) == lm_norm(d["target"]),
-            "lmeval_strict_on_cotbridge_output_correct": lm_norm(lm_strict(cb_out)) == lm_norm(d["target"]),
-            "cotbridge_output": cb_out, "lmeval_output": lm_out,
-        })
+        rows.append(
+            {
+                "doc_id": d["doc_id"],
+                "gold": gold,
+                "prompt_equal": d["prompt"] == r["prompt"],
+                "output_equal": cb_out.strip() == lm_out.strip(),
+                "cotbridge_pred": r["prediction"],
+                "cotbridge_correct": r["correct"],
+                "cotbridge_rule": s.get("rule"),
+                "cotbridge_finish": s["finish_reason"],
+                "cotbridge_tokens": s["usage"]["completion_tokens"],
+                "lmeval_flexible": d.get("flexible-extract"),
+                "lmeval_flexible_correct": d.get("flexible-extract_correct"),
+                "lmeval_strict": d.get("strict-match"),
+                "lmeval_strict_correct": d.get("strict-match_correct"),
+                # cross-scoring
+                "cotbridge_pipeline_on_lmeval_output": cb_on_lm.prediction,
+                "cotbridge_pipeline_on_lmeval_output_correct": cb_on_lm.correct,
+                "lmeval_flexible_on_cotbridge_output_correct": lm_norm(lm_flexible(cb_out)) == lm_norm(d["target"]),
+                "lmeval_strict_on_cotbridge_output_correct": lm_norm(lm_strict(cb_out)) == lm_norm(d["target"]),
+                "cotbridge_output": cb_out,
+                "lmeval_output": lm_out,
+            }
+        )
     n = len(rows)
     frac = lambda key: sum(bool(x[key]) for x in rows) / n  # noqa: E731
     same_answer = lambda a, b: num(a) is not None and num(a) == num(b) or (num(a) is None and num(b) is None)  # noqa: E731
     agree_flex = sum(same_answer(x["cotbridge_pred"], x["lmeval_flexible"]) for x in rows) / n
-    agree_same_pipeline = sum(same_answer(x["cotbridge_pred"], x["cotbridge_pipeline_on_lmeval_output"]) for x in rows) / n
+    agree_same_pipeline = (
+        sum(same_answer(x["cotbridge_pred"], x["cotbridge_pipeline_on_lmeval_output"]) for x in rows) / n
+    )
     return {
         "n": n,
         "prompts_identical": frac("prompt_equal"),
         "generations_identical": frac("output_equal"),
         "answer_agreement_cotbridge_vs_lmeval_flexible": agree_flex,
         "answer_agreement_same_extraction": agree_same_pipeline,
-        "correct_agreement_cotbridge_vs_lmeval_flexible": sum(x["cotbridge_correct"] == x["lmeval_flexible_correct"] for x in rows) / n,
+        "correct_agreement_cotbridge_vs_lmeval_flexible": sum(
+            x["cotbridge_correct"] == x["lmeval_flexible_correct"] for x in rows
+        )
+        / n,
         "cross_scoring": {
             "cotbridge_pipeline_on_lmeval_outputs_acc": frac("cotbridge_pipeline_on_lmeval_output_correct"),
             "lmeval_flexible_on_cotbridge_outputs_acc": frac("lmeval_flexible_on_cotbridge_output_correct"),
@@ -276,22 +334,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--order", choices=list(ORDERS), default="abba",
-                    help="abba: lm-eval, cotbridge, cotbridge, lm-eval, times pooled per tool (the run-to-run drift on "
-                         "these VMs is ~10%%, as large as the difference measured)")
+    ap.add_argument(
+        "--order",
+        choices=list(ORDERS),
+        default="abba",
+        help="abba: lm-eval, cotbridge, cotbridge, lm-eval, times pooled per tool (the run-to-run drift on "
+        "these VMs is ~10%%, as large as the difference measured)",
+    )
     ap.add_argument("--out", default=str(RESULTS / "eval_vs_lmeval"), help="output path without extension")
-    ap.add_argument("--max-foreign", type=float, default=0.15,
-                    help="re-run a generate() batch if other processes used more CPUs than this meanwhile")
+    ap.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.15,
+        help="re-run a generate() batch if other processes used more CPUs than this meanwhile",
+    )
     ap.add_argument("--no-quiet", action="store_true", help="time everything once, whatever else runs on the machine")
     ap.add_argument("--save-raw", help="also save both tools' raw outputs to this JSON file")
     ap.add_argument("--load-raw", help="skip the runs: re-analyse raw outputs saved with --save-raw")
-    ap.add_argument("--render-only", action="store_true",
-                    help="re-write the .md from the existing .json (and a <out>_cotbridge_first.json run, if present)")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-write the .md from the existing .json (and a <out>_cotbridge_first.json run, if present)",
+    )
     args = ap.parse_args()
     if args.render_only:
         outp = Path(args.out)
-        outp.with_suffix(".md").write_text(markdown(json.loads(outp.with_suffix(".json").read_text(encoding="utf-8")), outp),
-                                           encoding="utf-8")
+        outp.with_suffix(".md").write_text(
+            markdown(json.loads(outp.with_suffix(".json").read_text(encoding="utf-8")), outp), encoding="utf-8"
+        )
         return
 
     import torch
@@ -310,9 +380,14 @@ def main() -> None:
                 work = Path(tmp) / f"run{i}"
                 work.mkdir()
                 res = plain(runners[name](args.limit, args.batch_size, work, qt))
-                runs.append({"tool": name, **{k: round(res[k], 2) for k in ("load_s", "eval_s", "generate_s", "lost_s")}})
-                print(f"  {name}: load {res['load_s']:.1f}s, eval {res['eval_s']:.1f}s "
-                      f"(generation {res['generate_s']:.1f}s)", flush=True)
+                runs.append(
+                    {"tool": name, **{k: round(res[k], 2) for k in ("load_s", "eval_s", "generate_s", "lost_s")}}
+                )
+                print(
+                    f"  {name}: load {res['load_s']:.1f}s, eval {res['eval_s']:.1f}s "
+                    f"(generation {res['generate_s']:.1f}s)",
+                    flush=True,
+                )
                 if name not in out:
                     out[name] = res
                     continue
@@ -336,39 +411,67 @@ def main() -> None:
     result = {
         "command": " ".join([".venv/bin/python", "bench/eval_vs_lmeval.py", *public_args(sys.argv[1:])]),
         "settings": {
-            "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF, "dtype": "float32 (dequantised GGUF)",
+            "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF,
+            "dtype": "float32 (dequantised GGUF)",
             "tokenizer": "tokenizer.json in the model folder, both tools",
-            "data": "../shared/data/gsm8k/test.jsonl", "limit": args.limit, "batch_size": args.batch_size,
+            "data": "../shared/data/gsm8k/test.jsonl",
+            "limit": args.limit,
+            "batch_size": args.batch_size,
             "order": args.order,
             "lmeval_task": f"{TASK}: lm-eval's gsm8k-cot-zeroshot.yaml with dataset_path json + local data_files",
-            "lmeval_gen_kwargs_first_doc": first["gen_kwargs"], "lmeval_max_gen_toks": lm["max_gen_toks_default"],
+            "lmeval_gen_kwargs_first_doc": first["gen_kwargs"],
+            "lmeval_max_gen_toks": lm["max_gen_toks_default"],
             "cotbridge_mode": "zero_shot_cot_single (stop Q:, </s>, <|im_end|>; 256 max tokens; greedy; pipeline lmeval)",
             "lmeval_bootstrap_iters": 0,
             "timing": "eval_s excludes model loading for both (backend / HFLM built first, timed as load_s); "
-                      "eval_s includes data loading, prompt building, generation and scoring"
-                      + ("" if args.no_quiet else
-                         f"; each model.generate() batch is timed when the machine is quiet and re-run if other processes "
-                         f"used > {args.max_foreign} CPUs meanwhile; time spent waiting / in rejected runs is subtracted"),
+            "eval_s includes data loading, prompt building, generation and scoring"
+            + (
+                ""
+                if args.no_quiet
+                else f"; each model.generate() batch is timed when the machine is quiet and re-run if other processes "
+                f"used > {args.max_foreign} CPUs meanwhile; time spent waiting / in rejected runs is subtracted"
+            ),
         },
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "lm_eval": version("lm_eval"),
-                    "python": platform.python_version(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "accuracy": {"lmeval_strict_match": lm_strict_acc, "lmeval_flexible_extract": lm_flex_acc, "cotbridge": cb_acc,
-                     "cotbridge_minus_lmeval_flexible_points": round(100 * (cb_acc - lm_flex_acc), 2),
-                     "target_points": 3.0, "met": abs(cb_acc - lm_flex_acc) <= 0.03},
-        "time_s": {"lmeval_load": round(lm["load_s"], 2), "cotbridge_load": round(cb["load_s"], 2),
-                   "lmeval_eval": round(lm["eval_s"], 2), "cotbridge_eval": round(cb["eval_s"], 2),
-                   "lmeval_generate": round(lm["generate_s"], 2), "cotbridge_generate": round(cb["generate_s"], 2),
-                   "ratio_cotbridge_over_lmeval_eval": round(cb["eval_s"] / lm["eval_s"], 3),
-                   "ratio_cotbridge_over_lmeval_generate": round(cb["generate_s"] / lm["generate_s"], 3),
-                   "target": "cotbridge <= lmeval", "met": cb["eval_s"] <= lm["eval_s"],
-                   "lost_to_other_processes": {"lmeval": round(lm["lost_s"], 1), "cotbridge": round(cb["lost_s"], 1)}},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "lm_eval": version("lm_eval"),
+            "python": platform.python_version(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "accuracy": {
+            "lmeval_strict_match": lm_strict_acc,
+            "lmeval_flexible_extract": lm_flex_acc,
+            "cotbridge": cb_acc,
+            "cotbridge_minus_lmeval_flexible_points": round(100 * (cb_acc - lm_flex_acc), 2),
+            "target_points": 3.0,
+            "met": abs(cb_acc - lm_flex_acc) <= 0.03,
+        },
+        "time_s": {
+            "lmeval_load": round(lm["load_s"], 2),
+            "cotbridge_load": round(cb["load_s"], 2),
+            "lmeval_eval": round(lm["eval_s"], 2),
+            "cotbridge_eval": round(cb["eval_s"], 2),
+            "lmeval_generate": round(lm["generate_s"], 2),
+            "cotbridge_generate": round(cb["generate_s"], 2),
+            "ratio_cotbridge_over_lmeval_eval": round(cb["eval_s"] / lm["eval_s"], 3),
+            "ratio_cotbridge_over_lmeval_generate": round(cb["generate_s"] / lm["generate_s"], 3),
+            "target": "cotbridge <= lmeval",
+            "met": cb["eval_s"] <= lm["eval_s"],
+            "lost_to_other_processes": {"lmeval": round(lm["lost_s"], 1), "cotbridge": round(cb["lost_s"], 1)},
+        },
         "runs": out.get("runs", []),
         "batches": {"lmeval": lm["batches"], "cotbridge": cb["batches"]},
         "quiet_timer": {"lmeval": lm["quiet"], "cotbridge": cb["quiet"]},
-        "cotbridge_metrics": cb["metrics"], "lmeval_metrics": lm["metrics"],
+        "cotbridge_metrics": cb["metrics"],
+        "lmeval_metrics": lm["metrics"],
         "comparison": {k: v for k, v in cmp.items() if k != "rows"},
-        "first_prompts": [{"lmeval": d["prompt"], "cotbridge": r["prompt"]} for d, r in zip(lm["docs"][:3], cb["records"][:3])],
+        "first_prompts": [
+            {"lmeval": d["prompt"], "cotbridge": r["prompt"]} for d, r in zip(lm["docs"][:3], cb["records"][:3])
+        ],
         "per_question": cmp["rows"],
     }
     result = plain(result)
@@ -393,17 +496,22 @@ def both_orders(r: dict[str, Any], outp: Path | None) -> str:
     t, u = r["time_s"], o["time_s"]
     lm, cb = t["lmeval_eval"] + u["lmeval_eval"], t["cotbridge_eval"] + u["cotbridge_eval"]
     second_slower = t["ratio_cotbridge_over_lmeval_eval"] > 1 and u["ratio_cotbridge_over_lmeval_eval"] < 1
-    order_note = ("In both runs the tool that ran second was the slower one, so the order matters as much as the tool; "
-                  "per-batch times also scatter by several % on this VM with nobody else on the CPUs."
-                  if second_slower else "")
-    same = all(a["cotbridge_output"] == b["cotbridge_output"] and a["lmeval_output"] == b["lmeval_output"]
-               for a, b in zip(r["per_question"], o["per_question"]))
+    order_note = (
+        "In both runs the tool that ran second was the slower one, so the order matters as much as the tool; "
+        "per-batch times also scatter by several % on this VM with nobody else on the CPUs."
+        if second_slower
+        else ""
+    )
+    same = all(
+        a["cotbridge_output"] == b["cotbridge_output"] and a["lmeval_output"] == b["lmeval_output"]
+        for a, b in zip(r["per_question"], o["per_question"])
+    )
     return f"""
 ## Both orders
 
-The same comparison with cotbridge run first (`{o['command']}`, `{other_path.name}`):
-lm-eval {u['lmeval_eval']} s, cotbridge {u['cotbridge_eval']} s, ratio **{u['ratio_cotbridge_over_lmeval_eval']}**
-(lm-eval first: {t['ratio_cotbridge_over_lmeval_eval']}). {order_note}
+The same comparison with cotbridge run first (`{o["command"]}`, `{other_path.name}`):
+lm-eval {u["lmeval_eval"]} s, cotbridge {u["cotbridge_eval"]} s, ratio **{u["ratio_cotbridge_over_lmeval_eval"]}**
+(lm-eval first: {t["ratio_cotbridge_over_lmeval_eval"]}). {order_note}
 Pooled over both orders: lm-eval {lm:.1f} s, cotbridge {cb:.1f} s, ratio **{cb / lm:.3f}**.
 Generations and answers identical between the two runs: {same}.
 """
@@ -414,8 +522,10 @@ def runs_text(r: dict[str, Any]) -> str:
     if len(runs) <= 2:
         return ""
     each = ", ".join(f"{x['tool']} {x['eval_s']} s" for x in runs)
-    return (f"Times above are summed over the runs of each tool, in this order: {each} "
-            f"(generated texts identical between runs of a tool).\n\n")
+    return (
+        f"Times above are summed over the runs of each tool, in this order: {each} "
+        f"(generated texts identical between runs of a tool).\n\n"
+    )
 
 
 def markdown(r: dict[str, Any], outp: Path | None = None) -> str:
@@ -426,43 +536,49 @@ def markdown(r: dict[str, Any], outp: Path | None = None) -> str:
     disagree = [x for x in r["per_question"] if not (x["cotbridge_correct"] == x["lmeval_flexible_correct"])]
     bl, bc = r["batches"]["lmeval"], r["batches"]["cotbridge"]
     fmt = lambda b: f"{b['rows']} x {b['prompt_len']} -> {b['new_tokens']} tok, {b['s']} s" if b else ""  # noqa: E731
-    batch_rows = "\n".join(f"| {i} | {fmt(bl[i] if i < len(bl) else None)} | {fmt(bc[i] if i < len(bc) else None)} |"
-                           for i in range(max(len(bl), len(bc))))
-    lines = "\n".join(
-        f"| {x['doc_id']} | {x['gold']} | {x['cotbridge_pred']} | {x['lmeval_flexible']} | {x['output_equal']} |"
-        for x in disagree[:20]) or "| - | | | | |"
+    batch_rows = "\n".join(
+        f"| {i} | {fmt(bl[i] if i < len(bl) else None)} | {fmt(bc[i] if i < len(bc) else None)} |"
+        for i in range(max(len(bl), len(bc)))
+    )
+    lines = (
+        "\n".join(
+            f"| {x['doc_id']} | {x['gold']} | {x['cotbridge_pred']} | {x['lmeval_flexible']} | {x['output_equal']} |"
+            for x in disagree[:20]
+        )
+        or "| - | | | | |"
+    )
     return f"""# cotbridge vs lm-evaluation-harness: GSM8K zero-shot-CoT
 
-Command: `{r['command']}` ({s['order']})
+Command: `{r["command"]}` ({s["order"]})
 
-Model `{s['model']}` ({s['dtype']}; {s['tokenizer']}), first {s['limit']} questions of `{s['data']}`,
-batch size {s['batch_size']} for both, greedy, stop `Q:`, `</s>`, `<|im_end|>`, 256 new tokens.
-lm-eval task: {s['lmeval_task']}; its generation kwargs: `{s['lmeval_gen_kwargs_first_doc']}`, max_gen_toks {s['lmeval_max_gen_toks']}.
-cotbridge: {s['cotbridge_mode']}. Offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1).
+Model `{s["model"]}` ({s["dtype"]}; {s["tokenizer"]}), first {s["limit"]} questions of `{s["data"]}`,
+batch size {s["batch_size"]} for both, greedy, stop `Q:`, `</s>`, `<|im_end|>`, 256 new tokens.
+lm-eval task: {s["lmeval_task"]}; its generation kwargs: `{s["lmeval_gen_kwargs_first_doc"]}`, max_gen_toks {s["lmeval_max_gen_toks"]}.
+cotbridge: {s["cotbridge_mode"]}. Offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1).
 
-Machine: {m['nproc']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), transformers {m['transformers']},
-lm_eval {m['lm_eval']}, Python {m['python']}; load average before/after {m['loadavg_before'][0]:.2f} / {m['loadavg_after'][0]:.2f}.
+Machine: {m["nproc"]} CPUs, torch {m["torch"]} ({m["torch_threads"]} threads), transformers {m["transformers"]},
+lm_eval {m["lm_eval"]}, Python {m["python"]}; load average before/after {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f}.
 
 ## Accuracy
 
 | | accuracy |
 |---|---:|
-| lm-eval strict-match | {pct(a['lmeval_strict_match'])} |
-| lm-eval flexible-extract | {pct(a['lmeval_flexible_extract'])} |
-| cotbridge (lmeval pipeline: "The answer is N", else last number) | {pct(a['cotbridge'])} |
+| lm-eval strict-match | {pct(a["lmeval_strict_match"])} |
+| lm-eval flexible-extract | {pct(a["lmeval_flexible_extract"])} |
+| cotbridge (lmeval pipeline: "The answer is N", else last number) | {pct(a["cotbridge"])} |
 
-cotbridge - lm-eval flexible-extract: {a['cotbridge_minus_lmeval_flexible_points']} points (target within {a['target_points']}: {ok(a['met'])}).
+cotbridge - lm-eval flexible-extract: {a["cotbridge_minus_lmeval_flexible_points"]} points (target within {a["target_points"]}: {ok(a["met"])}).
 
-## Time ({s['timing']})
+## Time ({s["timing"]})
 
 | | lm-eval | cotbridge | cotbridge / lm-eval |
 |---|---:|---:|---:|
-| model loading | {t['lmeval_load']} s | {t['cotbridge_load']} s | |
-| evaluation (excl. loading) | {t['lmeval_eval']} s | {t['cotbridge_eval']} s | **{t['ratio_cotbridge_over_lmeval_eval']}** |
-| of which generation | {t['lmeval_generate']} s | {t['cotbridge_generate']} s | {t['ratio_cotbridge_over_lmeval_generate']} |
+| model loading | {t["lmeval_load"]} s | {t["cotbridge_load"]} s | |
+| evaluation (excl. loading) | {t["lmeval_eval"]} s | {t["cotbridge_eval"]} s | **{t["ratio_cotbridge_over_lmeval_eval"]}** |
+| of which generation | {t["lmeval_generate"]} s | {t["cotbridge_generate"]} s | {t["ratio_cotbridge_over_lmeval_generate"]} |
 
-{runs_text(r)}Target cotbridge <= lm-eval: {ok(t['met'])}. Seconds lost to other processes on the shared machine (subtracted):
-{t['lost_to_other_processes']}.
+{runs_text(r)}Target cotbridge <= lm-eval: {ok(t["met"])}. Seconds lost to other processes on the shared machine (subtracted):
+{t["lost_to_other_processes"]}.
 
 Per generate() batch (rows, padded prompt length, new tokens generated, seconds):
 
@@ -470,15 +586,15 @@ Per generate() batch (rows, padded prompt length, new tokens generated, seconds)
 |---:|---|---|
 {batch_rows}
 
-## Agreement (per question, n={c['n']})
+## Agreement (per question, n={c["n"]})
 
-- prompts identical: {pct(c['prompts_identical'])}
-- generated texts identical: {pct(c['generations_identical'])}
-- extracted answers equal, cotbridge vs lm-eval flexible-extract: {pct(c['answer_agreement_cotbridge_vs_lmeval_flexible'])}
-- extracted answers equal with the same (cotbridge) extraction on both tools' texts: {pct(c['answer_agreement_same_extraction'])}
-- correct/incorrect verdict equal, cotbridge vs flexible-extract: {pct(c['correct_agreement_cotbridge_vs_lmeval_flexible'])}
-- cross-scoring: cotbridge's extraction on lm-eval's texts {pct(cs['cotbridge_pipeline_on_lmeval_outputs_acc'])};
-  lm-eval's flexible-extract on cotbridge's texts {pct(cs['lmeval_flexible_on_cotbridge_outputs_acc'])}, strict-match {pct(cs['lmeval_strict_on_cotbridge_outputs_acc'])}
+- prompts identical: {pct(c["prompts_identical"])}
+- generated texts identical: {pct(c["generations_identical"])}
+- extracted answers equal, cotbridge vs lm-eval flexible-extract: {pct(c["answer_agreement_cotbridge_vs_lmeval_flexible"])}
+- extracted answers equal with the same (cotbridge) extraction on both tools' texts: {pct(c["answer_agreement_same_extraction"])}
+- correct/incorrect verdict equal, cotbridge vs flexible-extract: {pct(c["correct_agreement_cotbridge_vs_lmeval_flexible"])}
+- cross-scoring: cotbridge's extraction on lm-eval's texts {pct(cs["cotbridge_pipeline_on_lmeval_outputs_acc"])};
+  lm-eval's flexible-extract on cotbridge's texts {pct(cs["lmeval_flexible_on_cotbridge_outputs_acc"])}, strict-match {pct(cs["lmeval_strict_on_cotbridge_outputs_acc"])}
 
 Questions where the verdicts differ (first 20):
 

@@ -31,10 +31,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Ho et al. 2023, SVAMP test accuracy (%); "–" where the paper has no such row.
 PAPER_ROWS = [
-    ("GPT-2 124M (Fine-tune-CoT repo, text-davinci-002 teacher)", {"zero_shot_cot": None, "vanilla": None,
-                                                                     "finetune_cot": 4.3, "finetune_cot_diverse": 10.3}),
-    ("GPT-3 6.7B (text-davinci-002 teacher)", {"zero_shot_cot": None, "vanilla": 20.7, "finetune_cot": 12.7,
-                                               "finetune_cot_diverse": 30.3}),
+    (
+        "GPT-2 124M (Fine-tune-CoT repo, text-davinci-002 teacher)",
+        {"zero_shot_cot": None, "vanilla": None, "finetune_cot": 4.3, "finetune_cot_diverse": 10.3},
+    ),
+    (
+        "GPT-3 6.7B (text-davinci-002 teacher)",
+        {"zero_shot_cot": None, "vanilla": 20.7, "finetune_cot": 12.7, "finetune_cot_diverse": 30.3},
+    ),
 ]
 COLUMNS = ["zero_shot_cot", "vanilla", "finetune_cot", "finetune_cot_diverse"]
 
@@ -43,23 +47,36 @@ def render(r: dict) -> str:
     s = r["settings"]
     ours = r["ours"]
     head = "| student | " + " | ".join(COLUMNS) + " |"
-    lines = ["# Fine-tune-CoT on SVAMP with a real (replayed) teacher", "",
-             f"Teacher: gpt-4o-mini-2024-07-18 zero-shot-CoT rationales replayed from the Re2 release (no API call); "
-             f"only rationales whose answer is right are kept ({r['curation']}). Student: SmolLM2-135M-Instruct "
-             f"(GGUF, dequantised), LoRA r{s['lora_r']}, lr {s['lr']}, {s['epochs']} epochs, batch {s['batch_size']}; "
-             f"trained on the first {s['train_limit']} of the 700 Fine-tune-CoT train questions, tested on the first "
-             f"{s['test_limit']} of the 300 test questions (subsets to fit a 2-core CPU; the paper trains 20 epochs on "
-             f"all 700 and picks the best epoch on test). Accuracy %, ± standard error, n = {s['test_limit']} per cell.",
-             "", head, "|---" * (len(COLUMNS) + 1) + "|"]
-    cells = [f"{100 * ours[c]['accuracy']:.1f} ± {100 * ours[c]['stderr']:.1f}" if c in ours else "not run" for c in COLUMNS]
+    lines = [
+        "# Fine-tune-CoT on SVAMP with a real (replayed) teacher",
+        "",
+        f"Teacher: gpt-4o-mini-2024-07-18 zero-shot-CoT rationales replayed from the Re2 release (no API call); "
+        f"only rationales whose answer is right are kept ({r['curation']}). Student: SmolLM2-135M-Instruct "
+        f"(GGUF, dequantised), LoRA r{s['lora_r']}, lr {s['lr']}, {s['epochs']} epochs, batch {s['batch_size']}; "
+        f"trained on the first {s['train_limit']} of the 700 Fine-tune-CoT train questions, tested on the first "
+        f"{s['test_limit']} of the 300 test questions (subsets to fit a 2-core CPU; the paper trains 20 epochs on "
+        f"all 700 and picks the best epoch on test). Accuracy %, ± standard error, n = {s['test_limit']} per cell.",
+        "",
+        head,
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    cells = [
+        f"{100 * ours[c]['accuracy']:.1f} ± {100 * ours[c]['stderr']:.1f}" if c in ours else "not run" for c in COLUMNS
+    ]
     lines.append("| SmolLM2-135M-Instruct (this run, gpt-4o-mini teacher) | " + " | ".join(cells) + " |")
     for name, row in PAPER_ROWS:
-        lines.append(f"| {name} (paper) | " + " | ".join("–" if row[c] is None else f"{row[c]:.1f}" for c in COLUMNS) + " |")
-    lines += ["", "Not comparable one-to-one: a newer, stronger teacher (gpt-4o-mini vs text-davinci-002), an instruction-"
-              "tuned 135M student with LoRA vs fully fine-tuned GPT-2/GPT-3, fewer epochs and a test subset. "
-              "Diverse reasoning needs several samples per question, which the release does not have (one "
-              "generation per question), so that column is not run here.", "",
-              f"Wall time {r['wall_s'] / 60:.1f} min. Command: `{r['command']}`; {r['platform']}."]
+        lines.append(
+            f"| {name} (paper) | " + " | ".join("–" if row[c] is None else f"{row[c]:.1f}" for c in COLUMNS) + " |"
+        )
+    lines += [
+        "",
+        "Not comparable one-to-one: a newer, stronger teacher (gpt-4o-mini vs text-davinci-002), an instruction-"
+        "tuned 135M student with LoRA vs fully fine-tuned GPT-2/GPT-3, fewer epochs and a test subset. "
+        "Diverse reasoning needs several samples per question, which the release does not have (one "
+        "generation per question), so that column is not run here.",
+        "",
+        f"Wall time {r['wall_s'] / 60:.1f} min. Command: `{r['command']}`; {r['platform']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,24 +97,46 @@ def main() -> None:
 
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
+    )
     os.chdir(ROOT)  # the recipe names ../shared/data relative to the repository root
-    cfg = load_config(RunConfig, RECIPE, sets=[f"train_limit={args.train_limit}", f"eval.limit={args.test_limit}",
-                                               f"student.epochs={args.epochs}", f"run_dir={args.run_dir}",
-                                               "eval.max_tokens=256"])
+    cfg = load_config(
+        RunConfig,
+        RECIPE,
+        sets=[
+            f"train_limit={args.train_limit}",
+            f"eval.limit={args.test_limit}",
+            f"student.epochs={args.epochs}",
+            f"run_dir={args.run_dir}",
+            "eval.max_tokens=256",
+        ],
+    )
     t0 = time.perf_counter()
     out = run_pipeline(cfg)
     wall = time.perf_counter() - t0
-    ours = {name: {"accuracy": res["svamp"]["accuracy"], "stderr": res["svamp"]["accuracy_stderr"], "n": res["svamp"]["n"]}
-            for name, res in out["results"].items()}
+    ours = {
+        name: {"accuracy": res["svamp"]["accuracy"], "stderr": res["svamp"]["accuracy_stderr"], "n": res["svamp"]["n"]}
+        for name, res in out["results"].items()
+    }
     curation = read_json(Path(args.run_dir) / "data" / "finetune_cot" / "curation.json")
-    result = {"settings": {"train_limit": args.train_limit, "test_limit": args.test_limit, "epochs": args.epochs,
-                           "lr": cfg.student.lr, "lora_r": cfg.student.lora_r, "batch_size": cfg.student.batch_size,
-                           "recipe": str(RECIPE.relative_to(ROOT))},
-              "ours": ours, "paper": dict(PAPER_ROWS),
-              "curation": f"kept {curation.get('kept')} of {curation.get('records')} teacher samples",
-              "wall_s": round(wall, 1), "command": "python bench/finetune_cot_svamp.py " + " ".join(sys.argv[1:]),
-              "platform": platform.platform()}
+    result = {
+        "settings": {
+            "train_limit": args.train_limit,
+            "test_limit": args.test_limit,
+            "epochs": args.epochs,
+            "lr": cfg.student.lr,
+            "lora_r": cfg.student.lora_r,
+            "batch_size": cfg.student.batch_size,
+            "recipe": str(RECIPE.relative_to(ROOT)),
+        },
+        "ours": ours,
+        "paper": dict(PAPER_ROWS),
+        "curation": f"kept {curation.get('kept')} of {curation.get('records')} teacher samples",
+        "wall_s": round(wall, 1),
+        "command": "python bench/finetune_cot_svamp.py " + " ".join(sys.argv[1:]),
+        "platform": platform.platform(),
+    }
     write_results(args.out, result, render)
 
 

@@ -27,8 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "lm_guided_cot_offline.yaml"
 RESULTS = ROOT / "bench" / "results"
-SMOKE = ["kd.train_limit=6", "rl.steps=2", "rl.train_limit=4", "eval.limit=3", "writer.train.epochs=1", "kd.min_f1=0.0",
-         "score.judge_limit=1"]
+SMOKE = [
+    "kd.train_limit=6",
+    "rl.steps=2",
+    "rl.train_limit=4",
+    "eval.limit=3",
+    "writer.train.epochs=1",
+    "kd.min_f1=0.0",
+    "score.judge_limit=1",
+]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -39,19 +46,28 @@ def render(summary: dict, settings: dict) -> str:
     kd = summary["kd"]
     teacher_em = ", ".join(f"{t} {100 * v['accuracy']:.1f}%" for t, v in kd["teacher"].items())
     kept = ", ".join(f"{t} {c['kept']}/{c['records']}" for t, c in kd["curation"].items())
-    moved = "; ".join(f"{k.removeprefix('rewards/').removesuffix('/mean')} {v['first_20pct']:.4f} → {v['last_20pct']:.4f}"
-                      for k, v in rl.items() if isinstance(v, dict) and "first_20pct" in v)
+    moved = "; ".join(
+        f"{k.removeprefix('rewards/').removesuffix('/mean')} {v['first_20pct']:.4f} → {v['last_20pct']:.4f}"
+        for k, v in rl.items()
+        if isinstance(v, dict) and "first_20pct" in v
+    )
     times = ", ".join(f"{k} {v['wall_s']:.0f} / {v['cpu_s']:.0f}" for k, v in summary.get("timings", {}).items())
-    lines = [report.rstrip(), "", "## Settings and cost", "",
-             f"- Contexts: {settings['context']}. Test questions: the first {settings['eval_limit']} of the seeded local "
-             f"200-question test split of each dataset; training questions from the disjoint 300-question train split.",
-             f"- KD: the large model's zero-shot-CoT on {settings['kd_train_limit']} training questions per dataset "
-             f"(exact match {teacher_em}); kept {kept} rationales ({settings['kd_filter']}); {kd['examples']} examples, "
-             f"final training loss {kd['train_loss_last']}.",
-             f"- RL: {settings['rl']}; reward components first 20% → last 20% of steps: {moved}.",
-             f"- Reward rose (last 20% > first 20%): **{rl['reward']['last_20pct'] > rl['reward']['first_20pct']}**.",
-             f"- Time per stage (wall / this process's CPU, s): {times}"
-             + f". Machine: {settings['machine']} (shared with other jobs).", ""]
+    lines = [
+        report.rstrip(),
+        "",
+        "## Settings and cost",
+        "",
+        f"- Contexts: {settings['context']}. Test questions: the first {settings['eval_limit']} of the seeded local "
+        f"200-question test split of each dataset; training questions from the disjoint 300-question train split.",
+        f"- KD: the large model's zero-shot-CoT on {settings['kd_train_limit']} training questions per dataset "
+        f"(exact match {teacher_em}); kept {kept} rationales ({settings['kd_filter']}); {kd['examples']} examples, "
+        f"final training loss {kd['train_loss_last']}.",
+        f"- RL: {settings['rl']}; reward components first 20% → last 20% of steps: {moved}.",
+        f"- Reward rose (last 20% > first 20%): **{rl['reward']['last_20pct'] > rl['reward']['first_20pct']}**.",
+        f"- Time per stage (wall / this process's CPU, s): {times}"
+        + f". Machine: {settings['machine']} (shared with other jobs).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -71,19 +87,26 @@ def main() -> None:
     from cotbridge.recipes.lm_guided.config import LMGuidedConfig
     from cotbridge.recipes.lm_guided.recipe import run_lmguided
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
+    )
     sets = (SMOKE if args.smoke else []) + args.sets
     cfg = load_config(LMGuidedConfig, args.config, sets)
     cfg.run_dir = args.run_dir or str(Path("runs") / ("lm_guided_smoke" if args.smoke else cfg.name))
     summary = run_lmguided(cfg, args.from_stage)
     weights = ", ".join(f"{k} {v:g}" for k, v in cfg.rl.weights.items())
     settings = {
-        "run_dir": cfg.run_dir, "context": cfg.context.model_dump(), "eval_limit": cfg.eval.limit,
-        "kd_train_limit": cfg.kd.train_limit, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "run_dir": cfg.run_dir,
+        "context": cfg.context.model_dump(),
+        "eval_limit": cfg.eval.limit,
+        "kd_train_limit": cfg.kd.train_limit,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "kd_filter": f"answer F1 ≥ {cfg.kd.min_f1}" if cfg.kd.min_f1 is not None else "exact-match correct answers",
-        "rl": (f"{cfg.rl.algorithm.upper()}, {cfg.rl.steps} steps × {cfg.rl.batch_size} completions "
-               f"({cfg.rl.num_generations} per prompt), lr {cfg.rl.lr:g}, KL beta {cfg.rl.beta:g} to the KD writer, "
-               f"weights {weights}, task reward = large model's {cfg.rl.task_metric.upper()}"),
+        "rl": (
+            f"{cfg.rl.algorithm.upper()}, {cfg.rl.steps} steps × {cfg.rl.batch_size} completions "
+            f"({cfg.rl.num_generations} per prompt), lr {cfg.rl.lr:g}, KL beta {cfg.rl.beta:g} to the KD writer, "
+            f"weights {weights}, task reward = large model's {cfg.rl.task_metric.upper()}"
+        ),
         "sets": sets,
     }
     md = render(summary, settings)
@@ -91,7 +114,9 @@ def main() -> None:
     if args.smoke:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lm_guided_cot.json").write_text(json.dumps({"settings": settings, **summary}, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "lm_guided_cot.json").write_text(
+        json.dumps({"settings": settings, **summary}, indent=2) + "\n", encoding="utf-8"
+    )
     (RESULTS / "lm_guided_cot.md").write_text(md, encoding="utf-8")
     if (Path(cfg.run_dir) / "reward_curve.png").exists():
         shutil.copy(Path(cfg.run_dir) / "reward_curve.png", RESULTS / "lm_guided_cot_reward_curve.png")

@@ -26,20 +26,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task, filename, gold in FILES:
             for generation in ("cot", "vanilla"):
-                s = score_predictions(task, RE2 / filename, f"{generation}.generation.0", Path(tmp) / f"{filename}.{generation}",
-                                      gold_field=gold, reference_field=f"{generation}.score")
+                s = score_predictions(
+                    task,
+                    RE2 / filename,
+                    f"{generation}.generation.0",
+                    Path(tmp) / f"{filename}.{generation}",
+                    gold_field=gold,
+                    reference_field=f"{generation}.score",
+                )
                 m = s["results"][task]
-                rows.append((filename, generation, m["n"], m["accuracy"], m["reference_accuracy"], m["agreement"],
-                             len(s["disagreements"])))
+                rows.append(
+                    (
+                        filename,
+                        generation,
+                        m["n"],
+                        m["accuracy"],
+                        m["reference_accuracy"],
+                        m["agreement"],
+                        len(s["disagreements"]),
+                    )
+                )
                 details[f"{filename}:{generation}"] = {"metrics": m, "disagreements": s["disagreements"]}
-    lines = ["| file | generation | n | cotbridge acc | file's own acc | agreement | disagreements |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| file | generation | n | cotbridge acc | file's own acc | agreement | disagreements |",
+        "|---|---|---|---|---|---|---|",
+    ]
     lines += [f"| {f} | {g} | {n} | {a:.3f} | {r:.3f} | {ag:.3%} | {d} |" for f, g, n, a, r, ag, d in rows]
     table = "\n".join(lines)
     print(table)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "score_released_outputs.json").write_text(json.dumps(details, indent=1) + "\n")
-    (out / "score_released_outputs.md").write_text("# cotbridge extraction vs released per-record scores\n\n" + table + "\n")
+    (out / "score_released_outputs.md").write_text(
+        "# cotbridge extraction vs released per-record scores\n\n" + table + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,10 @@ def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool =
     from cotbridge.backends.base import Request
     from cotbridge.backends.openai_api import OpenAIBackend
 
-    requests = [Request(messages=[{"role": "user", "content": f"Q{i}: What is 3 + 4?"}], max_tokens=32) for i in range(n_requests)]
+    requests = [
+        Request(messages=[{"role": "user", "content": f"Q{i}: What is 3 + 4?"}], max_tokens=32)
+        for i in range(n_requests)
+    ]
     calls: list[int] = []
     with server(latency_ms, in_process) as url:
         backend = OpenAIBackend("instant", base_url=url, concurrency=concurrency, timeout_s=30, max_retries=2)
@@ -92,10 +95,15 @@ def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool =
         wall = time.perf_counter() - t0
     assert len(out) == n_requests and all(len(c) == 1 and c[0].text.endswith("The answer is 7.") for c in out)
     assert sorted(calls) == list(range(n_requests))
-    return {"concurrency": concurrency, "requests": n_requests, "wall_s": round(wall, 3),
-            "requests_per_s": round(n_requests / wall, 2), "retries": backend.usage.retries,
-            "completion_tokens": backend.usage.completion_tokens,
-            "ideal_wall_s": round(-(-n_requests // concurrency) * latency_ms / 1000, 3)}
+    return {
+        "concurrency": concurrency,
+        "requests": n_requests,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(n_requests / wall, 2),
+        "retries": backend.usage.retries,
+        "completion_tokens": backend.usage.completion_tokens,
+        "ideal_wall_s": round(-(-n_requests // concurrency) * latency_ms / 1000, 3),
+    }
 
 
 def main() -> None:
@@ -119,17 +127,29 @@ def main() -> None:
     import openai
 
     result = {
-        "bench": "serve_concurrency", "requests": args.requests, "latency_ms": args.latency_ms,
+        "bench": "serve_concurrency",
+        "requests": args.requests,
+        "latency_ms": args.latency_ms,
         "server": "thread in the client's process" if args.in_process else "child process",
-        "runs": [serial, parallel], "speedup": round(ratio, 2), "target": args.target, "meets_target": ratio >= args.target,
-        "env": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                "openai": openai.__version__},
+        "runs": [serial, parallel],
+        "speedup": round(ratio, 2),
+        "target": args.target,
+        "meets_target": ratio >= args.target,
+        "env": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "openai": openai.__version__,
+        },
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_concurrency.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    rows = "\n".join(f"| {r['concurrency']} | {r['requests']} | {r['wall_s']:.2f} | {r['ideal_wall_s']:.2f} | "
-                     f"{r['requests_per_s']:.1f} | {r['retries']} |" for r in (serial, parallel))
+    rows = "\n".join(
+        f"| {r['concurrency']} | {r['requests']} | {r['wall_s']:.2f} | {r['ideal_wall_s']:.2f} | "
+        f"{r['requests_per_s']:.1f} | {r['retries']} |"
+        for r in (serial, parallel)
+    )
     md = f"""# OpenAIBackend concurrency against `cotbridge serve`
 
 {args.requests} chat requests, {args.latency_ms:g} ms latency injected per request by the server (outside its

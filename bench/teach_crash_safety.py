@@ -27,10 +27,32 @@ KILLS, SEED = 5, 0
 
 
 def teach_cmd(url: str, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "cotbridge", "teach", "--task", TASK, "--limit", str(N), "--mode", "zero_shot_cot_single",
-            "--teacher", "openai", "--teacher-model", "oracle", "--run-dir", str(run_dir),
-            "--set", f"teacher.options.base_url={url}", "--set", "teacher.options.concurrency=8",
-            "--set", "chunk_size=16", "--set", f"cache={run_dir / 'cache.sqlite'}"]
+    return [
+        sys.executable,
+        "-m",
+        "cotbridge",
+        "teach",
+        "--task",
+        TASK,
+        "--limit",
+        str(N),
+        "--mode",
+        "zero_shot_cot_single",
+        "--teacher",
+        "openai",
+        "--teacher-model",
+        "oracle",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"teacher.options.base_url={url}",
+        "--set",
+        "teacher.options.concurrency=8",
+        "--set",
+        "chunk_size=16",
+        "--set",
+        f"cache={run_dir / 'cache.sqlite'}",
+    ]
 
 
 def count_records(path: Path) -> int:
@@ -81,17 +103,31 @@ def main() -> None:
         cached = lambda: _cache_size(tmp / "crash" / "cache.sqlite")  # noqa: E731
         with running_server(oracle, latency_ms=20, request_log=log) as url:
             for target in targets:
-                written_before = {json.loads(x)["question"] for x in records.read_text().splitlines()} if records.exists() else set()
+                written_before = (
+                    {json.loads(x)["question"] for x in records.read_text().splitlines()}
+                    if records.exists()
+                    else set()
+                )
                 log_start = len(log.read_text().splitlines()) if log.exists() else 0
-                proc = subprocess.Popen(teach_cmd(url, tmp / "crash"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    teach_cmd(url, tmp / "crash"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
                 while count_records(records) < target and proc.poll() is None:
                     time.sleep(0.005)
                 time.sleep(rng.uniform(0, 0.15))  # land inside the next chunk, with requests in flight
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 asked = logged_questions(log)[log_start:]
-                violations += sum(normalize_question(q) in {normalize_question(w) for w in written_before} for q in asked)
-                kills.append({"target_records": target, "records_after_kill": count_records(records), "cached_after_kill": cached()})
+                violations += sum(
+                    normalize_question(q) in {normalize_question(w) for w in written_before} for q in asked
+                )
+                kills.append(
+                    {
+                        "target_records": target,
+                        "records_after_kill": count_records(records),
+                        "cached_after_kill": cached(),
+                    }
+                )
             written_before = {json.loads(x)["question"] for x in records.read_text().splitlines()}
             log_start = len(log.read_text().splitlines())
             subprocess.run(teach_cmd(url, tmp / "crash"), check=True, env=env, capture_output=True)
@@ -100,9 +136,13 @@ def main() -> None:
         final = comparable(records)
         all_asked = logged_questions(log)
         result = {
-            "requests": N, "kills": kills, "reference_wall_s": round(ref_s, 2),
-            "identical_to_uninterrupted": final == reference, "records": len(final),
-            "server_requests_total": len(all_asked), "repeated_requests": len(all_asked) - len(set(all_asked)),
+            "requests": N,
+            "kills": kills,
+            "reference_wall_s": round(ref_s, 2),
+            "identical_to_uninterrupted": final == reference,
+            "records": len(final),
+            "server_requests_total": len(all_asked),
+            "repeated_requests": len(all_asked) - len(set(all_asked)),
             "repeats_of_already_written_records": violations,
         }
     print(json.dumps(result, indent=1))
@@ -116,7 +156,8 @@ def main() -> None:
         f"({', '.join(str(k['cached_after_kill']) for k in kills)} responses already in the request cache)\n"
         f"- final records identical to the uninterrupted run: **{result['identical_to_uninterrupted']}** ({len(final)} records)\n"
         f"- server saw {len(all_asked)} requests; repeated request bodies: {result['repeated_requests']}; "
-        f"repeats of records already written: **{violations}**\n")
+        f"repeats of records already written: **{violations}**\n"
+    )
 
 
 if __name__ == "__main__":

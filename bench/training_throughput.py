@@ -52,8 +52,16 @@ def rationale_examples(n: int) -> list[dict[str, Any]]:
         cot = rec.get("cot") or {}
         text = (cot.get("generation") or [None])[0]
         if text and cot.get("score") == 1:
-            records.append({"question": rec["input"], "rationale": text, "gold": rec["target"], "task": "gsm8k",
-                            "example_id": rec["id"], "sample": 0})
+            records.append(
+                {
+                    "question": rec["input"],
+                    "rationale": text,
+                    "gold": rec["target"],
+                    "task": "gsm8k",
+                    "example_id": rec["id"],
+                    "sample": 0,
+                }
+            )
         if len(records) == n:
             break
     return to_student_examples(records, "finetune_cot", "number")
@@ -81,9 +89,22 @@ def one_run(arm: str, examples: list[dict[str, Any]], args: argparse.Namespace, 
     from cotbridge.train.config import TrainConfig
     from cotbridge.train.sft import build_trainer
 
-    cfg = TrainConfig(model=args.model, lora=True, lora_r=16, lora_alpha=32, lr=1e-4, epochs=1, batch_size=args.batch_size,
-                      group_by_length=(arm == "grouped"), save_strategy="no", logging_steps=1000, resume=False,
-                      output_dir=out_dir, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing)
+    cfg = TrainConfig(
+        model=args.model,
+        lora=True,
+        lora_r=16,
+        lora_alpha=32,
+        lr=1e-4,
+        epochs=1,
+        batch_size=args.batch_size,
+        group_by_length=(arm == "grouped"),
+        save_strategy="no",
+        logging_steps=1000,
+        resume=False,
+        output_dir=out_dir,
+        seed=args.seed,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
     model, tok = load_model_and_tokenizer(cfg.model)
     trainer = build_trainer(cfg, examples, model, tok)
     counter = TokenCounter()
@@ -93,21 +114,42 @@ def one_run(arm: str, examples: list[dict[str, Any]], args: argparse.Namespace, 
     seconds = time.perf_counter() - t0
     handle.remove()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-    return {"arm": arm, "seconds": round(seconds, 2), "steps": counter.steps, "real_tokens": counter.real,
-            "padded_tokens": counter.padded, "padding_efficiency": round(counter.real / counter.padded, 4),
-            "tokens_per_s": round(counter.real / seconds, 1), "computed_tokens_per_s": round(counter.padded / seconds, 1),
-            "peak_rss_gb": round(peak_gb, 1)}
+    return {
+        "arm": arm,
+        "seconds": round(seconds, 2),
+        "steps": counter.steps,
+        "real_tokens": counter.real,
+        "padded_tokens": counter.padded,
+        "padding_efficiency": round(counter.real / counter.padded, 4),
+        "tokens_per_s": round(counter.real / seconds, 1),
+        "computed_tokens_per_s": round(counter.padded / seconds, 1),
+        "peak_rss_gb": round(peak_gb, 1),
+    }
 
 
 def run_in_fresh_process(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One run in its own interpreter, so no run inherits another's heap; its result comes back as a JSON line."""
-    cmd = [sys.executable, __file__, "--single-run", arm, "--examples", str(args.examples),
-           "--batch-size", str(args.batch_size), "--model", args.model, "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--single-run",
+        arm,
+        "--examples",
+        str(args.examples),
+        "--batch-size",
+        str(args.batch_size),
+        "--model",
+        args.model,
+        "--seed",
+        str(args.seed),
+    ]
     cmd += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (progress bars) passes through
     if proc.returncode != 0:
-        sys.exit(f"run {arm} failed with exit code {proc.returncode}"
-                 + (" (killed: out of memory?)" if proc.returncode in (-9, 137) else ""))
+        sys.exit(
+            f"run {arm} failed with exit code {proc.returncode}"
+            + (" (killed: out of memory?)" if proc.returncode in (-9, 137) else "")
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -126,32 +168,48 @@ def render(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(r["runs"], 1):
-        lines.append(f"| {i} | {run['arm']} | {run['seconds']} | {run['steps']} | {run['real_tokens']} | "
-                     f"{run['padded_tokens']} | {run['padding_efficiency']:.3f} | {run['tokens_per_s']} | "
-                     f"{run.get('peak_rss_gb', '—')} |")
+        lines.append(
+            f"| {i} | {run['arm']} | {run['seconds']} | {run['steps']} | {run['real_tokens']} | "
+            f"{run['padded_tokens']} | {run['padding_efficiency']:.3f} | {run['tokens_per_s']} | "
+            f"{run.get('peak_rss_gb', '—')} |"
+        )
     t = r["summary"]
-    lines += ["", f"Mean real tokens/s: grouped **{t['grouped_tokens_per_s']}**, naive **{t['naive_tokens_per_s']}** "
-              f"→ ratio **{t['ratio']:.2f}×** (target ≥ 1.5×). Padding efficiency grouped {t['grouped_padding_efficiency']:.3f}, "
-              f"naive {t['naive_padding_efficiency']:.3f}.", "",
-              f"Command: `{r['command']}`; {r['platform']}; torch {r['torch']}, transformers {r['transformers']}."]
+    lines += [
+        "",
+        f"Mean real tokens/s: grouped **{t['grouped_tokens_per_s']}**, naive **{t['naive_tokens_per_s']}** "
+        f"→ ratio **{t['ratio']:.2f}×** (target ≥ 1.5×). Padding efficiency grouped {t['grouped_padding_efficiency']:.3f}, "
+        f"naive {t['naive_padding_efficiency']:.3f}.",
+        "",
+        f"Command: `{r['command']}`; {r['platform']}; torch {r['torch']}, transformers {r['transformers']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=256,
-                    help="the grouped sampler needs many examples: with 48 at batch 16 its batches still hold 0.70 padding efficiency")
+    ap.add_argument(
+        "--examples",
+        type=int,
+        default=256,
+        help="the grouped sampler needs many examples: with 48 at batch 16 its batches still hold 0.70 padding efficiency",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--order", default="grouped,naive,naive,grouped", help="comma-separated arms, run in this order")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gradient-checkpointing", action="store_true",
-                    help="both arms: without it a batch of 16 x 640-token rows needs ~19 GB (one forward/backward: 10.8 GB "
-                         "peak without, 4.4 GB with, at about the same speed on this CPU)")
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="both arms: without it a batch of 16 x 640-token rows needs ~19 GB (one forward/backward: 10.8 GB "
+        "peak without, 4.4 GB with, at about the same speed on this CPU)",
+    )
     ap.add_argument("--quick", action="store_true", help="16 examples, batch 4, order grouped,naive")
     ap.add_argument("--out", default=str(RESULTS / "training_throughput"), help="output path without extension")
-    ap.add_argument("--runs-from-log", nargs="+",
-                    help="skip training: summarise the per-run dicts that runs printed to stderr, from these logs in order")
+    ap.add_argument(
+        "--runs-from-log",
+        nargs="+",
+        help="skip training: summarise the per-run dicts that runs printed to stderr, from these logs in order",
+    )
     ap.add_argument("--single-run", choices=["grouped", "naive"], help=argparse.SUPPRESS)  # the child of one run
     args = ap.parse_args()
     if args.quick:
@@ -174,8 +232,11 @@ def main() -> None:
     if args.runs_from_log:  # each finished run was printed as "  {...}" (a Python dict literal)
         import ast
 
-        lines = [line for log in args.runs_from_log
-                 for line in Path(log).read_text(encoding="utf-8", errors="replace").replace("\r", "\n").splitlines()]
+        lines = [
+            line
+            for log in args.runs_from_log
+            for line in Path(log).read_text(encoding="utf-8", errors="replace").replace("\r", "\n").splitlines()
+        ]
         runs = [ast.literal_eval(line.strip()) for line in lines if line.startswith("  {'arm'")]
         order = [r["arm"] for r in runs]
     for i, arm in enumerate(order if not runs else []):
@@ -186,17 +247,34 @@ def main() -> None:
     def mean(arm: str, key: str) -> float:
         return round(statistics.mean(r[key] for r in runs if r["arm"] == arm), 4)
 
-    summary = {"grouped_tokens_per_s": mean("grouped", "tokens_per_s"), "naive_tokens_per_s": mean("naive", "tokens_per_s"),
-               "grouped_padding_efficiency": mean("grouped", "padding_efficiency"),
-               "naive_padding_efficiency": mean("naive", "padding_efficiency")}
+    summary = {
+        "grouped_tokens_per_s": mean("grouped", "tokens_per_s"),
+        "naive_tokens_per_s": mean("naive", "tokens_per_s"),
+        "grouped_padding_efficiency": mean("grouped", "padding_efficiency"),
+        "naive_padding_efficiency": mean("naive", "padding_efficiency"),
+    }
     summary["ratio"] = round(summary["grouped_tokens_per_s"] / summary["naive_tokens_per_s"], 3)
-    result = {"settings": {"model": args.model, "examples": len(examples), "batch_size": args.batch_size, "order": order,
-                           "mean_tokens": statistics.mean(lengths), "min_tokens": min(lengths), "max_tokens": max(lengths),
-                           "threads": torch.get_num_threads(), "source": str(SOURCE.relative_to(DATA.parent)),
-                           "precision": "bf16 autocast" if use_bf16("auto") else "fp32",
-                           "gradient_checkpointing": args.gradient_checkpointing},
-              "runs": runs, "summary": summary, "command": "python bench/training_throughput.py " + " ".join(sys.argv[1:]),
-              "platform": platform.platform(), "torch": torch.__version__, "transformers": transformers.__version__}
+    result = {
+        "settings": {
+            "model": args.model,
+            "examples": len(examples),
+            "batch_size": args.batch_size,
+            "order": order,
+            "mean_tokens": statistics.mean(lengths),
+            "min_tokens": min(lengths),
+            "max_tokens": max(lengths),
+            "threads": torch.get_num_threads(),
+            "source": str(SOURCE.relative_to(DATA.parent)),
+            "precision": "bf16 autocast" if use_bf16("auto") else "fp32",
+            "gradient_checkpointing": args.gradient_checkpointing,
+        },
+        "runs": runs,
+        "summary": summary,
+        "command": "python bench/training_throughput.py " + " ".join(sys.argv[1:]),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     write_results(args.out, result, render)
 
 

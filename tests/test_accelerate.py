@@ -38,12 +38,38 @@ def test_two_cpu_processes_split_the_data_and_only_the_main_one_writes(tmp_path)
     tok.save_pretrained(model_dir)
     write_jsonl(tmp_path / "train.jsonl", examples(16))
     write_jsonl(tmp_path / "dev.jsonl", [e.to_dict() for e in dev_examples(3)])
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
-        "model": str(model_dir), "lora": True, "lr": 1e-2, "epochs": 2, "batch_size": 2, "logging_steps": 1,
-        "group_by_length": False, "dev_max_tokens": 4}))
-    cmd, env = launch_command(["--data", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "cfg.yaml"),
-                               "--output", str(out), "--dev", str(tmp_path / "dev.jsonl"), "--task", "multiarith"],
-                              num_processes=2, cpu=True, port=free_port(), threads_per_process=1)
+    (tmp_path / "cfg.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model_dir),
+                "lora": True,
+                "lr": 1e-2,
+                "epochs": 2,
+                "batch_size": 2,
+                "logging_steps": 1,
+                "group_by_length": False,
+                "dev_max_tokens": 4,
+            }
+        )
+    )
+    cmd, env = launch_command(
+        [
+            "--data",
+            str(tmp_path / "train.jsonl"),
+            "--config",
+            str(tmp_path / "cfg.yaml"),
+            "--output",
+            str(out),
+            "--dev",
+            str(tmp_path / "dev.jsonl"),
+            "--task",
+            "multiarith",
+        ],
+        num_processes=2,
+        cpu=True,
+        port=free_port(),
+        threads_per_process=1,
+    )
     assert cmd[0].endswith("accelerate") and env["CUDA_VISIBLE_DEVICES"] == ""
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)

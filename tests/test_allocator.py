@@ -29,7 +29,9 @@ def page_faults(env_value: str | None) -> tuple[str, int]:
     env = {k: v for k, v in os.environ.items() if k != "COTBRIDGE_MALLOC"}
     if env_value is not None:
         env["COTBRIDGE_MALLOC"] = env_value
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     return out[0], int(out[1])
 
 

@@ -17,7 +17,9 @@ from cotbridge.config import StrictModel
 from cotbridge.engine import Stage, run_recipe
 from cotbridge.errors import UserError
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(cotbridge.__path__, "cotbridge.") if m.name != "cotbridge.__main__")
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(cotbridge.__path__, "cotbridge.") if m.name != "cotbridge.__main__"
+)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="imports each module in a forked clean child")
@@ -53,8 +55,10 @@ print("FAILED:" + ",".join(failed))
 def test_guided_answer_pipeline_is_registered_without_importing_lm_guided():
     """Regression: ``guided_answer`` existed only once the LM-guided module had been imported, so
     ``cotbridge eval --pipeline guided_answer`` called it unknown."""
-    code = ("import sys; from cotbridge.answers.extract import PIPELINES; PIPELINES.get('guided_answer'); "
-            "print(any(m.startswith('cotbridge.recipes') for m in sys.modules))")
+    code = (
+        "import sys; from cotbridge.answers.extract import PIPELINES; PIPELINES.get('guided_answer'); "
+        "print(any(m.startswith('cotbridge.recipes') for m in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
@@ -62,11 +66,31 @@ def test_guided_answer_pipeline_is_registered_without_importing_lm_guided():
 
 def test_eval_predictions_with_the_guided_answer_pipeline(tmp_path):
     preds = tmp_path / "preds.jsonl"
-    preds.write_text('{"output": "The answer is: Cork\\nmore text", "gold": "Cork"}\n'
-                     '{"output": "A: Dublin", "gold": "Cork"}\n', encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "cotbridge", "eval", "--task", "hotpotqa", "--predictions", str(preds),
-                          "--gold-field", "gold", "--pipeline", "guided_answer", "-o", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=300)
+    preds.write_text(
+        '{"output": "The answer is: Cork\\nmore text", "gold": "Cork"}\n{"output": "A: Dublin", "gold": "Cork"}\n',
+        encoding="utf-8",
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "eval",
+            "--task",
+            "hotpotqa",
+            "--predictions",
+            str(preds),
+            "--gold-field",
+            "gold",
+            "--pipeline",
+            "guided_answer",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [yaml.safe_load(x) for x in (tmp_path / "out" / "hotpotqa.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in rows] == ["Cork", "Dublin"]
@@ -74,6 +98,7 @@ def test_eval_predictions_with_the_guided_answer_pipeline(tmp_path):
 
 
 # ---------------------------------------------------------------- the stage engine, with a toy recipe
+
 
 class ToyConfig(StrictModel):
     name: str = "toy"
@@ -96,10 +121,11 @@ class ToyRecipe:
         return out.read_text()
 
     def stages(self) -> list[Stage]:
-        return [Stage("first", lambda: self._step("first", " ".join(self.config.words)),
-                      lambda: [self.run_dir / "first"]),
-                Stage("second", lambda: self._step("second", "2"), lambda: [self.run_dir / "second"]),
-                Stage("third", lambda: self._step("third", "3"), lambda: [self.run_dir / "third"])]
+        return [
+            Stage("first", lambda: self._step("first", " ".join(self.config.words)), lambda: [self.run_dir / "first"]),
+            Stage("second", lambda: self._step("second", "2"), lambda: [self.run_dir / "second"]),
+            Stage("third", lambda: self._step("third", "3"), lambda: [self.run_dir / "third"]),
+        ]
 
     def summary(self, results):
         return {"joined": "|".join(results[s] for s in ("first", "second", "third"))}

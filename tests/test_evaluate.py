@@ -45,7 +45,9 @@ def test_self_consistency_votes_and_reports_pass_at_k(scripted):
         return outputs[prompt.removesuffix(" ###")]
 
     cfg = EvalConfig(k=4)
-    records, m = evaluate_examples(task, examples, scripted(respond), "finetune_cot", PromptContext(task), cfg.decoding())
+    records, m = evaluate_examples(
+        task, examples, scripted(respond), "finetune_cot", PromptContext(task), cfg.decoding()
+    )
     assert [r["prediction"] for r in records] == ["5", "2"]
     assert m["maj@4"] == m["accuracy"] == 0.5
     assert m["pass@1"] == (2 / 4 + 1 / 4) / 2 and m["pass@4"] == 1.0
@@ -68,7 +70,9 @@ def test_run_eval_writes_results_samples_and_table(tmp_path, scripted):
 
 def test_multihop_prompt_carries_context_and_scores_em_f1(scripted):
     task = get_task("hotpotqa")
-    ex = Example(id="h", question="Who?", answer="Chief of Protocol", context="Shirley Temple: served as Chief of Protocol.")
+    ex = Example(
+        id="h", question="Who?", answer="Chief of Protocol", context="Shirley Temple: served as Chief of Protocol."
+    )
     backend = scripted(lambda p, r: [" Chief of Protocol of the United States"] if r.n else [])
     records, m = evaluate_examples(task, [ex], backend, "zero_shot", PromptContext(task), Decoding())
     assert "Shirley Temple: served as Chief of Protocol." in backend.requests[0].prompt

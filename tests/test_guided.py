@@ -4,24 +4,47 @@ from __future__ import annotations
 
 import pytest
 
-from cotbridge.recipes.lm_guided.inference import ContextSpec, LargePrompts, RowSpec, rationale_items, run_row, small_prompt, trim_context
+from cotbridge.recipes.lm_guided.inference import (
+    ContextSpec,
+    LargePrompts,
+    RowSpec,
+    rationale_items,
+    run_row,
+    small_prompt,
+    trim_context,
+)
 from cotbridge.tasks import get_task
 from cotbridge.tasks.base import Example
 
 TASK = get_task("hotpotqa")
-CONTEXT = ("Ada Lovelace: Ada Lovelace was an English mathematician born in London in 1815.\n\n"
-           "Paris: Paris is the capital of France.\n\n"
-           "Charles Babbage: Charles Babbage designed the Analytical Engine with Ada Lovelace.")
-EX = Example(id="q1", question="Where was the collaborator of Babbage born?", answer="London", aliases=["London, England"],
-             context=CONTEXT, meta={"supporting_titles": ["Charles Babbage", "Ada Lovelace"]})
-EX2 = Example(id="q2", question="What is the capital of France?", answer="Paris", context="Paris: Paris is the capital of France.")
+CONTEXT = (
+    "Ada Lovelace: Ada Lovelace was an English mathematician born in London in 1815.\n\n"
+    "Paris: Paris is the capital of France.\n\n"
+    "Charles Babbage: Charles Babbage designed the Analytical Engine with Ada Lovelace."
+)
+EX = Example(
+    id="q1",
+    question="Where was the collaborator of Babbage born?",
+    answer="London",
+    aliases=["London, England"],
+    context=CONTEXT,
+    meta={"supporting_titles": ["Charles Babbage", "Ada Lovelace"]},
+)
+EX2 = Example(
+    id="q2",
+    question="What is the capital of France?",
+    answer="Paris",
+    context="Paris: Paris is the capital of France.",
+)
 
 
 def large_reads_rationale(scripted):
     """A large model whose answer is the last word of the rationale it was given (or 'Rome' without one)."""
+
     def respond(text, req):
         rationale = req.meta.get("rationale")
         return [f" {rationale.split()[-1].strip('.')}." if rationale else " Rome."]
+
     return scripted(respond)
 
 
@@ -42,7 +65,9 @@ def test_self_consistency_votes_over_k_answers(scripted):
     rationales = iter(["so it is London.", "so it is Paris.", "so it is london"])
     small = scripted(lambda text, req: [next(rationales) for _ in range(req.n)])
     large = large_reads_rationale(scripted)
-    records, metrics = run_row(TASK, [EX], RowSpec("kd_sc", "small", k=3, temperature=0.7), large, LargePrompts(TASK), small)
+    records, metrics = run_row(
+        TASK, [EX], RowSpec("kd_sc", "small", k=3, temperature=0.7), large, LargePrompts(TASK), small
+    )
     assert small.requests[0].n == 3 and small.requests[0].temperature == 0.7
     assert len(large.requests) == 3  # one answer per rationale
     assert [s["prediction"] for s in records[0]["samples"]] == ["London", "Paris", "london"]
@@ -58,9 +83,16 @@ def test_identical_rationales_are_answered_once(scripted):
 
 
 def test_baselines_standard_and_large_cot(scripted):
-    large = scripted(lambda text, req: [{"single": " Paris.", "rationale": "The capital is Paris.", "answer": " Paris"}[req.meta["stage"]]])
+    large = scripted(
+        lambda text, req: [
+            {"single": " Paris.", "rationale": "The capital is Paris.", "answer": " Paris"}[req.meta["stage"]]
+        ]
+    )
     recs, m = run_row(TASK, [EX2], RowSpec("standard", "none"), large, LargePrompts(TASK))
-    assert large.requests[0].messages[-1] == {"role": "assistant", "content": "The answer is"} and large.requests[0].continue_final
+    assert (
+        large.requests[0].messages[-1] == {"role": "assistant", "content": "The answer is"}
+        and large.requests[0].continue_final
+    )
     assert m["em"] == 1.0 and "answer_output" not in recs[0]["samples"][0]
     large.requests.clear()
     recs, m = run_row(TASK, [EX2], RowSpec("cot", "large"), large, LargePrompts(TASK))
@@ -83,8 +115,9 @@ def test_row_needs_a_small_model(scripted):
 
 def test_trim_context_keeps_supporting_paragraphs_and_caps_words():
     ex = trim_context(EX, ContextSpec(paragraphs="supporting", max_paragraph_words=5))
-    assert ex.context == ("Ada Lovelace: Ada Lovelace was an English …\n\n"
-                          "Charles Babbage: Charles Babbage designed the Analytical …")
+    assert ex.context == (
+        "Ada Lovelace: Ada Lovelace was an English …\n\nCharles Babbage: Charles Babbage designed the Analytical …"
+    )
     assert EX.context == CONTEXT  # the original is untouched
     first = trim_context(EX, ContextSpec(paragraphs="first", max_paragraphs=1))
     assert first.context.startswith("Ada Lovelace:") and "Paris" not in first.context
@@ -102,11 +135,17 @@ def test_answer_after_a_colon_and_blank_line_is_read(scripted):
     assert "\n\n" not in large.requests[0].stop and metrics["em"] == 1.0
 
 
-@pytest.mark.parametrize("answer, prediction", [
-    (":\n\nThe answer is: Tanjuska And The 7 Devils", "Tanjuska And The 7 Devils"), (": 21.", "21"),
-    (":\n\nA: Kansas Song is a fight song", "Kansas Song is a fight song"), (" Paris.\n\nSo, the answer is: Rome", "Paris"),
-    ("\\boxed{Cork}", "Cork"), ("**Lee Hazlewood**.", "**Lee Hazlewood**"),
-])
+@pytest.mark.parametrize(
+    "answer, prediction",
+    [
+        (":\n\nThe answer is: Tanjuska And The 7 Devils", "Tanjuska And The 7 Devils"),
+        (": 21.", "21"),
+        (":\n\nA: Kansas Song is a fight song", "Kansas Song is a fight song"),
+        (" Paris.\n\nSo, the answer is: Rome", "Paris"),
+        ("\\boxed{Cork}", "Cork"),
+        ("**Lee Hazlewood**.", "**Lee Hazlewood**"),
+    ],
+)
 def test_answer_stage_extraction(answer, prediction):
     from cotbridge.answers.score import score_output
     from cotbridge.recipes.lm_guided.inference import ANSWER_PIPELINE

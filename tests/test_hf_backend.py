@@ -10,8 +10,12 @@ from cotbridge.models.loading import resolve_model_source
 from cotbridge.errors import UserError
 from tests.conftest import SMOLLM2_DIR
 
-PROMPTS = ["Q: Tom has 3 apples.", "A: Let's think step by step. Tom starts with 3 apples and buys 4 more apples.",
-           "The answer is", "Take the last letters of each word and concatenate them. yes no"]
+PROMPTS = [
+    "Q: Tom has 3 apples.",
+    "A: Let's think step by step. Tom starts with 3 apples and buys 4 more apples.",
+    "The answer is",
+    "Take the last letters of each word and concatenate them. yes no",
+]
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_model_dir):
@@ -51,8 +55,11 @@ def test_truncate_at_earliest_stop():
 def test_chat_messages_use_the_template(tiny_backend):
     text = tiny_backend.render(Request(messages=[{"role": "user", "content": "hi"}]))
     assert text == "<user>hi\n<assistant>"
-    cont = tiny_backend.render(Request(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}],
-                                       continue_final=True))
+    cont = tiny_backend.render(
+        Request(
+            messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}], continue_final=True
+        )
+    )
     assert cont.endswith("<assistant>x")
 
 
@@ -70,8 +77,10 @@ def test_model_source_resolution(tmp_path):
 @pytest.mark.slow
 def test_real_smollm2_from_gguf_answers_sensibly():
     backend = HFBackend(str(SMOLLM2_DIR), batch_size=4)
-    [[c]] = backend.generate([Request(messages=[{"role": "user", "content": "What is 12 + 7? Answer step by step."}],
-                                      max_tokens=24)], progress=False)
+    [[c]] = backend.generate(
+        [Request(messages=[{"role": "user", "content": "What is 12 + 7? Answer step by step."}], max_tokens=24)],
+        progress=False,
+    )
     assert "19" in c.text
 
 
@@ -101,8 +110,14 @@ def test_in_place_kv_cache_generates_what_transformers_cache_does(tiny_model_dir
     greedy = [Request(prompt=p, max_tokens=90) for p in PROMPTS]  # long enough to grow the buffers twice
     sampled = [Request(prompt=p, n=3, temperature=1.0, max_tokens=8, seed=2) for p in PROMPTS[:2]]
     for reqs in (greedy, sampled):
-        a = [[(c.text, c.finish_reason, c.completion_tokens) for c in cs] for cs in in_place.generate(reqs, progress=False)]
-        b = [[(c.text, c.finish_reason, c.completion_tokens) for c in cs] for cs in default.generate(reqs, progress=False)]
+        a = [
+            [(c.text, c.finish_reason, c.completion_tokens) for c in cs]
+            for cs in in_place.generate(reqs, progress=False)
+        ]
+        b = [
+            [(c.text, c.finish_reason, c.completion_tokens) for c in cs]
+            for cs in default.generate(reqs, progress=False)
+        ]
         assert a == b
     with pytest.raises(UserError, match="kv_cache must be"):
         HFBackend(str(tiny_model_dir), kv_cache="paged")

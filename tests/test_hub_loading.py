@@ -9,10 +9,18 @@ from cotbridge.tasks import get_task
 
 ROWS = {
     "openai/gsm8k": [{"question": "Q1?", "answer": "3 + 4 = <<3+4=7>>7\n#### 1,007"}],
-    "tau/commonsense_qa": [{"question": "Where?", "choices": {"label": ["A", "B"], "text": ["home", "zoo"]}, "answerKey": "B"}],
+    "tau/commonsense_qa": [
+        {"question": "Where?", "choices": {"label": ["A", "B"], "text": ["home", "zoo"]}, "answerKey": "B"}
+    ],
     "ChilleD/SVAMP": [{"Body": "Tom has 3 apples", "Question": "How many?", "Answer": 3}],
-    "hotpotqa/hotpot_qa": [{"id": "x1", "question": "Who?", "answer": "Ann",
-                            "context": {"title": ["T1", "T2"], "sentences": [["Ann is", " here."], ["Bob."]]}}],
+    "hotpotqa/hotpot_qa": [
+        {
+            "id": "x1",
+            "question": "Who?",
+            "answer": "Ann",
+            "context": {"title": ["T1", "T2"], "sentences": [["Ann is", " here."], ["Bob."]]},
+        }
+    ],
 }
 
 
@@ -40,7 +48,11 @@ def test_hub_copies_map_to_examples(fake_hub):
     assert s.question == "Tom has 3 apples. How many?" and s.answer == "3.0"
     [h] = get_task("hotpotqa").load("test")
     assert h.context == "T1: Ann is  here.\n\nT2: Bob." and h.answer == "Ann"
-    assert ("tau/commonsense_qa", None, "validation") in fake_hub and ("hotpotqa/hotpot_qa", "distractor", "validation") in fake_hub
+    assert ("tau/commonsense_qa", None, "validation") in fake_hub and (
+        "hotpotqa/hotpot_qa",
+        "distractor",
+        "validation",
+    ) in fake_hub
 
 
 def test_task_without_hub_copy_asks_for_data_dir(fake_hub):

@@ -18,10 +18,38 @@ def m(acc: float, n: int = 10) -> dict:
 
 ROWS = [
     {"name": "base", "tuned_on": None, "teachers": [], "families": [], "relation": None, "demonstrations": 0},
-    {"name": "gsm8k.gpt", "tuned_on": "gsm8k", "teachers": ["gpt"], "families": ["gpt"], "relation": "cross-family", "demonstrations": 100},
-    {"name": "csqa.gpt", "tuned_on": "csqa", "teachers": ["gpt"], "families": ["gpt"], "relation": "cross-family", "demonstrations": 100},
-    {"name": "csqa.palm", "tuned_on": "csqa", "teachers": ["palm"], "families": ["palm"], "relation": "cross-family", "demonstrations": 90},
-    {"name": "csqa.small", "tuned_on": "csqa", "teachers": ["small"], "families": ["smol"], "relation": "same-family", "demonstrations": 50},
+    {
+        "name": "gsm8k.gpt",
+        "tuned_on": "gsm8k",
+        "teachers": ["gpt"],
+        "families": ["gpt"],
+        "relation": "cross-family",
+        "demonstrations": 100,
+    },
+    {
+        "name": "csqa.gpt",
+        "tuned_on": "csqa",
+        "teachers": ["gpt"],
+        "families": ["gpt"],
+        "relation": "cross-family",
+        "demonstrations": 100,
+    },
+    {
+        "name": "csqa.palm",
+        "tuned_on": "csqa",
+        "teachers": ["palm"],
+        "families": ["palm"],
+        "relation": "cross-family",
+        "demonstrations": 90,
+    },
+    {
+        "name": "csqa.small",
+        "tuned_on": "csqa",
+        "teachers": ["small"],
+        "families": ["smol"],
+        "relation": "same-family",
+        "demonstrations": 50,
+    },
 ]
 CELLS = {
     "base": {"gsm8k": m(0.02), "csqa": m(0.20), "svamp": m(0.10)},
@@ -45,7 +73,9 @@ def test_matrix_in_domain_out_of_domain_and_deltas():
     base = rows["base"]
     assert base["in_domain"] is None and all(c["delta_vs_base"] is None for c in base["cells"].values())
     small = rows["csqa.small"]
-    assert "svamp" not in small["cells"] and small["out_of_domain_mean"] == pytest.approx(0.02)  # only present cells count
+    assert "svamp" not in small["cells"] and small["out_of_domain_mean"] == pytest.approx(
+        0.02
+    )  # only present cells count
 
 
 def test_family_comparison_groups_teachers_and_relations():
@@ -54,16 +84,26 @@ def test_family_comparison_groups_teachers_and_relations():
     assert fam["tasks_with_several_families"] == ["csqa"]
     shared = fam["by_family_on_shared_tasks"]
     assert set(shared) == {"gpt", "palm", "smol"} and shared["gpt"]["tasks"] == ["csqa"]  # gsm8k had one family only
-    assert shared["gpt"]["in_domain_delta"] == pytest.approx(0.20) and shared["palm"]["in_domain_delta"] == pytest.approx(0.10)
-    assert fam["by_family"]["gpt"]["rows"] == 2 and fam["by_family"]["gpt"]["in_domain"] == pytest.approx((0.06 + 0.40) / 2)
+    assert shared["gpt"]["in_domain_delta"] == pytest.approx(0.20) and shared["palm"][
+        "in_domain_delta"
+    ] == pytest.approx(0.10)
+    assert fam["by_family"]["gpt"]["rows"] == 2 and fam["by_family"]["gpt"]["in_domain"] == pytest.approx(
+        (0.06 + 0.40) / 2
+    )
     rel = fam["by_relation"]
     assert rel["same-family"]["rows"] == 1 and rel["cross-family"]["rows"] == 3
     assert rel["same-family"]["in_domain_delta"] == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("families,student,expected", [
-    (["llama"], "llama", "same-family"), (["gpt"], "llama", "cross-family"), (["gpt", "llama"], "llama", "mixed"),
-    (["gpt"], None, "unknown")])
+@pytest.mark.parametrize(
+    "families,student,expected",
+    [
+        (["llama"], "llama", "same-family"),
+        (["gpt"], "llama", "cross-family"),
+        (["gpt", "llama"], "llama", "mixed"),
+        (["gpt"], None, "unknown"),
+    ],
+)
 def test_relation_to_student(families, student, expected):
     assert relation_to_student(families, student) == expected
 
@@ -87,9 +127,15 @@ def test_test_sets_drop_every_trained_question_and_are_shared_by_rows():
 def test_markdown_and_heatmap(tmp_path):
     mat = build_matrix(ROWS, COLS, CELLS)
     md = matrix_markdown(mat)
-    assert "| gsm8k ← gpt (gpt) | 100 | **6.0 ± 5.0 (n=10)** | 22.0 ± 5.0 (n=10) | 16.0 ± 5.0 (n=10) | +4.0 | 19.0 | +4.0 |" in md
+    assert (
+        "| gsm8k ← gpt (gpt) | 100 | **6.0 ± 5.0 (n=10)** | 22.0 ± 5.0 (n=10) | 16.0 ± 5.0 (n=10) | +4.0 | 19.0 | +4.0 |"
+        in md
+    )
     assert "| base (untuned) |" in md
-    done = rate_markdown(build_matrix(ROWS, COLS, {k: {c: {**v, "complete": 0.5} for c, v in cs.items()} for k, cs in CELLS.items()}), "complete")
+    done = rate_markdown(
+        build_matrix(ROWS, COLS, {k: {c: {**v, "complete": 0.5} for c, v in cs.items()} for k, cs in CELLS.items()}),
+        "complete",
+    )
     assert "| csqa ← small (smol) | 50.0 | 50.0 | – |" in done
     png = plot_heatmap(mat, tmp_path / "m.png", title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -121,8 +167,10 @@ def test_adapter_merged_in_full_precision_equals_the_trained_student(tmp_path, t
 
     from cotbridge.recipes.instruct.student import merge_adapter, train_row
 
-    ex = {"prompt": [{"role": "user", "content": "Tom has 3 apples. How many?"}],
-          "completion": [{"role": "assistant", "content": "3 apples.\nThe answer is 3"}]}
+    ex = {
+        "prompt": [{"role": "user", "content": "Tom has 3 apples. How many?"}],
+        "completion": [{"role": "assistant", "content": "3 apples.\nThe answer is 3"}],
+    }
     cfg = StudentConfig(model=str(tiny_model_dir), max_steps=3, lr=1e-2, batch_size=2, logging_steps=1)
     stats = train_row(cfg, [ex] * 4, tmp_path / "student")
     assert stats["quantization"] is None and stats["global_step"] == 3

@@ -13,16 +13,36 @@ import yaml
 def write_config(tmp_path, tiny_model_dir):
     tasks = ["synthetic_coin_flip", "synthetic_arithmetic"]
     cfg = {
-        "name": "tiny", "run_dir": str(tmp_path / "run"), "tasks": tasks,
+        "name": "tiny",
+        "run_dir": str(tmp_path / "run"),
+        "tasks": tasks,
         "teachers": [
-            {"name": "exact", "family": "alpha", "backend": "reference", "tasks": {"synthetic_coin_flip": {"limit": 8}}},
-            {"name": "sloppy", "family": "beta", "backend": "reference", "options": {"error_rate": 0.5},
-             "tasks": {"synthetic_coin_flip": {"limit": 8}}},
+            {
+                "name": "exact",
+                "family": "alpha",
+                "backend": "reference",
+                "tasks": {"synthetic_coin_flip": {"limit": 8}},
+            },
+            {
+                "name": "sloppy",
+                "family": "beta",
+                "backend": "reference",
+                "options": {"error_rate": 0.5},
+                "tasks": {"synthetic_coin_flip": {"limit": 8}},
+            },
         ],
-        "rows": [{"task": "synthetic_coin_flip", "teachers": ["exact"]},
-                 {"name": "coin.merged", "task": "synthetic_coin_flip", "teachers": ["exact", "sloppy"]}],
+        "rows": [
+            {"task": "synthetic_coin_flip", "teachers": ["exact"]},
+            {"name": "coin.merged", "task": "synthetic_coin_flip", "teachers": ["exact", "sloppy"]},
+        ],
         "merge": {"max_demonstrations": 6},
-        "student": {"model": str(tiny_model_dir), "family": "alpha", "quantization": "4bit", "max_steps": 2, "batch_size": 4},
+        "student": {
+            "model": str(tiny_model_dir),
+            "family": "alpha",
+            "quantization": "4bit",
+            "max_steps": 2,
+            "batch_size": 4,
+        },
         "eval": {"tasks": tasks, "limit": 3, "max_tokens": 6, "batch_size": 8},
     }
     path = tmp_path / "instruct.yaml"
@@ -31,7 +51,9 @@ def write_config(tmp_path, tiny_model_dir):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "cotbridge", "instruct", *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "cotbridge", "instruct", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir):
@@ -67,12 +89,20 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     recorded = yaml.safe_load((root / "config.yaml").read_text())
     assert [t["name"] for t in recorded["teachers"]] == ["exact", "sloppy"] and "samples" not in recorded
 
-    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".jsonl")}
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in (".safetensors", ".json", ".jsonl")
+    }
     again = run(str(config))
     assert again.returncode == 0, again.stderr[-2000:]
-    changed = [p.name for p, t in stamps.items() if p.stat().st_mtime_ns != t
-               and p.name not in ("matrix.json", "test_sets.json", "timings.json")
-               and not p.name.endswith(".summary.json")]  # teach rewrites its summary, calling nothing
+    changed = [
+        p.name
+        for p, t in stamps.items()
+        if p.stat().st_mtime_ns != t
+        and p.name not in ("matrix.json", "test_sets.json", "timings.json")
+        and not p.name.endswith(".summary.json")
+    ]  # teach rewrites its summary, calling nothing
     assert changed == []  # nothing taught, merged, trained or evaluated twice
 
     student = root / "students" / "coin.merged" / "model.safetensors"

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not (SHARED_DATA / "multihop").is_dir(), reason=
 
 def oracle_like(scripted):
     """Right when the rationale names the gold answer; its own CoT names it for every other question."""
+
     def respond(text, req):
         ex = req.meta["example"]
         stage = req.meta["stage"]
@@ -25,20 +26,36 @@ def oracle_like(scripted):
         if stage == "answer":
             return [f" {ex.answer}" if ex.answer.lower() in req.meta["rationale"].lower() else " unknown"]
         return [" unknown"]
+
     return scripted(respond)
 
 
 def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir, tmp_path, scripted):
-    cfg = LMGuidedConfig.model_validate({
-        "run_dir": str(tmp_path / "run"), "data_dir": str(SHARED_DATA), "large": {"backend": "scripted", "serve": False},
-        "context": {"paragraphs": "supporting", "max_paragraph_words": 10},
-        "writer": {"scratch": {"tokenizer": str(tiny_model_dir), "hidden_size": 16, "layers": 1, "heads": 2},
-                   "max_tokens": 8, "train": {"lora": False, "epochs": 1, "batch_size": 4, "save_strategy": "no", "max_length": 1024}},
-        "kd": {"train_limit": 4, "min_f1": 0.5},
-        "rl": {"steps": 1, "batch_size": 4, "num_generations": 2, "train_limit": 2, "max_completion_length": 8,
-               "weights": {"task": 1.0, "relevance": 0.5}, "aspect_scorers": {"relevance": "lexical_relevance"}},
-        "eval": {"limit": 2}, "score": {"scorers": ["grounding", "flesch", "lexical_relevance"]},
-    })
+    cfg = LMGuidedConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "data_dir": str(SHARED_DATA),
+            "large": {"backend": "scripted", "serve": False},
+            "context": {"paragraphs": "supporting", "max_paragraph_words": 10},
+            "writer": {
+                "scratch": {"tokenizer": str(tiny_model_dir), "hidden_size": 16, "layers": 1, "heads": 2},
+                "max_tokens": 8,
+                "train": {"lora": False, "epochs": 1, "batch_size": 4, "save_strategy": "no", "max_length": 1024},
+            },
+            "kd": {"train_limit": 4, "min_f1": 0.5},
+            "rl": {
+                "steps": 1,
+                "batch_size": 4,
+                "num_generations": 2,
+                "train_limit": 2,
+                "max_completion_length": 8,
+                "weights": {"task": 1.0, "relevance": 0.5},
+                "aspect_scorers": {"relevance": "lexical_relevance"},
+            },
+            "eval": {"limit": 2},
+            "score": {"scorers": ["grounding", "flesch", "lexical_relevance"]},
+        }
+    )
     large = oracle_like(scripted)
     summary = run_lmguided(cfg, large=large, progress=False)
     run = tmp_path / "run"
@@ -46,7 +63,10 @@ def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir,
     curation = read_json(run / "data" / "curation.json")
     # only rationales whose answer was right became training data, with the writer's prompt (context + question ###)
     assert len(kd) == sum(c["kept"] for c in curation.values()) > 0
-    assert all(c["filters"][-1] == "answer_f1" and c["kept"] + sum(c["dropped"].values()) == c["records"] for c in curation.values())
+    assert all(
+        c["filters"][-1] == "answer_f1" and c["kept"] + sum(c["dropped"].values()) == c["records"]
+        for c in curation.values()
+    )
     assert all(ex["completion"].startswith(" It is ") and ex["prompt"].endswith(" ###") for ex in kd)
     res = summary["results"]
     assert list(res) == ["standard", "cot", "kd", "kd_sc", "kd_rl", "kd_rl_sc"]

@@ -14,7 +14,13 @@ import pytest
 
 from cotbridge.backends import BACKENDS, pricing
 from cotbridge.backends.base import Request
-from cotbridge.backends.openai_api import AsyncTokenBucket, BackendError, OpenAIBackend, is_local_url, parse_retry_after
+from cotbridge.backends.openai_api import (
+    AsyncTokenBucket,
+    BackendError,
+    OpenAIBackend,
+    is_local_url,
+    parse_retry_after,
+)
 from cotbridge.errors import DataError, UserError
 from cotbridge.server import running_server
 from tests.test_serve import WordsBackend
@@ -40,7 +46,9 @@ def log_entries(path):
 
 
 def retry_warnings(caplog):
-    return [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING and "retry" in r.getMessage()]
+    return [
+        r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING and "retry" in r.getMessage()
+    ]
 
 
 def chat(text, **kw):
@@ -112,7 +120,9 @@ def test_usage_and_cost_accounting():
     assert be.usage.requests == 2 and be.usage.retries == 0 and be.usage.failed == 0
     assert be.usage.prompt_tokens == 3 and be.usage.completion_tokens == sum(c.completion_tokens for c in comps) == 14
     expected = pricing.cost("gpt-4o-mini", 3, 14)
-    assert be.usage.cost_usd == pytest.approx(expected) and sum(c.extra["cost_usd"] for c in comps) == pytest.approx(expected)
+    assert be.usage.cost_usd == pytest.approx(expected) and sum(c.extra["cost_usd"] for c in comps) == pytest.approx(
+        expected
+    )
     assert free.usage.cost_usd is None and free.usage.as_dict()["completion_tokens"] == 4
 
 
@@ -121,12 +131,28 @@ def test_request_log_matches_what_was_sent(tmp_path):
     with running_server(WordsBackend(), request_log=log) as url:
         client(url, model="teacher-x").generate(
             [chat("q1", n=2, temperature=0.7, top_p=0.95, max_tokens=77, stop=["\n\n", "Q:"], seed=3, first_sample=4)],
-            progress=False)
+            progress=False,
+        )
         client(url, model="teacher-x", api="completions").generate([Request(prompt="p", max_tokens=5)], progress=False)
     chat_body, comp_body = (e["body"] for e in log_entries(log))
-    assert chat_body == {"model": "teacher-x", "messages": [{"role": "user", "content": "q1"}], "n": 2, "temperature": 0.7,
-                         "top_p": 0.95, "max_tokens": 77, "stop": ["\n\n", "Q:"], "seed": 3 * 100_003 + 4}
-    assert comp_body == {"model": "teacher-x", "prompt": "p", "n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 5}
+    assert chat_body == {
+        "model": "teacher-x",
+        "messages": [{"role": "user", "content": "q1"}],
+        "n": 2,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 77,
+        "stop": ["\n\n", "Q:"],
+        "seed": 3 * 100_003 + 4,
+    }
+    assert comp_body == {
+        "model": "teacher-x",
+        "prompt": "p",
+        "n": 1,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": 5,
+    }
 
 
 def test_max_tokens_parameter_choice():
@@ -135,7 +161,10 @@ def test_max_tokens_parameter_choice():
     assert official.token_param == "max_completion_tokens"
     assert "max_completion_tokens" in official.request_body(chat("q"))
     assert OpenAIBackend("gpt-4o-mini", api_key_env=KEY_ENV, api="completions").token_param == "max_tokens"
-    assert client("http://127.0.0.1:9/v1", max_tokens_param="max_completion_tokens").token_param == "max_completion_tokens"
+    assert (
+        client("http://127.0.0.1:9/v1", max_tokens_param="max_completion_tokens").token_param
+        == "max_completion_tokens"
+    )
 
 
 def test_reasoning_content_lands_in_extra():
@@ -151,15 +180,23 @@ def test_bad_input_fails_before_any_call(tmp_path):
             client(url, api="completions").generate([Request(prompt="ok"), chat("messages")], progress=False)
         with pytest.raises(UserError, match="cannot continue a final assistant message"):
             OpenAIBackend("gpt-4o-mini", api_key_env=KEY_ENV).generate(
-                [Request(messages=[{"role": "assistant", "content": "x"}], continue_final=True)], progress=False)
+                [Request(messages=[{"role": "assistant", "content": "x"}], continue_final=True)], progress=False
+            )
     assert not log.exists() or log.read_text() == ""
 
 
 def test_continue_final_is_sent_to_compatible_servers():
     backend = WordsBackend()
     with running_server(backend) as url:
-        client(url).generate([Request(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "A:"}],
-                                      continue_final=True)], progress=False)
+        client(url).generate(
+            [
+                Request(
+                    messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "A:"}],
+                    continue_final=True,
+                )
+            ],
+            progress=False,
+        )
     assert backend.requests[0].continue_final
 
 
@@ -186,8 +223,13 @@ def test_each_fault_kind_is_retried_then_succeeds(kind, caplog, tmp_path):
     warnings = retry_warnings(caplog)
     assert be.usage.retries == len(warnings) == 2
     assert "retry 1/4" in warnings[0].getMessage() and "retry 2/4" in warnings[1].getMessage()
-    label = {"429": "HTTP 429", "500": "HTTP 500", "malformed": "malformed response", "drop": "connection error",
-             "hang": "timeout"}[kind]
+    label = {
+        "429": "HTTP 429",
+        "500": "HTTP 500",
+        "malformed": "malformed response",
+        "drop": "connection error",
+        "hang": "timeout",
+    }[kind]
     assert all(label in w.getMessage() for w in warnings)
     assert [e["fault"] for e in log_entries(log)] == [kind, kind, None]
 
@@ -250,7 +292,9 @@ def test_on_result_called_once_per_request_under_faults():
     calls = []
     with running_server(WordsBackend(), faults="rate=0.4,seed=1,kinds=429,500,malformed,drop,retry_after=0.01") as url:
         be = client(url, concurrency=4, max_retries=8)
-        out = be.generate([chat(f"q{i}") for i in range(12)], progress=False, on_result=lambda i, comps: calls.append((i, comps)))
+        out = be.generate(
+            [chat(f"q{i}") for i in range(12)], progress=False, on_result=lambda i, comps: calls.append((i, comps))
+        )
     assert sorted(i for i, _ in calls) == list(range(12))
     assert all(out[i] is comps for i, comps in calls)
     assert be.usage.retries > 0
@@ -260,7 +304,9 @@ def test_on_result_called_once_per_request_under_faults():
 def test_api_key_never_in_logs_request_log_or_errors(caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     log = tmp_path / "requests.jsonl"
-    with running_server(WordsBackend(), faults="rate=1,kinds=429,500,drop,malformed,retry_after=0", request_log=log) as url:
+    with running_server(
+        WordsBackend(), faults="rate=1,kinds=429,500,drop,malformed,retry_after=0", request_log=log
+    ) as url:
         be = client(url, max_retries=3)
         with pytest.raises(BackendError) as e:
             be.generate([chat("q")], progress=False)
@@ -327,12 +373,21 @@ def test_batch_export_import_round_trip_in_any_order(tmp_path):
 
         outputs = []
         for ln in lines:
-            req = urllib.request.Request(url + "/chat/completions", data=json.dumps(ln["body"]).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url + "/chat/completions",
+                data=json.dumps(ln["body"]).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=5) as resp:
                 body = json.loads(resp.read())
-            outputs.append({"id": f"batch_req_{ln['custom_id']}", "custom_id": ln["custom_id"],
-                            "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None})
+            outputs.append(
+                {
+                    "id": f"batch_req_{ln['custom_id']}",
+                    "custom_id": ln["custom_id"],
+                    "response": {"status_code": 200, "request_id": "r", "body": body},
+                    "error": None,
+                }
+            )
     random.Random(0).shuffle(outputs)
     out_path = tmp_path / "batch_out.jsonl"
     out_path.write_text("".join(json.dumps(o) + "\n" for o in outputs))
@@ -349,17 +404,33 @@ def test_batch_export_rejects_duplicate_ids(tmp_path):
         be.export_batch_jsonl([chat("a"), chat("b")], tmp_path / "in.jsonl", ["x", "x"])
 
 
-@pytest.mark.parametrize("line,message", [
-    ("{not json", "not valid JSON"),
-    ('{"response": {}}', "needs a custom_id"),
-    ('{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}, "error": null}',
-     "custom_id 'a' failed (status 429): slow down"),
-    ('{"custom_id": "a", "response": null, "error": {"code": "x", "message": "expired"}}', "custom_id 'a' failed"),
-    ('{"custom_id": "a", "response": {"status_code": 200, "body": {"nochoices": 1}}, "error": null}', "no list of choices"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"response": {}}', "needs a custom_id"),
+        (
+            '{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}, "error": null}',
+            "custom_id 'a' failed (status 429): slow down",
+        ),
+        ('{"custom_id": "a", "response": null, "error": {"code": "x", "message": "expired"}}', "custom_id 'a' failed"),
+        (
+            '{"custom_id": "a", "response": {"status_code": 200, "body": {"nochoices": 1}}, "error": null}',
+            "no list of choices",
+        ),
+    ],
+)
 def test_batch_import_errors_name_file_and_line(tmp_path, line, message):
-    good = {"custom_id": "ok", "response": {"status_code": 200, "body": {"choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}}, "error": None}
+    good = {
+        "custom_id": "ok",
+        "response": {
+            "status_code": 200,
+            "body": {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]
+            },
+        },
+        "error": None,
+    }
     path = tmp_path / "out.jsonl"
     path.write_text(json.dumps(good) + "\n" + line + "\n")
     be = client("http://127.0.0.1:9/v1")
@@ -370,9 +441,23 @@ def test_batch_import_errors_name_file_and_line(tmp_path, line, message):
 
 def test_batch_import_can_skip_failed_requests(tmp_path, caplog):
     path = tmp_path / "out.jsonl"
-    path.write_text(json.dumps({"custom_id": "a", "response": {"status_code": 500, "body": {}}, "error": None}) + "\n"
-                    + json.dumps({"custom_id": "b", "response": {"status_code": 200, "body": {"choices": [
-                        {"index": 0, "text": "t", "finish_reason": "length"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}}) + "\n")
+    path.write_text(
+        json.dumps({"custom_id": "a", "response": {"status_code": 500, "body": {}}, "error": None})
+        + "\n"
+        + json.dumps(
+            {
+                "custom_id": "b",
+                "response": {
+                    "status_code": 200,
+                    "body": {
+                        "choices": [{"index": 0, "text": "t", "finish_reason": "length"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+                    },
+                },
+            }
+        )
+        + "\n"
+    )
     results = client("http://127.0.0.1:9/v1").import_batch_results(path, strict=False)
     assert list(results) == ["b"] and results["b"][0].finish_reason == "length" and results["b"][0].prompt_tokens == 3
     assert "custom_id 'a' failed (status 500)" in caplog.text
@@ -412,14 +497,17 @@ def test_price_table_files_override_defaults(tmp_path):
     assert be.usage.cost_usd == pytest.approx(4 * 0.5 / 1e6)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("gpt-4o: {input: 1.0}\n", "model 'gpt-4o': missing key(s) ['output']"),
-    ("gpt-4o: {input: 1.0, output: -2}\n", "model 'gpt-4o': output must be a non-negative number"),
-    ("gpt-4o: {input: 1, output: 2, cached: 0.5}\n", "unknown key(s) ['cached']"),
-    ("gpt-4o: 3\n", "model 'gpt-4o': expected {input: x, output: y}"),
-    ("- a\n- b\n", "expected a mapping"),
-    ("a: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("gpt-4o: {input: 1.0}\n", "model 'gpt-4o': missing key(s) ['output']"),
+        ("gpt-4o: {input: 1.0, output: -2}\n", "model 'gpt-4o': output must be a non-negative number"),
+        ("gpt-4o: {input: 1, output: 2, cached: 0.5}\n", "unknown key(s) ['cached']"),
+        ("gpt-4o: 3\n", "model 'gpt-4o': expected {input: x, output: y}"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
 def test_price_table_errors_name_file_and_key(tmp_path, text, message):
     p = tmp_path / "prices.yaml"
     p.write_text(text)
@@ -432,9 +520,12 @@ def test_price_table_errors_name_file_and_key(tmp_path, text, message):
 def test_tiny_model_through_the_api(tiny_backend):
     with running_server(tiny_backend) as url:
         be = client(url, model="tiny", timeout_s=60)
-        chat_out = be.generate([chat("Q: Tom has 3 apples.", n=2, max_tokens=4, temperature=1.0, seed=2)], progress=False)
+        chat_out = be.generate(
+            [chat("Q: Tom has 3 apples.", n=2, max_tokens=4, temperature=1.0, seed=2)], progress=False
+        )
         comp_out = client(url, model="tiny", api="completions", timeout_s=60).generate(
-            [Request(prompt="Q: Tom has 3 apples.", max_tokens=3)], progress=False)
+            [Request(prompt="Q: Tom has 3 apples.", max_tokens=3)], progress=False
+        )
     assert len(chat_out[0]) == 2 and all(c.finish_reason in ("stop", "length") for c in chat_out[0])
     assert be.usage.prompt_tokens > 0 and 0 < be.usage.completion_tokens <= 8
     assert be.usage.cost_usd is None  # no price for a local model

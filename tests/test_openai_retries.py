@@ -36,7 +36,9 @@ def chat(text):
 
 
 def retry_warnings(caplog):
-    return [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING and "retry" in r.getMessage()]
+    return [
+        r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING and "retry" in r.getMessage()
+    ]
 
 
 def test_the_sdk_client_retries_with_the_backends_settings():
@@ -54,13 +56,17 @@ def test_malformed_and_sdk_retries_share_one_budget(caplog, tmp_path):
     # seed 5 draws malformed, then 500s: our retry first, then the SDK's, which must get only what is left
     with running_server(WordsBackend(), faults="rate=1,seed=5,kinds=500,malformed", request_log=log) as url:
         be = client(url, max_retries=2)
-        with pytest.raises(BackendError, match="gave up after 3 attempts \\(max_retries=2\\); last error HTTP 500") as e:
+        with pytest.raises(
+            BackendError, match="gave up after 3 attempts \\(max_retries=2\\); last error HTTP 500"
+        ) as e:
             be.generate([chat("q")], progress=False)
     faults = [json.loads(line)["fault"] for line in log.read_text().splitlines()]
     assert faults == ["malformed", "500", "500"]  # 3 attempts in all, not 1 + (1 + 2)
     assert e.value.attempts == 3 and be.usage.retries == 2 and be.usage.failed == 1
     messages = [w.getMessage() for w in retry_warnings(caplog)]
-    assert len(messages) == 2 and "malformed response; retry 1/2" in messages[0] and "HTTP 500; retry 2/2" in messages[1]
+    assert (
+        len(messages) == 2 and "malformed response; retry 1/2" in messages[0] and "HTTP 500; retry 2/2" in messages[1]
+    )
 
 
 def test_rate_limit_applies_to_the_sdks_retries(tmp_path):

@@ -11,12 +11,25 @@ import yaml
 
 def write_config(tmp_path, tiny_model_dir):
     cfg = {
-        "name": "tiny", "run_dir": str(tmp_path / "run"), "task": "synthetic_coin_flip:k=2,n_test=8", "train_limit": 12,
+        "name": "tiny",
+        "run_dir": str(tmp_path / "run"),
+        "task": "synthetic_coin_flip:k=2,n_test=8",
+        "train_limit": 12,
         "teacher": {"backend": "reference", "options": {"error_rate": 0.3}},
-        "student": {"model": str(tiny_model_dir), "lora": False, "max_steps": 2, "batch_size": 4, "save_strategy": "no"},
+        "student": {
+            "model": str(tiny_model_dir),
+            "lora": False,
+            "max_steps": 2,
+            "batch_size": 4,
+            "save_strategy": "no",
+        },
         "eval": {"limit": 8, "max_tokens": 8, "batch_size": 8},
-        "methods": [{"name": "zero_shot_cot", "kind": "prompt"}, {"name": "vanilla", "kind": "vanilla"},
-                    {"name": "ftcot", "kind": "distill", "samples": 1}, {"name": "ftcot_d2", "kind": "distill", "samples": 2}],
+        "methods": [
+            {"name": "zero_shot_cot", "kind": "prompt"},
+            {"name": "vanilla", "kind": "vanilla"},
+            {"name": "ftcot", "kind": "distill", "samples": 1},
+            {"name": "ftcot_d2", "kind": "distill", "samples": 2},
+        ],
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -24,7 +37,9 @@ def write_config(tmp_path, tiny_model_dir):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "cotbridge", "run", *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "cotbridge", "run", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def test_run_all_stages_then_resume_and_redo_from_eval(tmp_path, tiny_model_dir):
@@ -36,7 +51,9 @@ def test_run_all_stages_then_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
         assert (root / "eval" / method / "results.json").exists()
     assert (root / "teacher" / "synthetic_coin_flip.D2.jsonl").read_text().count("\n") == 24
     curation = json.loads((root / "data" / "ftcot_d2" / "curation.json").read_text())
-    assert curation["records"] == 24 and 0 < curation["kept"] < 24  # the reference teacher's wrong samples were dropped
+    assert (
+        curation["records"] == 24 and 0 < curation["kept"] < 24
+    )  # the reference teacher's wrong samples were dropped
     vanilla = [json.loads(x) for x in (root / "data" / "vanilla" / "train.jsonl").read_text().splitlines()]
     assert len(vanilla) == 12 and all(v["completion"] in (" yes", " no") for v in vanilla)
     assert json.loads((root / "students" / "ftcot" / "done.json").read_text())["global_step"] == 2
@@ -50,17 +67,29 @@ def test_run_all_stages_then_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     assert teach_cfg["samples"] == 2 and teach_cfg["tag"] == "D2"  # the stage's own settings, in its own folder
     assert "train" in json.loads((root / "timings.json").read_text())  # stages under a second are resumes: untimed
 
-    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json")}
+    stamps = {
+        p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json")
+    }
     again = run(str(config))
     assert again.returncode == 0
-    changed = [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t and "report" not in p.name
-               and p.name not in ("results_table.json", "timings.json")]
+    changed = [
+        p
+        for p, t in stamps.items()
+        if p.exists()
+        and p.stat().st_mtime_ns != t
+        and "report" not in p.name
+        and p.name not in ("results_table.json", "timings.json")
+    ]
     assert changed == []  # nothing was taught, trained or evaluated twice
 
     redo = run(str(config), "--from", "eval")
     assert redo.returncode == 0
-    assert (root / "students" / "ftcot" / "model.safetensors").stat().st_mtime_ns == stamps[root / "students" / "ftcot" / "model.safetensors"]
-    assert (root / "eval" / "ftcot" / "results.json").stat().st_mtime_ns != stamps[root / "eval" / "ftcot" / "results.json"]
+    assert (root / "students" / "ftcot" / "model.safetensors").stat().st_mtime_ns == stamps[
+        root / "students" / "ftcot" / "model.safetensors"
+    ]
+    assert (root / "eval" / "ftcot" / "results.json").stat().st_mtime_ns != stamps[
+        root / "eval" / "ftcot" / "results.json"
+    ]
 
 
 def test_unknown_stage_and_bad_method_are_user_errors(tmp_path, tiny_model_dir):
@@ -86,5 +115,9 @@ def test_quickstart_and_finetune_cot_recipes_are_valid_run_configs():
         FinetuneCoT(load_config(RunConfig, path), progress=False)  # also checks formats and unique method names
     quick = load_config(RunConfig, paths[0])
     kinds = {(m.kind, m.samples if m.kind == "distill" else None) for m in quick.methods}
-    assert quick.teacher.backend == "reference" and quick.student.model == "smollm2-135m-instruct" and quick.student.lora
-    assert {("prompt", None), ("vanilla", None), ("distill", 1)} <= kinds and any(k == "distill" and d > 1 for k, d in kinds)
+    assert (
+        quick.teacher.backend == "reference" and quick.student.model == "smollm2-135m-instruct" and quick.student.lora
+    )
+    assert {("prompt", None), ("vanilla", None), ("distill", 1)} <= kinds and any(
+        k == "distill" and d > 1 for k, d in kinds
+    )

@@ -16,8 +16,10 @@ from cotbridge.reporting.tables import latex_escape, markdown_table, method_tabl
 
 def summary(**tasks) -> dict:
     """A results.json summary; each task is (accuracy, stderr, n) or a full metrics dict."""
-    results = {t: v if isinstance(v, dict) else {"n": v[2], "accuracy": v[0], "accuracy_stderr": v[1]}
-               for t, v in tasks.items()}
+    results = {
+        t: v if isinstance(v, dict) else {"n": v[2], "accuracy": v[0], "accuracy_stderr": v[1]}
+        for t, v in tasks.items()
+    }
     return {"model": "m", "mode": "zero_shot_cot", "results": results, "tasks": {}, "config": {}}
 
 
@@ -37,8 +39,11 @@ def sweep_rows():
 
 def size_rows():
     rs = []
-    for student, p, a in [("SmolLM2-135M", 135_000_000, 0.2), ("SmolLM2-360M", 360_000_000, 0.3),
-                          ("SmolLM2-1.7B", 1_700_000_000, 0.45)]:
+    for student, p, a in [
+        ("SmolLM2-135M", 135_000_000, 0.2),
+        ("SmolLM2-360M", 360_000_000, 0.3),
+        ("SmolLM2-1.7B", 1_700_000_000, 0.45),
+    ]:
         for method, bonus in [("vanilla", 0.0), ("fine_tune_cot", 0.1)]:
             rs += rows_from_results(summary(gsm8k=(a + bonus, 0.03, 150)), method, student=student, student_params=p)
     return rs
@@ -46,13 +51,34 @@ def size_rows():
 
 # ---------------------------------------------------------------- rows
 
+
 def test_rows_from_results_fields():
-    m = {"n": 10, "accuracy": 0.5, "accuracy_stderr": 0.16, "em": 0.4, "em_stderr": 0.1, "f1": 0.55,
-         "f1_stderr": 0.12, "maj@4": 0.5, "correct_format": 1.0}
+    m = {
+        "n": 10,
+        "accuracy": 0.5,
+        "accuracy_stderr": 0.16,
+        "em": 0.4,
+        "em_stderr": 0.1,
+        "f1": 0.55,
+        "f1_stderr": 0.12,
+        "maj@4": 0.5,
+        "correct_format": 1.0,
+    }
     (row,) = rows_from_results(summary(hotpotqa=m), "cot", degree=8, student="s", student_params=135_000_000)
-    assert row == {"method": "cot", "task": "hotpotqa", "n": 10, "accuracy": 0.5, "stderr": 0.16, "em": 0.4,
-                   "em_stderr": 0.1, "f1": 0.55, "f1_stderr": 0.12, "degree": 8, "student": "s",
-                   "student_params": 135_000_000}
+    assert row == {
+        "method": "cot",
+        "task": "hotpotqa",
+        "n": 10,
+        "accuracy": 0.5,
+        "stderr": 0.16,
+        "em": 0.4,
+        "em_stderr": 0.1,
+        "f1": 0.55,
+        "f1_stderr": 0.12,
+        "degree": 8,
+        "student": "s",
+        "student_params": 135_000_000,
+    }
 
 
 def test_rows_from_results_nan_and_bad_input():
@@ -73,6 +99,7 @@ def test_markdown_table_of_results_unchanged():
 
 # ---------------------------------------------------------------- tables
 
+
 def test_method_table_markdown(rows):
     text = method_table_markdown(rows)
     lines = text.splitlines()
@@ -84,15 +111,29 @@ def test_method_table_markdown(rows):
 
 
 def test_method_table_differing_n_goes_in_cells():
-    rs = rows_from_results(summary(gsm8k=(0.5, 0.05, 100)), "a") + rows_from_results(summary(gsm8k=(0.6, 0.04, 150)), "b")
+    rs = rows_from_results(summary(gsm8k=(0.5, 0.05, 100)), "a") + rows_from_results(
+        summary(gsm8k=(0.6, 0.04, 150)), "b"
+    )
     text = method_table_markdown(rs)
     assert "| method | gsm8k |" in text
     assert "| a | 50.0 ± 5.0 (n=100) |" in text and "| b | 60.0 ± 4.0 (n=150) |" in text
 
 
 def test_method_table_other_metric_and_missing_metric(rows):
-    rs = rows_from_results(summary(squad={"n": 20, "accuracy": 0.5, "accuracy_stderr": 0.1, "em": 0.45,
-                                          "em_stderr": 0.11, "f1": 0.6, "f1_stderr": 0.09}), "cot")
+    rs = rows_from_results(
+        summary(
+            squad={
+                "n": 20,
+                "accuracy": 0.5,
+                "accuracy_stderr": 0.1,
+                "em": 0.45,
+                "em_stderr": 0.11,
+                "f1": 0.6,
+                "f1_stderr": 0.09,
+            }
+        ),
+        "cot",
+    )
     assert "| cot | 60.0 ± 9.0 |" in method_table_markdown(rs, metric="f1")
     with pytest.raises(ValueError, match="'em'"):
         method_table_markdown(rows, metric="em")
@@ -127,10 +168,16 @@ def test_latex_single_entry_column_not_bold():
 
 
 def test_format_params():
-    assert [format_params(p) for p in (135_000_000, 1_700_000_000, 7_240_000_000, 5_000)] == ["135M", "1.7B", "7.24B", "5K"]
+    assert [format_params(p) for p in (135_000_000, 1_700_000_000, 7_240_000_000, 5_000)] == [
+        "135M",
+        "1.7B",
+        "7.24B",
+        "5K",
+    ]
 
 
 # ---------------------------------------------------------------- plots
+
 
 def check_png(path, size=None):
     assert path.is_file() and path.stat().st_size > 1000
@@ -188,6 +235,7 @@ def test_plot_errors(tmp_path, rows):
 
 
 # ---------------------------------------------------------------- write_report
+
 
 def test_write_report_by_method_only(tmp_path, rows):
     paths = write_report(rows, tmp_path / "run", "My run", notes="Student `x`, 3 epochs.")

@@ -14,25 +14,46 @@ from cotbridge.train.rl import RLConfig, combine, train_rl, window_means
 
 TASK = get_task("hotpotqa")
 EXAMPLES = {
-    "hotpotqa/q1": (TASK, Example(id="q1", question="Where was Ada born?", answer="London",
-                                  context="Ada Lovelace: Ada Lovelace was born in London in 1815.")),
-    "hotpotqa/q2": (TASK, Example(id="q2", question="Which river flows through Paris?", answer="the Seine",
-                                  context="Paris: Paris lies on the Seine river in France.")),
+    "hotpotqa/q1": (
+        TASK,
+        Example(
+            id="q1",
+            question="Where was Ada born?",
+            answer="London",
+            context="Ada Lovelace: Ada Lovelace was born in London in 1815.",
+        ),
+    ),
+    "hotpotqa/q2": (
+        TASK,
+        Example(
+            id="q2",
+            question="Which river flows through Paris?",
+            answer="the Seine",
+            context="Paris: Paris lies on the Seine river in France.",
+        ),
+    ),
 }
 
 
 def knows_if_told(scripted):
     """A large model that answers right only when the rationale names the answer."""
+
     def respond(text, req):
         ex = req.meta["example"]
-        return [f" {ex.answer}." if ex.answer.lower().replace("the ", "") in req.meta.get("rationale", "").lower() else " Rome."]
+        return [
+            f" {ex.answer}."
+            if ex.answer.lower().replace("the ", "") in req.meta.get("rationale", "").lower()
+            else " Rome."
+        ]
+
     return scripted(respond)
 
 
 def test_rewards_follow_weights_and_task_reward_uses_the_large_model(scripted):
     large = knows_if_told(scripted)
-    cfg = RLConfig(weights={"task": 2.0, "relevance": 0.5, "readability": 0.0},
-                   aspect_scorers={"relevance": "lexical_relevance"})
+    cfg = RLConfig(
+        weights={"task": 2.0, "relevance": 0.5, "readability": 0.0}, aspect_scorers={"relevance": "lexical_relevance"}
+    )
     funcs, weights = build_rewards(cfg, EXAMPLES, large, lambda t: LargePrompts(t))
     assert [f.__name__ for f in funcs] == ["task_f1", "relevance"] and weights == [2.0, 0.5]  # weight 0 dropped
     completions = ["Ada was born in London.", "Bananas are yellow."]
@@ -53,8 +74,12 @@ def test_unknown_component_and_aspect_scorer_mismatch_are_user_errors(scripted):
     with pytest.raises(UserError, match="unknown component"):
         build_rewards(RLConfig(weights={"taks": 1.0}), EXAMPLES, scripted(lambda t, r: ["x"]), LargePrompts)
     with pytest.raises(UserError, match="does not score aspect 'fluency'"):
-        build_rewards(RLConfig(weights={"fluency": 1.0}, aspect_scorers={"fluency": "flesch"}), EXAMPLES,
-                      scripted(lambda t, r: ["x"]), LargePrompts)
+        build_rewards(
+            RLConfig(weights={"fluency": 1.0}, aspect_scorers={"fluency": "flesch"}),
+            EXAMPLES,
+            scripted(lambda t, r: ["x"]),
+            LargePrompts,
+        )
 
 
 def test_window_means():
@@ -64,10 +89,20 @@ def test_window_means():
 def test_short_grpo_run_changes_the_policy_and_logs_finite_components(tiny_model_dir, tmp_path, scripted):
     # A random writer never names the answer; this large model is right for rationales of odd length, so
     # rewards vary within each group and the policy gets a gradient.
-    large = scripted(lambda text, req: [f" {req.meta['example'].answer}" if len(req.meta["rationale"]) % 2 else " Rome"])
-    cfg = RLConfig(weights={"task": 1.0, "relevance": 0.5, "factuality": 0.5},
-                   aspect_scorers={"relevance": "lexical_relevance"}, steps=2, batch_size=8, num_generations=4,
-                   max_completion_length=8, lr=1e-2, beta=0.1, output_dir=str(tmp_path / "rl"))
+    large = scripted(
+        lambda text, req: [f" {req.meta['example'].answer}" if len(req.meta["rationale"]) % 2 else " Rome"]
+    )
+    cfg = RLConfig(
+        weights={"task": 1.0, "relevance": 0.5, "factuality": 0.5},
+        aspect_scorers={"relevance": "lexical_relevance"},
+        steps=2,
+        batch_size=8,
+        num_generations=4,
+        max_completion_length=8,
+        lr=1e-2,
+        beta=0.1,
+        output_dir=str(tmp_path / "rl"),
+    )
     funcs, weights = build_rewards(cfg, EXAMPLES, large, lambda t: LargePrompts(t))
     prompts = [{"prompt": small_prompt(ex), "example_key": key} for key, (_, ex) in EXAMPLES.items()]
     stats = train_rl(cfg, tiny_model_dir, prompts, funcs, weights)
@@ -77,7 +112,9 @@ def test_short_grpo_run_changes_the_policy_and_logs_finite_components(tiny_model
         comps = {n: row[f"rewards/{n}/mean"] for n in ("task_f1", "relevance", "factuality")}
         assert all(math.isfinite(v) for v in comps.values()) and math.isfinite(row["kl"])
         # the logged total is the weighted sum of the component means
-        assert row["reward"] == pytest.approx(comps["task_f1"] + 0.5 * comps["relevance"] + 0.5 * comps["factuality"], abs=1e-5)
+        assert row["reward"] == pytest.approx(
+            comps["task_f1"] + 0.5 * comps["relevance"] + 0.5 * comps["factuality"], abs=1e-5
+        )
     assert len(large.requests) >= 8  # every completion was answered by the large model
     assert (tmp_path / "rl" / "model.safetensors").exists() and (tmp_path / "rl" / "reward_log.jsonl").exists()
 

@@ -55,7 +55,7 @@ class WordsBackend:
                 for j in range(min(r.n, self.max_n or r.n)):
                     words = self.respond(prompt, r, j).split(" ")
                     finish = "length" if len(words) > r.max_tokens else "stop"
-                    words = words[:r.max_tokens]
+                    words = words[: r.max_tokens]
                     extra = {"reasoning": f"thinking about {prompt}"} if "think" in prompt else {}
                     comps.append(Completion(" ".join(words), finish, len(prompt.split()), len(words), 0.0, extra))
                 out.append(comps)
@@ -68,7 +68,9 @@ class WordsBackend:
 def call(url, path, body=None, headers=None, timeout=5.0, raw=None):
     """(status, headers, parsed JSON or raw bytes) for GET (body None) or POST."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url + path, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, hdrs, content = resp.status, dict(resp.headers), resp.read()
@@ -92,14 +94,17 @@ def test_parse_faults_reads_every_key():
     assert parse_faults(None) is None and parse_faults("  ") is None
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("rate=0.3,kinds=429,teapot", "unknown fault kind(s) 'teapot'"),
-    ("rate=0.3,kinds=", "kinds= names no kind"),
-    ("rate=2", "between 0 and 1"),
-    ("rate=0.1,bogus=1", "unknown key 'bogus'"),
-    ("rate=abc", "rate='abc' is not a valid float"),
-    ("429,rate=0.1", "'429' is not key=value"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("rate=0.3,kinds=429,teapot", "unknown fault kind(s) 'teapot'"),
+        ("rate=0.3,kinds=", "kinds= names no kind"),
+        ("rate=2", "between 0 and 1"),
+        ("rate=0.1,bogus=1", "unknown key 'bogus'"),
+        ("rate=abc", "rate='abc' is not a valid float"),
+        ("429,rate=0.1", "'429' is not key=value"),
+    ],
+)
 def test_parse_faults_is_strict(spec, message):
     with pytest.raises(UserError) as e:
         parse_faults(spec)
@@ -136,8 +141,11 @@ def test_max_completion_tokens_length_and_continue_final():
     backend = WordsBackend(respond=lambda p, r, j: "one two three four five six")
     with running_server(backend) as url:
         msgs = [{"role": "user", "content": "count"}, {"role": "assistant", "content": "one"}]
-        status, _, resp = call(url, "/chat/completions", {"model": "m", "messages": msgs, "max_completion_tokens": 3,
-                                                          "continue_final_message": True})
+        status, _, resp = call(
+            url,
+            "/chat/completions",
+            {"model": "m", "messages": msgs, "max_completion_tokens": 3, "continue_final_message": True},
+        )
     assert status == 200 and resp["choices"][0]["finish_reason"] == "length"
     assert resp["choices"][0]["message"]["content"] == "one two three"
     assert backend.requests[0].continue_final and backend.requests[0].max_tokens == 3
@@ -148,7 +156,12 @@ def test_completions_with_a_list_of_prompts():
     with running_server(backend) as url:
         status, _, resp = call(url, "/completions", {"model": "m", "prompt": ["a b", "c"], "n": 2, "max_tokens": 10})
     assert status == 200 and resp["object"] == "text_completion"
-    assert [c["text"] for c in resp["choices"]] == ["answer 0 to a b", "answer 1 to a b", "answer 0 to c", "answer 1 to c"]
+    assert [c["text"] for c in resp["choices"]] == [
+        "answer 0 to a b",
+        "answer 1 to a b",
+        "answer 0 to c",
+        "answer 1 to c",
+    ]
     assert [c["index"] for c in resp["choices"]] == [0, 1, 2, 3]
     assert resp["usage"]["prompt_tokens"] == 3 and resp["usage"]["completion_tokens"] == 5 + 5 + 4 + 4
 
@@ -159,14 +172,17 @@ def test_reasoning_is_returned_as_reasoning_content():
     assert resp["choices"][0]["message"]["reasoning_content"] == "thinking about think hard"
 
 
-@pytest.mark.parametrize("body,raw,status,fragment", [
-    (None, b"{not json", 400, "not valid JSON"),
-    ({"model": "m"}, None, 400, "messages must be a non-empty list"),
-    ({**CHAT, "temperature": 5}, None, 400, "temperature must be a number"),
-    ({**CHAT, "stream": True}, None, 400, "streaming is not supported"),
-    ({**CHAT, "stop": [1]}, None, 400, "stop must be a string"),
-    ([1, 2], None, 400, "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "body,raw,status,fragment",
+    [
+        (None, b"{not json", 400, "not valid JSON"),
+        ({"model": "m"}, None, 400, "messages must be a non-empty list"),
+        ({**CHAT, "temperature": 5}, None, 400, "temperature must be a number"),
+        ({**CHAT, "stream": True}, None, 400, "streaming is not supported"),
+        ({**CHAT, "stop": [1]}, None, 400, "stop must be a string"),
+        ([1, 2], None, 400, "must be a JSON object"),
+    ],
+)
 def test_bad_requests_get_openai_style_errors(body, raw, status, fragment):
     backend = WordsBackend()
     with running_server(backend) as url:
@@ -188,7 +204,10 @@ def test_request_log_has_body_hash_status_and_never_headers(tmp_path):
     assert secret not in text and "Authorization" not in text and "Bearer" not in text
     entries = [json.loads(line) for line in text.splitlines()]
     assert [(e["endpoint"], e["status"], e["fault"]) for e in entries] == [
-        ("/v1/chat/completions", 200, None), ("/v1/chat/completions", 400, None), ("/v1/health", 200, None)]
+        ("/v1/chat/completions", 200, None),
+        ("/v1/chat/completions", 400, None),
+        ("/v1/health", 200, None),
+    ]
     assert entries[0]["body"] == body
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert entries[0]["body_sha256"] == hashlib.sha256(canonical).hexdigest() == canonical_sha256(body)
@@ -204,12 +223,16 @@ def test_each_fault_kind_then_success(kind, tmp_path):
     with running_server(backend, faults=faults, request_log=log) as url:
         t0 = time.perf_counter()
         if kind in ("drop", "hang"):
-            with pytest.raises((http.client.RemoteDisconnected, ConnectionError, socket.timeout, urllib.error.URLError, TimeoutError)):
+            with pytest.raises(
+                (http.client.RemoteDisconnected, ConnectionError, socket.timeout, urllib.error.URLError, TimeoutError)
+            ):
                 call(url, "/chat/completions", CHAT, timeout=0.25)
         else:
             status, headers, resp = call(url, "/chat/completions", CHAT)
             if kind == "429":
-                assert status == 429 and headers["Retry-After"] == "0.2" and resp["error"]["type"] == "rate_limit_error"
+                assert (
+                    status == 429 and headers["Retry-After"] == "0.2" and resp["error"]["type"] == "rate_limit_error"
+                )
             elif kind == "500":
                 assert status == 500 and resp["error"]["type"] == "server_error"
             else:
@@ -240,7 +263,9 @@ def test_latency_overlaps_while_generation_is_serialised():
     n, latency = 8, 0.3
     with running_server(backend, latency_ms=latency * 1000) as url:
         results = []
-        threads = [threading.Thread(target=lambda: results.append(call(url, "/chat/completions", CHAT)[0])) for _ in range(n)]
+        threads = [
+            threading.Thread(target=lambda: results.append(call(url, "/chat/completions", CHAT)[0])) for _ in range(n)
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -261,22 +286,41 @@ def test_port_in_use_is_a_user_error():
 # -- a real model ------------------------------------------------------------------------------------
 def test_tiny_model_served(tiny_backend):
     with running_server(tiny_backend) as url:
-        status, _, resp = call(url, "/chat/completions", {**CHAT, "max_tokens": 4, "n": 2, "temperature": 1.0, "seed": 1},
-                               timeout=60)
+        status, _, resp = call(
+            url, "/chat/completions", {**CHAT, "max_tokens": 4, "n": 2, "temperature": 1.0, "seed": 1}, timeout=60
+        )
         assert status == 200 and len(resp["choices"]) == 2
         assert resp["usage"]["prompt_tokens"] > 0 and 0 < resp["usage"]["completion_tokens"] <= 8
         for c in resp["choices"]:
             assert c["finish_reason"] in ("stop", "length")
-        status, _, resp = call(url, "/completions", {"model": "m", "prompt": "Q: Tom has 3 apples", "max_tokens": 3}, timeout=60)
+        status, _, resp = call(
+            url, "/completions", {"model": "m", "prompt": "Q: Tom has 3 apples", "max_tokens": 3}, timeout=60
+        )
         assert status == 200 and resp["choices"][0]["finish_reason"] in ("stop", "length")
 
 
 def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
     log = tmp_path / "cli-requests.jsonl"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
-    proc = subprocess.Popen([sys.executable, "-m", "cotbridge", "serve", str(tiny_model_dir), "--port", "0",
-                             "--request-log", str(log), "--latency-ms", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "serve",
+            str(tiny_model_dir),
+            "--port",
+            "0",
+            "--request-log",
+            str(log),
+            "--latency-ms",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 60
         line = ""
@@ -305,6 +349,14 @@ def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
 
 
 def test_cli_serve_rejects_a_bad_fault_spec_in_one_line():
-    done = subprocess.run([sys.executable, "-m", "cotbridge", "serve", "some-model", "--faults", "rate=0.5,kinds=429,teapot"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "unknown fault kind(s) 'teapot'" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "cotbridge", "serve", "some-model", "--faults", "rate=0.5,kinds=429,teapot"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        done.returncode == 2
+        and done.stderr.strip().count("\n") == 0
+        and "unknown fault kind(s) 'teapot'" in done.stderr
+    )

@@ -30,7 +30,9 @@ def solve_coin_flip(q: str) -> str:
 
 
 def solve_shuffled(q: str) -> str:
-    players = re.match(r"(.+?) are playing a game\.", q).group(1).replace(", and ", ", ").replace(" and ", ", ").split(", ")
+    players = (
+        re.match(r"(.+?) are playing a game\.", q).group(1).replace(", and ", ", ").replace(" and ", ", ").split(", ")
+    )
     options = re.findall(r"\(([A-Z])\) (.+?)(?=, \([A-Z]\)|\.$)", q)
     intro = q.split(": ", 1)[1].split(". As the game progresses")[0]
     holding = {}
@@ -98,14 +100,30 @@ class Spec:
 
 
 SPECS = [
-    Spec("synthetic_last_letter", solve_last_letter, stated_string,
-         lambda q: len(re.search(r'words in "([^"]+)"', q).group(1).split()), (2, 6)),
-    Spec("synthetic_coin_flip", solve_coin_flip, stated_yesno,
-         lambda q: len(re.findall(r"flips? the coin\.", q)), (2, 7)),
-    Spec("synthetic_shuffled_objects", solve_shuffled, stated_choice,
-         lambda q: len(re.findall(r"\([A-Z]\)", q)), (3, 5)),
-    Spec("synthetic_arithmetic", solve_arithmetic, stated_number,
-         lambda q: len(re.split(r"(?<=[.?])\s+", q)) - 2, (2, 5)),
+    Spec(
+        "synthetic_last_letter",
+        solve_last_letter,
+        stated_string,
+        lambda q: len(re.search(r'words in "([^"]+)"', q).group(1).split()),
+        (2, 6),
+    ),
+    Spec(
+        "synthetic_coin_flip",
+        solve_coin_flip,
+        stated_yesno,
+        lambda q: len(re.findall(r"flips? the coin\.", q)),
+        (2, 7),
+    ),
+    Spec(
+        "synthetic_shuffled_objects", solve_shuffled, stated_choice, lambda q: len(re.findall(r"\([A-Z]\)", q)), (3, 5)
+    ),
+    Spec(
+        "synthetic_arithmetic",
+        solve_arithmetic,
+        stated_number,
+        lambda q: len(re.split(r"(?<=[.?])\s+", q)) - 2,
+        (2, 5),
+    ),
 ]
 
 

@@ -10,15 +10,32 @@ from cotbridge.errors import DataError, UserError
 from cotbridge.tasks import TASKS, get_task, parse_task_spec
 from tests.conftest import SHARED_DATA
 
-CANONICAL = ["single_eq", "addsub", "multiarith", "gsm8k", "aqua", "svamp", "date_understanding",
-             "tracking_shuffled_objects", "last_letter_concatenation", "coin_flip", "commonsense_qa", "strategy_qa",
-             "hotpotqa", "2wikimultihopqa"]
+CANONICAL = [
+    "single_eq",
+    "addsub",
+    "multiarith",
+    "gsm8k",
+    "aqua",
+    "svamp",
+    "date_understanding",
+    "tracking_shuffled_objects",
+    "last_letter_concatenation",
+    "coin_flip",
+    "commonsense_qa",
+    "strategy_qa",
+    "hotpotqa",
+    "2wikimultihopqa",
+]
 
 
 def test_every_canonical_task_is_registered():
     assert set(CANONICAL) <= set(TASKS.names())
     assert {n for n in TASKS.names() if n.startswith("synthetic_")} >= {
-        "synthetic_arithmetic", "synthetic_coin_flip", "synthetic_last_letter", "synthetic_shuffled_objects"}
+        "synthetic_arithmetic",
+        "synthetic_coin_flip",
+        "synthetic_last_letter",
+        "synthetic_shuffled_objects",
+    }
 
 
 def test_typo_suggests_the_task():

@@ -23,8 +23,14 @@ def strip_time(recs):
 
 
 def test_reference_teacher_filter_matches_known_ground_truth(tmp_path):
-    cfg = TeachConfig(task="synthetic_arithmetic:k=3", limit=40, samples=8, run_dir=str(tmp_path), cache="off",
-                      teacher={"backend": "reference", "options": {"error_rate": 0.25}})
+    cfg = TeachConfig(
+        task="synthetic_arithmetic:k=3",
+        limit=40,
+        samples=8,
+        run_dir=str(tmp_path),
+        cache="off",
+        teacher={"backend": "reference", "options": {"error_rate": 0.25}},
+    )
     summary = run_teach(cfg, progress=False)
     recs = load(tmp_path / "teacher" / "synthetic_arithmetic.jsonl")
     assert len(recs) == summary["records"] == 320
@@ -48,7 +54,9 @@ def test_resume_after_torn_write_finishes_identically(tmp_path, scripted):
         return [f" reasoning {req.meta['example'].id} sample {req.first_sample + j}" for j in range(req.n)]
 
     def cfg(run_dir):
-        return TeachConfig(task="synthetic_coin_flip", limit=10, samples=3, run_dir=str(run_dir), cache="off", chunk_size=4)
+        return TeachConfig(
+            task="synthetic_coin_flip", limit=10, samples=3, run_dir=str(run_dir), cache="off", chunk_size=4
+        )
 
     run_teach(cfg(tmp_path / "a"), backend=scripted(respond), progress=False)
     reference = strip_time(load(tmp_path / "a" / "teacher" / "synthetic_coin_flip.jsonl"))
@@ -73,12 +81,16 @@ def test_cached_calls_are_not_paid_twice(tmp_path, scripted):
         n_calls.append(req.n)
         return [f" step {req.first_sample + j}. Therefore, the answer is 4" for j in range(req.n)]
 
-    base = dict(task="synthetic_arithmetic:k=1", limit=5, mode="zero_shot_cot_single", cache=str(tmp_path / "cache.sqlite"))
+    base = dict(
+        task="synthetic_arithmetic:k=1", limit=5, mode="zero_shot_cot_single", cache=str(tmp_path / "cache.sqlite")
+    )
     run_teach(TeachConfig(samples=2, run_dir=str(tmp_path / "r1"), **base), backend=scripted(respond), progress=False)
     assert sum(n_calls) == 10
     n_calls.clear()
     # A new run directory with the same requests: all from the cache.
-    s = run_teach(TeachConfig(samples=2, run_dir=str(tmp_path / "r2"), **base), backend=scripted(respond), progress=False)
+    s = run_teach(
+        TeachConfig(samples=2, run_dir=str(tmp_path / "r2"), **base), backend=scripted(respond), progress=False
+    )
     assert n_calls == [] and s["cache"]["hits"] == 10
     # Raising D to 4 asks only for samples 2 and 3 of each question.
     run_teach(TeachConfig(samples=4, run_dir=str(tmp_path / "r2"), **base), backend=scripted(respond), progress=False)
@@ -108,11 +120,21 @@ def test_errors_and_empty_outputs_are_not_cached(tmp_path, scripted):
 
 
 def test_replay_reproduces_recorded_svamp_accuracy(tmp_path):
-    options = {"path": str(RE2 / "svamp__gpt-4o-mini-2024-07-18.jsonl"), "text_field": "cot.generation.0", "id_field": "id"}
+    options = {
+        "path": str(RE2 / "svamp__gpt-4o-mini-2024-07-18.jsonl"),
+        "text_field": "cot.generation.0",
+        "id_field": "id",
+    }
     accs = []
     for split in ("train", "test"):
-        cfg = TeachConfig(task="svamp", split=split, data_dir=str(SHARED_DATA), mode="zero_shot_cot_single",
-                          run_dir=str(tmp_path / split), teacher={"backend": "replay", "model": "gpt-4o-mini", "options": options})
+        cfg = TeachConfig(
+            task="svamp",
+            split=split,
+            data_dir=str(SHARED_DATA),
+            mode="zero_shot_cot_single",
+            run_dir=str(tmp_path / split),
+            teacher={"backend": "replay", "model": "gpt-4o-mini", "options": options},
+        )
         s = run_teach(cfg, progress=False)
         accs.append((s["accuracy"], s["records"]))
         recs = load(tmp_path / split / "teacher" / "svamp.jsonl")
@@ -124,15 +146,22 @@ def test_replay_reproduces_recorded_svamp_accuracy(tmp_path):
 
 
 def test_literal_secrets_in_config_are_refused(tmp_path):
-    cfg = TeachConfig(task="synthetic_coin_flip", run_dir=str(tmp_path), teacher={"backend": "openai", "options": {"api_key": "sk-x"}})
+    cfg = TeachConfig(
+        task="synthetic_coin_flip",
+        run_dir=str(tmp_path),
+        teacher={"backend": "openai", "options": {"api_key": "sk-x"}},
+    )
     with pytest.raises(UserError, match="secrets come from the environment"):
         run_teach(cfg, progress=False)
 
 
 def test_dry_run_calls_nothing(tmp_path, scripted):
     backend = scripted(lambda p, r: pytest.fail("a dry run made a call"))
-    s = run_teach(TeachConfig(task="synthetic_coin_flip", limit=7, samples=2, dry_run=True, run_dir=str(tmp_path)),
-                  backend=backend, progress=False)
+    s = run_teach(
+        TeachConfig(task="synthetic_coin_flip", limit=7, samples=2, dry_run=True, run_dir=str(tmp_path)),
+        backend=backend,
+        progress=False,
+    )
     assert s["dry_run"]["samples"] == 14 and s["dry_run"]["questions"] == 7
 
 
@@ -147,11 +176,35 @@ def test_record_file_repairs_only_a_torn_tail(tmp_path):
 
 def test_curation_counts_every_drop_once():
     recs = [
-        {"example_id": "1", "sample": 0, "rationale": "3 + 4 = 7", "correct": True, "finish_reason": {"rationale": "stop"}},
-        {"example_id": "1", "sample": 1, "rationale": "3 + 4 = 7!", "correct": True, "finish_reason": {"rationale": "stop"}},
-        {"example_id": "1", "sample": 2, "rationale": "3 + 4 = 8", "correct": False, "finish_reason": {"rationale": "length"}},
+        {
+            "example_id": "1",
+            "sample": 0,
+            "rationale": "3 + 4 = 7",
+            "correct": True,
+            "finish_reason": {"rationale": "stop"},
+        },
+        {
+            "example_id": "1",
+            "sample": 1,
+            "rationale": "3 + 4 = 7!",
+            "correct": True,
+            "finish_reason": {"rationale": "stop"},
+        },
+        {
+            "example_id": "1",
+            "sample": 2,
+            "rationale": "3 + 4 = 8",
+            "correct": False,
+            "finish_reason": {"rationale": "length"},
+        },
         {"example_id": "2", "sample": 0, "rationale": "", "correct": False, "finish_reason": {"rationale": "missing"}},
-        {"example_id": "2", "sample": 1, "rationale": "a long one", "correct": True, "finish_reason": {"rationale": "length"}},
+        {
+            "example_id": "2",
+            "sample": 1,
+            "rationale": "a long one",
+            "correct": True,
+            "finish_reason": {"rationale": "length"},
+        },
     ]
     from cotbridge.curate import CurateSettings
 
@@ -165,8 +218,21 @@ def test_answer_f1_filter_grades_span_answers_against_every_alias():
     from cotbridge.curate import CurateSettings
 
     recs = [  # golds: the record's aliases where given (set by the caller), else its single gold
-        {"example_id": "1", "sample": 0, "rationale": "r", "prediction": "the Eiffel Tower in Paris", "gold": "Eiffel Tower"},
-        {"example_id": "2", "sample": 0, "rationale": "r", "prediction": "NYC", "gold": "New York City", "golds": ["New York City", "NYC"]},
+        {
+            "example_id": "1",
+            "sample": 0,
+            "rationale": "r",
+            "prediction": "the Eiffel Tower in Paris",
+            "gold": "Eiffel Tower",
+        },
+        {
+            "example_id": "2",
+            "sample": 0,
+            "rationale": "r",
+            "prediction": "NYC",
+            "gold": "New York City",
+            "golds": ["New York City", "NYC"],
+        },
         {"example_id": "3", "sample": 0, "rationale": "r", "prediction": "London", "gold": "Paris"},
         {"example_id": "4", "sample": 0, "rationale": "", "prediction": "Paris", "gold": "Paris"},
     ]

@@ -14,17 +14,36 @@ TASK = "synthetic_arithmetic:k=2"
 
 
 def teach_config(run_dir, url, **options):
-    return TeachConfig(task=TASK, limit=60, mode="zero_shot_cot_single", run_dir=str(run_dir), chunk_size=20,
-                       cache=str(run_dir / "cache.sqlite"),
-                       teacher={"backend": "openai", "model": "oracle",
-                                "options": {"base_url": url, "concurrency": 8, "timeout_s": 1.0, "max_retries": 8,
-                                            "backoff_base_s": 0.01, "backoff_max_s": 0.05, **options}})
+    return TeachConfig(
+        task=TASK,
+        limit=60,
+        mode="zero_shot_cot_single",
+        run_dir=str(run_dir),
+        chunk_size=20,
+        cache=str(run_dir / "cache.sqlite"),
+        teacher={
+            "backend": "openai",
+            "model": "oracle",
+            "options": {
+                "base_url": url,
+                "concurrency": 8,
+                "timeout_s": 1.0,
+                "max_retries": 8,
+                "backoff_base_s": 0.01,
+                "backoff_max_s": 0.05,
+                **options,
+            },
+        },
+    )
 
 
 def test_thirty_percent_faults_still_give_every_record(tmp_path, caplog):
     log = tmp_path / "requests.log"
     faults = "rate=0.3,seed=1,kinds=429,500,hang,malformed,drop,retry_after=0.05,hang_s=1.5"
-    with caplog.at_level(logging.WARNING), running_server(OracleBackend(task=TASK), faults=faults, request_log=log) as url:
+    with (
+        caplog.at_level(logging.WARNING),
+        running_server(OracleBackend(task=TASK), faults=faults, request_log=log) as url,
+    ):
         summary = run_teach(teach_config(tmp_path, url), progress=False)
     recs = [json.loads(x) for x in (tmp_path / "teacher" / "synthetic_arithmetic.jsonl").read_text().splitlines()]
     assert len(recs) == 60 and all(r["correct"] for r in recs) and summary["accuracy"] == 1.0
@@ -44,15 +63,26 @@ def test_api_key_never_lands_in_anything_the_run_wrote(tmp_path, monkeypatch, ca
     monkeypatch.setenv("COTBRIDGE_TEST_KEY", secret)
     log = tmp_path / "server" / "requests.log"
     run_dir = tmp_path / "run"
-    with caplog.at_level(logging.DEBUG), running_server(OracleBackend(task=TASK), request_log=log,
-                                                       faults="rate=0.2,seed=3,kinds=429,500,retry_after=0.01") as url:
+    with (
+        caplog.at_level(logging.DEBUG),
+        running_server(
+            OracleBackend(task=TASK), request_log=log, faults="rate=0.2,seed=3,kinds=429,500,retry_after=0.01"
+        ) as url,
+    ):
         run_teach(teach_config(run_dir, url, api_key_env="COTBRIDGE_TEST_KEY"), progress=False)
     written = [p for p in run_dir.rglob("*") if p.is_file()]
-    assert {p.name for p in written} >= {"synthetic_arithmetic.config.yaml", "synthetic_arithmetic.jsonl", "synthetic_arithmetic.summary.json", "cache.sqlite"}
+    assert {p.name for p in written} >= {
+        "synthetic_arithmetic.config.yaml",
+        "synthetic_arithmetic.jsonl",
+        "synthetic_arithmetic.summary.json",
+        "cache.sqlite",
+    }
     for path in [*written, log]:
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
-    assert "COTBRIDGE_TEST_KEY" in (run_dir / "teacher" / "synthetic_arithmetic.config.yaml").read_text()  # the variable's name is what is kept
+    assert (
+        "COTBRIDGE_TEST_KEY" in (run_dir / "teacher" / "synthetic_arithmetic.config.yaml").read_text()
+    )  # the variable's name is what is kept
 
 
 def test_max_cost_stops_cleanly_and_a_higher_cap_continues(tmp_path):
@@ -88,9 +118,24 @@ def test_batch_export_then_import_finishes_without_calls(tmp_path, monkeypatch):
                 req = Request(messages=body["messages"])
                 text = oracle.answer(req)
                 content = f" {text}." if round_ else f" Working it out ({line['custom_id'][:8]}) gives {text}."
-                outputs.append({"custom_id": line["custom_id"], "response": {"status_code": 200, "body": {
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}}})
+                outputs.append(
+                    {
+                        "custom_id": line["custom_id"],
+                        "response": {
+                            "status_code": 200,
+                            "body": {
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "message": {"role": "assistant", "content": content},
+                                        "finish_reason": "stop",
+                                    }
+                                ],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                            },
+                        },
+                    }
+                )
             random.Random(round_).shuffle(outputs)
             (tmp_path / f"out{round_}.jsonl").write_text("".join(json.dumps(o) + "\n" for o in outputs))
             cfg.batch_export, cfg.batch_import = None, str(tmp_path / f"out{round_}.jsonl")

@@ -17,20 +17,41 @@ def tiny_model(tok):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
-                                        pad_token_id=tok.pad_token_id))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
 
 
 def examples(n=16):
-    recs = [{"question": f"Tom has {i} apples and buys 1. How many?", "gold": str(i + 1), "rationale": f"{i} + 1 = {i + 1}.",
-             "task": "t", "example_id": str(i), "sample": 0, "teacher": {"model": "reference"}} for i in range(n)]
+    recs = [
+        {
+            "question": f"Tom has {i} apples and buys 1. How many?",
+            "gold": str(i + 1),
+            "rationale": f"{i} + 1 = {i + 1}.",
+            "task": "t",
+            "example_id": str(i),
+            "sample": 0,
+            "teacher": {"model": "reference"},
+        }
+        for i in range(n)
+    ]
     return to_student_examples(recs, "finetune_cot", "number")
 
 
 def test_loss_only_on_the_completion_and_eos_appended(tmp_path):
     tok = build_tiny_tokenizer()
-    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4), examples(), tiny_model(tok), tok)
+    trainer = build_trainer(
+        TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4), examples(), tiny_model(tok), tok
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
         text = tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
@@ -42,8 +63,12 @@ def test_full_fine_tuning_changes_weights_and_logs_finite_loss(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    stats = train_student(TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, logging_steps=1,
-                                      resume=False), examples(), model, tok)
+    stats = train_student(
+        TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, logging_steps=1, resume=False),
+        examples(),
+        model,
+        tok,
+    )
     assert stats["global_step"] == 4 and len(stats["losses"]) == 4 and all(math.isfinite(x) for x in stats["losses"])
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert len(changed) == len(before)
@@ -54,12 +79,15 @@ def test_lora_trains_adapters_and_leaves_base_weights(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = build_trainer(TrainConfig(lora=True, output_dir=str(tmp_path), max_steps=3, batch_size=4, lr=1e-2),
-                            examples(), model, tok)
+    trainer = build_trainer(
+        TrainConfig(lora=True, output_dir=str(tmp_path), max_steps=3, batch_size=4, lr=1e-2), examples(), model, tok
+    )
     lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
     trainer.train()
     params = dict(trainer.model.named_parameters())
-    assert lora_before and all(not torch.equal(lora_before[n], params[n].detach()) for n in lora_before if "lora_B" in n)
+    assert lora_before and all(
+        not torch.equal(lora_before[n], params[n].detach()) for n in lora_before if "lora_B" in n
+    )
     for name, p in params.items():
         if "lora_" not in name:
             base = name.replace("base_model.model.", "").replace(".base_layer", "")
@@ -75,7 +103,9 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
                 raise KeyboardInterrupt("simulated kill")
 
     tok = build_tiny_tokenizer()
-    cfg = TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=8, batch_size=4, save_strategy="steps", save_steps=2)
+    cfg = TrainConfig(
+        lora=False, output_dir=str(tmp_path), max_steps=8, batch_size=4, save_strategy="steps", save_steps=2
+    )
     with pytest.raises(KeyboardInterrupt):
         train_student(cfg, examples(), tiny_model(tok), tok, callbacks=[Crash()])
     assert (tmp_path / "checkpoint-4").is_dir() and not (tmp_path / "checkpoint-6").exists()
@@ -101,11 +131,31 @@ def test_sigkilled_cli_training_resumes_with_the_same_number_of_steps(tmp_path):
     tiny_model(tok).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     write_jsonl(tmp_path / "train.jsonl", examples(32))
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
-        "model": str(model_dir), "lora": False, "max_steps": 40, "batch_size": 4, "save_strategy": "steps",
-        "save_steps": 5, "save_total_limit": 2, "logging_steps": 5}))
-    cmd = [sys.executable, "-m", "cotbridge", "train", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "cfg.yaml"),
-           "--output", str(out)]
+    (tmp_path / "cfg.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model_dir),
+                "lora": False,
+                "max_steps": 40,
+                "batch_size": 4,
+                "save_strategy": "steps",
+                "save_steps": 5,
+                "save_total_limit": 2,
+                "logging_steps": 5,
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "cotbridge",
+        "train",
+        str(tmp_path / "train.jsonl"),
+        "--config",
+        str(tmp_path / "cfg.yaml"),
+        "--output",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list(out.glob("checkpoint-*/trainer_state.json")):
@@ -134,11 +184,19 @@ def test_gguf_student_trains_with_lora(tmp_path):
     the loader drops it, so the offline default student (SmolLM2 GGUF) trains and saves plain weights."""
     from tests.conftest import SMOLLM2_DIR
 
-    cfg = TrainConfig(model=str(SMOLLM2_DIR), lora=True, max_steps=1, batch_size=2, save_strategy="no",
-                      output_dir=str(tmp_path), resume=False)
+    cfg = TrainConfig(
+        model=str(SMOLLM2_DIR),
+        lora=True,
+        max_steps=1,
+        batch_size=2,
+        save_strategy="no",
+        output_dir=str(tmp_path),
+        resume=False,
+    )
     stats = train_student(cfg, examples(2))
     assert stats["global_step"] == 1 and math.isfinite(stats["train_loss"])
     import json
+
     assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
 
 
@@ -146,7 +204,9 @@ def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
     """TRL's SFTConfig turns gradient checkpointing on by default (extra compute); students opt in."""
     tok = build_tiny_tokenizer()
     for wanted in (False, True):
-        cfg = TrainConfig(lora=False, output_dir=str(tmp_path / str(wanted)), max_steps=1, gradient_checkpointing=wanted)
+        cfg = TrainConfig(
+            lora=False, output_dir=str(tmp_path / str(wanted)), max_steps=1, gradient_checkpointing=wanted
+        )
         assert build_trainer(cfg, examples(4), tiny_model(tok), tok).args.gradient_checkpointing is wanted
 
 
@@ -155,8 +215,15 @@ def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_
 
     tok = build_tiny_tokenizer()
     for mode, wanted in (("no", False), ("bf16", True)):
-        cfg = TrainConfig(lora=False, output_dir=str(tmp_path / mode), max_steps=2, batch_size=4, logging_steps=1,
-                          mixed_precision=mode, resume=False)
+        cfg = TrainConfig(
+            lora=False,
+            output_dir=str(tmp_path / mode),
+            max_steps=2,
+            batch_size=4,
+            logging_steps=1,
+            mixed_precision=mode,
+            resume=False,
+        )
         assert build_trainer(cfg, examples(8), tiny_model(tok), tok).args.bf16 is wanted
     stats = train_student(cfg, examples(8), tiny_model(tok), tok)  # the bf16 run: autocast on CPU, weights stay fp32
     assert stats["global_step"] == 2 and all(math.isfinite(x) for x in stats["losses"])
@@ -189,10 +256,19 @@ def test_trainer_draws_length_grouped_batches_from_the_bucketed_sampler(tmp_path
     recs = examples(24)
     for i, r in enumerate(recs):  # very different completion lengths
         r["completion"] = r["completion"] + " and so on" * (i % 6) * 3
-    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, seed=1), recs, tiny_model(tok), tok)
+    trainer = build_trainer(
+        TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, seed=1), recs, tiny_model(tok), tok
+    )
     assert isinstance(trainer._get_train_sampler(), BucketedLengthSampler)
-    spans = [int(b["attention_mask"].sum(1).max() - b["attention_mask"].sum(1).min()) for b in trainer.get_train_dataloader()]
+    spans = [
+        int(b["attention_mask"].sum(1).max() - b["attention_mask"].sum(1).min())
+        for b in trainer.get_train_dataloader()
+    ]
     assert max(spans) < 12  # each batch holds one length level (levels are >= 15 tokens apart)
-    random = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path / "r"), batch_size=4, group_by_length=False),
-                           recs, tiny_model(tok), tok)
+    random = build_trainer(
+        TrainConfig(lora=False, output_dir=str(tmp_path / "r"), batch_size=4, group_by_length=False),
+        recs,
+        tiny_model(tok),
+        tok,
+    )
     assert not isinstance(random._get_train_sampler(), BucketedLengthSampler)

@@ -29,14 +29,27 @@ def tiny_t5(tok):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    return T5ForConditionalGeneration(T5Config(
-        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.pad_token_id))  # T5 starts decoding from the pad token
+    return T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(tok),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        )
+    )  # T5 starts decoding from the pad token
 
 
 def dev_examples(n=4):
-    return [Example(id=f"d{i}", question=f"Tom has {i} apples and buys 1. How many?", answer=str(i + 1)) for i in range(n)]
+    return [
+        Example(id=f"d{i}", question=f"Tom has {i} apples and buys 1. How many?", answer=str(i + 1)) for i in range(n)
+    ]
 
 
 def test_pairs_drop_the_decoder_only_separator():
@@ -47,25 +60,30 @@ def test_pairs_drop_the_decoder_only_separator():
     assert encoder_input("Q ###") == "Q" and encoder_input("Q") == "Q"
     assert to_seq2seq_pair({"source": "a", "target": "b"}) == {"source": "a", "target": "b"}
     with pytest.raises(UserError, match="chat"):
-        to_seq2seq_pair({"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}]})
+        to_seq2seq_pair(
+            {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}]}
+        )
 
 
 def test_labels_are_the_target_with_eos_and_padding_masked(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_t5(tok)
     # random batches: length-grouped ones would hold equal-length targets and no padding to check
-    trainer = build_trainer(TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, group_by_length=False),
-                            examples(), model, tok)
+    trainer = build_trainer(
+        TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4, group_by_length=False), examples(), model, tok
+    )
     assert type(trainer).__name__ == "Seq2SeqTrainer"
     batch = next(iter(trainer.get_train_dataloader()))
     assert (batch["decoder_input_ids"][:, 0] == tok.pad_token_id).all()  # shifted right after the start token
     saw_padding = False
-    for ids, labels, mask in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), batch["attention_mask"].tolist()):
+    for ids, labels, mask in zip(
+        batch["input_ids"].tolist(), batch["labels"].tolist(), batch["attention_mask"].tolist()
+    ):
         source = tok.decode([t for t, m in zip(ids, mask) if m])
         assert "apples" in source and "###" not in source
         kept = [t for t in labels if t != -100]
         assert kept[-1] == tok.eos_token_id and tok.pad_token_id not in kept
-        assert labels[len(kept):] == [-100] * (len(labels) - len(kept))  # padding only at the end, all masked
+        assert labels[len(kept) :] == [-100] * (len(labels) - len(kept))  # padding only at the end, all masked
         saw_padding |= len(kept) < len(labels)
         text = tok.decode(kept[:-1])
         assert "-->" in text and not text.startswith(" ") and "apples" not in text
@@ -78,8 +96,14 @@ def test_full_fine_tuning_changes_weights_and_saves_a_seq2seq_model(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_t5(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    stats = train_student(TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, logging_steps=1,
-                                      lr=1e-3, resume=False), examples(), model, tok)
+    stats = train_student(
+        TrainConfig(
+            lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, logging_steps=1, lr=1e-3, resume=False
+        ),
+        examples(),
+        model,
+        tok,
+    )
     assert stats["global_step"] == 4 and len(stats["losses"]) == 4 and all(math.isfinite(x) for x in stats["losses"])
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert len(changed) == len(before)
@@ -118,7 +142,9 @@ def test_killed_seq2seq_run_resumes_from_last_checkpoint(tmp_path):
                 raise KeyboardInterrupt("simulated kill")
 
     tok = build_tiny_tokenizer()
-    cfg = TrainConfig(lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, save_strategy="steps", save_steps=2)
+    cfg = TrainConfig(
+        lora=False, output_dir=str(tmp_path), max_steps=4, batch_size=4, save_strategy="steps", save_steps=2
+    )
     with pytest.raises(KeyboardInterrupt):
         train_student(cfg, examples(), tiny_t5(tok), tok, callbacks=[Crash()])
     assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "checkpoint-4").exists()
@@ -129,8 +155,17 @@ def test_killed_seq2seq_run_resumes_from_last_checkpoint(tmp_path):
 
 def test_dev_callback_logs_accuracy_each_epoch_and_selects_the_best(tmp_path):
     tok = build_tiny_tokenizer()
-    cfg = TrainConfig(lora=False, output_dir=str(tmp_path), epochs=2, batch_size=4, logging_steps=1, resume=False,
-                      save_total_limit=1, dev_max_tokens=8, dev_select_best=True)
+    cfg = TrainConfig(
+        lora=False,
+        output_dir=str(tmp_path),
+        epochs=2,
+        batch_size=4,
+        logging_steps=1,
+        resume=False,
+        save_total_limit=1,
+        dev_max_tokens=8,
+        dev_select_best=True,
+    )
     stats = train_student(cfg, examples(8), tiny_model(tok), tok, dev_examples=dev_examples(), task="multiarith")
     assert [h["step"] for h in stats["dev"]] == [2, 4]  # 8 examples / batch 4 = 2 steps an epoch
     assert all(0.0 <= h["dev_accuracy"] <= 1.0 for h in stats["dev"])
@@ -143,32 +178,53 @@ def test_dev_callback_logs_accuracy_each_epoch_and_selects_the_best(tmp_path):
     assert all(torch.equal(saved[k], chosen[k]) for k in chosen)
     # trainer_state.json carries the dev history and the best step (what a resumed run continues from).
     state = json.loads((tmp_path / f"checkpoint-{best['step']}" / "trainer_state.json").read_text())
-    assert [h["step"] for h in state["log_history"] if "dev_accuracy" in h] == [h["step"] for h in stats["dev"]
-                                                                               if h["step"] <= best["step"]]
+    assert [h["step"] for h in state["log_history"] if "dev_accuracy" in h] == [
+        h["step"] for h in stats["dev"] if h["step"] <= best["step"]
+    ]
     assert state["best_global_step"] == best["step"]
     assert tok.padding_side == "right"  # the generation backend's left padding did not leak into training
 
 
 def test_dev_callback_with_lora_every_other_epoch(tmp_path):
     tok = build_tiny_tokenizer()
-    cfg = TrainConfig(lora=True, output_dir=str(tmp_path), epochs=3, batch_size=4, lr=1e-2, resume=False,
-                      dev_max_tokens=4, dev_every_epochs=2, dev_select_best=True)
+    cfg = TrainConfig(
+        lora=True,
+        output_dir=str(tmp_path),
+        epochs=3,
+        batch_size=4,
+        lr=1e-2,
+        resume=False,
+        dev_max_tokens=4,
+        dev_every_epochs=2,
+        dev_select_best=True,
+    )
     stats = train_student(cfg, examples(8), tiny_model(tok), tok, dev_examples=dev_examples(2), task="multiarith")
     assert [h["step"] for h in stats["dev"]] == [4, 6]  # epoch 2, then after the last step (epoch 3)
     # Selecting the best step reloads its adapter before the merge.
     best = stats["best_dev"]["checkpoint"]
     assert best and stats["selected"] == best
-    saved, chosen = load_file(tmp_path / "adapter" / "adapter_model.safetensors"), load_file(f"{best}/adapter_model.safetensors")
+    saved, chosen = (
+        load_file(tmp_path / "adapter" / "adapter_model.safetensors"),
+        load_file(f"{best}/adapter_model.safetensors"),
+    )
     assert saved.keys() == chosen.keys() and all(torch.equal(saved[k], chosen[k]) for k in chosen)
 
 
 def test_dev_examples_need_a_task_and_a_known_mode(tmp_path):
     tok = build_tiny_tokenizer()
     with pytest.raises(UserError, match="task"):
-        train_student(TrainConfig(output_dir=str(tmp_path)), examples(4), tiny_model(tok), tok, dev_examples=dev_examples())
+        train_student(
+            TrainConfig(output_dir=str(tmp_path)), examples(4), tiny_model(tok), tok, dev_examples=dev_examples()
+        )
     with pytest.raises(UserError, match="prompt mode"):
-        train_student(TrainConfig(output_dir=str(tmp_path), dev_mode="nope"), examples(4), tiny_model(tok), tok,
-                      dev_examples=dev_examples(), task="multiarith")
+        train_student(
+            TrainConfig(output_dir=str(tmp_path), dev_mode="nope"),
+            examples(4),
+            tiny_model(tok),
+            tok,
+            dev_examples=dev_examples(),
+            task="multiarith",
+        )
 
 
 def test_seq2seq_dev_callback_logs_accuracy_and_feeds_the_encoder_the_bare_question(tmp_path):
@@ -187,8 +243,11 @@ def test_seq2seq_dev_callback_logs_accuracy_and_feeds_the_encoder_the_bare_quest
     dev = DevAccuracyCallback("multiarith", dev_examples(), max_tokens=8, backend_factory=spy)
     cfg = TrainConfig(lora=False, output_dir=str(tmp_path), epochs=1, batch_size=4, resume=False)
     stats = train_student(cfg, examples(8), tiny_t5(tok), tok, callbacks=[dev])
-    entries = [h for h in json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
-               if "dev_accuracy" in h]
+    entries = [
+        h
+        for h in json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+        if "dev_accuracy" in h
+    ]
     assert len(entries) == 1 and entries[0]["step"] == 2 and 0.0 <= entries[0]["dev_accuracy"] <= 1.0
     summary = DevAccuracyCallback.summary(type("State", (), {"log_history": entries, "best_model_checkpoint": None}))
     assert summary["best_dev"]["step"] == 2 and summary["best_dev"]["checkpoint"] is None

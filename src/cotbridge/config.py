@@ -20,8 +20,9 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def load_config(cls: type[C], path: str | Path | None = None, sets: list[str] | None = None,
-                flags: dict[str, Any] | None = None) -> C:
+def load_config(
+    cls: type[C], path: str | Path | None = None, sets: list[str] | None = None, flags: dict[str, Any] | None = None
+) -> C:
     data: dict[str, Any] = {}
     source = "defaults"
     if path:
@@ -50,7 +51,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise UserError(f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        raise UserError(
+            f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML ({getattr(e, 'problem', e)})"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of config keys at the top level")
     return data

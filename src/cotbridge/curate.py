@@ -41,7 +41,9 @@ def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
 FILTERS.add("has_output", lambda r, s: bool(r.get("rationale")))
 FILTERS.add("correct", lambda r, s: bool(r.get("correct")))
 FILTERS.add("complete", lambda r, s: (r.get("finish_reason") or {}).get("rationale") != "length")
-FILTERS.add("length", lambda r, s: s.min_rationale_words <= len(r.get("rationale", "").split()) <= s.max_rationale_words)
+FILTERS.add(
+    "length", lambda r, s: s.min_rationale_words <= len(r.get("rationale", "").split()) <= s.max_rationale_words
+)
 FILTERS.add("answer_f1", answer_f1_at_least)
 
 
@@ -49,7 +51,9 @@ def rationale_fingerprint(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
-def curate(records: list[dict[str, Any]], settings: CurateSettings | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def curate(
+    records: list[dict[str, Any]], settings: CurateSettings | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(kept records, statistics: kept/dropped per reason, per task)."""
     settings = settings or CurateSettings()
     checks = [(name, FILTERS.get(name)) for name in settings.filters]
@@ -67,15 +71,27 @@ def curate(records: list[dict[str, Any]], settings: CurateSettings | None = None
             kept.append(rec)
     questions = {r["example_id"] for r in records}
     stats = {
-        "records": len(records), "kept": len(kept), "kept_fraction": len(kept) / max(1, len(records)),
-        "dropped": dict(dropped), "questions": len(questions), "questions_kept": len({r["example_id"] for r in kept}),
-        "filters": settings.filters, "dedupe": settings.dedupe,
+        "records": len(records),
+        "kept": len(kept),
+        "kept_fraction": len(kept) / max(1, len(records)),
+        "dropped": dict(dropped),
+        "questions": len(questions),
+        "questions_kept": len({r["example_id"] for r in kept}),
+        "filters": settings.filters,
+        "dedupe": settings.dedupe,
     }
     return kept, stats
 
 
-def curate_file(records_path: str | Path, out_dir: str | Path, fmt: str, answer_type: str,
-                settings: CurateSettings | None = None, hf_dataset: bool = False, push_to_hub: str | None = None) -> dict[str, Any]:
+def curate_file(
+    records_path: str | Path,
+    out_dir: str | Path,
+    fmt: str,
+    answer_type: str,
+    settings: CurateSettings | None = None,
+    hf_dataset: bool = False,
+    push_to_hub: str | None = None,
+) -> dict[str, Any]:
     """Teacher records -> ``out_dir/train.jsonl`` in a student format, plus ``curation.json`` statistics."""
     from cotbridge.prompts.formats import FORMATS, to_student_examples
     from cotbridge.jsonl import read_jsonl, write_json, write_jsonl

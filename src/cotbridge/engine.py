@@ -70,7 +70,7 @@ def check_stage(recipe: Recipe, name: str | None, option: str) -> None:
 
 def remove_outputs(stages: list[Stage], from_stage: str) -> None:
     names = [s.name for s in stages]
-    for stage in stages[names.index(from_stage):]:
+    for stage in stages[names.index(from_stage) :]:
         for path in stage.outputs():
             if path.is_dir():
                 shutil.rmtree(path)

@@ -34,7 +34,9 @@ class RecordFile:
                 if not complete:  # a write cut short by a crash: drop it, it will be redone
                     log.warning("%s:%d: dropping a record cut short by an interrupted write", self.path, lineno)
                     break
-                raise DataError(self.path, "invalid JSON record (not at the end of the file, so not a torn write)", lineno) from None
+                raise DataError(
+                    self.path, "invalid JSON record (not at the end of the file, so not a torn write)", lineno
+                ) from None
             if not complete:
                 # A whole JSON object without its newline: keep it and finish the line.
                 with self.path.open("ab") as f:
@@ -60,7 +62,7 @@ class RecordFile:
         try:
             view = memoryview(payload)
             while view:  # os.write may write less than asked; finish the job
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
 MAX_BODY_BYTES = 32 * 1024 * 1024
-MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
+MALFORMED_BODY = (
+    b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
+)
 
 
 # -- fault injection -------------------------------------------------------------------------------
@@ -58,8 +60,10 @@ class FaultSpec:
         self.kinds = tuple(str(k) for k in self.kinds)
         bad = [k for k in self.kinds if k not in FAULT_KINDS]
         if bad or not self.kinds:
-            raise UserError(f"unknown fault kind(s) {', '.join(map(repr, bad)) or '(none given)'}; "
-                            f"choose from {', '.join(FAULT_KINDS)}")
+            raise UserError(
+                f"unknown fault kind(s) {', '.join(map(repr, bad)) or '(none given)'}; "
+                f"choose from {', '.join(FAULT_KINDS)}"
+            )
         if not 0.0 <= self.rate <= 1.0:
             raise UserError(f"fault rate must be between 0 and 1, got {self.rate}")
         if self.retry_after < 0 or self.hang_s < 0 or (self.max is not None and self.max < 0):
@@ -100,7 +104,9 @@ def parse_faults(spec: str | None) -> FaultSpec | None:
         try:
             values[key] = _FAULT_KEYS[key](value)
         except ValueError:
-            raise UserError(f"fault spec {spec!r}: {key}={value!r} is not a valid {_FAULT_KEYS[key].__name__}") from None
+            raise UserError(
+                f"fault spec {spec!r}: {key}={value!r} is not a valid {_FAULT_KEYS[key].__name__}"
+            ) from None
     if kinds_given and not kinds:
         raise UserError(f"fault spec {spec!r}: kinds= names no kind")
     if kinds:
@@ -179,8 +185,14 @@ def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _int(body, key, default_max_tokens, 1, 1_000_000)
     seed = _int(body, "seed", 0, -(2**63), 2**63 - 1)
-    return dict(n=_int(body, "n", 1, 1, 128), temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
-                top_p=_num(body, "top_p", 1.0, 0.0, 1.0), max_tokens=max_tokens, stop=stop, seed=seed or 0)
+    return dict(
+        n=_int(body, "n", 1, 1, 128),
+        temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_num(body, "top_p", 1.0, 0.0, 1.0),
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed or 0,
+    )
 
 
 def chat_request(body: dict) -> Request:
@@ -208,7 +220,9 @@ def completion_requests(body: dict) -> list[Request]:
 
 
 def canonical_sha256(body: Any) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 # -- the server -----------------------------------------------------------------------------------------
@@ -240,8 +254,13 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/health":
             status, body = 200, {"status": "ok"}
         elif route == "/models":
-            status, body = 200, {"object": "list", "data": [{"id": app.model_name, "object": "model", "created": 0,
-                                                             "owned_by": "cotbridge"}]}
+            status, body = (
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": app.model_name, "object": "model", "created": 0, "owned_by": "cotbridge"}],
+                },
+            )
         else:
             status, body = 404, _error(f"no route GET {self.path}", "invalid_request_error")
         app.log_request_entry(self.path, None, status, None)
@@ -316,8 +335,11 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("injecting fault %s on %s", fault, self.path)
         if fault == "429":
             ra = spec.retry_after
-            self._send_json(429, _error("Rate limit reached (injected fault)", "rate_limit_error", code="rate_limit_exceeded"),
-                            {"Retry-After": str(int(ra)) if float(ra).is_integer() else f"{ra:g}"})
+            self._send_json(
+                429,
+                _error("Rate limit reached (injected fault)", "rate_limit_error", code="rate_limit_exceeded"),
+                {"Retry-After": str(int(ra)) if float(ra).is_integer() else f"{ra:g}"},
+            )
         elif fault == "500":
             self._send_json(500, _error("The server had an error (injected fault)", "server_error"))
         elif fault == "malformed":
@@ -375,9 +397,14 @@ def _response_body(route: str, model: str, reqs: list[Request], comps: list[list
     return {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()), "model": model, "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -388,8 +415,17 @@ class OpenAICompatServer:
     Use ``serve_forever()`` in the foreground, or ``start()``/``stop()`` (or ``with``) for a thread.
     """
 
-    def __init__(self, backend: Any, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
-                 faults: str | FaultSpec | None = None, latency_ms: float = 0.0, request_log: str | Path | None = None):
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        model_name: str | None = None,
+        faults: str | FaultSpec | None = None,
+        latency_ms: float = 0.0,
+        request_log: str | Path | None = None,
+    ):
         self.backend = backend
         self.model_name = model_name or getattr(backend, "model_id", None) or "cotbridge"
         spec = parse_faults(faults) if isinstance(faults, str) else faults
@@ -426,9 +462,14 @@ class OpenAICompatServer:
     def log_request_entry(self, endpoint: str, body: Any, status: int | None, fault: str | None) -> None:
         if self._log_file is None:
             return
-        entry = {"time": round(time.time(), 6), "endpoint": endpoint,
-                 "body_sha256": canonical_sha256(body) if body is not None else None,
-                 "body": body, "status": status, "fault": fault}
+        entry = {
+            "time": round(time.time(), 6),
+            "endpoint": endpoint,
+            "body_sha256": canonical_sha256(body) if body is not None else None,
+            "body": body,
+            "status": status,
+            "fault": fault,
+        }
         line = json.dumps(entry, ensure_ascii=False)
         with self._log_lock:
             if self._log_file is not None:

@@ -23,7 +23,14 @@ from cotbridge.backends.secrets import check_no_literal_secrets
 from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_json, write_json
-from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, PromptMode, answer_request, first_request, load_few_shot
+from cotbridge.prompts.modes import (
+    PROMPT_MODES,
+    PromptContext,
+    PromptMode,
+    answer_request,
+    first_request,
+    load_few_shot,
+)
 from cotbridge.inference.records import TeacherRecord
 from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage, sampling_temperature
 from cotbridge.record_file import RecordFile
@@ -58,7 +65,9 @@ class TeachConfig(StrictModel):
     pipeline: str | None = None
     seed: int = 0
     run_dir: str = "runs/teach"
-    cache: str | None = None  # SQLite file; default $COTBRIDGE_CACHE or ~/.cache/cotbridge/requests.sqlite; "off" disables
+    cache: str | None = (
+        None  # SQLite file; default $COTBRIDGE_CACHE or ~/.cache/cotbridge/requests.sqlite; "off" disables
+    )
     chunk_size: int = 64  # questions per chunk; records are made durable after each chunk
     max_cost: float | None = None  # USD; the run stops cleanly before a chunk that could pass it
     dry_run: bool = False
@@ -70,8 +79,14 @@ class TeachConfig(StrictModel):
 class Teacher:
     """Builds requests for one task, runs them through a (cached) backend and writes records."""
 
-    def __init__(self, cfg: TeachConfig, backend: Any = None, progress: bool = True,
-                 examples: list[Example] | None = None, answer_request: AnswerBuilder | None = None):
+    def __init__(
+        self,
+        cfg: TeachConfig,
+        backend: Any = None,
+        progress: bool = True,
+        examples: list[Example] | None = None,
+        answer_request: AnswerBuilder | None = None,
+    ):
         """``examples``: the questions to teach instead of the task split's (e.g. with trimmed contexts);
         ``answer_request(example, first_request, rationale)``: how stage 2 asks for the answer instead of the prompt
         mode's own (LM-guided CoT asks exactly as its evaluation does). ``backend``: a ready backend object."""
@@ -86,7 +101,11 @@ class Teacher:
         self.examples = examples
         self._answer_request = answer_request
         self.mode: PromptMode = PROMPT_MODES.get(cfg.mode)
-        few_shot = load_few_shot(cfg.few_shot_prompts, self.task.name) if self.mode.needs_few_shot and cfg.few_shot_prompts else None
+        few_shot = (
+            load_few_shot(cfg.few_shot_prompts, self.task.name)
+            if self.mode.needs_few_shot and cfg.few_shot_prompts
+            else None
+        )
         self.ctx = PromptContext(self.task, few_shot=few_shot, generic_trigger=cfg.generic_trigger)
         self.pipeline = cfg.pipeline or ("answer_stage" if self.mode.second else "default")
         self.temperature = sampling_temperature(cfg.temperature, cfg.samples)
@@ -108,21 +127,35 @@ class Teacher:
 
     # -- requests -----------------------------------------------------------------------------------
     def first_request(self, ex: Example, samples: list[int]) -> Request:
-        return first_request(ex, self.mode, self.ctx, n=len(samples), first_sample=samples[0], temperature=self.temperature,
-                             max_tokens=self.cfg.max_tokens, seed=self.cfg.seed, chat=self.cfg.chat)
+        return first_request(
+            ex,
+            self.mode,
+            self.ctx,
+            n=len(samples),
+            first_sample=samples[0],
+            temperature=self.temperature,
+            max_tokens=self.cfg.max_tokens,
+            seed=self.cfg.seed,
+            chat=self.cfg.chat,
+        )
 
     def answer_request(self, ex: Example, first: Request, rationale: str) -> Request:
         if self._answer_request is not None:
             return self._answer_request(ex, first, rationale)
-        return answer_request(ex, first, rationale, self.mode, self.ctx, max_tokens=self.cfg.answer_max_tokens,
-                              seed=self.cfg.seed)
+        return answer_request(
+            ex, first, rationale, self.mode, self.ctx, max_tokens=self.cfg.answer_max_tokens, seed=self.cfg.seed
+        )
 
     # -- running ------------------------------------------------------------------------------------
     def open_backend(self) -> Any:
         if self.backend is None:
             t = self.cfg.teacher
             self.backend = get_backend(t.backend, model=t.model or t.backend, **t.options)
-        if self.cfg.cache != "off" and getattr(self.backend, "cacheable", True) and not isinstance(self.backend, CachedBackend):
+        if (
+            self.cfg.cache != "off"
+            and getattr(self.backend, "cacheable", True)
+            and not isinstance(self.backend, CachedBackend)
+        ):
             self.cache = RequestCache(self.cfg.cache or default_cache_path())
             self.backend = CachedBackend(self.backend, self.cache)
         return self.backend
@@ -135,13 +168,24 @@ class Teacher:
         for ex, samples in todo:
             p = len(self.mode.first(ex, self.ctx)) // 4 + 1
             prompt_tokens += p * (1 + (len(samples) if self.mode.second else 0))
-            completion_tokens += len(samples) * (self.cfg.max_tokens + (self.cfg.answer_max_tokens if self.mode.second else 0))
+            completion_tokens += len(samples) * (
+                self.cfg.max_tokens + (self.cfg.answer_max_tokens if self.mode.second else 0)
+            )
             prompt_tokens += len(samples) * self.cfg.max_tokens if self.mode.second else 0
         model = self.cfg.teacher.model or self.cfg.teacher.backend
-        table = pricing.load_price_table(self.cfg.teacher.options["prices"]) if "prices" in self.cfg.teacher.options else None
+        table = (
+            pricing.load_price_table(self.cfg.teacher.options["prices"])
+            if "prices" in self.cfg.teacher.options
+            else None
+        )
         cost = pricing.cost(model, prompt_tokens, completion_tokens, table)
-        return {"questions": len(todo), "samples": sum(len(s) for _, s in todo), "prompt_tokens": prompt_tokens,
-                "completion_tokens_max": completion_tokens, "cost_usd_max": cost}
+        return {
+            "questions": len(todo),
+            "samples": sum(len(s) for _, s in todo),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens_max": completion_tokens,
+            "cost_usd_max": cost,
+        }
 
     # -- OpenAI Batch API: export what is missing, import results into the cache ----------------------
     def pending_requests(self) -> list[tuple[str, Request]]:
@@ -210,19 +254,25 @@ class Teacher:
         bar = tqdm(total=total, desc=f"teach {self.task.name}", unit="sample", disable=not self.progress)
         stopped = None
         for start in range(0, len(todo), self.cfg.chunk_size):
-            chunk = todo[start:start + self.cfg.chunk_size]
+            chunk = todo[start : start + self.cfg.chunk_size]
             if self.cfg.max_cost is not None:
                 upcoming = self.estimate_cost(chunk)["cost_usd_max"] or 0.0
                 if self.spent + upcoming > self.cfg.max_cost:
                     stopped = f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, next chunk could cost {upcoming:.4f}"
-                    log.warning("stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped)
+                    log.warning(
+                        "stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped
+                    )
                     break
             new = self.run_chunk(backend, chunk)
             self.records.append(new)
             self.spent += sum(r.get("cost_usd") or 0.0 for r in new)
             bar.update(len(new))
-            bar.set_postfix(calls=getattr(backend, "misses", len(new)), cache_hits=getattr(backend, "hits", 0),
-                            tokens=sum(r["usage"]["completion_tokens"] for r in new), cost=f"{self.spent:.4f}")
+            bar.set_postfix(
+                calls=getattr(backend, "misses", len(new)),
+                cache_hits=getattr(backend, "hits", 0),
+                tokens=sum(r["usage"]["completion_tokens"] for r in new),
+                cost=f"{self.spent:.4f}",
+            )
         bar.close()
         return self.summarize(stopped)
 
@@ -231,18 +281,39 @@ class Teacher:
         for ex, samples in chunk:
             for run in contiguous_runs(samples):
                 firsts.append((ex, run, self.first_request(ex, run)))
-        ask = (lambda i, req, rationale: self.answer_request(firsts[i][0], req, rationale)) if self.mode.second else None
+        ask = (
+            (lambda i, req, rationale: self.answer_request(firsts[i][0], req, rationale)) if self.mode.second else None
+        )
         outputs = generate_two_stage(backend, [r for _, _, r in firsts], ask, progress=False)
-        return [self.make_record(ex, j, s).to_dict()
-                for (ex, run, _), samples in zip(firsts, outputs) for j, s in zip(run, samples)]
+        return [
+            self.make_record(ex, j, s).to_dict()
+            for (ex, run, _), samples in zip(firsts, outputs)
+            for j, s in zip(run, samples)
+        ]
 
     def make_record(self, ex: Example, sample: int, s: TwoStageSample) -> TeacherRecord:
-        v = score_output(s.final.text, ex.golds, self.task.answer_type, letters=choice_letters(self.task, ex),
-                         pipeline=self.pipeline, finish_reason=s.output.finish_reason)
+        v = score_output(
+            s.final.text,
+            ex.golds,
+            self.task.answer_type,
+            letters=choice_letters(self.task, ex),
+            pipeline=self.pipeline,
+            finish_reason=s.output.finish_reason,
+        )
         return TeacherRecord.from_sample(
-            s, v, key=record_key(ex, sample), task=self.task.name, split=self.cfg.split, example_id=ex.id, sample=sample,
-            question=ex.question, gold=ex.answer, mode=self.cfg.mode, temperature=self.temperature,
-            teacher={"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", None)})
+            s,
+            v,
+            key=record_key(ex, sample),
+            task=self.task.name,
+            split=self.cfg.split,
+            example_id=ex.id,
+            sample=sample,
+            question=ex.question,
+            gold=ex.answer,
+            mode=self.cfg.mode,
+            temperature=self.temperature,
+            teacher={"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", None)},
+        )
 
     def summarize(self, stopped: str | None) -> dict[str, Any]:
         recs = [r for r in self.records.records.values()]
@@ -250,11 +321,18 @@ class Teacher:
         for r in recs:
             by_q[r["example_id"]] = by_q.get(r["example_id"], False) or r["correct"]
         summary = {
-            "task": self.task.name, "task_version": self.task.version, "split": self.cfg.split,
-            "teacher": {"backend": self.cfg.teacher.backend, "model": getattr(self.backend, "model_id", self.cfg.teacher.model)},
-            "records": len(recs), "expected_records": len(self.examples) * self.cfg.samples,
+            "task": self.task.name,
+            "task_version": self.task.version,
+            "split": self.cfg.split,
+            "teacher": {
+                "backend": self.cfg.teacher.backend,
+                "model": getattr(self.backend, "model_id", self.cfg.teacher.model),
+            },
+            "records": len(recs),
+            "expected_records": len(self.examples) * self.cfg.samples,
             "accuracy": sum(r["correct"] for r in recs) / max(1, len(recs)),
-            "questions": len(by_q), "questions_with_a_correct_sample": sum(by_q.values()),
+            "questions": len(by_q),
+            "questions_with_a_correct_sample": sum(by_q.values()),
             "prompt_tokens": sum(r["usage"]["prompt_tokens"] for r in recs),
             "completion_tokens": sum(r["usage"]["completion_tokens"] for r in recs),
             "cost_usd": round(sum(r.get("cost_usd") or 0.0 for r in recs), 6),

@@ -50,7 +50,7 @@ def _last_boxed(text: str) -> tuple[str, bool] | None:
 @RULES.register("answer_is")
 def _after_answer_is(text: str) -> tuple[str, bool] | None:
     matches = list(ANSWER_IS_RE.finditer(text))
-    return (text[matches[-1].end():], True) if matches else None
+    return (text[matches[-1].end() :], True) if matches else None
 
 
 @RULES.register("first")
@@ -83,14 +83,16 @@ LEAD_MARKER = re.compile(r"^(?:(?:so,?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+i
 def _first_after_marker(text: str) -> tuple[str, bool]:
     stripped = text.lstrip(" \t\n:")
     m = LEAD_MARKER.match(stripped)
-    return (stripped[m.end():] if m else stripped), True
+    return (stripped[m.end() :] if m else stripped), True
 
 
 PIPELINES.add("guided_answer", ("boxed", "first_after_marker"))
 PROMPTED_ANSWER_PIPELINES.add("guided_answer")
 
 
-def extract_answer(text: str | None, answer_type: AnswerType, letters: str = "", pipeline: str = "default") -> Extraction:
+def extract_answer(
+    text: str | None, answer_type: AnswerType, letters: str = "", pipeline: str = "default"
+) -> Extraction:
     if not text:
         return Extraction(None, None, False)
     for rule_name in PIPELINES.get(pipeline):
@@ -119,7 +121,7 @@ def boxed_contents(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end(): i - 1])
+            out.append(text[m.end() : i - 1])
     return out
 
 

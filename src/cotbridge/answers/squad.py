@@ -22,7 +22,9 @@ def exact_match(pred: str, gold: str) -> bool:
 def token_f1(pred: str, gold: str) -> float:
     p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
     # The official script treats yes/no/noanswer specially: they must match exactly.
-    if (normalize_answer(pred) in ("yes", "no", "noanswer") or normalize_answer(gold) in ("yes", "no", "noanswer")) and p != g:
+    if (
+        normalize_answer(pred) in ("yes", "no", "noanswer") or normalize_answer(gold) in ("yes", "no", "noanswer")
+    ) and p != g:
         return 0.0
     common = Counter(p) & Counter(g)
     same = sum(common.values())

@@ -31,6 +31,7 @@ ANSWER_TYPES: Registry[AnswerType] = Registry("answer type")
 
 # --- numbers -----------------------------------------------------------------
 
+
 def number_candidates(text: str, letters: str = "") -> list[str]:
     # Thousands separators go first ("1,000" is one number); a trailing "." ends a sentence, not a decimal.
     cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
@@ -65,7 +66,12 @@ def _eval_arithmetic(node: ast.AST) -> float:
     raise ValueError("not plain arithmetic")
 
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
+_OPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
 
 
 def _canonical_number(s: str) -> str:
@@ -85,6 +91,7 @@ ANSWER_TYPES.add("number", AnswerType("number", number_candidates, same_number))
 
 
 # --- multiple choice ---------------------------------------------------------
+
 
 def choice_candidates(text: str, letters: str = "ABCDE") -> list[str]:
     """Letters in the allowed range. Marked letters ("(B)", "B)", PaLM's "(b)") win over bare ones,
@@ -106,6 +113,7 @@ ANSWER_TYPES.add("choice", AnswerType("choice", choice_candidates, same_choice))
 
 # --- yes / no ----------------------------------------------------------------
 
+
 def yesno_candidates(text: str, letters: str = "") -> list[str]:
     words = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation))).split()
     return [w for w in words if w in YESNO_WORDS]
@@ -119,6 +127,7 @@ ANSWER_TYPES.add("yesno", AnswerType("yesno", yesno_candidates, same_yesno))
 
 
 # --- free strings (last-letter concatenation) ---------------------------------
+
 
 def string_candidates(text: str, letters: str = "") -> list[str]:
     """Quoted strings first, else words; each cleaned of quotes and punctuation."""
@@ -140,6 +149,7 @@ ANSWER_TYPES.add("string", AnswerType("string", string_candidates, same_string))
 
 
 # --- extractive spans (multi-hop QA) -----------------------------------------
+
 
 def span_candidates(text: str, letters: str = "") -> list[str]:
     """One candidate per non-empty line: its first sentence (run-on explanations are cut off)."""

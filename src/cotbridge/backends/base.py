@@ -22,7 +22,9 @@ class Request:
     seed: int = 0
     continue_final: bool = False
     first_sample: int = 0  # the samples are indices first_sample .. first_sample+n-1 (cache keys, seeds)
-    meta: dict[str, Any] = field(default_factory=dict)  # task/example info for replay & reference; not sent, not cached
+    meta: dict[str, Any] = field(
+        default_factory=dict
+    )  # task/example info for replay & reference; not sent, not cached
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -48,8 +50,9 @@ class Backend(Protocol):
     kind: str  # registry name, part of cache keys
     model_id: str
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         """One list of ``request.n`` completions per request, in request order."""
         ...
 

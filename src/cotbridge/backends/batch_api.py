@@ -28,7 +28,9 @@ class BatchAPIMixin:
     _account: Any
     _redact: Any
 
-    def export_batch_jsonl(self, requests: list[Request], path: str | Path, custom_ids: list[str] | None = None) -> Path:
+    def export_batch_jsonl(
+        self, requests: list[Request], path: str | Path, custom_ids: list[str] | None = None
+    ) -> Path:
         """Write OpenAI Batch API input: one ``{"custom_id", "method", "url", "body"}`` line per request."""
         ids = list(custom_ids) if custom_ids is not None else [f"request-{i}" for i in range(len(requests))]
         if len(ids) != len(requests):
@@ -36,15 +38,25 @@ class BatchAPIMixin:
         if len(set(ids)) != len(ids) or not all(isinstance(c, str) and c for c in ids):
             raise UserError("custom_ids must be distinct non-empty strings")
         url = "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
-        lines = [json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": self.request_body(req)}, ensure_ascii=False)
-                 for cid, req in zip(ids, requests)]
+        lines = [
+            json.dumps(
+                {"custom_id": cid, "method": "POST", "url": url, "body": self.request_body(req)}, ensure_ascii=False
+            )
+            for cid, req in zip(ids, requests)
+        ]
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         return p
 
-    def import_batch_results(self, path: str | Path, requests: Mapping[str, Request] | None = None, *,
-                             strict: bool = True, price_factor: float = 0.5) -> dict[str, list[Completion]]:
+    def import_batch_results(
+        self,
+        path: str | Path,
+        requests: Mapping[str, Request] | None = None,
+        *,
+        strict: bool = True,
+        price_factor: float = 0.5,
+    ) -> dict[str, list[Completion]]:
         """Read OpenAI Batch API output (any line order) into ``{custom_id: [Completion, ...]}``.
 
         ``requests`` (custom_id → Request) lets stop strings beyond the API's 4 be applied. A failed
@@ -73,7 +85,9 @@ class BatchAPIMixin:
                 if rec.get("error") or status != 200:
                     err = rec.get("error") or (resp.get("body") or {}).get("error") or {}
                     msg = err.get("message") if isinstance(err, dict) else err
-                    problem = f"custom_id {cid!r} failed (status {status}): {self._redact(str(msg or 'no message'))[:300]}"
+                    problem = (
+                        f"custom_id {cid!r} failed (status {status}): {self._redact(str(msg or 'no message'))[:300]}"
+                    )
                     if strict:
                         raise DataError(p, problem, line=lineno)
                     log.warning("%s:%d: %s; skipped", p, lineno, problem)
@@ -86,8 +100,9 @@ class BatchAPIMixin:
                 req = (requests or {}).get(cid)
                 comps = self._completions(body, list(req.stop) if req else [], 0.0, price_factor)  # type: ignore[arg-type]
                 if req is not None and len(comps) != req.n:
-                    raise DataError(p, f"custom_id {cid!r}: {len(comps)} choices for a request with n={req.n}", line=lineno)
+                    raise DataError(
+                        p, f"custom_id {cid!r}: {len(comps)} choices for a request with n={req.n}", line=lineno
+                    )
                 self._account(comps)
                 results[cid] = comps
         return results
-

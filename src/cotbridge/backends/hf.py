@@ -25,8 +25,17 @@ class HFBackend:
     kind = "hf"
     cacheable = True  # worth a cache entry: costs money or minutes to make again
 
-    def __init__(self, model: str, *, gguf_file: str | None = None, batch_size: int = 16, dtype: str = "auto",
-                 model_obj: Any = None, tokenizer: Any = None, kv_cache: str = "auto"):
+    def __init__(
+        self,
+        model: str,
+        *,
+        gguf_file: str | None = None,
+        batch_size: int = 16,
+        dtype: str = "auto",
+        model_obj: Any = None,
+        tokenizer: Any = None,
+        kv_cache: str = "auto",
+    ):
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
             self.tokenizer.padding_side = "left"
@@ -57,27 +66,40 @@ class HFBackend:
         if not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"model {self.model_id} has no chat template; use a plain prompt mode")
         return self.tokenizer.apply_chat_template(
-            req.messages, tokenize=False,
-            add_generation_prompt=not req.continue_final, continue_final_message=req.continue_final,
+            req.messages,
+            tokenize=False,
+            add_generation_prompt=not req.continue_final,
+            continue_final_message=req.continue_final,
         )
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         texts = [self.render(r) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         # Requests that share generation settings can share a batch; inside a group, sort by length
         # so padding is small.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample), []).append(i)
+            groups.setdefault(
+                (r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample), []
+            ).append(i)
         out: list[list[Completion]] = [[] for _ in requests]
-        total = sum(math.ceil(len(ix) * requests[ix[0]].n / max(self.batch_size, requests[ix[0]].n)) for ix in groups.values())
-        bar = tqdm(total=total, desc=f"generate ({self.model_id.split('/')[-1]})", unit="batch", disable=not progress, leave=False)
+        total = sum(
+            math.ceil(len(ix) * requests[ix[0]].n / max(self.batch_size, requests[ix[0]].n)) for ix in groups.values()
+        )
+        bar = tqdm(
+            total=total,
+            desc=f"generate ({self.model_id.split('/')[-1]})",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
         for idx in groups.values():
             idx.sort(key=lambda i: -lengths[i])
             per_batch = max(1, self.batch_size // requests[idx[0]].n)
             for start in range(0, len(idx), per_batch):
-                chunk = idx[start:start + per_batch]
+                chunk = idx[start : start + per_batch]
                 for i, comps in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
                     out[i] = comps
                     if on_result is not None:
@@ -90,11 +112,14 @@ class HFBackend:
         import torch
 
         # T5-style tokenizers end the encoder input with </s>, as in training; decoder-only prompts get no BOS/EOS.
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
-                             add_special_tokens=self.model.config.is_encoder_decoder).to(self.model.device)
+        enc = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=self.model.config.is_encoder_decoder
+        ).to(self.model.device)
         sample = req.temperature > 0
         gen_kw: dict[str, Any] = dict(
-            max_new_tokens=req.max_tokens, do_sample=sample, num_return_sequences=req.n,
+            max_new_tokens=req.max_tokens,
+            do_sample=sample,
+            num_return_sequences=req.n,
             pad_token_id=self.tokenizer.pad_token_id,
         )
         if self.in_place_cache:
@@ -116,7 +141,7 @@ class HFBackend:
             seqs = self.model.generate(**enc, **gen_kw)
         latency = (time.perf_counter() - t0) / len(texts)
         # Decoder-only outputs repeat the prompt; encoder-decoder outputs are the decoder start token + the new tokens.
-        new = seqs[:, 1:] if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1]:]
+        new = seqs[:, 1:] if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1] :]
         eos = ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
         results: list[list[Completion]] = []
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
@@ -129,8 +154,11 @@ class HFBackend:
             finished = hit_eos or hit_stop or len(ids) < req.max_tokens
             if row % req.n == 0:
                 results.append([])
-            results[-1].append(Completion(text, "stop" if finished else "length", prompt_lens[row // req.n],
-                                          n_tokens or len(ids), latency))
+            results[-1].append(
+                Completion(
+                    text, "stop" if finished else "length", prompt_lens[row // req.n], n_tokens or len(ids), latency
+                )
+            )
         return results
 
     def _eos_ids(self) -> set[int]:

@@ -34,8 +34,8 @@ class GrowingLayer(DynamicLayer):
         if self._key_buf is None or end > self._key_buf.shape[-2]:
             self._key_buf = self._grown(self._key_buf, key_states, end)
             self._value_buf = self._grown(self._value_buf, value_states, end)
-        self._key_buf[..., self._length:end, :].copy_(key_states)
-        self._value_buf[..., self._length:end, :].copy_(value_states)
+        self._key_buf[..., self._length : end, :].copy_(key_states)
+        self._value_buf[..., self._length : end, :].copy_(value_states)
         self._length = end
         self.keys, self.values = self._key_buf[..., :end, :], self._value_buf[..., :end, :]
         return self.keys, self.values

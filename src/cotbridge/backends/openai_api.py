@@ -185,9 +185,15 @@ class _Call:
         be = self.backend
         if self.attempts:
             be.usage.retries += 1
-            log.warning("%s: %s; retry %d/%d after %.2f s%s", self.label, self.what or "failed", self.attempts,
-                        be.max_retries, time.perf_counter() - self.ended,
-                        f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else "")
+            log.warning(
+                "%s: %s; retry %d/%d after %.2f s%s",
+                self.label,
+                self.what or "failed",
+                self.attempts,
+                be.max_retries,
+                time.perf_counter() - self.ended,
+                f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else "",
+            )
         self.attempts += 1
         self.what = self.retry_after = None
         if be._rpm is not None:
@@ -239,16 +245,31 @@ class OpenAIBackend(BatchAPIMixin):
 
     kind = "openai"
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", api: str = "chat",
-                 concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60, rpm: float | None = None,
-                 tpm: float | None = None, backoff_base_s: float = 0.5, backoff_max_s: float = 30,
-                 prices: str | Path | Mapping[str, Mapping[str, float]] | None = None, max_tokens_param: str = "auto"):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        api: str = "chat",
+        concurrency: int = 8,
+        max_retries: int = 6,
+        timeout_s: float = 60,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30,
+        prices: str | Path | Mapping[str, Mapping[str, float]] | None = None,
+        max_tokens_param: str = "auto",
+    ):
         if api not in ("chat", "completions"):
             raise UserError(f"api must be 'chat' or 'completions', got {api!r}")
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_base_s < 0 or backoff_max_s < 0:
             raise UserError("concurrency must be ≥ 1, max_retries ≥ 0, timeout_s > 0 and backoff times ≥ 0")
         if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
-            raise UserError(f"max_tokens_param must be auto, max_tokens or max_completion_tokens, got {max_tokens_param!r}")
+            raise UserError(
+                f"max_tokens_param must be auto, max_tokens or max_completion_tokens, got {max_tokens_param!r}"
+            )
         try:
             import openai  # noqa: F401
         except ImportError:
@@ -263,14 +284,22 @@ class OpenAIBackend(BatchAPIMixin):
         key = os.environ.get(api_key_env) if api_key_env else None
         if not key:
             if not self.local:
-                raise UserError(f"no API key: set the environment variable {api_key_env} (needed for {host}; "
-                                f"only local servers run without one)")
+                raise UserError(
+                    f"no API key: set the environment variable {api_key_env} (needed for {host}; "
+                    f"only local servers run without one)"
+                )
             key = "EMPTY"
         self._api_key = key  # private: never logged, never in messages
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
-        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s  # malformed bodies; the SDK paces the rest
-        self.token_param = ("max_completion_tokens" if self.official and api == "chat" else "max_tokens") \
-            if max_tokens_param == "auto" else max_tokens_param
+        self.backoff_base_s, self.backoff_max_s = (
+            backoff_base_s,
+            backoff_max_s,
+        )  # malformed bodies; the SDK paces the rest
+        self.token_param = (
+            ("max_completion_tokens" if self.official and api == "chat" else "max_tokens")
+            if max_tokens_param == "auto"
+            else max_tokens_param
+        )
         if api == "completions":
             self.token_param = "max_tokens"
         if prices is None:
@@ -296,12 +325,16 @@ class OpenAIBackend(BatchAPIMixin):
             body["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt}]
             if req.continue_final:
                 if self.official:
-                    raise UserError("the OpenAI API cannot continue a final assistant message (continue_final); "
-                                    "use a plain prompt or a compatible server such as vLLM")
+                    raise UserError(
+                        "the OpenAI API cannot continue a final assistant message (continue_final); "
+                        "use a plain prompt or a compatible server such as vLLM"
+                    )
                 body.update(continue_final_message=True, add_generation_prompt=False)  # vLLM / cotbridge serve
         else:
             if req.prompt is None:
-                raise UserError("api='completions' takes plain prompts, and this request has chat messages; use api='chat'")
+                raise UserError(
+                    "api='completions' takes plain prompts, and this request has chat messages; use api='chat'"
+                )
             body["prompt"] = req.prompt
         body.update(n=req.n if n is None else n, temperature=req.temperature, top_p=req.top_p)
         body[self.token_param] = req.max_tokens
@@ -316,8 +349,9 @@ class OpenAIBackend(BatchAPIMixin):
         return pricing.estimate_prompt_tokens(req.prompt, req.messages) + n * req.max_tokens
 
     # -- generation -----------------------------------------------------------------------------------
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         if not requests:
             return []
         for r in requests:  # fail on bad input before any paid call
@@ -333,18 +367,26 @@ class OpenAIBackend(BatchAPIMixin):
         import openai
 
         # The SDK retries 408/409/429/5xx, timeouts and dropped connections (Retry-After honoured).
-        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s,
-                                  max_retries=self.max_retries, http_client=_counting_client_class()(timeout=self.timeout_s))
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+            http_client=_counting_client_class()(timeout=self.timeout_s),
+        )
 
-    async def _agenerate(self, requests: list[Request], progress: bool,
-                         on_result: ResultCallback | None) -> list[list[Completion]]:
+    async def _agenerate(
+        self, requests: list[Request], progress: bool, on_result: ResultCallback | None
+    ) -> list[list[Completion]]:
         for bucket in (self._rpm, self._tpm):
             if bucket is not None:
                 bucket.bind()
         sem = asyncio.Semaphore(self.concurrency)
         out: list[list[Completion] | None] = [None] * len(requests)
         failed: list[BaseException] = []
-        bar = tqdm(total=len(requests), desc=f"openai ({self.model_id})", unit="req", disable=not progress, leave=False)
+        bar = tqdm(
+            total=len(requests), desc=f"openai ({self.model_id})", unit="req", disable=not progress, leave=False
+        )
         client = self._client()
 
         async def one(i: int, req: Request) -> None:
@@ -374,8 +416,13 @@ class OpenAIBackend(BatchAPIMixin):
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             done = sum(o is not None for o in out)
-            log.error("%d of %d requests failed; %d finished (delivered through on_result), %d not sent",
-                      len(errors), len(requests), done, len(requests) - done - len(errors))
+            log.error(
+                "%d of %d requests failed; %d finished (delivered through on_result), %d not sent",
+                len(errors),
+                len(requests),
+                done,
+                len(requests) - done - len(errors),
+            )
             raise errors[0]
         return out  # type: ignore[return-value]
 
@@ -408,7 +455,9 @@ class OpenAIBackend(BatchAPIMixin):
         raw = await endpoint.with_raw_response.create(**std, extra_body=extra or None)
         return raw.http_response.content
 
-    async def _call(self, client: Any, body: dict[str, Any], estimate: int, label: str) -> tuple[dict[str, Any], float]:
+    async def _call(
+        self, client: Any, body: dict[str, Any], estimate: int, label: str
+    ) -> tuple[dict[str, Any], float]:
         import openai
 
         call = _Call(self, label, estimate)
@@ -445,8 +494,10 @@ class OpenAIBackend(BatchAPIMixin):
         """The BackendError for a call that failed for good (the SDK has stopped retrying, or we have)."""
         tail = f": {detail}" if detail else ""
         if call.attempts > self.max_retries:
-            text = (f"{call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
-                    f"last error {what}{tail}")
+            text = (
+                f"{call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
+                f"last error {what}{tail}"
+            )
         else:
             text = f"{call.label}: {what} (not retried){tail}"
         return BackendError(self._redact(text), status=status, attempts=call.attempts)
@@ -465,7 +516,9 @@ class OpenAIBackend(BatchAPIMixin):
         try:
             data = json.loads(content)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _Malformed(f"invalid JSON ({type(e).__name__} at char {getattr(e, 'pos', '?')}, {len(content)} bytes)") from None
+            raise _Malformed(
+                f"invalid JSON ({type(e).__name__} at char {getattr(e, 'pos', '?')}, {len(content)} bytes)"
+            ) from None
         self._check_shape(data)
         return data
 
@@ -484,7 +537,9 @@ class OpenAIBackend(BatchAPIMixin):
             elif not isinstance(c.get("text"), str):
                 raise _Malformed("a choice has neither message nor text")
 
-    def _completions(self, data: dict[str, Any], stop: list[str], latency: float, price_factor: float = 1.0) -> list[Completion]:
+    def _completions(
+        self, data: dict[str, Any], stop: list[str], latency: float, price_factor: float = 1.0
+    ) -> list[Completion]:
         """Completions from a response body. Usage totals are split evenly over the choices (the prompt
         is billed once per call), so summing the completions' tokens and costs gives the call's."""
         choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)

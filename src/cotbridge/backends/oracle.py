@@ -20,7 +20,9 @@ class OracleBackend:
     kind = "oracle"
     cacheable = False
 
-    def __init__(self, model: str = "oracle", *, task: str, split: str = "train", data_dir: str | None = None, **_: Any):
+    def __init__(
+        self, model: str = "oracle", *, task: str, split: str = "train", data_dir: str | None = None, **_: Any
+    ):
         t, params = parse_task_spec(task)
         self.model_id = f"oracle:{t.name}"
         self.gold = {normalize_question(ex.question): ex.answer for ex in t.load(split, data_dir, **params)}
@@ -33,14 +35,21 @@ class OracleBackend:
             raise UserError("oracle backend: the prompt holds no question of its task")
         return gold
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         out = []
         for i, req in enumerate(requests):
             gold = self.answer(req)
-            comps = [Completion(f" Working it out (sample {req.first_sample + j}) gives {gold}. Therefore, the answer is {gold}.",
-                                "stop", prompt_tokens=len(str(req.prompt or req.messages).split()), completion_tokens=12)
-                     for j in range(req.n)]
+            comps = [
+                Completion(
+                    f" Working it out (sample {req.first_sample + j}) gives {gold}. Therefore, the answer is {gold}.",
+                    "stop",
+                    prompt_tokens=len(str(req.prompt or req.messages).split()),
+                    completion_tokens=12,
+                )
+                for j in range(req.n)
+            ]
             out.append(comps)
             if on_result is not None:
                 on_result(i, comps)

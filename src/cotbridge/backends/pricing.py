@@ -48,7 +48,9 @@ def load_price_table(path: str | Path, *, merge_defaults: bool = True) -> dict[s
 
             data = yaml.safe_load(text)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
-        raise DataError(p, f"not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {str(e).splitlines()[0]}") from None
+        raise DataError(
+            p, f"not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {str(e).splitlines()[0]}"
+        ) from None
     table = validate_price_table(data, source=p)
     return {**DEFAULT_PRICES, **table} if merge_defaults else table
 
@@ -65,14 +67,23 @@ def validate_price_table(data: Any, source: object = "price table") -> dict[str,
         unknown = set(entry) - {"input", "output"}
         missing = {"input", "output"} - set(entry)
         if unknown or missing:
-            what = "; ".join(filter(None, [f"unknown key(s) {sorted(unknown)}" if unknown else "",
-                                           f"missing key(s) {sorted(missing)}" if missing else ""]))
+            what = "; ".join(
+                filter(
+                    None,
+                    [
+                        f"unknown key(s) {sorted(unknown)}" if unknown else "",
+                        f"missing key(s) {sorted(missing)}" if missing else "",
+                    ],
+                )
+            )
             raise DataError(source, f"model {model!r}: {what} (expected input and output, USD per 1M tokens)")
         prices = {}
         for k in ("input", "output"):
             v = entry[k]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise DataError(source, f"model {model!r}: {k} must be a non-negative number (USD per 1M tokens), got {v!r}")
+                raise DataError(
+                    source, f"model {model!r}: {k} must be a non-negative number (USD per 1M tokens), got {v!r}"
+                )
             prices[k] = float(v)
         table[str(model)] = prices
     return table
@@ -105,13 +116,23 @@ def estimate_prompt_tokens(prompt: str | None = None, messages: list[dict[str, s
     return math.ceil(chars / 4)
 
 
-def estimate_cost(model: str, requests: list[Any] | None = None, *, prompt_tokens: int = 0, completion_tokens: int = 0,
-                  table: PriceTable | None = None) -> dict[str, Any]:
+def estimate_cost(
+    model: str,
+    requests: list[Any] | None = None,
+    *,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    table: PriceTable | None = None,
+) -> dict[str, Any]:
     """An upper bound for a dry run: given token counts, and/or ``Request`` objects (prompt ≈ chars/4;
     every one of the n samples uses all ``max_tokens``; the prompt is billed once per request)."""
     for r in requests or []:
         prompt_tokens += estimate_prompt_tokens(r.prompt, r.messages)
         completion_tokens += r.n * r.max_tokens
-    return {"model": model, "requests": len(requests or []), "prompt_tokens": prompt_tokens,
-            "completion_tokens_max": completion_tokens,
-            "cost_usd_max": cost(model, prompt_tokens, completion_tokens, table)}
+    return {
+        "model": model,
+        "requests": len(requests or []),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens_max": completion_tokens,
+        "cost_usd_max": cost(model, prompt_tokens, completion_tokens, table),
+    }

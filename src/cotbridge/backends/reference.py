@@ -27,8 +27,9 @@ class ReferenceBackend:
         self.model_id = model if error_rate == 0 else f"{model}(error_rate={error_rate})"
         self.error_rate, self.seed = error_rate, seed
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         out = []
         for i, req in enumerate(requests):
             comps = [self._sample(req, req.first_sample + j) for j in range(req.n)]
@@ -40,8 +41,9 @@ class ReferenceBackend:
     def _sample(self, req: Request, sample: int) -> Completion:
         task_name, example = req.meta.get("task"), req.meta.get("example")
         if task_name not in RENDERERS or not isinstance(example, Example):
-            raise UserError(f"the reference teacher only knows the synthetic tasks ({', '.join(RENDERERS)}), "
-                            f"not {task_name!r}")
+            raise UserError(
+                f"the reference teacher only knows the synthetic tasks ({', '.join(RENDERERS)}), not {task_name!r}"
+            )
         if req.meta.get("stage") == "answer":
             # Stage 2 of zero-shot-CoT reads the answer off the rationale it is given, right or wrong.
             stated = stated_answer(task_name, example, req.meta["rationale"])
@@ -52,9 +54,18 @@ class ReferenceBackend:
         error_step = rng.randrange(10**6) if rng.random() < self.error_rate else None
         rationale = RENDERERS[task_name](example, phrasing, error_step=error_step, rng=rng)
         stated = stated_answer(task_name, example, rationale)
-        text = f" {rationale}" if req.meta.get("stage") == "rationale" else f" {rationale} Therefore, the answer is {stated}."
-        return Completion(text, "stop", prompt_tokens=_words(req), completion_tokens=len(text.split()),
-                          extra={"phrasing": phrasing, "error_step": error_step, "stated_answer": stated})
+        text = (
+            f" {rationale}"
+            if req.meta.get("stage") == "rationale"
+            else f" {rationale} Therefore, the answer is {stated}."
+        )
+        return Completion(
+            text,
+            "stop",
+            prompt_tokens=_words(req),
+            completion_tokens=len(text.split()),
+            extra={"phrasing": phrasing, "error_step": error_step, "stated_answer": stated},
+        )
 
 
 def stated_answer(task_name: str, example: Example, rationale: str) -> str:

@@ -28,8 +28,18 @@ class ReplayBackend:
     kind = "replay"
     cacheable = False  # worth a cache entry: costs money or minutes to make again
 
-    def __init__(self, model: str, *, path: str | None = None, text_field: str = "output", id_field: str | None = None,
-                 id_template: str = "{}", question_field: str | None = None, teacher: str | None = None, **_: Any):
+    def __init__(
+        self,
+        model: str,
+        *,
+        path: str | None = None,
+        text_field: str = "output",
+        id_field: str | None = None,
+        id_template: str = "{}",
+        question_field: str | None = None,
+        teacher: str | None = None,
+        **_: Any,
+    ):
         path = path or model
         if (id_field is None) == (question_field is None):
             raise UserError("replay backend: give exactly one of id_field or question_field to match records")
@@ -53,8 +63,9 @@ class ReplayBackend:
             raise UserError("replay backend needs requests built by cotbridge (with the example attached)")
         return self.by_key.get(ex.id if self.match_on_id else normalize_question(ex.question))
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         out = []
         for i, req in enumerate(requests):
             texts = self.lookup(req) or []

@@ -29,9 +29,17 @@ def default_cache_path() -> Path:
 
 def request_key(kind: str, model: str, req: Request, sample_index: int) -> str:
     payload = {
-        "kind": kind, "model": model, "prompt": req.prompt, "messages": req.messages, "continue_final": req.continue_final,
-        "temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_tokens, "stop": list(req.stop),
-        "seed": req.seed, "sample": sample_index,
+        "kind": kind,
+        "model": model,
+        "prompt": req.prompt,
+        "messages": req.messages,
+        "continue_final": req.continue_final,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "max_tokens": req.max_tokens,
+        "stop": list(req.stop),
+        "seed": req.seed,
+        "sample": sample_index,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -44,7 +52,9 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
+            )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -63,7 +73,9 @@ class RequestCache:
         if not completion.text.strip():
             return False  # an empty output is a failure to retry later, not an answer
         record = json.dumps(asdict(completion), ensure_ascii=False)
-        self._conn().execute("INSERT OR IGNORE INTO completions (key, record, created) VALUES (?, ?, ?)", (key, record, time.time()))
+        self._conn().execute(
+            "INSERT OR IGNORE INTO completions (key, record, created) VALUES (?, ?, ?)", (key, record, time.time())
+        )
         return True
 
     def __len__(self) -> int:
@@ -78,8 +90,9 @@ class CachedBackend:
         self.kind, self.model_id = backend.kind, backend.model_id
         self.hits = self.misses = 0
 
-    def generate(self, requests: list[Request], progress: bool = True,
-                 on_result: ResultCallback | None = None) -> list[list[Completion]]:
+    def generate(
+        self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
+    ) -> list[list[Completion]]:
         out: list[list[Completion | None]] = []
         todo: list[tuple[int, list[int], Request]] = []  # (request index, sample indices, sub-request)
         for i, req in enumerate(requests):

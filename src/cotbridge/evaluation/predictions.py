@@ -16,9 +16,19 @@ from cotbridge.tasks import get_task
 log = logging.getLogger(__name__)
 
 
-def score_predictions(task_name: str, path: str | Path, text_field: str, output: str | Path, *,
-                      gold_field: str | None = None, id_field: str | None = None, reference_field: str | None = None,
-                      pipeline: str = "default", data_dir: str | None = None, split: str = "test") -> dict[str, Any]:
+def score_predictions(
+    task_name: str,
+    path: str | Path,
+    text_field: str,
+    output: str | Path,
+    *,
+    gold_field: str | None = None,
+    id_field: str | None = None,
+    reference_field: str | None = None,
+    pipeline: str = "default",
+    data_dir: str | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
     """Score every record of ``path``; the gold answer is the record's own field or, via its id, the task's split."""
     if (gold_field is None) == (id_field is None):
         raise UserError("give exactly one of --gold-field or --id-field")
@@ -34,8 +44,11 @@ def score_predictions(task_name: str, path: str | Path, text_field: str, output:
             try:
                 example = examples[int(raw_id)]
             except (ValueError, TypeError, IndexError):
-                raise DataError(path, f"id {raw_id!r} does not index the {split} split of {task.name} "
-                                f"({len(examples)} examples)", line) from None
+                raise DataError(
+                    path,
+                    f"id {raw_id!r} does not index the {split} split of {task.name} ({len(examples)} examples)",
+                    line,
+                ) from None
             golds, rec_id = example.golds, example.id
         else:
             gold = get_field(rec, gold_field or "", path=path, line=line)
@@ -48,8 +61,15 @@ def score_predictions(task_name: str, path: str | Path, text_field: str, output:
             ref = bool(get_field(rec, reference_field, path=path, line=line))
             out["reference_correct"] = ref
             if ref != v.correct:
-                disagreements.append({"line": line, "id": rec_id, "gold": golds[0], "prediction": v.prediction,
-                                      "reference_correct": ref})
+                disagreements.append(
+                    {
+                        "line": line,
+                        "id": rec_id,
+                        "gold": golds[0],
+                        "prediction": v.prediction,
+                        "reference_correct": ref,
+                    }
+                )
         records.append(out)
     if not records:
         raise DataError(path, "no records")
@@ -60,10 +80,19 @@ def score_predictions(task_name: str, path: str | Path, text_field: str, output:
         metrics["agreement"] = 1 - len(disagreements) / len(records)
     out_dir = Path(output)
     write_jsonl(out_dir / f"{task.name}.jsonl", records)
-    summary = {"task": task.name, "task_version": task.version, "predictions": str(path), "text_field": text_field,
-               "gold_field": gold_field, "id_field": id_field, "pipeline": pipeline, "results": {task.name: metrics},
-               "disagreements": disagreements}
+    summary = {
+        "task": task.name,
+        "task_version": task.version,
+        "predictions": str(path),
+        "text_field": text_field,
+        "gold_field": gold_field,
+        "id_field": id_field,
+        "pipeline": pipeline,
+        "results": {task.name: metrics},
+        "disagreements": disagreements,
+    }
     write_json(out_dir / "results.json", summary)
-    (out_dir / "results.md").write_text(markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]"),
-                                        encoding="utf-8")
+    (out_dir / "results.md").write_text(
+        markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]"), encoding="utf-8"
+    )
     return summary

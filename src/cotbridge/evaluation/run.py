@@ -46,9 +46,17 @@ class EvalConfig(StrictModel):
 
     def decoding(self) -> Decoding:
         temperature = sampling_temperature(self.temperature, self.k)
-        return Decoding(k=self.k, temperature=temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                        answer_max_tokens=self.answer_max_tokens, stop=self.stop, chat=self.chat, seed=self.seed,
-                        pipeline=self.pipeline)
+        return Decoding(
+            k=self.k,
+            temperature=temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            answer_max_tokens=self.answer_max_tokens,
+            stop=self.stop,
+            chat=self.chat,
+            seed=self.seed,
+            pipeline=self.pipeline,
+        )
 
 
 def software_versions() -> dict[str, str]:
@@ -72,22 +80,46 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
     if backend is None:
         if not cfg.model:
             raise UserError("no model given: pass --model (a hub id, a local folder or a .gguf file)")
-        backend = get_backend(cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype)
+        backend = get_backend(
+            cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype
+        )
     out = Path(cfg.output)
     results: dict[str, Any] = {}
     task_info: dict[str, Any] = {}
     for task, params, examples in datasets:
-        few_shot = load_few_shot(cfg.few_shot_prompts, task.name) if mode.needs_few_shot and cfg.few_shot_prompts else None
+        few_shot = (
+            load_few_shot(cfg.few_shot_prompts, task.name) if mode.needs_few_shot and cfg.few_shot_prompts else None
+        )
         ctx = PromptContext(task=task, few_shot=few_shot, generic_trigger=cfg.generic_trigger)
-        log.info("evaluating %s on %s (%d examples, mode %s, k=%d)", backend.model_id, task.name, len(examples), cfg.mode, cfg.k)
+        log.info(
+            "evaluating %s on %s (%d examples, mode %s, k=%d)",
+            backend.model_id,
+            task.name,
+            len(examples),
+            cfg.mode,
+            cfg.k,
+        )
         t0 = time.perf_counter()
         records, metrics = evaluate_examples(task, examples, backend, cfg.mode, ctx, cfg.decoding(), progress=progress)
         metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
         write_jsonl(out / f"{task.name}.jsonl", records)
         results[task.name] = metrics
-        task_info[task.name] = {"version": task.version, "answer_type": task.answer_type, "split": cfg.split, "params": params}
-    summary = {"model": backend.model_id, "mode": cfg.mode, "results": results, "tasks": task_info,
-               "config": cfg.model_dump(mode="json"), "versions": software_versions()}
+        task_info[task.name] = {
+            "version": task.version,
+            "answer_type": task.answer_type,
+            "split": cfg.split,
+            "params": params,
+        }
+    summary = {
+        "model": backend.model_id,
+        "mode": cfg.mode,
+        "results": results,
+        "tasks": task_info,
+        "config": cfg.model_dump(mode="json"),
+        "versions": software_versions(),
+    }
     write_json(out / "results.json", summary)
-    (out / "results.md").write_text(markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"), encoding="utf-8")
+    (out / "results.md").write_text(
+        markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"), encoding="utf-8"
+    )
     return summary

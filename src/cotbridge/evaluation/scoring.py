@@ -35,31 +35,66 @@ class Decoding:
     pipeline: str | None = None  # override the mode's extraction pipeline
 
 
-def evaluate_examples(task: Task, examples: list[Example], backend: Backend, mode_name: str, ctx: PromptContext,
-                      dec: Decoding, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_examples(
+    task: Task,
+    examples: list[Example],
+    backend: Backend,
+    mode_name: str,
+    ctx: PromptContext,
+    dec: Decoding,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-example records and the task's metrics."""
     mode = PROMPT_MODES.get(mode_name)
-    first = [first_request(ex, mode, ctx, n=dec.k, temperature=dec.temperature, top_p=dec.top_p, max_tokens=dec.max_tokens,
-                           stop=dec.stop, seed=dec.seed, chat=dec.chat) for ex in examples]
+    first = [
+        first_request(
+            ex,
+            mode,
+            ctx,
+            n=dec.k,
+            temperature=dec.temperature,
+            top_p=dec.top_p,
+            max_tokens=dec.max_tokens,
+            stop=dec.stop,
+            seed=dec.seed,
+            chat=dec.chat,
+        )
+        for ex in examples
+    ]
     ask_answer = None
     if mode.second is not None:
+
         def ask_answer(i: int, req: Request, rationale: str) -> Request:
             return answer_request(examples[i], req, rationale, mode, ctx, max_tokens=dec.answer_max_tokens)
+
     samples = generate_two_stage(backend, first, ask_answer, progress=progress)
     pipeline = dec.pipeline or mode.pipeline
     records = [score_example(task, ex, req, row, pipeline) for ex, req, row in zip(examples, first, samples)]
     return records, aggregate(task, records, dec.k)
 
 
-def score_example(task: Task, ex: Example, req: Request, samples: list[TwoStageSample], pipeline: str) -> dict[str, Any]:
+def score_example(
+    task: Task, ex: Example, req: Request, samples: list[TwoStageSample], pipeline: str
+) -> dict[str, Any]:
     """The record of one question: each sample scored on its final output, then the vote."""
-    scored = [EvalSample.from_sample(s, score_output(s.final.text, ex.golds, task.answer_type,
-                                                     letters=choice_letters(task, ex), pipeline=pipeline,
-                                                     finish_reason=s.output.finish_reason))
-              for s in samples]
+    scored = [
+        EvalSample.from_sample(
+            s,
+            score_output(
+                s.final.text,
+                ex.golds,
+                task.answer_type,
+                letters=choice_letters(task, ex),
+                pipeline=pipeline,
+                finish_reason=s.output.finish_reason,
+            ),
+        )
+        for s in samples
+    ]
     voted = vote(task, ex, [s.verdict.prediction for s in scored])
-    return EvalRecord(id=ex.id, question=ex.question, gold=ex.answer, prompt=prompt_of(req), samples=scored,
-                      **voted).to_dict()
+    return EvalRecord(
+        id=ex.id, question=ex.question, gold=ex.answer, prompt=prompt_of(req), samples=scored, **voted
+    ).to_dict()
 
 
 def vote(task: Task, ex: Example, predictions: list[str | None]) -> dict[str, Any]:
@@ -76,8 +111,13 @@ def aggregate(task: Task, records: list[dict[str, Any]], k: int) -> dict[str, An
     samples = [s for r in records for s in r["samples"]]
     rate = lambda key: sum(bool(s[key]) for s in samples) / max(1, len(samples))  # noqa: E731
     metrics: dict[str, Any] = {
-        "n": len(records), "k": k, "accuracy": acc, "accuracy_stderr": se,
-        "contains_answer": rate("contains_answer"), "correct_format": rate("correct_format"), "complete": rate("complete"),
+        "n": len(records),
+        "k": k,
+        "accuracy": acc,
+        "accuracy_stderr": se,
+        "contains_answer": rate("contains_answer"),
+        "correct_format": rate("correct_format"),
+        "complete": rate("complete"),
         "invalid": sum(s["prediction"] is None for s in samples) / max(1, len(samples)),
     }
     if task.answer_type == "span":
@@ -86,6 +126,7 @@ def aggregate(task: Task, records: list[dict[str, Any]], k: int) -> dict[str, An
     if k > 1:
         metrics[f"maj@{k}"] = acc
         for kk in pass_k_values(k):
-            metrics[f"pass@{kk}"] = sum(pass_at_k(k, sum(s["correct"] for s in r["samples"]), kk) for r in records) / len(records)
+            metrics[f"pass@{kk}"] = sum(
+                pass_at_k(k, sum(s["correct"] for s in r["samples"]), kk) for r in records
+            ) / len(records)
     return metrics
-

@@ -33,9 +33,13 @@ class EvalSample:
     @classmethod
     def from_sample(cls, s: TwoStageSample, verdict: Verdict) -> EvalSample:
         out = s.output
-        return cls(output=s.rationale, finish_reason=out.finish_reason,
-                   usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
-                   verdict=verdict, answer_output=s.answer.text if s.answer is not None else None)
+        return cls(
+            output=s.rationale,
+            finish_reason=out.finish_reason,
+            usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
+            verdict=verdict,
+            answer_output=s.answer.text if s.answer is not None else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"output": self.output, "finish_reason": self.finish_reason, "usage": self.usage}
@@ -59,9 +63,15 @@ class EvalRecord:
     f1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "question": self.question, "gold": self.gold, "prompt": self.prompt,
-                             "samples": [s.to_dict() for s in self.samples], "prediction": self.prediction,
-                             "correct": self.correct}
+        d: dict[str, Any] = {
+            "id": self.id,
+            "question": self.question,
+            "gold": self.gold,
+            "prompt": self.prompt,
+            "samples": [s.to_dict() for s in self.samples],
+            "prediction": self.prediction,
+            "correct": self.correct,
+        }
         if self.em is not None:
             d["em"], d["f1"] = self.em, self.f1
         return d
@@ -95,15 +105,25 @@ class TeacherRecord:
     def from_sample(cls, s: TwoStageSample, verdict: Verdict, **fields: Any) -> TeacherRecord:
         """``fields``: key, task, split, example_id, sample, question, gold, teacher, mode, temperature."""
         parts: list[Completion] = [c for c in (s.output, s.answer) if c is not None]
-        usage = {"prompt_tokens": sum(c.prompt_tokens for c in parts),
-                 "completion_tokens": sum(c.completion_tokens for c in parts)}
+        usage = {
+            "prompt_tokens": sum(c.prompt_tokens for c in parts),
+            "completion_tokens": sum(c.completion_tokens for c in parts),
+        }
         cost = sum(c.extra.get("cost_usd") or 0.0 for c in parts)
-        return cls(prompts={"rationale": prompt_of(s.request), "answer": prompt_of(s.answer_request)},
-                   rationale=s.output.text.strip(), answer_output=s.answer.text if s.answer is not None else None,
-                   finish_reason={"rationale": s.output.finish_reason,
-                                  "answer": s.answer.finish_reason if s.answer is not None else None},
-                   verdict=verdict, usage=usage, cost_usd=cost or None,
-                   extra={k: v for k, v in s.output.extra.items() if k != "cost_usd"}, **fields)
+        return cls(
+            prompts={"rationale": prompt_of(s.request), "answer": prompt_of(s.answer_request)},
+            rationale=s.output.text.strip(),
+            answer_output=s.answer.text if s.answer is not None else None,
+            finish_reason={
+                "rationale": s.output.finish_reason,
+                "answer": s.answer.finish_reason if s.answer is not None else None,
+            },
+            verdict=verdict,
+            usage=usage,
+            cost_usd=cost or None,
+            extra={k: v for k, v in s.output.extra.items() if k != "cost_usd"},
+            **fields,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

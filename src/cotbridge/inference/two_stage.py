@@ -46,8 +46,9 @@ def request_identity(r: Request) -> str:
     return repr((r.prompt, r.messages, r.max_tokens, tuple(r.stop), r.temperature, r.top_p, r.seed, r.continue_final))
 
 
-def generate_answers(backend: Backend, requests: list[Request], *, dedupe: bool = False,
-                     progress: bool = True) -> list[Completion]:
+def generate_answers(
+    backend: Backend, requests: list[Request], *, dedupe: bool = False, progress: bool = True
+) -> list[Completion]:
     """The first completion of each (one-sample) answer request; ``dedupe`` asks identical requests once."""
     if not requests:
         return []
@@ -62,9 +63,16 @@ def generate_answers(backend: Backend, requests: list[Request], *, dedupe: bool 
     return [outs[i][0] for i in order]
 
 
-def generate_two_stage(backend: Backend, requests: list[Request], answer_request: AnswerRequestBuilder | None = None,
-                       *, answer_backend: Backend | None = None, clean_rationale: Callable[[Completion], str] | None = None,
-                       dedupe_answers: bool = False, progress: bool = True) -> list[list[TwoStageSample]]:
+def generate_two_stage(
+    backend: Backend,
+    requests: list[Request],
+    answer_request: AnswerRequestBuilder | None = None,
+    *,
+    answer_backend: Backend | None = None,
+    clean_rationale: Callable[[Completion], str] | None = None,
+    dedupe_answers: bool = False,
+    progress: bool = True,
+) -> list[list[TwoStageSample]]:
     """Per stage-1 request, its ``n`` samples, each answered in stage 2 when ``answer_request`` is given."""
     outputs = backend.generate(requests, progress=progress)
     clean = clean_rationale or (lambda c: c.text)
@@ -74,8 +82,12 @@ def generate_two_stage(backend: Backend, requests: list[Request], answer_request
     flat = [(i, s) for i, row in enumerate(samples) for s in row]
     for i, s in flat:
         s.answer_request = answer_request(i, s.request, s.rationale)
-    answers = generate_answers(answer_backend or backend, [s.answer_request for _, s in flat],  # type: ignore[misc]
-                               dedupe=dedupe_answers, progress=progress)
+    answers = generate_answers(
+        answer_backend or backend,
+        [s.answer_request for _, s in flat],  # type: ignore[misc]
+        dedupe=dedupe_answers,
+        progress=progress,
+    )
     for (_, s), a in zip(flat, answers):
         s.answer = a
     return samples

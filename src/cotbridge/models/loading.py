@@ -13,7 +13,12 @@ from cotbridge.errors import UserError
 from cotbridge.models.embedded import resolve_embedded
 
 log = logging.getLogger(__name__)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str, str | None]:
@@ -65,7 +70,9 @@ def dequantised_dir(source: str, gguf: str) -> Path | None:
     if root == "off" or not file.is_file():
         return None
     st = file.stat()
-    key = hashlib.sha256(f"{file.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{file.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()
+    ).hexdigest()
     return Path(root).expanduser() / f"{file.stem}-{key[:16]}"
 
 
@@ -95,8 +102,12 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     keep_freed_memory()  # before the first big tensor: steps allocate and free hundreds of MB each
     source, gguf = resolve_model_source(model, gguf_file)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    torch_dtype = {"auto": torch.float32 if not torch.cuda.is_available() else torch.bfloat16,
-                   "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    torch_dtype = {
+        "auto": torch.float32 if not torch.cuda.is_available() else torch.bfloat16,
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[dtype]
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
@@ -114,7 +125,9 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
         raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
     if gguf and weights == source:
         forget_gguf_quantizer(net)
-        if kept is not None and torch_dtype == torch.float32:  # the dequantised weights are fp32: keep them as they are
+        if (
+            kept is not None and torch_dtype == torch.float32
+        ):  # the dequantised weights are fp32: keep them as they are
             keep_dequantised(net, kept)
     net.eval()
     if torch.cuda.is_available():

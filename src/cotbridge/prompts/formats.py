@@ -44,7 +44,10 @@ def gold_label(record: dict[str, Any], answer_type: str) -> str:
 
 
 def _finetune_cot(r: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": f"{r['question']}{STUDENT_SUFFIX}", "completion": f" {clean_rationale(r['rationale'])} --> {r['label']}"}
+    return {
+        "prompt": f"{r['question']}{STUDENT_SUFFIX}",
+        "completion": f" {clean_rationale(r['rationale'])} --> {r['label']}",
+    }
 
 
 def _vanilla(r: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +55,19 @@ def _vanilla(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _natural(r: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": f"{r['question']}{STUDENT_SUFFIX}",
-            "completion": f" {clean_rationale(r['rationale'])} Therefore the answer is {r['label']}."}
+    return {
+        "prompt": f"{r['question']}{STUDENT_SUFFIX}",
+        "completion": f" {clean_rationale(r['rationale'])} Therefore the answer is {r['label']}.",
+    }
 
 
 def _chat(r: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n{r['question']}"}],
-            "completion": [{"role": "assistant", "content": f"{clean_rationale(r['rationale'])} The answer is {r['label']}."}]}
+    return {
+        "prompt": [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n{r['question']}"}],
+        "completion": [
+            {"role": "assistant", "content": f"{clean_rationale(r['rationale'])} The answer is {r['label']}."}
+        ],
+    }
 
 
 FORMATS.add("finetune_cot", StudentFormat("finetune_cot", _finetune_cot, "finetune_cot"))
@@ -73,8 +82,14 @@ def to_student_examples(records: list[dict[str, Any]], fmt: str, answer_type: st
     out = []
     for r in records:
         ex = spec.build({**r, "label": gold_label(r, answer_type)})
-        ex.update({"task": r.get("task"), "example_id": r.get("example_id"), "sample": r.get("sample"),
-                   "teacher": (r.get("teacher") or {}).get("model")})
+        ex.update(
+            {
+                "task": r.get("task"),
+                "example_id": r.get("example_id"),
+                "sample": r.get("sample"),
+                "teacher": (r.get("teacher") or {}).get("model"),
+            }
+        )
         out.append(ex)
     return out
 

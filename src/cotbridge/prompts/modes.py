@@ -93,22 +93,74 @@ def _student(ex: Example, ctx: PromptContext) -> str:
 
 
 for _mode in (
-    PromptMode("zero_shot", _zero_shot, "answer_stage", stop=("\n\n", "\nQ:"), max_tokens=32,
-               description="Kojima zero-shot: 'Q: … A: The answer is'"),
-    PromptMode("zero_shot_cot", _cot_stage1, "answer_stage", stop=("\nQ:",), max_tokens=128, second=_cot_stage2,
-               description="two-stage zero-shot-CoT: rationale, then 'Therefore, the answer is'"),
-    PromptMode("zero_shot_cot_single", _cot_stage1, "lmeval", stop=("Q:", "</s>", "<|im_end|>"), max_tokens=256,
-               description="one-stage zero-shot-CoT as lm-eval's gsm8k_cot_zeroshot: 'The answer is N' or last number"),
-    PromptMode("few_shot_cot", _few_shot, "default", stop=("\nQ:", "\n\nQ:"), max_tokens=256, needs_few_shot=True,
-               description="few-shot-CoT with exemplars from a prompts file"),
-    PromptMode("chat_cot", _instruction, "default", max_tokens=256,
-               description="instruction-tuned student (use with --chat): instruction + question, 'The answer is …'"),
-    PromptMode("finetune_cot", _student, "finetune_cot", stop=(STUDENT_STOP,), max_tokens=256, chat_ok=False,
-               description="Fine-tune-CoT student: '{q} ###' -> ' {rationale} --> {answer}'"),
-    PromptMode("vanilla", _student, "finetune_cot", stop=(STUDENT_STOP,), max_tokens=32, chat_ok=False,
-               description="vanilla fine-tuned student: '{q} ###' -> ' {answer}'"),
-    PromptMode("natural", _student, "default", stop=(STUDENT_STOP,), max_tokens=256, chat_ok=False,
-               description="natural-language student: ' {rationale} Therefore the answer is {answer}'"),
+    PromptMode(
+        "zero_shot",
+        _zero_shot,
+        "answer_stage",
+        stop=("\n\n", "\nQ:"),
+        max_tokens=32,
+        description="Kojima zero-shot: 'Q: … A: The answer is'",
+    ),
+    PromptMode(
+        "zero_shot_cot",
+        _cot_stage1,
+        "answer_stage",
+        stop=("\nQ:",),
+        max_tokens=128,
+        second=_cot_stage2,
+        description="two-stage zero-shot-CoT: rationale, then 'Therefore, the answer is'",
+    ),
+    PromptMode(
+        "zero_shot_cot_single",
+        _cot_stage1,
+        "lmeval",
+        stop=("Q:", "</s>", "<|im_end|>"),
+        max_tokens=256,
+        description="one-stage zero-shot-CoT as lm-eval's gsm8k_cot_zeroshot: 'The answer is N' or last number",
+    ),
+    PromptMode(
+        "few_shot_cot",
+        _few_shot,
+        "default",
+        stop=("\nQ:", "\n\nQ:"),
+        max_tokens=256,
+        needs_few_shot=True,
+        description="few-shot-CoT with exemplars from a prompts file",
+    ),
+    PromptMode(
+        "chat_cot",
+        _instruction,
+        "default",
+        max_tokens=256,
+        description="instruction-tuned student (use with --chat): instruction + question, 'The answer is …'",
+    ),
+    PromptMode(
+        "finetune_cot",
+        _student,
+        "finetune_cot",
+        stop=(STUDENT_STOP,),
+        max_tokens=256,
+        chat_ok=False,
+        description="Fine-tune-CoT student: '{q} ###' -> ' {rationale} --> {answer}'",
+    ),
+    PromptMode(
+        "vanilla",
+        _student,
+        "finetune_cot",
+        stop=(STUDENT_STOP,),
+        max_tokens=32,
+        chat_ok=False,
+        description="vanilla fine-tuned student: '{q} ###' -> ' {answer}'",
+    ),
+    PromptMode(
+        "natural",
+        _student,
+        "default",
+        stop=(STUDENT_STOP,),
+        max_tokens=256,
+        chat_ok=False,
+        description="natural-language student: ' {rationale} Therefore the answer is {answer}'",
+    ),
 ):
     PROMPT_MODES.add(_mode.name, _mode)
 
@@ -116,28 +168,63 @@ for _mode in (
 ANSWER_STAGE_STOP = ["\n\n", "\nQ:"]
 
 
-def first_request(ex: Example, mode: PromptMode, ctx: PromptContext, *, n: int = 1, first_sample: int = 0,
-                  temperature: float = 0.0, top_p: float = 1.0, max_tokens: int | None = None,
-                  stop: list[str] | None = None, seed: int = 0, chat: bool = False) -> Request:
+def first_request(
+    ex: Example,
+    mode: PromptMode,
+    ctx: PromptContext,
+    *,
+    n: int = 1,
+    first_sample: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_tokens: int | None = None,
+    stop: list[str] | None = None,
+    seed: int = 0,
+    chat: bool = False,
+) -> Request:
     """The stage-1 request for one question (the rationale in two-stage modes), as text or chat."""
     text = mode.first(ex, ctx)
     meta = {"task": ctx.task.name, "example": ex, "stage": "rationale" if mode.second else "single"}
-    common = dict(n=n, first_sample=first_sample, temperature=temperature, top_p=top_p, seed=seed, meta=meta,
-                  max_tokens=max_tokens or mode.max_tokens, stop=list(stop if stop is not None else mode.stop))
+    common = dict(
+        n=n,
+        first_sample=first_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        meta=meta,
+        max_tokens=max_tokens or mode.max_tokens,
+        stop=list(stop if stop is not None else mode.stop),
+    )
     if chat:
         return Request(messages=[{"role": "user", "content": text}], **common)
     return Request(prompt=text, **common)
 
 
-def answer_request(ex: Example, first: Request, rationale: str, mode: PromptMode, ctx: PromptContext, *,
-                   max_tokens: int | None = None, seed: int = 0) -> Request:
+def answer_request(
+    ex: Example,
+    first: Request,
+    rationale: str,
+    mode: PromptMode,
+    ctx: PromptContext,
+    *,
+    max_tokens: int | None = None,
+    seed: int = 0,
+) -> Request:
     """Stage 2 of zero-shot-CoT: the rationale followed by the answer trigger, decoded greedily."""
     assert mode.second is not None
-    common = dict(n=1, temperature=0.0, max_tokens=max_tokens or mode.second_max_tokens, stop=ANSWER_STAGE_STOP, seed=seed,
-                  meta={"task": ctx.task.name, "example": ex, "stage": "answer", "rationale": rationale})
+    common = dict(
+        n=1,
+        temperature=0.0,
+        max_tokens=max_tokens or mode.second_max_tokens,
+        stop=ANSWER_STAGE_STOP,
+        seed=seed,
+        meta={"task": ctx.task.name, "example": ex, "stage": "answer", "rationale": rationale},
+    )
     if first.messages is not None:
         cont = f"{rationale.strip()}\n{ctx.trigger(ex)}"
-        return Request(messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common)
+        return Request(
+            messages=[*first.messages, {"role": "assistant", "content": cont}], continue_final=True, **common
+        )
     return Request(prompt=mode.second(first.prompt or "", rationale, ctx, ex), **common)
 
 

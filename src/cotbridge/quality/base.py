@@ -36,6 +36,7 @@ SCORERS: Registry[Callable[..., Scorer]] = Registry("rationale-quality scorer")
 
 # ---------------------------------------------------------------- shared models
 
+
 class ModelPool:
     """Loaded (model, tokenizer) pairs by name, so the large model, fluency LM and embedder load once."""
 

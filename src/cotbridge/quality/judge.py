@@ -25,14 +25,24 @@ Rationale: {rationale}
 
 {aspect_question}
 {instruction}"""
-INSTRUCTIONS = {"scale": "Reply with a single digit from 1 (not at all) to 5 (completely).", "yes_no": "Reply with yes or no."}
+INSTRUCTIONS = {
+    "scale": "Reply with a single digit from 1 (not at all) to 5 (completely).",
+    "yes_no": "Reply with yes or no.",
+}
 # Where the reply starts with the prefix's continuation, the verdict is its first word; otherwise a stated
 # rating ("rating: 4", "4/5", "4 out of 5"). A reply that opens a numbered list ("1. Adriana …") holds no rating.
-SCALE_RE = re.compile(r"^\s*([1-5])(?![\d.)]\s*[A-Za-z])(?!\d)|(?:rating|score)\s*(?:is|of|:)?\s*([1-5])(?!\d)|"
-                      r"(?<!\d)([1-5])\s*(?:/\s*5|out of 5)", re.I)
+SCALE_RE = re.compile(
+    r"^\s*([1-5])(?![\d.)]\s*[A-Za-z])(?!\d)|(?:rating|score)\s*(?:is|of|:)?\s*([1-5])(?!\d)|"
+    r"(?<!\d)([1-5])\s*(?:/\s*5|out of 5)",
+    re.I,
+)
 READERS = {
-    "scale": lambda text: (lambda m: (int(next(g for g in m.groups() if g)) - 1) / 4 if m else None)(SCALE_RE.search(text)),
-    "yes_no": lambda text: (lambda m: float(m.group(1).lower() == "yes") if m else None)(re.search(r"\b(yes|no)\b", text, re.I)),
+    "scale": lambda text: (lambda m: (int(next(g for g in m.groups() if g)) - 1) / 4 if m else None)(
+        SCALE_RE.search(text)
+    ),
+    "yes_no": lambda text: (lambda m: float(m.group(1).lower() == "yes") if m else None)(
+        re.search(r"\b(yes|no)\b", text, re.I)
+    ),
 }
 PREFIXES = {"scale": "Rating (1-5):", "yes_no": "Answer (yes or no):"}
 
@@ -46,10 +56,22 @@ def read_verdicts(texts: list[str], reading: str) -> float | None:
 class JudgeScorer:
     name = "judge"
 
-    def __init__(self, backend: str = "openai", model: str | None = None, options: dict[str, Any] | None = None,
-                 aspects: list[str] | None = None, reading: Literal["scale", "yes_no"] = "scale", samples: int = 1,
-                 temperature: float | None = None, max_tokens: int = 8, chat: bool = True, cache: str | None = None,
-                 max_context_words: int = 200, answer_prefix: str | None = "auto", backend_obj: Any = None):
+    def __init__(
+        self,
+        backend: str = "openai",
+        model: str | None = None,
+        options: dict[str, Any] | None = None,
+        aspects: list[str] | None = None,
+        reading: Literal["scale", "yes_no"] = "scale",
+        samples: int = 1,
+        temperature: float | None = None,
+        max_tokens: int = 8,
+        chat: bool = True,
+        cache: str | None = None,
+        max_context_words: int = 200,
+        answer_prefix: str | None = "auto",
+        backend_obj: Any = None,
+    ):
         unknown = sorted(set(aspects or []) - set(ASPECTS))
         if unknown:
             raise UserError(f"unknown aspect(s) {unknown} (known: {', '.join(ASPECTS)})")
@@ -81,8 +103,13 @@ class JudgeScorer:
 
     def request(self, item: Item, aspect: str) -> Request:
         context = " ".join((item.get("context") or "(none)").split()[: self.max_context_words])
-        text = PROMPT.format(context=context, question=item["question"], rationale=item["rationale"].strip() or "(empty)",
-                             aspect_question=ASPECTS[aspect], instruction=INSTRUCTIONS[self.reading])
+        text = PROMPT.format(
+            context=context,
+            question=item["question"],
+            rationale=item["rationale"].strip() or "(empty)",
+            aspect_question=ASPECTS[aspect],
+            instruction=INSTRUCTIONS[self.reading],
+        )
         common = dict(n=self.samples, temperature=self.temperature, max_tokens=self.max_tokens)
         if self.chat:
             messages = [{"role": "user", "content": text}]

@@ -15,7 +15,9 @@ class ScoreConfig(StrictModel):
     input: str
     output: str
     scorers: list[str] = list(AUTOMATIC)
-    options: dict[str, dict[str, Any]] = {}  # scorer -> options, e.g. judge: {backend, model, options, reading, samples}
+    options: dict[
+        str, dict[str, Any]
+    ] = {}  # scorer -> options, e.g. judge: {backend, model, options, reading, samples}
     question_field: str = "question"
     rationale_field: str = "rationale"
     context_field: str | None = None  # None: the record's "context" field where it has one
@@ -30,9 +32,17 @@ def load_items(cfg: ScoreConfig) -> list[dict[str, Any]]:
         rationale = get_field(rec, cfg.rationale_field, path=cfg.input, line=line)
         if not isinstance(rationale, str):
             raise DataError(cfg.input, f"field {cfg.rationale_field!r} is not a string", line)
-        context = get_field(rec, cfg.context_field, path=cfg.input, line=line) if cfg.context_field else rec.get("context")
-        items.append({"record": rec, "question": str(get_field(rec, cfg.question_field, path=cfg.input, line=line)),
-                      "context": context if isinstance(context, str) else "", "rationale": rationale})
+        context = (
+            get_field(rec, cfg.context_field, path=cfg.input, line=line) if cfg.context_field else rec.get("context")
+        )
+        items.append(
+            {
+                "record": rec,
+                "question": str(get_field(rec, cfg.question_field, path=cfg.input, line=line)),
+                "context": context if isinstance(context, str) else "",
+                "rationale": rationale,
+            }
+        )
     return items
 
 

@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- text helpers
 
-STOPWORDS = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been being it its this
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from as is are was were be been being it its this
 that these those which who whom whose what when where why how not no yes do does did so than then there here we you he she
 they them his her their our your i me my let lets s step think answer question therefore because also has have had will
-would can could should may might must into about over after before such""".split())
+would can could should may might must into about over after before such""".split()
+)
 
 
 def content_words(text: str) -> list[str]:
@@ -52,6 +54,7 @@ def syllables(word: str) -> int:
 
 
 # ---------------------------------------------------------------- automatic scorers
+
 
 class LexicalRelevance:
     """Relevance: cosine similarity of content-word counts, rationale vs question + context."""
@@ -119,7 +122,7 @@ class LMFluency:
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         out: list[dict[str, Score]] = []
         for b in range(0, len(items), self.batch_size):
-            texts = [it["rationale"].strip() for it in items[b: b + self.batch_size]]
+            texts = [it["rationale"].strip() for it in items[b : b + self.batch_size]]
             ids = [[start] + tok(t, add_special_tokens=False)["input_ids"][:255] for t in texts]
             width = max(len(x) for x in ids)
             inp = torch.tensor([x + [tok.pad_token_id or 0] * (width - len(x)) for x in ids], device=net.device)
@@ -141,8 +144,13 @@ class EmbeddingRelevance:
 
     name, aspects = "embedding_relevance", ("relevance",)
 
-    def __init__(self, model: str = "smollm2-135m-instruct", max_tokens: int = 384, batch_size: int = 16,
-                 pool: ModelPool | None = None):
+    def __init__(
+        self,
+        model: str = "smollm2-135m-instruct",
+        max_tokens: int = 384,
+        batch_size: int = 16,
+        pool: ModelPool | None = None,
+    ):
         self.model_name, self.max_tokens, self.batch_size = model, max_tokens, batch_size
         self.pool = pool if pool is not None else ModelPool()
         self._memo: dict[str, Any] = {}  # the same context is embedded once per run
@@ -155,7 +163,7 @@ class EmbeddingRelevance:
         todo = sorted({(k, t) for k, t in zip(keys, texts) if k not in self._memo and t.strip()})
         net, tok = self.pool.get(self.model_name) if todo else (None, None)
         for b in range(0, len(todo), self.batch_size):
-            chunk = todo[b: b + self.batch_size]
+            chunk = todo[b : b + self.batch_size]
             ids = [tok(t, add_special_tokens=False)["input_ids"][: self.max_tokens] for _, t in chunk]
             width = max(len(x) for x in ids)
             inp = torch.tensor([x + [tok.pad_token_id or 0] * (width - len(x)) for x in ids], device=net.device)

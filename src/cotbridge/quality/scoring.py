@@ -11,8 +11,9 @@ from cotbridge.quality.scorers import AUTOMATIC
 __all__ = ["AUTOMATIC", "build_scorers", "mean_scores", "score_items"]
 
 
-def build_scorers(names: list[str], options: dict[str, dict[str, Any]] | None = None,
-                  pool: ModelPool | None = None) -> list[Scorer]:
+def build_scorers(
+    names: list[str], options: dict[str, dict[str, Any]] | None = None, pool: ModelPool | None = None
+) -> list[Scorer]:
     """Scorers by name; ``options[name]`` are passed to that scorer's constructor. Model-based scorers take their
     models from ``pool`` (a caller that already holds the large model puts it there; a new pool loads on demand)."""
     options = options or {}

@@ -66,17 +66,28 @@ def _legend(fig, ax, handles: list[tuple[Any, str]], outside: bool) -> None:
         ax.legend(by_label.values(), by_label.keys(), frameon=False, fontsize="small")
 
 
-def plot_accuracy_by_method(rows: list[Row], path: str | Path, task: str | None = None,
-                            figsize: tuple[float, float] | None = None, dpi: int = DPI) -> Path:
+def plot_accuracy_by_method(
+    rows: list[Row],
+    path: str | Path,
+    task: str | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = DPI,
+) -> Path:
     """Grouped bars: one group per task, one bar per method (one task: a bar per method)."""
     rows = check_rows(rows)
     labels = row_labels(rows)
-    pairs = [(lab, r) for lab, r in zip(labels, rows) if finite_or_none(r.get("accuracy")) is not None
-             and (task is None or r["task"] == task)]
+    pairs = [
+        (lab, r)
+        for lab, r in zip(labels, rows)
+        if finite_or_none(r.get("accuracy")) is not None and (task is None or r["task"] == task)
+    ]
     if not pairs:
         known = unique(r["task"] for r in rows)
-        raise ValueError(f"no accuracy to plot for task {task!r} (tasks: {known})" if task is not None
-                         else "no result row has an accuracy to plot")
+        raise ValueError(
+            f"no accuracy to plot for task {task!r} (tasks: {known})"
+            if task is not None
+            else "no result row has an accuracy to plot"
+        )
     methods = unique(lab for lab, _ in pairs)
     tasks = unique(r["task"] for _, r in pairs)
     cell = {(lab, r["task"]): _pct(r) for lab, r in pairs}
@@ -84,8 +95,9 @@ def plot_accuracy_by_method(rows: list[Row], path: str | Path, task: str | None 
     if len(tasks) == 1:
         fig, (ax,) = figure(figsize or (max(5.0, 1.5 + 0.8 * len(methods)), 4.5))
         vals = [cell[(m, tasks[0])] for m in methods]
-        ax.bar(range(len(methods)), [v for v, _ in vals], yerr=[e for _, e in vals], capsize=4, color=colors,
-               width=0.6)
+        ax.bar(
+            range(len(methods)), [v for v, _ in vals], yerr=[e for _, e in vals], capsize=4, color=colors, width=0.6
+        )
         ax.set_xticks(range(len(methods)), methods)
         ax.set_xlabel("Method")
         ax.set_title(f"Accuracy by method — {tasks[0]}")
@@ -98,8 +110,19 @@ def plot_accuracy_by_method(rows: list[Row], path: str | Path, task: str | None 
         for i, (m, color) in enumerate(zip(methods, colors)):
             xs = [j for j, t in enumerate(tasks) if (m, t) in cell]
             vals = [cell[(m, tasks[j])] for j in xs]
-            handles.append((ax.bar([x - 0.4 + width * (i + 0.5) for x in xs], [v for v, _ in vals], width=width,
-                                   yerr=[e for _, e in vals], capsize=3, color=color), m))
+            handles.append(
+                (
+                    ax.bar(
+                        [x - 0.4 + width * (i + 0.5) for x in xs],
+                        [v for v, _ in vals],
+                        width=width,
+                        yerr=[e for _, e in vals],
+                        capsize=3,
+                        color=color,
+                    ),
+                    m,
+                )
+            )
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set_xlabel("Task")
         ax.set_title("Accuracy by method")
@@ -150,8 +173,9 @@ def _log_xticks(ax, xs: list[float], base: int, fmt) -> None:
         ax.set_xlim(xs[0] / base, xs[0] * base)
 
 
-def plot_accuracy_vs_degree(rows: list[Row], path: str | Path, figsize: tuple[float, float] | None = None,
-                            dpi: int = DPI) -> Path:
+def plot_accuracy_vs_degree(
+    rows: list[Row], path: str | Path, figsize: tuple[float, float] | None = None, dpi: int = DPI
+) -> Path:
     """Accuracy vs diverse-reasoning degree D (log2 x axis), one line per task; rows of the same tasks
     without a degree (prompted or vanilla baselines) are drawn as dashed horizontal lines."""
     rows = _plottable(rows)
@@ -175,12 +199,26 @@ def plot_accuracy_vs_degree(rows: list[Row], path: str | Path, figsize: tuple[fl
     for (key, g), name in zip(groups.items(), names):
         vals = [_pct(r) for r in g]
         shown += vals
-        handles.append((ax.errorbar([r["degree"] for r in g], [v for v, _ in vals], yerr=[e for _, e in vals],
-                                    marker="o", capsize=3, color=colors[key]), name))
+        handles.append(
+            (
+                ax.errorbar(
+                    [r["degree"] for r in g],
+                    [v for v, _ in vals],
+                    yerr=[e for _, e in vals],
+                    marker="o",
+                    capsize=3,
+                    color=colors[key],
+                ),
+                name,
+            )
+        )
     styles = ["--", ":", "-."]
-    for i, ((_, r), name) in enumerate(zip(base, names[len(keys):])):
-        color = (next(c for k, c in colors.items() if k[0] == r["task"]) if len(tasks) > 1
-                 else _colors(len(keys) + len(base))[len(keys) + i])
+    for i, ((_, r), name) in enumerate(zip(base, names[len(keys) :])):
+        color = (
+            next(c for k, c in colors.items() if k[0] == r["task"])
+            if len(tasks) > 1
+            else _colors(len(keys) + len(base))[len(keys) + i]
+        )
         v, _ = _pct(r)
         shown.append((v, 0.0))
         handles.append((ax.axhline(v, linestyle=styles[i % len(styles)], color=color, alpha=0.7, linewidth=1.2), name))
@@ -195,8 +233,9 @@ def plot_accuracy_vs_degree(rows: list[Row], path: str | Path, figsize: tuple[fl
     return save_figure(fig, path, dpi)
 
 
-def plot_accuracy_vs_student_size(rows: list[Row], path: str | Path, figsize: tuple[float, float] | None = None,
-                                  dpi: int = DPI) -> Path:
+def plot_accuracy_vs_student_size(
+    rows: list[Row], path: str | Path, figsize: tuple[float, float] | None = None, dpi: int = DPI
+) -> Path:
     """Accuracy vs student parameter count (log x axis), one line per method; one panel per task."""
     pts = [r for r in _plottable(rows) if r.get("student_params") is not None]
     if not pts:
@@ -219,9 +258,19 @@ def plot_accuracy_vs_student_size(rows: list[Row], path: str | Path, figsize: tu
                 continue
             vals = [_pct(r) for r in g]
             shown += vals
-            handles.append((ax.errorbar([r["student_params"] for r in g], [v for v, _ in vals],
-                                        yerr=[e for _, e in vals], marker="o", capsize=3,
-                                        color=colors[key[1:]]), names[key[1:]]))
+            handles.append(
+                (
+                    ax.errorbar(
+                        [r["student_params"] for r in g],
+                        [v for v, _ in vals],
+                        yerr=[e for _, e in vals],
+                        marker="o",
+                        capsize=3,
+                        color=colors[key[1:]],
+                    ),
+                    names[key[1:]],
+                )
+            )
         _log_xticks(ax, sorted({int(r["student_params"]) for r in pts if r["task"] == task}), 10, format_params)
         ax.set_xlabel("Student parameters (log scale)")
         ax.set_title(task if len(tasks) > 1 else f"Accuracy vs student size — {task}")

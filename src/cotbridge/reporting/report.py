@@ -11,8 +11,11 @@ from cotbridge.reporting.rows import METRIC_COLUMNS, METRIC_NAMES, Row, check_ro
 from cotbridge.reporting.tables import method_table_latex, method_table_markdown
 
 
-PLOT_FILES = {"accuracy_by_method": "Accuracy by method", "accuracy_vs_degree": "Accuracy vs diverse-reasoning degree",
-              "accuracy_vs_student_size": "Accuracy vs student size"}
+PLOT_FILES = {
+    "accuracy_by_method": "Accuracy by method",
+    "accuracy_vs_degree": "Accuracy vs diverse-reasoning degree",
+    "accuracy_vs_student_size": "Accuracy vs student size",
+}
 
 
 def _distinct(rows: list[Row], key: str) -> set[Any]:
@@ -57,7 +60,13 @@ def write_report(rows: list[Row], out_dir: str | Path, title: str, notes: str = 
     files = {"report.md": "\n".join(md).rstrip() + "\n", "report.tex": "\n".join(tex)}
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
-    write_json(out / "results_table.json",  # strict JSON: NaN becomes null
-               [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
-    return {"report.md": out / "report.md", "report.tex": out / "report.tex",
-            "results_table.json": out / "results_table.json", **paths}
+    write_json(
+        out / "results_table.json",  # strict JSON: NaN becomes null
+        [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    )
+    return {
+        "report.md": out / "report.md",
+        "report.tex": out / "report.tex",
+        "results_table.json": out / "results_table.json",
+        **paths,
+    }

@@ -42,11 +42,18 @@ def rows_from_results(results_json: dict[str, Any], method: str, **extra: Any) -
     if unknown:
         raise TypeError(f"rows_from_results: unknown row field(s) {unknown}; allowed: {list(ROW_EXTRAS)}")
     if not isinstance(results_json, dict) or not isinstance(results_json.get("results"), dict):
-        raise ValueError("rows_from_results expects a results.json summary with a 'results' mapping of task -> metrics")
+        raise ValueError(
+            "rows_from_results expects a results.json summary with a 'results' mapping of task -> metrics"
+        )
     rows = []
     for task, m in results_json["results"].items():
-        row: Row = {"method": str(method), "task": str(task), "n": int(m["n"]),
-                    "accuracy": finite_or_none(m["accuracy"]), "stderr": finite_or_none(m.get("accuracy_stderr"))}
+        row: Row = {
+            "method": str(method),
+            "task": str(task),
+            "n": int(m["n"]),
+            "accuracy": finite_or_none(m["accuracy"]),
+            "stderr": finite_or_none(m.get("accuracy_stderr")),
+        }
         for key in ("em", "f1"):
             if key in m:
                 row[key], row[f"{key}_stderr"] = finite_or_none(m[key]), finite_or_none(m.get(f"{key}_stderr"))
@@ -98,13 +105,18 @@ def row_labels(rows: list[Row]) -> list[str]:
         suffix_keys[method] = keys
     labels = []
     for r in rows:
-        parts = [f"D={r[k]}" if k == "degree" else format_params(r[k]) if k == "student_params" else str(r[k])
-                 for k in suffix_keys[r["method"]] if r.get(k) is not None]
+        parts = [
+            f"D={r[k]}" if k == "degree" else format_params(r[k]) if k == "student_params" else str(r[k])
+            for k in suffix_keys[r["method"]]
+            if r.get(k) is not None
+        ]
         labels.append(f"{r['method']} ({', '.join(parts)})" if parts else str(r["method"]))
     seen: set[tuple[str, str]] = set()
     for label, r in zip(labels, rows):
         if (label, r["task"]) in seen:
-            raise ValueError(f"duplicate result rows for method {label!r} on task {r['task']!r} "
-                             "(give them distinct method names, degrees or students)")
+            raise ValueError(
+                f"duplicate result rows for method {label!r} on task {r['task']!r} "
+                "(give them distinct method names, degrees or students)"
+            )
         seen.add((label, r["task"]))
     return labels

@@ -12,13 +12,17 @@ MISSING = "–"
 def markdown_table(results: dict[str, dict[str, Any]], title: str = "") -> str:
     """One row per task: n, accuracy ± stderr, EM/F1 where present, and the format diagnostics."""
     lines = [f"### {title}", ""] if title else []
-    lines += ["| task | n | accuracy (%) | EM | F1 | format ok | complete | invalid |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| task | n | accuracy (%) | EM | F1 | format ok | complete | invalid |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task, m in results.items():
         em = pct(m["em"]) if "em" in m else "–"
         f1 = pct(m["f1"]) if "f1" in m else "–"
-        lines.append(f"| {task} | {m['n']} | {pct(m['accuracy'])} ± {pct(m['accuracy_stderr'])} | {em} | {f1} | "
-                     f"{pct(m['correct_format'])} | {pct(m['complete'])} | {pct(m['invalid'])} |")
+        lines.append(
+            f"| {task} | {m['n']} | {pct(m['accuracy'])} ± {pct(m['accuracy_stderr'])} | {em} | {f1} | "
+            f"{pct(m['correct_format'])} | {pct(m['complete'])} | {pct(m['invalid'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -34,7 +38,11 @@ def _grid(rows: list[Row], metric: str):
     labels = row_labels(rows)
     cells: dict[str, dict[str, tuple[float | None, float | None, int]]] = {label: {} for label in labels}
     for label, r in zip(labels, rows):
-        cells[label][r["task"]] = (finite_or_none(r.get(metric)), finite_or_none(r.get(_stderr_key(metric))), int(r["n"]))
+        cells[label][r["task"]] = (
+            finite_or_none(r.get(metric)),
+            finite_or_none(r.get(_stderr_key(metric))),
+            int(r["n"]),
+        )
     tasks = unique(r["task"] for r in rows)
     task_n = {}
     for t in tasks:
@@ -62,8 +70,18 @@ def method_table_markdown(rows: list[Row], metric: str = "accuracy") -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -79,9 +97,13 @@ def method_table_latex(rows: list[Row], metric: str = "accuracy") -> str:
         best[t] = max(vals) if len(vals) > 1 else None
     head = [latex_escape(t) + (f" ($n$={task_n[t]})" if task_n[t] is not None else "") for t in tasks]
     name = latex_escape(METRIC_NAMES.get(metric, metric))
-    lines = [rf"% requires \usepackage{{booktabs}}; {name} (\%), mean $\pm$ standard error",
-             r"\begin{tabular}{l" + "c" * len(tasks) + "}", r"\toprule",
-             "Method & " + " & ".join(head) + r" \\", r"\midrule"]
+    lines = [
+        rf"% requires \usepackage{{booktabs}}; {name} (\%), mean $\pm$ standard error",
+        r"\begin{tabular}{l" + "c" * len(tasks) + "}",
+        r"\toprule",
+        "Method & " + " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
     for label in labels:
         vals = []
         for t in tasks:

@@ -27,7 +27,9 @@ def parse_task_spec(spec: str) -> tuple[Task, dict[str, Any]]:
             raise UserError(f"task spec {spec!r}: expected key=value, got {item!r}")
         default = task.params.get(key.strip())
         try:
-            params[key.strip()] = type(default)(value) if default is not None and not isinstance(default, bool) else value
+            params[key.strip()] = (
+                type(default)(value) if default is not None and not isinstance(default, bool) else value
+            )
         except ValueError:
             raise UserError(f"task spec {spec!r}: {key}={value!r} is not a {type(default).__name__}") from None
     return task, params

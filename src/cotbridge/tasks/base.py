@@ -60,7 +60,9 @@ class Task:
                 f"task {self.name!r} takes no parameter(s) {', '.join(sorted(unknown))}"
                 + (f" (known: {', '.join(self.params)})" if self.params else "")
             )
-        examples = self.loader(resolve_data_dir(data_dir) if self.family != "synthetic" else None, split, **{**self.params, **params})
+        examples = self.loader(
+            resolve_data_dir(data_dir) if self.family != "synthetic" else None, split, **{**self.params, **params}
+        )
         if not examples:
             raise UserError(f"task {self.name!r}: the {split} split is empty")
         return examples

@@ -54,13 +54,17 @@ def load_unified(data_dir: Path, name: str, split: str) -> list[Example]:
     examples = []
     for idx in split_index[split]:
         if not isinstance(idx, int) or not 0 <= idx < len(records):
-            raise DataError(split_path, f"index {idx!r} in {split!r} is outside {data_path.name} ({len(records)} records)")
+            raise DataError(
+                split_path, f"index {idx!r} in {split!r} is outside {data_path.name} ({len(records)} records)"
+            )
         rec = records[idx]
         for key in ("question", "answer"):
             if not isinstance(rec, dict) or key not in rec:
                 raise DataError(data_path, f"record {idx} has no {key!r} field")
         meta = {k: v for k, v in rec.items() if k not in ("question", "answer")}
-        examples.append(Example(id=str(idx), question=rec["question"].strip(), answer=str(rec["answer"]).strip(), meta=meta))
+        examples.append(
+            Example(id=str(idx), question=rec["question"].strip(), answer=str(rec["answer"]).strip(), meta=meta)
+        )
     return examples
 
 
@@ -78,8 +82,12 @@ def gsm8k_example(rec: dict[str, Any], id_: str, path: object = "<gsm8k>", line:
     if "question" not in rec or not isinstance(solution, str) or "####" not in solution:
         raise DataError(path, "expected {question, answer} with the answer after '####'", line)
     reasoning, final = solution.rsplit("####", 1)
-    return Example(id=id_, question=rec["question"].strip(), answer=final.strip().replace(",", ""),
-                   meta={"reasoning": reasoning.strip()})
+    return Example(
+        id=id_,
+        question=rec["question"].strip(),
+        answer=final.strip().replace(",", ""),
+        meta={"reasoning": reasoning.strip()},
+    )
 
 
 def aqua_official(data_dir: Path, split: str) -> list[Example] | None:
@@ -94,8 +102,12 @@ def aqua_example(rec: dict[str, Any], id_: str, path: object = "<aqua>", line: i
     if not {"question", "options", "correct"} <= set(rec):
         raise DataError(path, "expected {question, options, correct}", line)
     choices = ", ".join(f"({o[0]}) {o[2:].strip()}" for o in rec["options"])
-    return Example(id=id_, question=f"{rec['question'].strip()} Answer choices: {choices}.", answer=rec["correct"].strip(),
-                   meta={"rationale": rec.get("rationale", "")})
+    return Example(
+        id=id_,
+        question=f"{rec['question'].strip()} Answer choices: {choices}.",
+        answer=rec["correct"].strip(),
+        meta={"rationale": rec.get("rationale", "")},
+    )
 
 
 def unified(name: str) -> Callable[[Path, str], "list[Example] | None"]:
@@ -122,23 +134,27 @@ def make_loader(name: str) -> Callable[..., list[Example]]:
             found = source(data_dir, split)
             if found is not None:
                 return found
-        raise UserError(f"task {name!r}: no {split} data under {data_dir} (looked for {unified_paths(data_dir, name)[0]}"
-                        + (" and the official files)" if len(LOCAL_SOURCES[name]) > 1 else ")"))
+        raise UserError(
+            f"task {name!r}: no {split} data under {data_dir} (looked for {unified_paths(data_dir, name)[0]}"
+            + (" and the official files)" if len(LOCAL_SOURCES[name]) > 1 else ")")
+        )
 
     return load
 
 
 for _name, (_atype, _letters, _train, _test) in FINETUNE_COT_TASKS.items():
-    register_task(Task(
-        name=_name,
-        version="1.0",
-        answer_type=_atype,
-        loader=make_loader(_name),
-        sizes={"train": _train, "test": _test},
-        description=f"Fine-tune-CoT benchmark {_name}",
-        answer_trigger=answer_trigger(_atype, _letters),
-        choice_letters=_letters,
-    ))
+    register_task(
+        Task(
+            name=_name,
+            version="1.0",
+            answer_type=_atype,
+            loader=make_loader(_name),
+            sizes={"train": _train, "test": _test},
+            description=f"Fine-tune-CoT benchmark {_name}",
+            answer_trigger=answer_trigger(_atype, _letters),
+            choice_letters=_letters,
+        )
+    )
 
 
 # Public hub copies whose fields map onto Example (tested with a stubbed load_dataset).
@@ -154,7 +170,13 @@ def _svamp_hub(rec: dict[str, Any], id_: str) -> Example:
     return Example(id=id_, question=f"{body}{sep}{rec['Question'].strip()}", answer=str(float(rec["Answer"])))
 
 
-register_hub("gsm8k", HubSpec("openai/gsm8k", "main", {"train": "train", "test": "test"}, lambda r, i: gsm8k_example(r, i)))
-register_hub("aqua", HubSpec("deepmind/aqua_rat", "raw", {"train": "train", "test": "test"}, lambda r, i: aqua_example(r, i)))
-register_hub("commonsense_qa", HubSpec("tau/commonsense_qa", None, {"train": "train", "test": "validation"}, _csqa_hub))
+register_hub(
+    "gsm8k", HubSpec("openai/gsm8k", "main", {"train": "train", "test": "test"}, lambda r, i: gsm8k_example(r, i))
+)
+register_hub(
+    "aqua", HubSpec("deepmind/aqua_rat", "raw", {"train": "train", "test": "test"}, lambda r, i: aqua_example(r, i))
+)
+register_hub(
+    "commonsense_qa", HubSpec("tau/commonsense_qa", None, {"train": "train", "test": "validation"}, _csqa_hub)
+)
 register_hub("svamp", HubSpec("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp_hub))

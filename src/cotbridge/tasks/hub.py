@@ -32,13 +32,16 @@ def register_hub(task: str, spec: HubSpec) -> None:
 def load_from_hub(task: str, split: str) -> list[Example]:
     spec = HUB_SPECS.get(task)
     if spec is None:
-        raise UserError(f"task {task!r} has no known hub copy: pass --data-dir (or set COTBRIDGE_DATA_DIR) "
-                        "to a folder in the Fine-tune-CoT layout")
+        raise UserError(
+            f"task {task!r} has no known hub copy: pass --data-dir (or set COTBRIDGE_DATA_DIR) "
+            "to a folder in the Fine-tune-CoT layout"
+        )
     import datasets  # heavy import, only when a hub load is asked for
 
     try:
         rows = datasets.load_dataset(spec.path, spec.config, split=spec.splits[split])
     except Exception as e:  # network, auth or missing-dataset errors all end the same way for the user
-        raise UserError(f"could not load {spec.path} from the hub ({type(e).__name__}: {e}); "
-                        "offline, pass --data-dir") from None
+        raise UserError(
+            f"could not load {spec.path} from the hub ({type(e).__name__}: {e}); offline, pass --data-dir"
+        ) from None
     return [spec.to_example(dict(r), str(i)) for i, r in enumerate(rows)]

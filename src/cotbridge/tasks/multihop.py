@@ -30,8 +30,14 @@ def hotpot_ircot_example(rec: dict[str, Any], path: object, line: int) -> Exampl
         spans = rec["answers_objects"][0]["spans"]
         paragraphs = [(c["title"], c["paragraph_text"]) for c in rec["contexts"]]
         supporting = [c["title"] for c in rec["contexts"] if c.get("is_supporting")]
-        return Example(id=rec["question_id"], question=rec["question_text"], answer=spans[0], aliases=spans[1:],
-                       context=format_context(paragraphs), meta={"supporting_titles": supporting})
+        return Example(
+            id=rec["question_id"],
+            question=rec["question_text"],
+            answer=spans[0],
+            aliases=spans[1:],
+            context=format_context(paragraphs),
+            meta={"supporting_titles": supporting},
+        )
     except (KeyError, IndexError, TypeError) as e:
         raise DataError(path, f"not an IRCoT-format HotpotQA record (missing {e})", line) from None
 
@@ -39,8 +45,16 @@ def hotpot_ircot_example(rec: dict[str, Any], path: object, line: int) -> Exampl
 def twowiki_example(rec: dict[str, Any], path: object, line: int) -> Example:
     try:
         paragraphs = [(title, " ".join(sents)) for title, sents in rec["context"]]
-        return Example(id=rec["_id"], question=rec["question"], answer=rec["answer"], context=format_context(paragraphs),
-                       meta={"type": rec.get("type"), "supporting_titles": sorted({t for t, _ in rec.get("supporting_facts", [])})})
+        return Example(
+            id=rec["_id"],
+            question=rec["question"],
+            answer=rec["answer"],
+            context=format_context(paragraphs),
+            meta={
+                "type": rec.get("type"),
+                "supporting_titles": sorted({t for t, _ in rec.get("supporting_facts", [])}),
+            },
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(path, f"not a 2WikiMultihopQA record (missing {e})", line) from None
 
@@ -53,7 +67,9 @@ def local_split(examples: list[Example], split: str) -> list[Example]:
     return [ex for i, ex in enumerate(examples) if keep(i)]
 
 
-def make_loader(task: str, filename: str, parse: Callable[[dict[str, Any], object, int], Example]) -> Callable[..., list[Example]]:
+def make_loader(
+    task: str, filename: str, parse: Callable[[dict[str, Any], object, int], Example]
+) -> Callable[..., list[Example]]:
     def load(data_dir: Path | None, split: str) -> list[Example]:
         if data_dir is None:
             return load_from_hub(task, split)
@@ -70,17 +86,27 @@ for _name, _file, _parse in (
     ("hotpotqa", "hotpotqa_dev_subsampled_ircot500.jsonl", hotpot_ircot_example),
     ("2wikimultihopqa", "2wikimultihopqa_dev_sample500.jsonl", twowiki_example),
 ):
-    register_task(Task(
-        name=_name, version="1.0-local", answer_type="span", loader=make_loader(_name, _file, _parse),
-        sizes={"train": 500 - LOCAL_TEST_SIZE, "test": LOCAL_TEST_SIZE}, family="multihop",
-        description=f"{_name} multi-hop QA with context paragraphs (local 500-question dev subset, seeded split)",
-    ))
+    register_task(
+        Task(
+            name=_name,
+            version="1.0-local",
+            answer_type="span",
+            loader=make_loader(_name, _file, _parse),
+            sizes={"train": 500 - LOCAL_TEST_SIZE, "test": LOCAL_TEST_SIZE},
+            family="multihop",
+            description=f"{_name} multi-hop QA with context paragraphs (local 500-question dev subset, seeded split)",
+        )
+    )
 
 
 def _hotpot_hub(rec: dict[str, Any], id_: str) -> Example:
     ctx = rec["context"]
     paragraphs = [(t, " ".join(s)) for t, s in zip(ctx["title"], ctx["sentences"])]
-    return Example(id=rec.get("id", id_), question=rec["question"], answer=rec["answer"], context=format_context(paragraphs))
+    return Example(
+        id=rec.get("id", id_), question=rec["question"], answer=rec["answer"], context=format_context(paragraphs)
+    )
 
 
-register_hub("hotpotqa", HubSpec("hotpotqa/hotpot_qa", "distractor", {"train": "train", "test": "validation"}, _hotpot_hub))
+register_hub(
+    "hotpotqa", HubSpec("hotpotqa/hotpot_qa", "distractor", {"train": "train", "test": "validation"}, _hotpot_hub)
+)

@@ -46,9 +46,16 @@ class DevAccuracyCallback(TrainerCallback):
     scores go straight into ``state.log_history``.
     """
 
-    def __init__(self, task: Any, examples: list[Any], mode: str = "finetune_cot", every_epochs: int = 1,
-                 max_tokens: int | None = None, batch_size: int = 16,
-                 backend_factory: Callable[[Any, Any], Any] | None = None):
+    def __init__(
+        self,
+        task: Any,
+        examples: list[Any],
+        mode: str = "finetune_cot",
+        every_epochs: int = 1,
+        max_tokens: int | None = None,
+        batch_size: int = 16,
+        backend_factory: Callable[[Any, Any], Any] | None = None,
+    ):
         from cotbridge.prompts.modes import PROMPT_MODES
         from cotbridge.tasks import parse_task_spec
 
@@ -75,20 +82,34 @@ class DevAccuracyCallback(TrainerCallback):
         from cotbridge.evaluation.scoring import Decoding, aggregate, evaluate_examples
         from cotbridge.prompts.modes import PromptContext
 
-        shard = self.examples[args.process_index::args.world_size]
+        shard = self.examples[args.process_index :: args.world_size]
         was_training, side = model.training, tokenizer.padding_side
         model.eval()  # no dropout while generating
         try:
             backend = (self.backend_factory or _live_backend)(model, tokenizer)
             backend.batch_size = self.batch_size
-            records = evaluate_examples(self.task, shard, backend, self.mode, PromptContext(task=self.task),
-                                        Decoding(max_tokens=self.max_tokens), progress=False)[0] if shard else []
+            records = (
+                evaluate_examples(
+                    self.task,
+                    shard,
+                    backend,
+                    self.mode,
+                    PromptContext(task=self.task),
+                    Decoding(max_tokens=self.max_tokens),
+                    progress=False,
+                )[0]
+                if shard
+                else []
+            )
         finally:
             model.train(was_training)
             tokenizer.padding_side = side  # the backend pads on the left; training pads on the right
         metrics = aggregate(self.task, _all_gather(records), 1)
-        logs = {"dev_accuracy": metrics["accuracy"], "dev_correct_format": metrics["correct_format"],
-                "dev_n": metrics["n"]}
+        logs = {
+            "dev_accuracy": metrics["accuracy"],
+            "dev_correct_format": metrics["correct_format"],
+            "dev_n": metrics["n"],
+        }
         if self.trainer is not None:
             self.trainer.log(logs)
         else:
@@ -96,15 +117,23 @@ class DevAccuracyCallback(TrainerCallback):
         # Strictly better only: on a tie the earlier epoch stays best (less training for the same score).
         if state.best_metric is None or metrics["accuracy"] > state.best_metric:
             state.best_metric, state.best_global_step = metrics["accuracy"], state.global_step
-        log.info("epoch %.2f step %d: dev accuracy %.4f (n=%d)", state.epoch or 0, state.global_step,
-                 metrics["accuracy"], metrics["n"])
+        log.info(
+            "epoch %.2f step %d: dev accuracy %.4f (n=%d)",
+            state.epoch or 0,
+            state.global_step,
+            metrics["accuracy"],
+            metrics["n"],
+        )
         return metrics["accuracy"]
 
     @staticmethod
     def summary(state: Any) -> dict[str, Any]:
         """``dev``: the dev history; ``best_dev``: the first entry with the highest accuracy (None without any)."""
-        history = [{"epoch": h.get("epoch"), "step": h.get("step"), "dev_accuracy": h["dev_accuracy"]}
-                   for h in state.log_history if "dev_accuracy" in h]
+        history = [
+            {"epoch": h.get("epoch"), "step": h.get("step"), "dev_accuracy": h["dev_accuracy"]}
+            for h in state.log_history
+            if "dev_accuracy" in h
+        ]
         best = max(history, key=lambda h: h["dev_accuracy"], default=None)  # max keeps the first of equals
         if best is not None:
             kept = state.best_model_checkpoint  # set by the Trainer once it saved the best step

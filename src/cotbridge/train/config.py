@@ -28,7 +28,9 @@ class TrainConfig(StrictModel):
     grad_accum: int = 1
     max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
     group_by_length: bool = True  # batches of similar length waste less compute on padding
-    gradient_checkpointing: bool = False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
+    gradient_checkpointing: bool = (
+        False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
+    )
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -83,21 +85,39 @@ def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     import torch
 
     return dict(
-        output_dir=cfg.output_dir, learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        output_dir=cfg.output_dir,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
         # transformers 5: group_by_length became a sampling strategy; warmup_steps < 1 is a ratio.
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, save_strategy=cfg.save_strategy,
-        save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed,
-        report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        save_strategy=cfg.save_strategy,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        report_to=cfg.report_to,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=use_bf16(cfg.mixed_precision),
         # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
 
 
 def lora_config(cfg: TrainConfig, task_type: str) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type=task_type)
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type=task_type,
+    )

@@ -48,9 +48,15 @@ def read_dev_examples(path: str | Path) -> list[Any]:
     return out
 
 
-def train_from_files(data: str | Path, config: str | Path | None = None, sets: list[str] | None = None,
-                     flags: dict[str, Any] | None = None, dev: str | Path | None = None, task: str | None = None,
-                     stats_file: str | Path | None = None) -> dict[str, Any]:
+def train_from_files(
+    data: str | Path,
+    config: str | Path | None = None,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    dev: str | Path | None = None,
+    task: str | None = None,
+    stats_file: str | Path | None = None,
+) -> dict[str, Any]:
     """Load the config (defaults < YAML < ``--set`` < flags) and the data; train; write the stats (main process)."""
     from cotbridge.config import load_config
     from cotbridge.jsonl import read_jsonl, write_json
@@ -74,8 +80,14 @@ def _is_main_process() -> bool:
     return PartialState().is_main_process
 
 
-def launch_command(entry_args: list[str], num_processes: int, *, cpu: bool = False, port: int | None = None,
-                   threads_per_process: int | None = None) -> tuple[list[str], dict[str, str]]:
+def launch_command(
+    entry_args: list[str],
+    num_processes: int,
+    *,
+    cpu: bool = False,
+    port: int | None = None,
+    threads_per_process: int | None = None,
+) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that run this module in ``num_processes`` processes under ``accelerate launch``.
 
     ``cpu``: hide GPUs and train on CPU with gloo. ``port``: the rendezvous port (pick a free one when
@@ -84,8 +96,18 @@ def launch_command(entry_args: list[str], num_processes: int, *, cpu: bool = Fal
     """
     local = Path(sys.executable).parent / "accelerate"
     exe = str(local) if local.exists() else shutil.which("accelerate") or "accelerate"
-    cmd = [exe, "launch", "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no"]
+    cmd = [
+        exe,
+        "launch",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if num_processes > 1:
         cmd.append("--multi_gpu")  # accelerate's torchrun launcher, for CPU processes too (see the module doc)
     elif cpu:
@@ -104,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cotbridge.train.launch_entry", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="student dataset JSONL with prompt and completion")
     p.add_argument("--config", help="TrainConfig YAML")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
     p.add_argument("--model", help="student: hub id, folder, .gguf or embedded name")
     p.add_argument("--output", help="output_dir")
     p.add_argument("--dev", help="dev examples JSONL (id, question, answer) scored during training")
@@ -113,13 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        stats = train_from_files(a.data, a.config, a.sets, {"model": a.model, "output_dir": a.output}, a.dev, a.task, a.stats)
+        stats = train_from_files(
+            a.data, a.config, a.sets, {"model": a.model, "output_dir": a.output}, a.dev, a.task, a.stats
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if _is_main_process():
-        print(f"trained {stats['global_step']} steps on {stats['examples']} examples in {stats['world_size']} "
-              f"process(es)", file=sys.stderr)
+        print(
+            f"trained {stats['global_step']} steps on {stats['examples']} examples in {stats['world_size']} "
+            f"process(es)",
+            file=sys.stderr,
+        )
     return 0
 
 

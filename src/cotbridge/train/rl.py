@@ -90,12 +90,20 @@ def check_decoder_only(model_path: str | Path) -> None:
     from transformers import AutoConfig
 
     if getattr(AutoConfig.from_pretrained(str(model_path)), "is_encoder_decoder", False):
-        raise UserError(f"{model_path} is an encoder-decoder model; TRL's GRPO/RLOO train decoder-only policies only "
-                        "(use a decoder-only rationale writer for RL)")
+        raise UserError(
+            f"{model_path} is an encoder-decoder model; TRL's GRPO/RLOO train decoder-only policies only "
+            "(use a decoder-only rationale writer for RL)"
+        )
 
 
-def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]], reward_funcs: list[RewardFunc],
-             weights: list[float], callbacks: list[Any] | None = None) -> dict[str, Any]:
+def train_rl(
+    cfg: RLConfig,
+    model_path: str | Path,
+    prompts: list[dict[str, Any]],
+    reward_funcs: list[RewardFunc],
+    weights: list[float],
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
     """Train the writer in ``model_path`` (decoder-only, HF folder) on ``prompts`` (dicts with ``prompt`` and
     ``example_key``); save it to ``cfg.output_dir``; return the per-step reward log and whether weights changed."""
     import torch
@@ -106,27 +114,51 @@ def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]
     check_decoder_only(model_path)
     keep_freed_memory()
     if cfg.batch_size % cfg.num_generations:
-        raise UserError(f"rl.batch_size ({cfg.batch_size}) must be a multiple of rl.num_generations ({cfg.num_generations})")
+        raise UserError(
+            f"rl.batch_size ({cfg.batch_size}) must be a multiple of rl.num_generations ({cfg.num_generations})"
+        )
     config_cls, trainer_cls = (getattr(trl, n) for n in ALGORITHMS.get(cfg.algorithm))
     out = Path(cfg.output_dir)
     rlog = RewardLog(out / "reward_log.jsonl")
     (out / "reward_log.jsonl").unlink(missing_ok=True)  # a rerun starts a fresh log
     args = config_cls(
-        output_dir=str(out), learning_rate=cfg.lr, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-        num_generations=cfg.num_generations, beta=cfg.beta, temperature=cfg.temperature,
-        max_completion_length=cfg.max_completion_length, reward_weights=weights, logging_steps=cfg.logging_steps,
-        seed=cfg.seed, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
-        bf16=use_bf16(cfg.mixed_precision), activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=False,
+        output_dir=str(out),
+        learning_rate=cfg.lr,
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        num_generations=cfg.num_generations,
+        beta=cfg.beta,
+        temperature=cfg.temperature,
+        max_completion_length=cfg.max_completion_length,
+        reward_weights=weights,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=use_bf16(cfg.mixed_precision),
+        activation_checkpointing=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
     tok = AutoTokenizer.from_pretrained(str(model_path), padding_side="left")
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     data = Dataset.from_list([{"prompt": p["prompt"], "example_key": p["example_key"]} for p in prompts])
-    trainer = trainer_cls(model=str(model_path), reward_funcs=reward_funcs, args=args, train_dataset=data,
-                          processing_class=tok, peft_config=peft_config, callbacks=[rlog.callback, *(callbacks or [])])
+    trainer = trainer_cls(
+        model=str(model_path),
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[rlog.callback, *(callbacks or [])],
+    )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters() if n in before)
@@ -134,9 +166,15 @@ def train_rl(cfg: RLConfig, model_path: str | Path, prompts: list[dict[str, Any]
     final.save_pretrained(out)
     tok.save_pretrained(out)
     names = [f.__name__ for f in reward_funcs]
-    return {"steps": trainer.state.global_step, "log": rlog.rows, "components": names, "weights": dict(zip(names, weights)),
-            "changed_tensors": int(changed), "trainable_tensors": len(before),
-            "finite": all(math.isfinite(r.get(f"rewards/{n}/mean", 0.0)) for r in rlog.rows for n in names)}
+    return {
+        "steps": trainer.state.global_step,
+        "log": rlog.rows,
+        "components": names,
+        "weights": dict(zip(names, weights)),
+        "changed_tensors": int(changed),
+        "trainable_tensors": len(before),
+        "finite": all(math.isfinite(r.get(f"rewards/{n}/mean", 0.0)) for r in rlog.rows for n in names),
+    }
 
 
 def window_means(values: list[float], share: float = 0.2) -> tuple[float, float]:

@@ -29,7 +29,7 @@ class BucketedLengthSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         shuffled = torch.randperm(len(self.lengths), generator=g).tolist()
         ordered = sorted(shuffled, key=lambda i: self.lengths[i])  # stable: equal lengths stay in random order
-        batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         batches = [batches[j] for j in torch.randperm(len(batches), generator=g).tolist()]
         longest = max(range(len(batches)), key=lambda j: max(self.lengths[i] for i in batches[j]), default=0)
         if batches:  # the longest batch first, so an out-of-memory shows at once, as transformers does
@@ -48,6 +48,8 @@ def use_bucketed_sampler(trainer: Any, seed: int) -> None:
         lengths = [len(x) for x in data["input_ids"]]
         if "labels" in data.column_names and getattr(trainer.model.config, "is_encoder_decoder", False):
             lengths = [a + len(b) for a, b in zip(lengths, data["labels"])]  # encoder input + decoder target
-        return BucketedLengthSampler(lengths, trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps, seed)
+        return BucketedLengthSampler(
+            lengths, trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps, seed
+        )
 
     trainer._get_train_sampler = sampler

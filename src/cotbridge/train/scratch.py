@@ -36,8 +36,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|pad|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
 
@@ -57,15 +60,25 @@ def init_scratch_model(out_dir: str | Path, spec: ScratchSpec, texts: list[str] 
         tok = train_tokenizer(texts or [], spec.train_vocab)
     else:
         source, gguf = resolve_model_source(spec.tokenizer)
-        tok = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf and not (Path(source) / "tokenizer.json").exists() else {}))
+        tok = AutoTokenizer.from_pretrained(
+            source, **({"gguf_file": gguf} if gguf and not (Path(source) / "tokenizer.json").exists() else {})
+        )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(spec.seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=spec.hidden_size, num_hidden_layers=spec.layers,
-                         num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
-                         intermediate_size=spec.intermediate_size or 4 * spec.hidden_size,
-                         max_position_embeddings=spec.max_position_embeddings, tie_word_embeddings=True,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        intermediate_size=spec.intermediate_size or 4 * spec.hidden_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(out)

@@ -33,8 +33,10 @@ def to_seq2seq_pair(example: dict[str, Any]) -> dict[str, str]:
         return {"source": str(example["source"]), "target": str(example["target"])}
     prompt, completion = example.get("prompt"), example.get("completion")
     if not isinstance(prompt, str) or not isinstance(completion, str):
-        raise UserError("encoder-decoder students train on plain prompt/completion text (formats finetune_cot, "
-                        "vanilla, natural); the chat format is for decoder-only chat models")
+        raise UserError(
+            "encoder-decoder students train on plain prompt/completion text (formats finetune_cot, "
+            "vanilla, natural); the chat format is for decoder-only chat models"
+        )
     return {"source": encoder_input(prompt), "target": completion.strip()}
 
 
@@ -54,18 +56,27 @@ def tokenize_pairs(pairs: list[dict[str, str]], tokenizer: Any, max_length: int)
         if eos is not None and (not ids or ids[-1] != eos):
             ids = ids[: max_length - 1] + [eos]
         labels.append(ids)
-    return Dataset.from_dict({"input_ids": src["input_ids"], "attention_mask": src["attention_mask"], "labels": labels})
+    return Dataset.from_dict(
+        {"input_ids": src["input_ids"], "attention_mask": src["attention_mask"], "labels": labels}
+    )
 
 
 def check_decoder_start(model: Any) -> None:
     """Generation and label shifting both need a decoder start token; T5 uses the pad token."""
     if getattr(model.config, "decoder_start_token_id", None) is None:
-        raise UserError(f"{type(model).__name__} has no decoder_start_token_id in its config "
-                        "(T5 models use the pad token id); set it before training")
+        raise UserError(
+            f"{type(model).__name__} has no decoder_start_token_id in its config "
+            "(T5 models use the pad token id); set it before training"
+        )
 
 
-def build_seq2seq_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any = None, tokenizer: Any = None,
-                          callbacks: list[Any] | None = None) -> Any:
+def build_seq2seq_trainer(
+    cfg: TrainConfig,
+    examples: list[dict[str, Any]],
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
     """A Seq2SeqTrainer over ``examples`` (prompt/completion or source/target dicts; other keys are dropped)."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
@@ -90,5 +101,11 @@ def build_seq2seq_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], mode
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(cfg, "SEQ_2_SEQ_LM"))
-    return Seq2SeqTrainer(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tokenizer,
-                          callbacks=callbacks)
+    return Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )

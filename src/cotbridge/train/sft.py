@@ -22,8 +22,13 @@ from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, tr
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any = None, tokenizer: Any = None,
-                  callbacks: list[Any] | None = None) -> Any:
+def build_trainer(
+    cfg: TrainConfig,
+    examples: list[dict[str, Any]],
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
     """A trainer over ``examples`` (dicts with prompt and completion; other keys are dropped).
 
     Encoder-decoder students get a Seq2SeqTrainer, decoder-only students TRL's SFTTrainer.
@@ -49,8 +54,17 @@ def build_trainer(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
-    return grouped(cfg, SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                   peft_config=peft_config, callbacks=callbacks))
+    return grouped(
+        cfg,
+        SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        ),
+    )
 
 
 def grouped(cfg: TrainConfig, trainer: Any) -> Any:
@@ -62,9 +76,15 @@ def grouped(cfg: TrainConfig, trainer: Any) -> Any:
     return trainer
 
 
-def train_student(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any = None, tokenizer: Any = None,
-                  callbacks: list[Any] | None = None, dev_examples: list[Any] | None = None,
-                  task: Any = None) -> dict[str, Any]:
+def train_student(
+    cfg: TrainConfig,
+    examples: list[dict[str, Any]],
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list[Any] | None = None,
+    dev_examples: list[Any] | None = None,
+    task: Any = None,
+) -> dict[str, Any]:
     """Train (resuming if a checkpoint exists), save the merged student to ``output_dir``; return stats.
 
     ``dev_examples`` (task :class:`~cotbridge.tasks.base.Example` objects) with ``task`` (a Task or a task
@@ -79,8 +99,14 @@ def train_student(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
 
         if task is None:
             raise UserError("dev examples need a task: its answer type and extraction rules score the dev outputs")
-        dev = DevAccuracyCallback(task, dev_examples, mode=cfg.dev_mode, every_epochs=cfg.dev_every_epochs,
-                                  max_tokens=cfg.dev_max_tokens, batch_size=cfg.dev_batch_size)
+        dev = DevAccuracyCallback(
+            task,
+            dev_examples,
+            mode=cfg.dev_mode,
+            every_epochs=cfg.dev_every_epochs,
+            max_tokens=cfg.dev_max_tokens,
+            batch_size=cfg.dev_batch_size,
+        )
         callbacks.append(dev)
     trainer = build_trainer(cfg, examples, model, tokenizer, callbacks)
     if dev is not None:
@@ -96,8 +122,15 @@ def train_student(cfg: TrainConfig, examples: list[dict[str, Any]], model: Any =
             stats["selected"] = load_best_dev_checkpoint(trainer)
     save_final(trainer, cfg)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"global_step": trainer.state.global_step, "train_loss": result.training_loss, "losses": losses,
-            "resumed_from": resume, "examples": len(examples), "world_size": trainer.args.world_size, **stats}
+    return {
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "losses": losses,
+        "resumed_from": resume,
+        "examples": len(examples),
+        "world_size": trainer.args.world_size,
+        **stats,
+    }
 
 
 def load_best_dev_checkpoint(trainer: Any) -> str | None:
@@ -109,8 +142,11 @@ def load_best_dev_checkpoint(trainer: Any) -> str | None:
     state = trainer.state
     best = state.best_model_checkpoint
     if best is None or Path(best).name != f"checkpoint-{state.best_global_step}":
-        log.warning("no checkpoint at the best dev step %s (save_strategy=%s); keeping the last weights",
-                    state.best_global_step, trainer.args.save_strategy)
+        log.warning(
+            "no checkpoint at the best dev step %s (save_strategy=%s); keeping the last weights",
+            state.best_global_step,
+            trainer.args.save_strategy,
+        )
         return None
     trainer._load_best_model()  # handles full weights and LoRA adapters; the path load_best_model_at_end takes
     return best

@@ -42,14 +42,30 @@ class FinetuneCoT:
         trained = [m for m in self.config.methods if m.kind != "prompt"]
         every = self.config.methods
         return [
-            Stage("teach", lambda: {m.name: self.teach(m) for m in distilled},
-                  lambda: [self.teacher_records(m) for m in distilled], "teacher rationales, D per question"),
-            Stage("curate", lambda: {m.name: self.curate(m) for m in trained},
-                  lambda: [self.run_dir / "data" / m.name for m in trained], "student examples per method"),
-            Stage("train", lambda: {m.name: self.train(m) for m in trained},
-                  lambda: [self.run_dir / "students" / m.name for m in trained], "one student per method"),
-            Stage("eval", lambda: {m.name: self.evaluate(m) for m in every},
-                  lambda: [self.run_dir / "eval" / m.name for m in every], "every method on the test split"),
+            Stage(
+                "teach",
+                lambda: {m.name: self.teach(m) for m in distilled},
+                lambda: [self.teacher_records(m) for m in distilled],
+                "teacher rationales, D per question",
+            ),
+            Stage(
+                "curate",
+                lambda: {m.name: self.curate(m) for m in trained},
+                lambda: [self.run_dir / "data" / m.name for m in trained],
+                "student examples per method",
+            ),
+            Stage(
+                "train",
+                lambda: {m.name: self.train(m) for m in trained},
+                lambda: [self.run_dir / "students" / m.name for m in trained],
+                "one student per method",
+            ),
+            Stage(
+                "eval",
+                lambda: {m.name: self.evaluate(m) for m in every},
+                lambda: [self.run_dir / "eval" / m.name for m in every],
+                "every method on the test split",
+            ),
             Stage("report", self.report, lambda: [], "report.md / report.tex / plots"),
         ]
 
@@ -58,9 +74,18 @@ class FinetuneCoT:
         return self.run_dir / "teacher" / f"{self.task.name}.D{m.samples}.jsonl"
 
     def teach(self, m: MethodSpec) -> Path:
-        cfg = TeachConfig(task=self.config.task, split="train", data_dir=self.config.data_dir,
-                          limit=self.config.train_limit, teacher=self.config.teacher, mode=self.config.teach_mode,
-                          samples=m.samples, temperature=m.temperature, run_dir=str(self.run_dir), tag=f"D{m.samples}")
+        cfg = TeachConfig(
+            task=self.config.task,
+            split="train",
+            data_dir=self.config.data_dir,
+            limit=self.config.train_limit,
+            teacher=self.config.teacher,
+            mode=self.config.teach_mode,
+            samples=m.samples,
+            temperature=m.temperature,
+            run_dir=str(self.run_dir),
+            tag=f"D{m.samples}",
+        )
         run_teach(cfg, progress=self.progress)
         return self.teacher_records(m)
 
@@ -71,8 +96,10 @@ class FinetuneCoT:
         if m.kind == "vanilla":
             questions = self.task.load("train", self.config.data_dir, **self.task_params)
             questions = questions[: self.config.train_limit or None]
-            rows = [{"question": q.question, "gold": q.answer, "task": self.task.name, "example_id": q.id, "sample": 0}
-                    for q in questions]
+            rows = [
+                {"question": q.question, "gold": q.answer, "task": self.task.name, "example_id": q.id, "sample": 0}
+                for q in questions
+            ]
             write_jsonl(out / "train.jsonl", vanilla_examples(rows, self.task.answer_type))
             write_json(out / "curation.json", {"examples": len(rows), "format": "vanilla"})
         else:
@@ -103,10 +130,19 @@ class FinetuneCoT:
         model = str(self.train(m)) if trained else student.model
         mode = "vanilla" if m.kind == "vanilla" else FORMATS.get(m.format).eval_mode if trained else m.mode
         ev = self.config.eval
-        cfg = EvalConfig(model=model, gguf_file=None if trained else student.gguf_file, tasks=[self.config.task],
-                         split=ev.split, data_dir=self.config.data_dir, limit=ev.limit, mode=mode,
-                         chat=m.chat or (trained and m.format == "chat"), batch_size=ev.batch_size,
-                         max_tokens=ev.max_tokens, output=str(out))
+        cfg = EvalConfig(
+            model=model,
+            gguf_file=None if trained else student.gguf_file,
+            tasks=[self.config.task],
+            split=ev.split,
+            data_dir=self.config.data_dir,
+            limit=ev.limit,
+            mode=mode,
+            chat=m.chat or (trained and m.format == "chat"),
+            batch_size=ev.batch_size,
+            max_tokens=ev.max_tokens,
+            output=str(out),
+        )
         return run_eval(cfg, progress=self.progress)
 
     def report(self) -> dict[str, Path]:
@@ -118,14 +154,18 @@ class FinetuneCoT:
         for m in cfg.methods:
             extra = {"degree": m.samples} if m.kind == "distill" else {}
             rows += rows_from_results(self.evaluate(m), method=m.name, student=cfg.student.model, **extra)
-        notes = (f"Task `{cfg.task}` ({cfg.eval.split} split), student `{cfg.student.model}` "
-                 f"({'LoRA' if cfg.student.lora else 'full'} fine-tuning, {cfg.student.epochs} epochs), "
-                 f"teacher `{cfg.teacher.backend}`.")
+        notes = (
+            f"Task `{cfg.task}` ({cfg.eval.split} split), student `{cfg.student.model}` "
+            f"({'LoRA' if cfg.student.lora else 'full'} fine-tuning, {cfg.student.epochs} epochs), "
+            f"teacher `{cfg.teacher.backend}`."
+        )
         return write_report(rows, self.run_dir, title=f"cotbridge run: {cfg.name}", notes=notes)
 
     def summary(self, results: dict[str, Any]) -> dict[str, Any]:
-        return {"results": {k: v["results"] for k, v in results["eval"].items()},
-                "report": {k: str(p) for k, p in results["report"].items()}}
+        return {
+            "results": {k: v["results"] for k, v in results["eval"].items()},
+            "report": {k: str(p) for k, p in results["report"].items()},
+        }
 
 
 def run_pipeline(cfg: RunConfig, from_stage: str | None = None, progress: bool = True) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from cotbridge.train.config import TrainConfig
 class TeacherTask(StrictModel):
     """How one teacher covers one task; every field defaults to the teacher's or the run's setting."""
 
-    split: str = "train"  # a teacher whose outputs exist only for the test split may teach from it (see eval exclusion)
+    split: str = (
+        "train"  # a teacher whose outputs exist only for the test split may teach from it (see eval exclusion)
+    )
     limit: int | None = None  # first N questions of the split
     options: dict[str, Any] = {}  # merged over the teacher's backend options
     released: ReleasedSpec | None = None  # published outputs to convert and replay
@@ -102,7 +104,7 @@ class InstructConfig(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"teacher names must be unique, got {names}")
         for t in self.teachers:
-            for task in (t.tasks or {}):
+            for task in t.tasks or {}:
                 if task not in self.tasks:
                     raise ValueError(f"teacher {t.name!r} covers task {task!r}, which is not in tasks {self.tasks}")
         for r in self.rows or []:
@@ -119,8 +121,12 @@ class InstructConfig(StrictModel):
     def resolved_rows(self) -> list[RowSpec]:
         if self.rows is not None:
             return self.rows
-        return [RowSpec(task=task, teachers=[t.name]) for task in self.tasks for t in self.teachers
-                if t.task_spec(task) is not None]
+        return [
+            RowSpec(task=task, teachers=[t.name])
+            for task in self.tasks
+            for t in self.teachers
+            if t.task_spec(task) is not None
+        ]
 
     def teacher(self, name: str) -> TeacherSpec:
         return next(t for t in self.teachers if t.name == name)

@@ -39,20 +39,28 @@ class InstructionTemplate(StrictModel):
 
 
 TEMPLATES: Registry[InstructionTemplate] = Registry("instruction template")
-TEMPLATES.add("ranaldi_freitas", InstructionTemplate(
-    name="ranaldi_freitas",
-    instruction={
-        "choice": "Choose the answer to the question from the answer choices. Think step by step, "
-                  "then finish with 'The answer is' followed by the letter and the text of your choice.",
-        "default": "Answer the question. Think step by step, then finish with 'The answer is' followed by your answer.",
-    },
-))
-TEMPLATES.add("alpaca_cot", InstructionTemplate(
-    name="alpaca_cot",
-    instruction={"default": "Below is a question. Write a response that reasons step by step and ends with the answer."},
-    user="### Instruction:\n{instruction}\n\n### Input:\n{question}",
-    assistant="{rationale}\n{answer_sentence}",
-))
+TEMPLATES.add(
+    "ranaldi_freitas",
+    InstructionTemplate(
+        name="ranaldi_freitas",
+        instruction={
+            "choice": "Choose the answer to the question from the answer choices. Think step by step, "
+            "then finish with 'The answer is' followed by the letter and the text of your choice.",
+            "default": "Answer the question. Think step by step, then finish with 'The answer is' followed by your answer.",
+        },
+    ),
+)
+TEMPLATES.add(
+    "alpaca_cot",
+    InstructionTemplate(
+        name="alpaca_cot",
+        instruction={
+            "default": "Below is a question. Write a response that reasons step by step and ends with the answer."
+        },
+        user="### Instruction:\n{instruction}\n\n### Input:\n{question}",
+        assistant="{rationale}\n{answer_sentence}",
+    ),
+)
 
 CHOICES_RE = re.compile(r"\s*(?:Which choice is true\?\s*)?Answer choices:\s*(.*?)\.?\s*$", re.DOTALL)
 CHOICE_RE = re.compile(r"\(([A-Z])\)\s*(.*?)\s*(?=,\s*\([A-Z]\)|$)", re.DOTALL)
@@ -111,10 +119,16 @@ def user_message(template: InstructionTemplate, question: str, answer_type: str)
     ch = split_choices(question)
     q = template.question.format(stem=ch.stem)
     if ch.options:
-        q += template.choices.format(choices="\n".join(template.choice.format(letter=ltr, text=t) for ltr, t in ch.options))
-    instruction = template.instruction.get("choice" if ch.options else answer_type) or template.instruction.get("default")
+        q += template.choices.format(
+            choices="\n".join(template.choice.format(letter=ltr, text=t) for ltr, t in ch.options)
+        )
+    instruction = template.instruction.get("choice" if ch.options else answer_type) or template.instruction.get(
+        "default"
+    )
     if instruction is None:
-        raise UserError(f"instruction template {template.name!r} has no instruction for {answer_type!r} and no 'default'")
+        raise UserError(
+            f"instruction template {template.name!r} has no instruction for {answer_type!r} and no 'default'"
+        )
     return template.user.format(instruction=instruction, question=q)
 
 
@@ -135,7 +149,9 @@ def to_instruction_example(demo: dict[str, Any], template: InstructionTemplate, 
     return {
         "prompt": [{"role": "user", "content": user_message(template, demo["question"], answer_type)}],
         "completion": [{"role": "assistant", "content": completion}],
-        "task": demo.get("task"), "example_id": demo.get("example_id"), "sample": demo.get("sample"),
+        "task": demo.get("task"),
+        "example_id": demo.get("example_id"),
+        "sample": demo.get("sample"),
         "provenance": demo.get("provenance", {}),
     }
 
@@ -148,11 +164,20 @@ def ensure_prompt_mode(template: InstructionTemplate) -> str:
     """Register (once) the prompt mode that asks a question exactly as the template does in training."""
     name = prompt_mode_name(template)
     if name not in PROMPT_MODES:
+
         def first(ex: Example, ctx: PromptContext) -> str:
             return user_message(template, question_block(ex), ctx.task.answer_type)
 
-        PROMPT_MODES.add(name, PromptMode(name, first, "default", max_tokens=256,
-                                          description=f"instruction-tuned student, template {template.name!r} (use with chat)"))
+        PROMPT_MODES.add(
+            name,
+            PromptMode(
+                name,
+                first,
+                "default",
+                max_tokens=256,
+                description=f"instruction-tuned student, template {template.name!r} (use with chat)",
+            ),
+        )
     return name
 
 

@@ -36,10 +36,19 @@ def teach_config(cfg: InstructConfig, teacher: TeacherSpec, task: str) -> TeachC
         options.update(convert_released(spec.released, task, out, cfg.data_dir))
         options.setdefault("teacher", teacher.model or teacher.name)
         model = options["path"]
-    return TeachConfig(task=task, split=spec.split, data_dir=cfg.data_dir, limit=spec.limit,
-                       teacher=TeacherConfig(backend=teacher.backend, model=model, options=options),
-                       mode=cfg.teach_mode, max_tokens=spec.max_tokens or cfg.teach_max_tokens, chat=teacher.chat,
-                       pipeline=spec.pipeline or "default", run_dir=str(run_dir), tag=teacher.name)
+    return TeachConfig(
+        task=task,
+        split=spec.split,
+        data_dir=cfg.data_dir,
+        limit=spec.limit,
+        teacher=TeacherConfig(backend=teacher.backend, model=model, options=options),
+        mode=cfg.teach_mode,
+        max_tokens=spec.max_tokens or cfg.teach_max_tokens,
+        chat=teacher.chat,
+        pipeline=spec.pipeline or "default",
+        run_dir=str(run_dir),
+        tag=teacher.name,
+    )
 
 
 def teach_all(cfg: InstructConfig, progress: bool = True) -> dict[str, dict[str, Any]]:
@@ -54,13 +63,21 @@ def teach_all(cfg: InstructConfig, progress: bool = True) -> dict[str, dict[str,
 
 
 def provenance(teacher: TeacherSpec, rec: dict[str, Any]) -> dict[str, Any]:
-    return {"teacher": teacher.name, "family": teacher.family, "backend": teacher.backend,
-            "model": (rec.get("teacher") or {}).get("model") or teacher.model, "split": rec.get("split"),
-            "record": rec.get("key"), "sample": rec.get("sample"), "teacher_correct": rec.get("correct")}
+    return {
+        "teacher": teacher.name,
+        "family": teacher.family,
+        "backend": teacher.backend,
+        "model": (rec.get("teacher") or {}).get("model") or teacher.model,
+        "split": rec.get("split"),
+        "record": rec.get("key"),
+        "sample": rec.get("sample"),
+        "teacher_correct": rec.get("correct"),
+    }
 
 
-def merge_demonstrations(per_teacher: list[tuple[TeacherSpec, list[dict[str, Any]]]],
-                         spec: MergeSpec) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def merge_demonstrations(
+    per_teacher: list[tuple[TeacherSpec, list[dict[str, Any]]]], spec: MergeSpec
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(kept demonstrations with ``provenance``, statistics per teacher and overall).
 
     Teachers earlier in the list win ties: a rationale that two teachers wrote identically for the same
@@ -102,9 +119,19 @@ def merge_demonstrations(per_teacher: list[tuple[TeacherSpec, list[dict[str, Any
                     break
             if cap is not None and len(chosen) >= cap:
                 break
-    chosen.sort(key=lambda d: (str(d.get("task")), _id_order(d["example_id"]), d["provenance"]["teacher"], d.get("sample", 0)))
-    stats.update({"demonstrations": len(chosen), "questions": len(per_question), "max_demonstrations": cap,
-                  "max_per_question": spec.max_per_question, "dedupe": spec.dedupe, "filters": spec.filters})
+    chosen.sort(
+        key=lambda d: (str(d.get("task")), _id_order(d["example_id"]), d["provenance"]["teacher"], d.get("sample", 0))
+    )
+    stats.update(
+        {
+            "demonstrations": len(chosen),
+            "questions": len(per_question),
+            "max_demonstrations": cap,
+            "max_per_question": spec.max_per_question,
+            "dedupe": spec.dedupe,
+            "filters": spec.filters,
+        }
+    )
     return chosen, stats
 
 
@@ -113,6 +140,8 @@ def _id_order(example_id: str) -> tuple[int, str]:
     return (int(digits) if digits else -1, str(example_id))
 
 
-def load_teacher_records(cfg: InstructConfig, task: str, teachers: list[str]) -> list[tuple[TeacherSpec, list[dict[str, Any]]]]:
+def load_teacher_records(
+    cfg: InstructConfig, task: str, teachers: list[str]
+) -> list[tuple[TeacherSpec, list[dict[str, Any]]]]:
     run_dir = cfg.directory()
     return [(cfg.teacher(name), list(read_jsonl(record_path(run_dir, task, name)))) for name in teachers]

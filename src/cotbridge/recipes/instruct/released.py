@@ -76,10 +76,15 @@ def read_palm_sbs(folder: Path, task: str, data_dir: str | None) -> Released:
         if not inputs:
             continue
         records = list(read_jsonl(inputs[0]))
-        parts = sorted(folder.glob(f"palm/{split}_CoT_*.json"), key=lambda p: int(re.sub(r"\D", "", p.stem.rsplit("_", 1)[1]) or 0))
+        parts = sorted(
+            folder.glob(f"palm/{split}_CoT_*.json"),
+            key=lambda p: int(re.sub(r"\D", "", p.stem.rsplit("_", 1)[1]) or 0),
+        )
         texts: list[str] = [t for p in parts for t in _str_list(p)]
         if len(texts) != len(records):
-            raise DataError(folder / "palm", f"{split}: {len(texts)} rationales for {len(records)} inputs in {inputs[0].name}")
+            raise DataError(
+                folder / "palm", f"{split}: {len(texts)} rationales for {len(records)} inputs in {inputs[0].name}"
+            )
         for line, (rec, text) in enumerate(zip(records, texts), 1):
             question = _palm_question(task, rec, inputs[0], line)
             ex_id = by_question.get(normalize_question(question))
@@ -108,5 +113,7 @@ def convert_released(spec: ReleasedSpec, task: str, out: Path, data_dir: str | N
         for ex_id, question, text in reader(src, task, data_dir):
             seen.setdefault(ex_id, {"example_id": ex_id, "question": question, "text": text})  # first copy wins
         write_jsonl(out, seen.values())
-        (out.with_suffix(".source.json")).write_text(json.dumps({**spec.model_dump(), "task": task, "records": len(seen)}))
+        (out.with_suffix(".source.json")).write_text(
+            json.dumps({**spec.model_dump(), "task": task, "records": len(seen)})
+        )
     return {"path": str(out), "id_field": "example_id", "text_field": "text"}

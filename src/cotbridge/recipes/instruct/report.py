@@ -28,7 +28,9 @@ def row_label(row: dict[str, Any]) -> str:
 def matrix_markdown(matrix: dict[str, Any]) -> str:
     """Accuracy % ± stderr (n) per cell; in-domain cells bold; OOD mean and differences to base at the end."""
     cols = matrix["columns"]
-    head = "| tuned on ← teacher (family) | demos | " + " | ".join(cols) + " | in-domain Δ base | OOD mean | OOD Δ base |"
+    head = (
+        "| tuned on ← teacher (family) | demos | " + " | ".join(cols) + " | in-domain Δ base | OOD mean | OOD Δ base |"
+    )
     lines = [head, "|" + "---|" * (len(cols) + 5)]
     for r in matrix["rows"]:
         cells = []
@@ -40,8 +42,11 @@ def matrix_markdown(matrix: dict[str, Any]) -> str:
             text = f"{pct(c['accuracy'])} ± {pct(c['stderr'] or 0.0)} (n={c['n']})"
             cells.append(f"**{text}**" if c["in_domain"] else text)
         demos = r.get("demonstrations")
-        lines.append(f"| {row_label(r)} | {demos if demos is not None else MISSING} | " + " | ".join(cells)
-                     + f" | {_pp(r.get('in_domain_delta'))} | {_acc(r.get('out_of_domain_mean'))} | {_pp(r.get('out_of_domain_delta'))} |")
+        lines.append(
+            f"| {row_label(r)} | {demos if demos is not None else MISSING} | "
+            + " | ".join(cells)
+            + f" | {_pp(r.get('in_domain_delta'))} | {_acc(r.get('out_of_domain_mean'))} | {_pp(r.get('out_of_domain_delta'))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -57,25 +62,40 @@ def rate_markdown(matrix: dict[str, Any], key: str) -> str:
 
 
 def family_markdown(fam: dict[str, Any], student: str, student_family: str | None) -> str:
-    lines = [f"Student `{student}` (family: {student_family or 'not set'}). Δ = difference to the untuned student, "
-             "in percentage points; OOD = mean over the other tasks of the matrix.", "",
-             "| tuned on | teacher | family | w.r.t. student | demos | in-domain | Δ | OOD mean | Δ |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Student `{student}` (family: {student_family or 'not set'}). Δ = difference to the untuned student, "
+        "in percentage points; OOD = mean over the other tasks of the matrix.",
+        "",
+        "| tuned on | teacher | family | w.r.t. student | demos | in-domain | Δ | OOD mean | Δ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, entries in fam["by_task"].items():
         for e in entries:
-            lines.append(f"| {task} | {'+'.join(e['teachers'])} | {e['family']} | {e['relation']} | "
-                         f"{e['demonstrations'] if e['demonstrations'] is not None else MISSING} | {_acc(e['in_domain'])} | "
-                         f"{_pp(e['in_domain_delta'])} | {_acc(e['out_of_domain_mean'])} | {_pp(e['out_of_domain_delta'])} |")
-    for title, key in (("Teacher family, tasks that several families taught", "by_family_on_shared_tasks"),
-                       ("Teacher family, all rows", "by_family"), ("Same- vs cross-family w.r.t. the student", "by_relation")):
+            lines.append(
+                f"| {task} | {'+'.join(e['teachers'])} | {e['family']} | {e['relation']} | "
+                f"{e['demonstrations'] if e['demonstrations'] is not None else MISSING} | {_acc(e['in_domain'])} | "
+                f"{_pp(e['in_domain_delta'])} | {_acc(e['out_of_domain_mean'])} | {_pp(e['out_of_domain_delta'])} |"
+            )
+    for title, key in (
+        ("Teacher family, tasks that several families taught", "by_family_on_shared_tasks"),
+        ("Teacher family, all rows", "by_family"),
+        ("Same- vs cross-family w.r.t. the student", "by_relation"),
+    ):
         groups = fam.get(key) or {}
         if not groups:
             continue
-        lines += ["", f"**{title}** (means over rows)", "", "| group | rows | tasks | in-domain | Δ | OOD mean | Δ |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**{title}** (means over rows)",
+            "",
+            "| group | rows | tasks | in-domain | Δ | OOD mean | Δ |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for g, s in groups.items():
-            lines.append(f"| {g} | {s['rows']} | {', '.join(s['tasks'])} | {_acc(s['in_domain'])} | {_pp(s['in_domain_delta'])} | "
-                         f"{_acc(s['out_of_domain_mean'])} | {_pp(s['out_of_domain_delta'])} |")
+            lines.append(
+                f"| {g} | {s['rows']} | {', '.join(s['tasks'])} | {_acc(s['in_domain'])} | {_pp(s['in_domain_delta'])} | "
+                f"{_acc(s['out_of_domain_mean'])} | {_pp(s['out_of_domain_delta'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +115,9 @@ def plot_heatmap(matrix: dict[str, Any], path: str | Path, title: str = "") -> P
     width = 2.2 + 1.6 * len(cols) + 0.07 * max(len(s) for s in labels)
     fig, axes = figure((width, 1.2 + 0.55 * len(rows)))
     ax = axes[0]
-    img = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", vmin=0, vmax=max(1.0, float(np.nanmax(grid))))
+    img = ax.imshow(
+        np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", vmin=0, vmax=max(1.0, float(np.nanmax(grid)))
+    )
     fig.colorbar(img, ax=ax, label="accuracy (%)")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
@@ -107,8 +129,16 @@ def plot_heatmap(matrix: dict[str, Any], path: str | Path, title: str = "") -> P
             if c is None:
                 continue
             dark = grid[i, j] < 0.6 * np.nanmax(grid)
-            ax.text(j, i, f"{grid[i, j]:.1f}\nn={c['n']}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black", fontweight="bold" if c["in_domain"] else "normal")
+            ax.text(
+                j,
+                i,
+                f"{grid[i, j]:.1f}\nn={c['n']}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+                fontweight="bold" if c["in_domain"] else "normal",
+            )
             if c["in_domain"]:
                 ax.add_patch(_box(i, j))
     if title:

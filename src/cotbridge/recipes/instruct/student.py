@@ -40,18 +40,24 @@ def load_student(cfg: StudentConfig) -> tuple[Any, Any, bool]:
         return (*load_model_and_tokenizer(cfg.model, cfg.gguf_file, cfg.dtype), False)
     reason = qlora_unavailable(cfg)
     if reason:
-        log.warning("quantization: 4bit (QLoRA) requested but %s; training LoRA on the full-precision student instead",
-                    reason)
+        log.warning(
+            "quantization: 4bit (QLoRA) requested but %s; training LoRA on the full-precision student instead", reason
+        )
         return (*load_model_and_tokenizer(cfg.model, cfg.gguf_file, cfg.dtype), False)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.bfloat16)
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, quantization_config=bnb, dtype=torch.bfloat16,
-                                                     device_map={"": 0})
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.model, quantization_config=bnb, dtype=torch.bfloat16, device_map={"": 0}
+        )
     except OSError as e:
         raise UserError(f"could not load student {cfg.model!r} in 4 bits: {str(e).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
@@ -59,7 +65,9 @@ def load_student(cfg: StudentConfig) -> tuple[Any, Any, bool]:
     return model, tokenizer, True
 
 
-def merge_adapter(base: str, gguf_file: str | None, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> None:
+def merge_adapter(
+    base: str, gguf_file: str | None, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto"
+) -> None:
     """Base weights in full precision + the trained LoRA adapter, merged into ``out_dir``.
 
     After QLoRA the in-memory base is 4-bit; merging there would round the LoRA update into 4-bit

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 BASE = "base"
 
 
-def select_test_sets(tasks: list[str], split: str, limit: int | None, data_dir: str | None,
-                     trained: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def select_test_sets(
+    tasks: list[str], split: str, limit: int | None, data_dir: str | None, trained: Iterable[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Per column task: the examples to test on and how many were excluded as trained-on.
 
     ``trained`` are training examples (with task, example_id and the question in their provenance);
@@ -42,15 +43,31 @@ def select_test_sets(tasks: list[str], split: str, limit: int | None, data_dir: 
     for spec in tasks:
         task, params = parse_task_spec(spec)
         examples = task.load(split, data_dir, **params)
-        clean = [e for e in examples if (task.name, e.id) not in trained_ids and normalize_question(e.question) not in trained_text]
+        clean = [
+            e
+            for e in examples
+            if (task.name, e.id) not in trained_ids and normalize_question(e.question) not in trained_text
+        ]
         chosen = clean[:limit] if limit else clean
-        out[task.name] = {"task": task, "examples": chosen, "split_size": len(examples),
-                          "excluded_trained": len(examples) - len(clean), "ids": [e.id for e in chosen]}
+        out[task.name] = {
+            "task": task,
+            "examples": chosen,
+            "split_size": len(examples),
+            "excluded_trained": len(examples) - len(clean),
+            "ids": [e.id for e in chosen],
+        }
     return out
 
 
-def evaluate_row(model_loader: Any, row: str, test_sets: dict[str, dict[str, Any]], mode: str, out_dir: Path,
-                 max_tokens: int, progress: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate_row(
+    model_loader: Any,
+    row: str,
+    test_sets: dict[str, dict[str, Any]],
+    mode: str,
+    out_dir: Path,
+    max_tokens: int,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Metrics per column for one student; cells already evaluated on the same questions are reused.
 
     ``model_loader()`` returns a backend; it is called only when some cell needs computing.
@@ -68,8 +85,15 @@ def evaluate_row(model_loader: Any, row: str, test_sets: dict[str, dict[str, Any
             backend = model_loader()
         log.info("eval %s on %s (%d questions)", row, name, len(ts["examples"]))
         t0 = time.perf_counter()
-        records, metrics = evaluate_examples(ts["task"], ts["examples"], backend, mode, PromptContext(task=ts["task"]),
-                                             Decoding(max_tokens=max_tokens, chat=True), progress=progress)
+        records, metrics = evaluate_examples(
+            ts["task"],
+            ts["examples"],
+            backend,
+            mode,
+            PromptContext(task=ts["task"]),
+            Decoding(max_tokens=max_tokens, chat=True),
+            progress=progress,
+        )
         metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
         write_jsonl(out_dir / row / f"{name}.jsonl", records)
         write_json(cell_path, {"row": row, "task": name, "ids": ts["ids"], "metrics": metrics})
@@ -90,7 +114,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def build_matrix(rows: list[dict[str, Any]], columns: list[str], cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def build_matrix(
+    rows: list[dict[str, Any]], columns: list[str], cells: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """The in-domain x out-of-domain matrix from per-cell metrics.
 
     ``rows``: {name, tuned_on (None for the base row), teachers, families, relation, demonstrations};
@@ -107,16 +133,30 @@ def build_matrix(rows: list[dict[str, Any]], columns: list[str], cells: dict[str
             if m is None:
                 continue
             b = base.get(col) if base and name != BASE else None
-            row_cells[col] = {"accuracy": m["accuracy"], "stderr": m.get("accuracy_stderr"), "n": m["n"],
-                              "complete": m.get("complete"), "correct_format": m.get("correct_format"), "in_domain": col == tuned,
-                              "delta_vs_base": m["accuracy"] - b["accuracy"] if b is not None else None}
+            row_cells[col] = {
+                "accuracy": m["accuracy"],
+                "stderr": m.get("accuracy_stderr"),
+                "n": m["n"],
+                "complete": m.get("complete"),
+                "correct_format": m.get("correct_format"),
+                "in_domain": col == tuned,
+                "delta_vs_base": m["accuracy"] - b["accuracy"] if b is not None else None,
+            }
         ood = [c["accuracy"] for col, c in row_cells.items() if col != tuned]
-        ood_delta = [c["delta_vs_base"] for col, c in row_cells.items() if col != tuned and c["delta_vs_base"] is not None]
+        ood_delta = [
+            c["delta_vs_base"] for col, c in row_cells.items() if col != tuned and c["delta_vs_base"] is not None
+        ]
         ind = row_cells.get(tuned) if tuned else None
-        out_rows.append({**row, "cells": row_cells,
-                         "in_domain": ind["accuracy"] if ind else None,
-                         "in_domain_delta": ind["delta_vs_base"] if ind else None,
-                         "out_of_domain_mean": _mean(ood), "out_of_domain_delta": _mean(ood_delta) if ood_delta else None})
+        out_rows.append(
+            {
+                **row,
+                "cells": row_cells,
+                "in_domain": ind["accuracy"] if ind else None,
+                "in_domain_delta": ind["delta_vs_base"] if ind else None,
+                "out_of_domain_mean": _mean(ood),
+                "out_of_domain_delta": _mean(ood_delta) if ood_delta else None,
+            }
+        )
     return {"columns": columns, "rows": out_rows}
 
 
@@ -131,24 +171,43 @@ def family_comparison(matrix: dict[str, Any]) -> dict[str, Any]:
     tuned = [r for r in matrix["rows"] if r.get("tuned_on")]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for r in tuned:
-        by_task.setdefault(r["tuned_on"], []).append({
-            "row": r["name"], "teachers": r["teachers"], "family": "+".join(sorted(set(r["families"]))),
-            "relation": r["relation"], "demonstrations": r.get("demonstrations"), "in_domain": r["in_domain"],
-            "in_domain_delta": r["in_domain_delta"], "out_of_domain_mean": r["out_of_domain_mean"],
-            "out_of_domain_delta": r["out_of_domain_delta"]})
+        by_task.setdefault(r["tuned_on"], []).append(
+            {
+                "row": r["name"],
+                "teachers": r["teachers"],
+                "family": "+".join(sorted(set(r["families"]))),
+                "relation": r["relation"],
+                "demonstrations": r.get("demonstrations"),
+                "in_domain": r["in_domain"],
+                "in_domain_delta": r["in_domain_delta"],
+                "out_of_domain_mean": r["out_of_domain_mean"],
+                "out_of_domain_delta": r["out_of_domain_delta"],
+            }
+        )
 
     def summarize(key: str, tasks: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         groups: dict[str, list[dict[str, Any]]] = {}
         for task, entries in tasks.items():
             for e in entries:
                 groups.setdefault(e[key], []).append({**e, "task": task})
-        return {g: {"rows": len(es), "tasks": sorted({e["task"] for e in es}),
-                    "in_domain": _mean([e["in_domain"] for e in es]), "in_domain_delta": _mean([e["in_domain_delta"] for e in es]),
-                    "out_of_domain_mean": _mean([e["out_of_domain_mean"] for e in es]),
-                    "out_of_domain_delta": _mean([e["out_of_domain_delta"] for e in es])} for g, es in groups.items()}
+        return {
+            g: {
+                "rows": len(es),
+                "tasks": sorted({e["task"] for e in es}),
+                "in_domain": _mean([e["in_domain"] for e in es]),
+                "in_domain_delta": _mean([e["in_domain_delta"] for e in es]),
+                "out_of_domain_mean": _mean([e["out_of_domain_mean"] for e in es]),
+                "out_of_domain_delta": _mean([e["out_of_domain_delta"] for e in es]),
+            }
+            for g, es in groups.items()
+        }
 
     # Tasks taught by more than one family: the only place where families meet on equal terms.
     shared = {t: es for t, es in by_task.items() if len({e["family"] for e in es}) > 1}
-    return {"by_task": by_task, "by_family": summarize("family", by_task), "by_relation": summarize("relation", by_task),
-            "tasks_with_several_families": sorted(shared), "by_family_on_shared_tasks": summarize("family", shared)}
-
+    return {
+        "by_task": by_task,
+        "by_family": summarize("family", by_task),
+        "by_relation": summarize("relation", by_task),
+        "tasks_with_several_families": sorted(shared),
+        "by_family_on_shared_tasks": summarize("family", shared),
+    }

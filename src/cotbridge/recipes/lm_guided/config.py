@@ -47,9 +47,14 @@ class EvalRow(StrictModel):
     temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
 
 
-PAPER_ROWS = [EvalRow(name="standard", rationale="none"), EvalRow(name="cot", rationale="large"),
-              EvalRow(name="kd", rationale="kd"), EvalRow(name="kd_sc", rationale="kd", k=3),
-              EvalRow(name="kd_rl", rationale="rl"), EvalRow(name="kd_rl_sc", rationale="rl", k=3)]
+PAPER_ROWS = [
+    EvalRow(name="standard", rationale="none"),
+    EvalRow(name="cot", rationale="large"),
+    EvalRow(name="kd", rationale="kd"),
+    EvalRow(name="kd_sc", rationale="kd", k=3),
+    EvalRow(name="kd_rl", rationale="rl"),
+    EvalRow(name="kd_rl_sc", rationale="rl", k=3),
+]
 
 
 class EvalSpec(StrictModel):

@@ -20,7 +20,15 @@ from cotbridge.inference.two_stage import generate_answers, generate_two_stage
 from cotbridge.config import StrictModel
 from cotbridge.evaluation.scoring import aggregate, score_example
 from cotbridge.prompts.formats import clean_rationale
-from cotbridge.prompts.modes import PROMPT_MODES, STUDENT_STOP, STUDENT_SUFFIX, PromptContext, answer_request, first_request, question_block
+from cotbridge.prompts.modes import (
+    PROMPT_MODES,
+    STUDENT_STOP,
+    STUDENT_SUFFIX,
+    PromptContext,
+    answer_request,
+    first_request,
+    question_block,
+)
 from cotbridge.tasks.base import Example, Task
 
 COT_MODE = "zero_shot_cot"
@@ -72,14 +80,24 @@ def trim_context(ex: Example, spec: ContextSpec) -> Example:
 
 # ---------------------------------------------------------------- requests
 
+
 def small_prompt(ex: Example) -> str:
     """What the rationale writer sees: the student format's ``{context + question} ###``."""
     return f"{question_block(ex)}{STUDENT_SUFFIX}"
 
 
-def small_request(ex: Example, *, n: int = 1, temperature: float = 0.0, max_tokens: int = 64, seed: int = 0) -> Request:
-    return Request(prompt=small_prompt(ex), n=n, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                   stop=[STUDENT_STOP, "-->"], meta={"example": ex, "stage": "rationale"})
+def small_request(
+    ex: Example, *, n: int = 1, temperature: float = 0.0, max_tokens: int = 64, seed: int = 0
+) -> Request:
+    return Request(
+        prompt=small_prompt(ex),
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        stop=[STUDENT_STOP, "-->"],
+        meta={"example": ex, "stage": "rationale"},
+    )
 
 
 @dataclass
@@ -96,8 +114,16 @@ class LargePrompts:
         self.ctx = PromptContext(task=self.task)
 
     def cot(self, ex: Example, n: int = 1, temperature: float = 0.0, seed: int = 0) -> Request:
-        return first_request(ex, self.mode, self.ctx, n=n, temperature=temperature, max_tokens=self.rationale_max_tokens,
-                             seed=seed, chat=self.chat)
+        return first_request(
+            ex,
+            self.mode,
+            self.ctx,
+            n=n,
+            temperature=temperature,
+            max_tokens=self.rationale_max_tokens,
+            seed=seed,
+            chat=self.chat,
+        )
 
     def answer(self, ex: Example, rationale: str) -> Request:
         req = answer_request(ex, self.cot(ex), rationale, self.mode, self.ctx, max_tokens=self.answer_max_tokens)
@@ -107,10 +133,18 @@ class LargePrompts:
         """Standard prompting: context and question, then 'The answer is' (Kojima's zero-shot baseline)."""
         trigger = self.ctx.trigger(ex).removeprefix("Therefore, ")
         trigger = trigger[0].upper() + trigger[1:]
-        common = dict(max_tokens=self.answer_max_tokens, stop=list(ANSWER_STOP), meta={"example": ex, "stage": "single"})
+        common = dict(
+            max_tokens=self.answer_max_tokens, stop=list(ANSWER_STOP), meta={"example": ex, "stage": "single"}
+        )
         if self.chat:
-            return Request(messages=[{"role": "user", "content": f"Q: {question_block(ex)}"},
-                                     {"role": "assistant", "content": trigger}], continue_final=True, **common)
+            return Request(
+                messages=[
+                    {"role": "user", "content": f"Q: {question_block(ex)}"},
+                    {"role": "assistant", "content": trigger},
+                ],
+                continue_final=True,
+                **common,
+            )
         return Request(prompt=f"Q: {question_block(ex)}\nA: {trigger}", **common)
 
 
@@ -120,6 +154,7 @@ def rationale_text(completion: Completion) -> str:
 
 
 # ---------------------------------------------------------------- rows
+
 
 @dataclass
 class RowSpec:
@@ -131,17 +166,26 @@ class RowSpec:
     temperature: float = 0.0  # for rationale sampling; self-consistency needs > 0
 
 
-def answer_given(large: Backend, prompts: LargePrompts, examples: list[Example], rationales: list[list[str]],
-                 progress: bool = True) -> tuple[list[list[Request]], list[list[Completion]]]:
+def answer_given(
+    large: Backend, prompts: LargePrompts, examples: list[Example], rationales: list[list[str]], progress: bool = True
+) -> tuple[list[list[Request]], list[list[Completion]]]:
     """The large model's answer for every (example, rationale); identical calls are made once."""
     reqs = [[prompts.answer(ex, r) for r in rs] for ex, rs in zip(examples, rationales)]
     flat = iter(generate_answers(large, [r for rs in reqs for r in rs], dedupe=True, progress=progress))
     return reqs, [[next(flat) for _ in rs] for rs in reqs]
 
 
-def run_row(task: Task, examples: list[Example], row: RowSpec, large: Backend, prompts: LargePrompts,
-            small: Backend | None = None, small_max_tokens: int = 64, seed: int = 0,
-            progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_row(
+    task: Task,
+    examples: list[Example],
+    row: RowSpec,
+    large: Backend,
+    prompts: LargePrompts,
+    small: Backend | None = None,
+    small_max_tokens: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-question records (rationales, answers, vote, EM/F1) and the row's metrics."""
     if row.rationale == "none":
         reqs = [prompts.standard(ex) for ex in examples]
@@ -155,10 +199,19 @@ def run_row(task: Task, examples: list[Example], row: RowSpec, large: Backend, p
         if small is None:
             raise ValueError(f"row {row.name!r} needs a small rationale model")
         writer, clean = small, rationale_text
-        reqs = [small_request(ex, n=row.k, temperature=row.temperature, max_tokens=small_max_tokens, seed=seed)
-                for ex in examples]
-    samples = generate_two_stage(writer, reqs, lambda i, _req, rationale: prompts.answer(examples[i], rationale),
-                                 answer_backend=large, clean_rationale=clean, dedupe_answers=True, progress=progress)
+        reqs = [
+            small_request(ex, n=row.k, temperature=row.temperature, max_tokens=small_max_tokens, seed=seed)
+            for ex in examples
+        ]
+    samples = generate_two_stage(
+        writer,
+        reqs,
+        lambda i, _req, rationale: prompts.answer(examples[i], rationale),
+        answer_backend=large,
+        clean_rationale=clean,
+        dedupe_answers=True,
+        progress=progress,
+    )
     # A guided record's prompt is the large model's answer prompt (what the rationale was shown in).
     records = [score_example(task, ex, s[0].answer_request, s, ANSWER_PIPELINE) for ex, s in zip(examples, samples)]
     return _tag(records, row), aggregate(task, records, row.k)
@@ -178,7 +231,17 @@ def rationale_items(records: list[dict[str, Any]], examples: list[Example]) -> l
         ex = by_id[rec["id"]]
         for j, s in enumerate(rec["samples"]):
             if "answer_output" in s:  # rows without a rationale have nothing to score
-                items.append({"key": f"{rec['row']}/{ex.id}#{j}", "row": rec["row"], "example_id": ex.id, "sample": j,
-                              "question": ex.question, "context": ex.context or "", "rationale": s["output"],
-                              "em": s.get("em"), "f1": s.get("f1")})
+                items.append(
+                    {
+                        "key": f"{rec['row']}/{ex.id}#{j}",
+                        "row": rec["row"],
+                        "example_id": ex.id,
+                        "sample": j,
+                        "question": ex.question,
+                        "context": ex.context or "",
+                        "rationale": s["output"],
+                        "em": s.get("em"),
+                        "f1": s.get("f1"),
+                    }
+                )
     return items

@@ -26,8 +26,15 @@ from cotbridge.inference.two_stage import sampling_temperature
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.quality.base import ModelPool
 from cotbridge.recipes.lm_guided.config import LMGuidedConfig
-from cotbridge.recipes.lm_guided.inference import (ANSWER_PIPELINE, LargePrompts, RowSpec, rationale_items, run_row,
-                                                   small_prompt, trim_context)
+from cotbridge.recipes.lm_guided.inference import (
+    ANSWER_PIPELINE,
+    LargePrompts,
+    RowSpec,
+    rationale_items,
+    run_row,
+    small_prompt,
+    trim_context,
+)
 from cotbridge.tasks import Example, parse_task_spec
 
 log = logging.getLogger(__name__)
@@ -63,8 +70,12 @@ class LMGuidedCoT:
     def prompts_for(self, task: Any) -> LargePrompts:
         if task.name not in self._prompts:
             lg = self.cfg.large
-            self._prompts[task.name] = LargePrompts(task, chat=lg.chat, rationale_max_tokens=lg.rationale_max_tokens,
-                                                    answer_max_tokens=lg.answer_max_tokens)
+            self._prompts[task.name] = LargePrompts(
+                task,
+                chat=lg.chat,
+                rationale_max_tokens=lg.rationale_max_tokens,
+                answer_max_tokens=lg.answer_max_tokens,
+            )
         return self._prompts[task.name]
 
     def hf(self) -> Any:
@@ -107,12 +118,18 @@ class LMGuidedCoT:
         d = self.dir
         return [
             Stage("teach", self.teach, lambda: [d / "teacher"], "the large model's CoT on training questions"),
-            Stage("kd", self.kd, lambda: [d / "data", d / "writer" / "kd"], "distil correct rationales into the writer"),
+            Stage(
+                "kd", self.kd, lambda: [d / "data", d / "writer" / "kd"], "distil correct rationales into the writer"
+            ),
             Stage("rl", self.rl, lambda: [d / "writer" / "rl"], "GRPO/RLOO on task reward + aspect scores"),
             Stage("eval", self.evaluate, lambda: [d / "eval"], "the paper's rows on the test split"),
             Stage("score", self.score, lambda: [d / "scores"], "rationale-quality scores"),
-            Stage("report", self.report, lambda: [d / "report.md", d / "results.json", d / "reward_curve.png"],
-                  "tables, reward curve, paper numbers"),
+            Stage(
+                "report",
+                self.report,
+                lambda: [d / "report.md", d / "results.json", d / "reward_curve.png"],
+                "tables, reward curve, paper numbers",
+            ),
         ]
 
     def teach(self) -> dict[str, Path]:
@@ -124,20 +141,39 @@ class LMGuidedCoT:
         lg, kd = self.cfg.large, self.cfg.kd
         paths = {}
         for task in self.tasks:
-            cfg = TeachConfig(task=task.name, split="train", data_dir=self.cfg.data_dir, limit=kd.train_limit,
-                              teacher=TeacherConfig(backend=lg.backend, model=lg.model), mode="zero_shot_cot",
-                              samples=kd.samples, temperature=kd.temperature, max_tokens=lg.rationale_max_tokens,
-                              answer_max_tokens=lg.answer_max_tokens, chat=lg.chat, seed=self.cfg.seed,
-                              pipeline=ANSWER_PIPELINE,
-                              run_dir=str(self.dir), cache="off")  # self.large() is already cached
+            cfg = TeachConfig(
+                task=task.name,
+                split="train",
+                data_dir=self.cfg.data_dir,
+                limit=kd.train_limit,
+                teacher=TeacherConfig(backend=lg.backend, model=lg.model),
+                mode="zero_shot_cot",
+                samples=kd.samples,
+                temperature=kd.temperature,
+                max_tokens=lg.rationale_max_tokens,
+                answer_max_tokens=lg.answer_max_tokens,
+                chat=lg.chat,
+                seed=self.cfg.seed,
+                pipeline=ANSWER_PIPELINE,
+                run_dir=str(self.dir),
+                cache="off",
+            )  # self.large() is already cached
             # Contexts trimmed like everywhere else; the answer stage exactly as the evaluation asks it.
             prompts = self.prompts_for(task)
-            teacher = Teacher(cfg, backend=self.large(), progress=self.progress,
-                              examples=self.examples(task, "train", kd.train_limit),
-                              answer_request=lambda ex, _first, rationale, p=prompts: p.answer(ex, rationale))
+            teacher = Teacher(
+                cfg,
+                backend=self.large(),
+                progress=self.progress,
+                examples=self.examples(task, "train", kd.train_limit),
+                answer_request=lambda ex, _first, rationale, p=prompts: p.answer(ex, rationale),
+            )
             summary = teacher.run()
-            log.info("%s: large-model CoT on %d training questions, exact match %.3f", task.name, summary["questions"],
-                     summary["accuracy"])
+            log.info(
+                "%s: large-model CoT on %d training questions, exact match %.3f",
+                task.name,
+                summary["questions"],
+                summary["accuracy"],
+            )
             paths[task.name] = teacher.records.path
         self._teach_paths = paths
         return paths
@@ -156,11 +192,21 @@ class LMGuidedCoT:
             settings.min_answer_f1 = kd.min_f1
         for task, path in zip(self.tasks, self.teach().values()):
             by_id = {ex.id: ex for ex in self.examples(task, "train", kd.train_limit)}
-            records = [{**r, "golds": by_id[r["example_id"]].golds} for r in read_jsonl(path) if r["example_id"] in by_id]
+            records = [
+                {**r, "golds": by_id[r["example_id"]].golds} for r in read_jsonl(path) if r["example_id"] in by_id
+            ]
             kept, st = curate(records, settings)
             stats[task.name] = {**st, "min_f1": kd.min_f1}
-            data += [{"prompt": small_prompt(by_id[r["example_id"]]), "completion": " " + clean_rationale(r["rationale"]),
-                      "task": task.name, "example_id": r["example_id"], "sample": r["sample"]} for r in kept]
+            data += [
+                {
+                    "prompt": small_prompt(by_id[r["example_id"]]),
+                    "completion": " " + clean_rationale(r["rationale"]),
+                    "task": task.name,
+                    "example_id": r["example_id"],
+                    "sample": r["sample"],
+                }
+                for r in kept
+            ]
         write_json(out / "curation.json", stats)
         write_jsonl(out / "kd.jsonl", data)
         return data
@@ -209,8 +255,12 @@ class LMGuidedCoT:
     def evaluate(self) -> dict[str, dict[str, Any]]:
         """{row: {task: metrics}}; per-question records in eval/<row>/<task>.jsonl."""
         results: dict[str, dict[str, Any]] = {}
-        todo = [(row, task) for row in self.cfg.eval.rows for task in self.tasks
-                if not (self.dir / "eval" / row.name / f"{task.name}.metrics.json").exists()]
+        todo = [
+            (row, task)
+            for row in self.cfg.eval.rows
+            for task in self.tasks
+            if not (self.dir / "eval" / row.name / f"{task.name}.metrics.json").exists()
+        ]
         writers: dict[str, Any] = {}
         with ExitStack() as stack:
             large = self.eval_backend(stack) if todo else None
@@ -221,12 +271,25 @@ class LMGuidedCoT:
                         if row.rationale in ("kd", "rl") and row.rationale not in writers:
                             writers[row.rationale] = self.writer(row.rationale)
                         temp = sampling_temperature(row.temperature, row.k)
-                        spec = RowSpec(row.name, "none" if row.rationale == "none" else "large" if row.rationale == "large"
-                                       else "small", k=row.k, temperature=temp)
+                        spec = RowSpec(
+                            row.name,
+                            "none" if row.rationale == "none" else "large" if row.rationale == "large" else "small",
+                            k=row.k,
+                            temperature=temp,
+                        )
                         exs = self.examples(task, self.cfg.eval.split, self.cfg.eval.limit)
                         log.info("eval %s on %s (%d questions, k=%d)", row.name, task.name, len(exs), row.k)
-                        records, metrics = run_row(task, exs, spec, large, self.prompts_for(task), writers.get(row.rationale),
-                                                   self.cfg.writer.max_tokens, self.cfg.seed, self.progress)
+                        records, metrics = run_row(
+                            task,
+                            exs,
+                            spec,
+                            large,
+                            self.prompts_for(task),
+                            writers.get(row.rationale),
+                            self.cfg.writer.max_tokens,
+                            self.cfg.seed,
+                            self.progress,
+                        )
                         write_jsonl(out / f"{task.name}.jsonl", records)
                         write_json(out / f"{task.name}.metrics.json", metrics)
                     results.setdefault(row.name, {})[task.name] = read_json(out / f"{task.name}.metrics.json")
@@ -261,8 +324,11 @@ class LMGuidedCoT:
         means = {}
         for task in self.tasks:
             exs = self.examples(task, self.cfg.eval.split, self.cfg.eval.limit)
-            items = [it for row in self.cfg.eval.rows
-                     for it in rationale_items(list(read_jsonl(self.dir / "eval" / row.name / f"{task.name}.jsonl")), exs)]
+            items = [
+                it
+                for row in self.cfg.eval.rows
+                for it in rationale_items(list(read_jsonl(self.dir / "eval" / row.name / f"{task.name}.jsonl")), exs)
+            ]
             scored = score_items(items, [s for s in scorers if s.name != "judge"])
             judge = [s for s in scorers if s.name == "judge"]
             if judge:  # the judge is slow: only the first judge_limit rationales of each row
@@ -283,14 +349,21 @@ class LMGuidedCoT:
         from cotbridge.recipes.lm_guided.report import write_lmguided_report
 
         if self._hf is not None:
-            write_json(self.dir / "eval" / "large_model.json", {"model": self.cfg.large.model,
-                                                                "params": sum(p.numel() for p in self._hf.model.parameters())})
+            write_json(
+                self.dir / "eval" / "large_model.json",
+                {"model": self.cfg.large.model, "params": sum(p.numel() for p in self._hf.model.parameters())},
+            )
         return write_lmguided_report(self.cfg, self.dir, self.evaluate(), self.score())
 
     def summary(self, results: dict[str, Any]) -> dict[str, Any]:
         return results["report"]
 
 
-def run_lmguided(cfg: LMGuidedConfig, from_stage: str | None = None, until: str | None = None,
-                 progress: bool = True, large: Any = None) -> dict[str, Any]:
+def run_lmguided(
+    cfg: LMGuidedConfig,
+    from_stage: str | None = None,
+    until: str | None = None,
+    progress: bool = True,
+    large: Any = None,
+) -> dict[str, Any]:
     return run_recipe(LMGuidedCoT(cfg, progress, large), from_stage, until)

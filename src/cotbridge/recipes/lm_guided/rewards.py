@@ -17,20 +17,27 @@ from cotbridge.quality.scoring import build_scorers  # noqa: F401  (registers ev
 from cotbridge.recipes.lm_guided.inference import ANSWER_PIPELINE, answer_given, rationale_text
 from cotbridge.train.rl import RewardFunc, RLConfig
 
-DEFAULT_ASPECT_SCORERS = {"fluency": "lm_fluency", "relevance": "embedding_relevance", "factuality": "grounding",
-                          "readability": "flesch"}  # the other aspects: the judge
+DEFAULT_ASPECT_SCORERS = {
+    "fluency": "lm_fluency",
+    "relevance": "embedding_relevance",
+    "factuality": "grounding",
+    "readability": "flesch",
+}  # the other aspects: the judge
 
 
 def aspect_scorer(cfg: RLConfig, aspect: str) -> str:
     return cfg.aspect_scorers.get(aspect) or DEFAULT_ASPECT_SCORERS.get(aspect, "judge")
 
 
-def task_reward(examples: dict[str, Any], large: Any, prompts_for: Callable[[Any], Any], metric: str = "f1") -> RewardFunc:
+def task_reward(
+    examples: dict[str, Any], large: Any, prompts_for: Callable[[Any], Any], metric: str = "f1"
+) -> RewardFunc:
     """Reward = the large model's EM/F1 when it answers with the completion as rationale.
 
     ``examples`` maps the dataset's ``example_key`` column to (task, Example); ``prompts_for(task)`` gives that
     task's :class:`~cotbridge.recipes.lm_guided.inference.LargePrompts`.
     """
+
     def reward(prompts: list[str], completions: list[str], example_key: list[str], **_: Any) -> list[float]:
         by_task: dict[str, list[int]] = {}
         for i, key in enumerate(example_key):
@@ -52,17 +59,30 @@ def task_reward(examples: dict[str, Any], large: Any, prompts_for: Callable[[Any
 
 def aspect_reward(aspect: str, scorer: Any, examples: dict[str, Any]) -> RewardFunc:
     """Reward = one aspect's score of the completion as a rationale for its question (and context)."""
+
     def reward(prompts: list[str], completions: list[str], example_key: list[str], **_: Any) -> list[float]:
-        items = [{"question": examples[k][1].question, "context": examples[k][1].context or "",
-                  "rationale": rationale_text(Completion(c, "stop"))} for c, k in zip(completions, example_key)]
+        items = [
+            {
+                "question": examples[k][1].question,
+                "context": examples[k][1].context or "",
+                "rationale": rationale_text(Completion(c, "stop")),
+            }
+            for c, k in zip(completions, example_key)
+        ]
         return [float(s[aspect]["score"] or 0.0) for s in scorer.score(items)]
 
     reward.__name__ = aspect
     return reward
 
 
-def build_rewards(cfg: RLConfig, examples: dict[str, Any], large: Any, prompts_for: Callable[[Any], Any],
-                  scorers: dict[str, Any] | None = None, pool: ModelPool | None = None) -> tuple[list[RewardFunc], list[float]]:
+def build_rewards(
+    cfg: RLConfig,
+    examples: dict[str, Any],
+    large: Any,
+    prompts_for: Callable[[Any], Any],
+    scorers: dict[str, Any] | None = None,
+    pool: ModelPool | None = None,
+) -> tuple[list[RewardFunc], list[float]]:
     """(reward callables, weights) in the same order; components with weight 0 are left out."""
     unknown = sorted(set(cfg.weights) - {"task"} - set(ASPECTS))
     if unknown:
@@ -82,7 +102,9 @@ def build_rewards(cfg: RLConfig, examples: dict[str, Any], large: Any, prompts_f
                     opts["aspects"] = [a for a in cfg.weights if a != "task" and aspect_scorer(cfg, a) == "judge"]
                 scorers[sname] = SCORERS.get(sname)(pool=pool, **opts)
             if name not in scorers[sname].aspects:
-                raise UserError(f"scorer {sname!r} does not score aspect {name!r} (it scores {', '.join(scorers[sname].aspects)})")
+                raise UserError(
+                    f"scorer {sname!r} does not score aspect {name!r} (it scores {', '.join(scorers[sname].aspects)})"
+                )
             funcs.append(aspect_reward(name, scorers[sname], examples))
         weights.append(float(w))
     if not funcs:

@@ -11,6 +11,8 @@ RENDERERS: dict[str, Callable[..., str]] = {
     m.TASK_NAME: m.render_rationale for m in (last_letter, coin_flip, shuffled_objects, arithmetic)
 }
 # task name -> how many distinct phrasings its renderer has.
-N_PHRASINGS: dict[str, int] = {m.TASK_NAME: m.N_PHRASINGS for m in (last_letter, coin_flip, shuffled_objects, arithmetic)}
+N_PHRASINGS: dict[str, int] = {
+    m.TASK_NAME: m.N_PHRASINGS for m in (last_letter, coin_flip, shuffled_objects, arithmetic)
+}
 
 __all__ = ["RENDERERS", "N_PHRASINGS", "arithmetic", "coin_flip", "last_letter", "shuffled_objects"]

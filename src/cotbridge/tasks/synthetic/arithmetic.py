@@ -22,10 +22,18 @@ THEMES: dict[str, tuple[str, str, str, tuple[str, str], tuple[str, str]]] = {
 }
 # (name, subject, object, possessive)
 PEOPLE = (
-    ("Mia", "she", "her", "her"), ("Liam", "he", "him", "his"), ("Sofia", "she", "her", "her"),
-    ("Noah", "he", "him", "his"), ("Priya", "she", "her", "her"), ("Mateo", "he", "him", "his"),
-    ("Hana", "she", "her", "her"), ("Omar", "he", "him", "his"), ("Grace", "she", "her", "her"),
-    ("Ivan", "he", "him", "his"), ("Amara", "she", "her", "her"), ("Kenji", "he", "him", "his"),
+    ("Mia", "she", "her", "her"),
+    ("Liam", "he", "him", "his"),
+    ("Sofia", "she", "her", "her"),
+    ("Noah", "he", "him", "his"),
+    ("Priya", "she", "her", "her"),
+    ("Mateo", "he", "him", "his"),
+    ("Hana", "she", "her", "her"),
+    ("Omar", "he", "him", "his"),
+    ("Grace", "she", "her", "her"),
+    ("Ivan", "he", "him", "his"),
+    ("Amara", "she", "her", "her"),
+    ("Kenji", "he", "him", "his"),
 )
 CONNECTORS = ("Then", "Next,", "After that,", "Later,")
 TIMES = {2: "twice", 3: "three times", 4: "four times", 5: "five times"}
@@ -58,9 +66,13 @@ def make_draft(rng: random.Random, k: int) -> Draft:
         elif op == "-":
             sentences.append(f"{conn} {subj} {sub_v} {n} of {poss} {items}.")
         elif op == "*":
-            sentences.append(f"{conn} {giver} gives {obj} enough {items} that {subj} has {TIMES[n]} as many as before.")
+            sentences.append(
+                f"{conn} {giver} gives {obj} enough {items} that {subj} has {TIMES[n]} as many as before."
+            )
         else:
-            sentences.append(f"{conn} {subj} divides {poss} {items} equally into {n} {containers} and keeps only one of them.")
+            sentences.append(
+                f"{conn} {subj} divides {poss} {items} equally into {n} {containers} and keeps only one of them."
+            )
         ops.append([op, n])
         value = apply(op, value, n)
     sentences.append(f"How many {items} does {name} have now?")
@@ -91,7 +103,9 @@ def _wrong_values(start: int, ops: list[list[Any]], step: int, rng: random.Rando
     raise AssertionError("unreachable: a positive multiple of the later divisors is always valid")
 
 
-def render_rationale(example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None) -> str:
+def render_rationale(
+    example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None
+) -> str:
     """Re-render the reasoning from the trace; at ``error_step`` (0-based operation) the result is miscomputed."""
     tr = example.meta["trace"]
     items, containers, _, (_, add_g), (_, sub_g) = THEMES[tr["theme"]]
@@ -126,15 +140,21 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
         return " ".join(parts + [f"So {name} has {final} {items} now."])
     lines = [f"Step 1: Start with {start} {items}."]
     for i, (a, (op, n), r) in enumerate(rows, 2):
-        how = {"+": f"Add the {n} new ones", "-": f"Take away {n}", "*": f"Multiply by {n}",
-               "/": f"Split into {n} equal {containers} and keep one"}[op]
+        how = {
+            "+": f"Add the {n} new ones",
+            "-": f"Take away {n}",
+            "*": f"Multiply by {n}",
+            "/": f"Split into {n} equal {containers} and keep one",
+        }[op]
         lines.append(f"Step {i}: {how}: {a} {op} {n} = {r}.")
     lines.append(f"Step {len(ops) + 2}: {name} is left with {final} {items}.")
     return "\n".join(lines)
 
 
 TASK = register_synthetic(
-    TASK_NAME, answer_type="number", k=3,
+    TASK_NAME,
+    answer_type="number",
+    k=3,
     loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, 50),
     description="Word problems with k integer operations (+, -, *, exact /) below 1000 (synthetic, exact rationales).",
     answer_trigger="Therefore, the answer (arabic numerals) is",

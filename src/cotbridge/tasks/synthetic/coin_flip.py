@@ -31,7 +31,9 @@ def make_draft(rng: random.Random, k: int) -> Draft:
     return Draft(question, "yes" if sum(flips) % 2 == 0 else "no", {"people": people, "flips": flips})
 
 
-def render_rationale(example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None) -> str:
+def render_rationale(
+    example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None
+) -> str:
     """Re-render the reasoning from the trace; at ``error_step`` (0-based person) the flip is misapplied.
 
     The misapplied step inverts every later state, so the stated final side (and yes/no) is wrong.
@@ -63,8 +65,11 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
         parts, n = ["Count the flips one person at a time."], 0
         for person, f, e in zip(people, flips, effect):
             n += e
-            parts.append(f"{person} flips: {n} flip{'' if n == 1 else 's'} so far." if f
-                         else f"{person} does not flip: still {n}.")
+            parts.append(
+                f"{person} flips: {n} flip{'' if n == 1 else 's'} so far."
+                if f
+                else f"{person} does not flip: still {n}."
+            )
         if heads:
             end = f"{n} is an even number of flips, which leaves the coin as it started, so yes, it is still heads up."
         else:
@@ -79,7 +84,10 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
 
 
 TASK = register_synthetic(
-    TASK_NAME, answer_type="yesno", k=4, version="1.1",  # 1.1: the counting phrasing counts person by person
+    TASK_NAME,
+    answer_type="yesno",
+    k=4,
+    version="1.1",  # 1.1: the counting phrasing counts person by person
     loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, len(NAMES)),
     description="Is a coin still heads up after k people flip or do not flip it? (synthetic, exact rationales)",
     answer_trigger="Therefore, the answer (Yes or No) is",

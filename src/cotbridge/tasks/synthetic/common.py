@@ -119,8 +119,14 @@ def join_and(items: list[str]) -> str:
     return ", ".join(items[:-1]) + ", and " + items[-1]
 
 
-def k_loader(task_name: str, make_draft: Callable[..., Draft], render: Callable[..., str], n_phrasings: int,
-             k_min: int, k_max: int) -> Callable[..., list[Example]]:
+def k_loader(
+    task_name: str,
+    make_draft: Callable[..., Draft],
+    render: Callable[..., str],
+    n_phrasings: int,
+    k_min: int,
+    k_max: int,
+) -> Callable[..., list[Example]]:
     """The registry loader of a task whose only difficulty knob is ``k``."""
 
     def load(data_dir: Any, split: str, *, k: int, n_train: int, n_test: int, seed: int) -> list[Example]:
@@ -134,11 +140,29 @@ def k_loader(task_name: str, make_draft: Callable[..., Draft], render: Callable[
     return load
 
 
-def register_synthetic(name: str, *, answer_type: str, loader: Callable[..., list[Example]], description: str,
-                       answer_trigger: str, k: int, choice_letters: str = "", version: str = "1.0",
-                       **extra_params: Any) -> Task:
-    return register_task(Task(
-        name=name, version=version, answer_type=answer_type, loader=loader, sizes={"train": 1000, "test": 200},
-        family="synthetic", description=description, answer_trigger=answer_trigger, choice_letters=choice_letters,
-        params={"k": k, **extra_params, "n_train": 1000, "n_test": 200, "seed": 0},
-    ))
+def register_synthetic(
+    name: str,
+    *,
+    answer_type: str,
+    loader: Callable[..., list[Example]],
+    description: str,
+    answer_trigger: str,
+    k: int,
+    choice_letters: str = "",
+    version: str = "1.0",
+    **extra_params: Any,
+) -> Task:
+    return register_task(
+        Task(
+            name=name,
+            version=version,
+            answer_type=answer_type,
+            loader=loader,
+            sizes={"train": 1000, "test": 200},
+            family="synthetic",
+            description=description,
+            answer_trigger=answer_trigger,
+            choice_letters=choice_letters,
+            params={"k": k, **extra_params, "n_train": 1000, "n_test": 200, "seed": 0},
+        )
+    )

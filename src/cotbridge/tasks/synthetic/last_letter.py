@@ -26,7 +26,9 @@ def make_draft(rng: random.Random, k: int) -> Draft:
     return Draft(question, "".join(w[-1] for w in words), {"words": words, "letters": [w[-1] for w in words]})
 
 
-def render_rationale(example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None) -> str:
+def render_rationale(
+    example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None
+) -> str:
     """Re-render the reasoning from the trace; ``error_step`` (0-based word index) gets a wrong letter."""
     words: list[str] = list(example.meta["trace"]["words"])
     letters = [w[-1] for w in words]
@@ -55,7 +57,9 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
 
 
 TASK = register_synthetic(
-    TASK_NAME, answer_type="string", k=4,
+    TASK_NAME,
+    answer_type="string",
+    k=4,
     loader=k_loader(TASK_NAME, make_draft, render_rationale, N_PHRASINGS, 1, len(NAMES)),
     description="Concatenate the last letters of k first names (synthetic, exact reference rationales).",
     answer_trigger="Therefore, the answer is",

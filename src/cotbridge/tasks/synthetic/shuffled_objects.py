@@ -9,14 +9,34 @@ from typing import Any
 
 from cotbridge.tasks.base import Example, Task
 from cotbridge.tasks.registry import register_task
-from cotbridge.tasks.synthetic.common import Draft, build_examples, check_int, error_rng, join_and, pick_step, split_drafts
+from cotbridge.tasks.synthetic.common import (
+    Draft,
+    build_examples,
+    check_int,
+    error_rng,
+    join_and,
+    pick_step,
+    split_drafts,
+)
 
 TASK_NAME = "synthetic_shuffled_objects"
 N_PHRASINGS = 3
 PLAYERS = ("Alice", "Bob", "Claire", "Dave", "Eve", "Fred", "Gertrude", "Harry", "Irene", "Jamie")
 COLORS = ("pink", "white", "red", "blue", "green", "yellow", "orange", "purple", "black", "brown", "gray", "gold")
-BOOKS = ("Frankenstein", "Moby Dick", "Ulysses", "The Odyssey", "Catch-22", "The Pearl", "Lolita",
-         "The Great Gatsby", "Hamlet", "Dracula", "Emma", "Beloved")
+BOOKS = (
+    "Frankenstein",
+    "Moby Dick",
+    "Ulysses",
+    "The Odyssey",
+    "Catch-22",
+    "The Pearl",
+    "Lolita",
+    "The Great Gatsby",
+    "Hamlet",
+    "Dracula",
+    "Emma",
+    "Beloved",
+)
 # theme -> (singular noun, plural noun, item names, whether items take an article)
 THEMES: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
     "ball": ("ball", "balls", tuple(f"{c} ball" for c in COLORS), True),
@@ -56,7 +76,9 @@ def make_draft(rng: random.Random, k: int, swaps: int) -> Draft:
     return Draft(question, letters[holding[target]], trace)
 
 
-def render_rationale(example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None) -> str:
+def render_rationale(
+    example: Example, phrasing: int, error_step: int | None = None, rng: random.Random | None = None
+) -> str:
     """Re-render the reasoning from the trace; at ``error_step`` (0-based swap) the holdings go wrong.
 
     The corruption exchanges the object that will end with the asked player for another one (a forgotten
@@ -103,7 +125,9 @@ def render_rationale(example: Example, phrasing: int, error_step: int | None = N
     return "\n".join(lines)
 
 
-def load(data_dir: Any, split: str, *, k: int, swaps: int | None, n_train: int, n_test: int, seed: int) -> list[Example]:
+def load(
+    data_dir: Any, split: str, *, k: int, swaps: int | None, n_train: int, n_test: int, seed: int
+) -> list[Example]:
     """Loader for the registry: deterministic, disjoint splits; ``swaps`` defaults to k."""
     k = check_int(TASK_NAME, "k", k, 2, len(PLAYERS))
     swaps = k if swaps is None else check_int(TASK_NAME, "swaps", swaps, 1)
