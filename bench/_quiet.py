@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def busy_cpu_s() -> float:
@@ -49,7 +50,8 @@ class QuietTimer:
             if time.perf_counter() - t_start > self.max_wait_s:
                 self.wasted_s += time.perf_counter() - t_start
                 print(
-                    f"  [quiet] machine still busy ({foreign:.2f} CPUs) after {self.max_wait_s:.0f}s; measuring anyway",
+                    f"  [quiet] machine still busy ({foreign:.2f} CPUs) after {self.max_wait_s:.0f}s; "
+                    "measuring anyway",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def write_results(out: str | Path, result: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> None:

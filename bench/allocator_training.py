@@ -32,12 +32,10 @@ ARMS = {"tuned": "heap", "glibc": None}  # COTBRIDGE_MALLOC per arm
 
 def child(steps: int, batch_size: int) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
-    from training_throughput import rationale_examples
-
     from cotbridge.models.loading import load_model_and_tokenizer
-    from cotbridge.train.config import TrainConfig
-    from cotbridge.train.config import use_bf16
+    from cotbridge.train.config import TrainConfig, use_bf16
     from cotbridge.train.sft import build_trainer
+    from training_throughput import rationale_examples
 
     cfg = TrainConfig(
         model="smollm2-135m-instruct",

@@ -276,27 +276,37 @@ Model `{s["model"]}` ({s["dtype"]}, attention `{s["attn_implementation"]}`), {g[
 ({s["prompts"]}, {s["prompt_tokens"]["min"]}-{s["prompt_tokens"]["max"]} tokens), max_new_tokens {s["max_new_tokens"]},
 no stop strings, left padding, length-sorted batches. {s["warmup"]}; model loading ({r["model_load_s"]} s) not timed.
 
-Machine: {m["nproc"]} CPUs ({m["cpu"]}), torch {m["torch"]} with {m["torch_threads"]} threads, transformers {m["transformers"]}, Python {m["python"]};
-1-min load average before / after the run: {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f} (the machine is shared;
+Machine: {m["nproc"]} CPUs ({m["cpu"]}), torch {m["torch"]} with {m["torch_threads"]} threads, \
+transformers {m["transformers"]}, Python {m["python"]};
+1-min load average before / after the run: {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f} \
+(the machine is shared;
 other jobs slow either side 3-10x at random). Timing: {s["timing"]}. Per section (s: wall, cpu_s: our CPU time,
 attempts over parts: re-measurements, max_foreign_cpus: most CPUs other processes used in an accepted measurement):
-`{json.dumps(m["sections"])}`; {m["seconds_lost_to_other_processes"]} s lost waiting for / re-measuring after other processes.
+`{json.dumps(m["sections"])}`; {m["seconds_lost_to_other_processes"]} s lost \
+waiting for / re-measuring after other processes.
 
 | | time (s) | tokens generated | speed-up | target |
 |---|---:|---:|---:|---|
 | (a) greedy, one prompt per call, batch_size=1 | {g["one_at_a_time_s"]} | {g["tokens_one_at_a_time"]} | 1.00x | |
-| (b) greedy, one call, batch_size={s["greedy_batch_size"]} | {g["batched_s"]} | {g["tokens_batched"]} | **{g["speedup"]}x** | >= 4x ({ok(g["met"])}) |
-{extra_rows}| (c1) k={s["sc"]["k"]}: {s["sc"]["k"]} calls with n=1 per prompt, {s["sc"]["prompts"]} prompts | {c["separate_calls_s"]} | {c["tokens_separate"]} | 1.00x | |
-| (c2) k={s["sc"]["k"]}: one call with n={s["sc"]["k"]} per prompt | {c["n_per_call_s"]} | {c["tokens_n_per_call"]} | **{c["speedup"]}x** | >= 2x ({ok(c["met"])}) |
-| (c3) all {s["sc"]["prompts"]} prompts x {s["sc"]["k"]} samples in one call (batch_size={s["sc"]["batch_size"]}) | {c["all_prompts_one_call_s"]} | | {c["all_prompts_one_call_speedup"]}x | |
+| (b) greedy, one call, batch_size={s["greedy_batch_size"]} | {g["batched_s"]} | {g["tokens_batched"]} | \
+**{g["speedup"]}x** | >= 4x ({ok(g["met"])}) |
+{extra_rows}| (c1) k={s["sc"]["k"]}: {s["sc"]["k"]} calls with n=1 per prompt, {s["sc"]["prompts"]} prompts | \
+{c["separate_calls_s"]} | {c["tokens_separate"]} | 1.00x | |
+| (c2) k={s["sc"]["k"]}: one call with n={s["sc"]["k"]} per prompt | {c["n_per_call_s"]} | {c["tokens_n_per_call"]} | \
+**{c["speedup"]}x** | >= 2x ({ok(c["met"])}) |
+| (c3) all {s["sc"]["prompts"]} prompts x {s["sc"]["k"]} samples in one call (batch_size={s["sc"]["batch_size"]}) | \
+{c["all_prompts_one_call_s"]} | | {c["all_prompts_one_call_speedup"]}x | |
 
-Sampling: temperature {s["sc"]["temperature"]}, top_p {s["sc"]["top_p"]}; on average {c["mean_distinct_samples_per_prompt"]:.1f} distinct samples of {s["sc"]["k"]} per prompt.
+Sampling: temperature {s["sc"]["temperature"]}, top_p {s["sc"]["top_p"]}; \
+on average {c["mean_distinct_samples_per_prompt"]:.1f} distinct samples of {s["sc"]["k"]} per prompt.
 
 Greedy agreement: batched output == one-at-a-time output for {g["identical_outputs"]}/{g["n"]} prompts
-({100 * g["identical_fraction"]:.0f}%). Where they differ, the first differing token index is {g["first_differing_token"]}
+({100 * g["identical_fraction"]:.0f}%). Where they differ, the first differing token index is \
+{g["first_differing_token"]}
 (fp32 numerics change slightly with left padding / batch shape, and greedy decoding amplifies near-ties).
 
-Why batch_size={s["greedy_batch_size"]} is not the fastest: prompt tokens the prefill must process (length-sorted batches,
+Why batch_size={s["greedy_batch_size"]} is not the fastest: prompt tokens the prefill must process \
+(length-sorted batches,
 left-padded to the longest prompt in each batch): {s.get("padded_prompt_tokens")}. One batch of all prompts pads every
 prompt to the longest one; prefill is compute-bound on 2 CPU cores and, with only 48 new tokens, a large share of the
 batched time, so a smaller batch (less padding) can be faster even though each decode step does less work.

@@ -58,7 +58,8 @@ class Timed:
 
 
 def instrument(model: Any, qt: QuietTimer, batches: list[dict[str, Any]]) -> None:
-    """Route the HF model's generate() (one call per batch, in both tools) through the quiet timer and log each batch."""
+    """Route the HF model's generate() (one call per batch, in both tools) through the quiet timer and log each
+    batch."""
     orig = model.generate
 
     def generate(*args: Any, **kw: Any) -> Any:
@@ -421,7 +422,9 @@ def main() -> None:
             "lmeval_task": f"{TASK}: lm-eval's gsm8k-cot-zeroshot.yaml with dataset_path json + local data_files",
             "lmeval_gen_kwargs_first_doc": first["gen_kwargs"],
             "lmeval_max_gen_toks": lm["max_gen_toks_default"],
-            "cotbridge_mode": "zero_shot_cot_single (stop Q:, </s>, <|im_end|>; 256 max tokens; greedy; pipeline lmeval)",
+            "cotbridge_mode": (
+                "zero_shot_cot_single (stop Q:, </s>, <|im_end|>; 256 max tokens; greedy; pipeline lmeval)"
+            ),
             "lmeval_bootstrap_iters": 0,
             "timing": "eval_s excludes model loading for both (backend / HFLM built first, timed as load_s); "
             "eval_s includes data loading, prompt building, generation and scoring"
@@ -553,11 +556,13 @@ Command: `{r["command"]}` ({s["order"]})
 
 Model `{s["model"]}` ({s["dtype"]}; {s["tokenizer"]}), first {s["limit"]} questions of `{s["data"]}`,
 batch size {s["batch_size"]} for both, greedy, stop `Q:`, `</s>`, `<|im_end|>`, 256 new tokens.
-lm-eval task: {s["lmeval_task"]}; its generation kwargs: `{s["lmeval_gen_kwargs_first_doc"]}`, max_gen_toks {s["lmeval_max_gen_toks"]}.
+lm-eval task: {s["lmeval_task"]}; its generation kwargs: `{s["lmeval_gen_kwargs_first_doc"]}`, \
+max_gen_toks {s["lmeval_max_gen_toks"]}.
 cotbridge: {s["cotbridge_mode"]}. Offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1).
 
 Machine: {m["nproc"]} CPUs, torch {m["torch"]} ({m["torch_threads"]} threads), transformers {m["transformers"]},
-lm_eval {m["lm_eval"]}, Python {m["python"]}; load average before/after {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f}.
+lm_eval {m["lm_eval"]}, Python {m["python"]}; \
+load average before/after {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f}.
 
 ## Accuracy
 
@@ -567,17 +572,21 @@ lm_eval {m["lm_eval"]}, Python {m["python"]}; load average before/after {m["load
 | lm-eval flexible-extract | {pct(a["lmeval_flexible_extract"])} |
 | cotbridge (lmeval pipeline: "The answer is N", else last number) | {pct(a["cotbridge"])} |
 
-cotbridge - lm-eval flexible-extract: {a["cotbridge_minus_lmeval_flexible_points"]} points (target within {a["target_points"]}: {ok(a["met"])}).
+cotbridge - lm-eval flexible-extract: {a["cotbridge_minus_lmeval_flexible_points"]} points \
+(target within {a["target_points"]}: {ok(a["met"])}).
 
 ## Time ({s["timing"]})
 
 | | lm-eval | cotbridge | cotbridge / lm-eval |
 |---|---:|---:|---:|
 | model loading | {t["lmeval_load"]} s | {t["cotbridge_load"]} s | |
-| evaluation (excl. loading) | {t["lmeval_eval"]} s | {t["cotbridge_eval"]} s | **{t["ratio_cotbridge_over_lmeval_eval"]}** |
-| of which generation | {t["lmeval_generate"]} s | {t["cotbridge_generate"]} s | {t["ratio_cotbridge_over_lmeval_generate"]} |
+| evaluation (excl. loading) | {t["lmeval_eval"]} s | {t["cotbridge_eval"]} s | \
+**{t["ratio_cotbridge_over_lmeval_eval"]}** |
+| of which generation | {t["lmeval_generate"]} s | {t["cotbridge_generate"]} s | \
+{t["ratio_cotbridge_over_lmeval_generate"]} |
 
-{runs_text(r)}Target cotbridge <= lm-eval: {ok(t["met"])}. Seconds lost to other processes on the shared machine (subtracted):
+{runs_text(r)}Target cotbridge <= lm-eval: {ok(t["met"])}. \
+Seconds lost to other processes on the shared machine (subtracted):
 {t["lost_to_other_processes"]}.
 
 Per generate() batch (rows, padded prompt length, new tokens generated, seconds):
@@ -590,11 +599,15 @@ Per generate() batch (rows, padded prompt length, new tokens generated, seconds)
 
 - prompts identical: {pct(c["prompts_identical"])}
 - generated texts identical: {pct(c["generations_identical"])}
-- extracted answers equal, cotbridge vs lm-eval flexible-extract: {pct(c["answer_agreement_cotbridge_vs_lmeval_flexible"])}
-- extracted answers equal with the same (cotbridge) extraction on both tools' texts: {pct(c["answer_agreement_same_extraction"])}
-- correct/incorrect verdict equal, cotbridge vs flexible-extract: {pct(c["correct_agreement_cotbridge_vs_lmeval_flexible"])}
+- extracted answers equal, cotbridge vs lm-eval flexible-extract: \
+{pct(c["answer_agreement_cotbridge_vs_lmeval_flexible"])}
+- extracted answers equal with the same (cotbridge) extraction on both tools' texts: \
+{pct(c["answer_agreement_same_extraction"])}
+- correct/incorrect verdict equal, cotbridge vs flexible-extract: \
+{pct(c["correct_agreement_cotbridge_vs_lmeval_flexible"])}
 - cross-scoring: cotbridge's extraction on lm-eval's texts {pct(cs["cotbridge_pipeline_on_lmeval_outputs_acc"])};
-  lm-eval's flexible-extract on cotbridge's texts {pct(cs["lmeval_flexible_on_cotbridge_outputs_acc"])}, strict-match {pct(cs["lmeval_strict_on_cotbridge_outputs_acc"])}
+  lm-eval's flexible-extract on cotbridge's texts {pct(cs["lmeval_flexible_on_cotbridge_outputs_acc"])}, \
+strict-match {pct(cs["lmeval_strict_on_cotbridge_outputs_acc"])}
 
 Questions where the verdicts differ (first 20):
 

@@ -90,12 +90,12 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
+    import logging
+
     from cotbridge.config import load_config
     from cotbridge.jsonl import read_json
     from cotbridge.recipes.finetune_cot.config import RunConfig
     from cotbridge.recipes.finetune_cot.recipe import run_pipeline
-
-    import logging
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"

@@ -21,9 +21,9 @@ import multiprocessing
 import os
 import platform
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -153,7 +153,8 @@ def main() -> None:
     md = f"""# OpenAIBackend concurrency against `cotbridge serve`
 
 {args.requests} chat requests, {args.latency_ms:g} ms latency injected per request by the server (outside its
-generation lock), instant backend, server in {"a thread of the client's process" if args.in_process else "a child process"};
+generation lock), instant backend, server in \
+{"a thread of the client's process" if args.in_process else "a child process"};
 the same requests at concurrency 1 and {args.concurrency}.
 Ideal wall time = ceil(requests / concurrency) x latency.
 

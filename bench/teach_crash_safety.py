@@ -151,10 +151,12 @@ def main() -> None:
     (out / "teach_crash_safety.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "teach_crash_safety.md").write_text(
         "# teach crash safety (SIGKILL x5, resume)\n\n"
-        f"- {N} requests (synthetic_arithmetic, one-stage zero-shot-CoT, OpenAI backend → `cotbridge serve` with 20 ms latency)\n"
+        f"- {N} requests (synthetic_arithmetic, one-stage zero-shot-CoT, "
+        "OpenAI backend → `cotbridge serve` with 20 ms latency)\n"
         f"- killed with {', '.join(str(k['records_after_kill']) for k in kills)} records written "
         f"({', '.join(str(k['cached_after_kill']) for k in kills)} responses already in the request cache)\n"
-        f"- final records identical to the uninterrupted run: **{result['identical_to_uninterrupted']}** ({len(final)} records)\n"
+        f"- final records identical to the uninterrupted run: **{result['identical_to_uninterrupted']}** "
+        f"({len(final)} records)\n"
         f"- server saw {len(all_asked)} requests; repeated request bodies: {result['repeated_requests']}; "
         f"repeats of records already written: **{violations}**\n"
     )

@@ -1,8 +1,8 @@
 """Student training throughput: length-grouped batches vs naive (random-order) padded batches, one run.
 
-Same model (SmolLM2-135M-Instruct, LoRA r16 on all linear layers, bf16 autocast where the CPU has it), same data, same settings;
-the only difference is TrainConfig.group_by_length. Data: real variable-length rationales, gpt-3.5-turbo's
-zero-shot-CoT outputs on GSM8K (../shared/data/teacher_rationales/rereading_re2, the correct ones),
+Same model (SmolLM2-135M-Instruct, LoRA r16 on all linear layers, bf16 autocast where the CPU has it), same data,
+same settings; the only difference is TrainConfig.group_by_length. Data: real variable-length rationales,
+gpt-3.5-turbo's zero-shot-CoT outputs on GSM8K (../shared/data/teacher_rationales/rereading_re2, the correct ones),
 in the Fine-tune-CoT format (``{question} ###`` -> `` {rationale} --> {answer}``).
 
 Both arms pad each batch to its longest example (TRL's collator). A forward hook counts the real
@@ -13,7 +13,8 @@ another's heap, and reports its peak RSS. Without --gradient-checkpointing a nai
 grew past 24 GiB and was OOM-killed on this machine, alone in its process too. Writes
 bench/results/training_throughput.{json,md}.
 
-    .venv/bin/python bench/training_throughput.py --gradient-checkpointing --order naive,grouped   # the committed figures (~26 min)
+    # the committed figures (~26 min):
+    .venv/bin/python bench/training_throughput.py --gradient-checkpointing --order naive,grouped
     .venv/bin/python bench/training_throughput.py                 # 256 examples, batch 16, ABBA (needs > 24 GiB RAM)
     .venv/bin/python bench/training_throughput.py --quick         # smoke test
 """
@@ -44,8 +45,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def rationale_examples(n: int) -> list[dict[str, Any]]:
     """The first n correct gpt-3.5-turbo GSM8K rationales as Fine-tune-CoT prompt/completion pairs."""
-    from cotbridge.prompts.formats import to_student_examples
     from cotbridge.jsonl import read_jsonl
+    from cotbridge.prompts.formats import to_student_examples
 
     records = []
     for rec in read_jsonl(SOURCE):
@@ -159,12 +160,14 @@ def render(r: dict[str, Any]) -> str:
         "# Training throughput: length-grouped vs naive padded batches",
         "",
         f"Model `{s['model']}` (LoRA r16, all linear layers, {s.get('precision', 'fp32')}, "
-        f"{'gradient checkpointing, ' if s.get('gradient_checkpointing') else ''}CPU, {s['threads']} threads), {s['examples']} "
+        f"{'gradient checkpointing, ' if s.get('gradient_checkpointing') else ''}CPU, {s['threads']} threads), "
+        f"{s['examples']} "
         f"Fine-tune-CoT examples from gpt-3.5-turbo GSM8K rationales ({s['mean_tokens']:.0f} tokens on average, "
         f"{s['min_tokens']}-{s['max_tokens']}), batch size {s['batch_size']}, one epoch per run, runs in order "
         f"{' '.join(s['order'])}.",
         "",
-        "| run | arm | seconds | steps | real tokens | padded tokens | padding efficiency | real tokens/s | peak RSS GB |",
+        "| run | arm | seconds | steps | real tokens | padded tokens | padding efficiency | real tokens/s "
+        "| peak RSS GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(r["runs"], 1):
@@ -177,7 +180,8 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Mean real tokens/s: grouped **{t['grouped_tokens_per_s']}**, naive **{t['naive_tokens_per_s']}** "
-        f"→ ratio **{t['ratio']:.2f}×** (target ≥ 1.5×). Padding efficiency grouped {t['grouped_padding_efficiency']:.3f}, "
+        f"→ ratio **{t['ratio']:.2f}×** (target ≥ 1.5×). "
+        f"Padding efficiency grouped {t['grouped_padding_efficiency']:.3f}, "
         f"naive {t['naive_padding_efficiency']:.3f}.",
         "",
         f"Command: `{r['command']}`; {r['platform']}; torch {r['torch']}, transformers {r['transformers']}.",
@@ -191,7 +195,10 @@ def main() -> None:
         "--examples",
         type=int,
         default=256,
-        help="the grouped sampler needs many examples: with 48 at batch 16 its batches still hold 0.70 padding efficiency",
+        help=(
+            "the grouped sampler needs many examples: with 48 at batch 16 its batches still hold "
+            "0.70 padding efficiency"
+        ),
     )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--order", default="grouped,naive,naive,grouped", help="comma-separated arms, run in this order")

@@ -35,7 +35,8 @@ def build_tiny_tokenizer():
     tok.train_from_iterator(CORPUS, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
     fast.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% if not loop.last or not continue_final_message %}{{ '\\n' }}{% endif %}{% endfor %}"
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}"
+        "{% if not loop.last or not continue_final_message %}{{ '\\n' }}{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}"
     )
     return fast

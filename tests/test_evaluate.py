@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.evaluation.run import EvalConfig, run_eval
+from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.prompts.modes import PromptContext
 from cotbridge.tasks import Example, get_task
 

@@ -29,7 +29,8 @@ REAL_OUTPUTS = [
     ),
     # gpt-3.5-turbo, GSM8K: negative boxed answer
     (
-        "-30 / 3 = -10.  Therefore, the average highest temperature of these 3 countries is \\boxed{-10} degrees Fahrenheit.",
+        "-30 / 3 = -10.  Therefore, the average highest temperature of these 3 countries is "
+        "\\boxed{-10} degrees Fahrenheit.",
         "-10",
         "number",
         "default",
@@ -38,7 +39,9 @@ REAL_OUTPUTS = [
     ),
     # text-davinci-003, GSM8K
     (
-        " In 4 weeks, she will eat 3 eggs per day for 28 days, which is a total of 84 eggs. To convert this to dozens, divide 84 by 12, which gives us 7. Therefore, Claire will eat \\boxed{7} dozens of eggs in 4 weeks.",
+        " In 4 weeks, she will eat 3 eggs per day for 28 days, which is a total of 84 eggs. "
+        "To convert this to dozens, divide 84 by 12, which gives us 7. "
+        "Therefore, Claire will eat \\boxed{7} dozens of eggs in 4 weeks.",
         "7",
         "number",
         "default",
@@ -47,7 +50,8 @@ REAL_OUTPUTS = [
     ),
     # gpt-3.5-turbo, GSM8K: a wrong final answer stays wrong even though the gold appears earlier
     (
-        "the cost of supplies is $10.00. Therefore, his net profit is $40.00 - $10.00 = $30.00.  So, Charlie's net profit if he makes and sells 20 candles is $30.00.",
+        "the cost of supplies is $10.00. Therefore, his net profit is $40.00 - $10.00 = $30.00.  "
+        "So, Charlie's net profit if he makes and sells 20 candles is $30.00.",
         "20",
         "number",
         "default",
@@ -66,7 +70,9 @@ REAL_OUTPUTS = [
     ("\\boxed{(C) city}", "C", "choice", "default", "C", True),
     # PaLM, CommonsenseQA (distilling-step-by-step release, run-on text already cut): lower-case marked letters
     (
-        "The answer must be the place where beavers get their supplies. Of the above choices, only wooded areas have the supplies that beavers need. So the answer is (c) wooded area.",
+        "The answer must be the place where beavers get their supplies. "
+        "Of the above choices, only wooded areas have the supplies that beavers need. "
+        "So the answer is (c) wooded area.",
         "C",
         "choice",
         "default",
@@ -74,7 +80,8 @@ REAL_OUTPUTS = [
         True,
     ),
     (
-        "The answer must be the place where the opera house is. Of the above choices, only downtown makes sense. So the answer is (a) go downtown.",
+        "The answer must be the place where the opera house is. Of the above choices, only downtown makes sense. "
+        "So the answer is (a) go downtown.",
         "B",
         "choice",
         "default",
@@ -83,7 +90,8 @@ REAL_OUTPUTS = [
     ),
     # PaLM, SVAMP: the answer is an expression, worth its value
     (
-        "They put 10 seeds in each flower bed. There are 45 flower beds. So they planted 10 * 45 seeds. 10 * 45 is 450. The answer is (10 * 45).",
+        "They put 10 seeds in each flower bed. There are 45 flower beds. So they planted 10 * 45 seeds. "
+        "10 * 45 is 450. The answer is (10 * 45).",
         "450",
         "number",
         "default",
@@ -91,7 +99,8 @@ REAL_OUTPUTS = [
         True,
     ),
     (
-        "If he received a total of 10 emails in the day, then he received 10 - (3 + 6) = 1 emails in the evening. The answer is (10 - (3 + 6)).",
+        "If he received a total of 10 emails in the day, then he received 10 - (3 + 6) = 1 emails in the evening. "
+        "The answer is (10 - (3 + 6)).",
         "1",
         "number",
         "default",

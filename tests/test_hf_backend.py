@@ -6,8 +6,8 @@ import pytest
 
 from cotbridge.backends.base import Request, truncate_at_stop
 from cotbridge.backends.hf import HFBackend
-from cotbridge.models.loading import resolve_model_source
 from cotbridge.errors import UserError
+from cotbridge.models.loading import resolve_model_source
 from tests.conftest import SMOLLM2_DIR
 
 PROMPTS = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cotbridge.errors import UserError
+from cotbridge.prompts.modes import PROMPT_MODES, PromptContext
 from cotbridge.recipes.instruct.instruction_format import (
     TEMPLATES,
     answer_sentence,
@@ -16,7 +17,6 @@ from cotbridge.recipes.instruct.instruction_format import (
     to_instruction_example,
     user_message,
 )
-from cotbridge.prompts.modes import PROMPT_MODES, PromptContext
 from cotbridge.tasks import Example, get_task
 from tests.conftest import SMOLLM2_DIR, build_tiny_tokenizer
 
@@ -74,14 +74,17 @@ def test_split_choices(question, stem, options):
         ),
         # PaLM (distilling-step-by-step, SVAMP): expression answer, then few-shot run-on text.
         (
-            "Luke scored 84 points in 2 rounds. 84 / 2 = 42. The answer is (84 / 2).\n\nQ: There are 120 students. The answer is (120 /",
+            "Luke scored 84 points in 2 rounds. 84 / 2 = 42. The answer is (84 / 2).\n\n"
+            "Q: There are 120 students. The answer is (120 /",
             "Luke scored 84 points in 2 rounds. 84 / 2 = 42.",
         ),
         # PaLM (CQA): lower-case choice letter.
         (
-            "The answer must be a place where a bum would live. Of the above choices, only a train station is a place where a bum "
-            "would live. So the answer is (c) train station.",
-            "The answer must be a place where a bum would live. Of the above choices, only a train station is a place where a bum would live.",
+            "The answer must be a place where a bum would live. "
+            "Of the above choices, only a train station is a place where a bum would live. "
+            "So the answer is (c) train station.",
+            "The answer must be a place where a bum would live. "
+            "Of the above choices, only a train station is a place where a bum would live.",
         ),
         ("No marker here, 3 + 4 = 7.", "No marker here, 3 + 4 = 7."),
         ("The answer is 5.", "The answer is 5."),  # nothing but the answer: kept rather than emptied

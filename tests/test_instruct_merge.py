@@ -8,10 +8,10 @@ import json
 import pytest
 
 from cotbridge.errors import UserError
+from cotbridge.jsonl import read_jsonl
 from cotbridge.recipes.instruct.config import InstructConfig, MergeSpec, TeacherSpec
 from cotbridge.recipes.instruct.multiteacher import merge_demonstrations, record_path, teach_all
 from cotbridge.recipes.instruct.released import ReleasedSpec, convert_released
-from cotbridge.jsonl import read_jsonl
 from cotbridge.tasks import get_task
 from tests.conftest import RE2, SHARED_DATA
 

@@ -9,7 +9,6 @@ import pytest
 from cotbridge.jsonl import read_json
 from cotbridge.recipes.lm_guided.config import LMGuidedConfig
 from cotbridge.recipes.lm_guided.recipe import run_lmguided
-
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "multihop").is_dir(), reason="needs ../shared/data/multihop")

@@ -9,8 +9,8 @@ import pytest
 
 from cotbridge.config import load_config
 from cotbridge.errors import UserError
-from cotbridge.evaluation.run import EvalConfig
 from cotbridge.evaluation.metrics import majority_vote, mean_and_stderr, pass_at_k
+from cotbridge.evaluation.run import EvalConfig
 
 
 def test_vote_drops_invalid_and_breaks_ties_by_first_seen():

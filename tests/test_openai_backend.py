@@ -410,7 +410,8 @@ def test_batch_export_rejects_duplicate_ids(tmp_path):
         ("{not json", "not valid JSON"),
         ('{"response": {}}', "needs a custom_id"),
         (
-            '{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}, "error": null}',
+            '{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}, '
+            '"error": null}',
             "custom_id 'a' failed (status 429): slow down",
         ),
         ('{"custom_id": "a", "response": null, "error": {"code": "x", "message": "expired"}}', "custom_id 'a' failed"),

@@ -1,5 +1,6 @@
 """OpenAIBackend retries: the SDK retries HTTP errors, timeouts and connection errors; the backend retries only
-malformed 200 bodies, on the same max_retries budget; rate limits apply to every attempt, the SDK's retries included."""
+malformed 200 bodies, on the same max_retries budget; rate limits apply to every attempt, the SDK's retries
+included."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from cotbridge.quality.base import ASPECTS, SCORERS, ModelPool
-from cotbridge.quality.scoring import build_scorers, mean_scores, score_items
 from cotbridge.quality.judge import JudgeScorer, read_verdicts
+from cotbridge.quality.scoring import build_scorers, mean_scores, score_items
 
 ITEM = {
     "question": "Where was Ada Lovelace born?",

@@ -7,9 +7,9 @@ import math
 import pytest
 
 from cotbridge.recipes.lm_guided.inference import LargePrompts, small_prompt
+from cotbridge.recipes.lm_guided.rewards import build_rewards
 from cotbridge.tasks import get_task
 from cotbridge.tasks.base import Example
-from cotbridge.recipes.lm_guided.rewards import build_rewards
 from cotbridge.train.rl import RLConfig, combine, train_rl, window_means
 
 TASK = get_task("hotpotqa")

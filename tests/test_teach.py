@@ -98,8 +98,8 @@ def test_cached_calls_are_not_paid_twice(tmp_path, scripted):
 
 
 def test_errors_and_empty_outputs_are_not_cached(tmp_path, scripted):
-    from cotbridge.backends.request_cache import CachedBackend, RequestCache
     from cotbridge.backends.base import Request
+    from cotbridge.backends.request_cache import CachedBackend, RequestCache
 
     cache = RequestCache(tmp_path / "c.sqlite")
 

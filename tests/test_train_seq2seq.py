@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from cotbridge.errors import UserError
-from cotbridge.tasks.base import Example
 from cotbridge.models.student_io import encoder_input
-from cotbridge.train.seq2seq import to_seq2seq_pair
+from cotbridge.tasks.base import Example
 from cotbridge.train.config import TrainConfig
+from cotbridge.train.seq2seq import to_seq2seq_pair
 from cotbridge.train.sft import build_trainer, train_student
 from tests.conftest import build_tiny_tokenizer
 from tests.test_train import examples, tiny_model

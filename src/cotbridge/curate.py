@@ -7,10 +7,11 @@ Every dropped record is counted under the first filter that dropped it, so the n
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 from cotbridge.answers.squad import best_over_golds
 from cotbridge.registry import Registry
@@ -93,8 +94,8 @@ def curate_file(
     push_to_hub: str | None = None,
 ) -> dict[str, Any]:
     """Teacher records -> ``out_dir/train.jsonl`` in a student format, plus ``curation.json`` statistics."""
-    from cotbridge.prompts.formats import FORMATS, to_student_examples
     from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
+    from cotbridge.prompts.formats import FORMATS, to_student_examples
 
     FORMATS.get(fmt)  # unknown format: fail before reading anything
     records = list(read_jsonl(records_path))

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError

@@ -26,11 +26,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cotbridge.backends.base import Completion, Request, truncate_at_stop
 from cotbridge.errors import UserError
@@ -230,7 +231,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256  # the default 5 refuses connections when many clients connect at once
-    app: "OpenAICompatServer"
+    app: OpenAICompatServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -488,7 +489,7 @@ class OpenAICompatServer:
         finally:
             self.stopping.set()
 
-    def start(self) -> "OpenAICompatServer":
+    def start(self) -> OpenAICompatServer:
         self._thread = threading.Thread(target=self.serve_forever, name="cotbridge-serve", daemon=True)
         self._thread.start()
         return self
@@ -502,7 +503,7 @@ class OpenAICompatServer:
         self.httpd.server_close()
         self.close_log()
 
-    def __enter__(self) -> "OpenAICompatServer":
+    def __enter__(self) -> OpenAICompatServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,10 +8,9 @@ not yet recorded come back from the request cache. Records are appended whole an
 from __future__ import annotations
 
 import logging
-import os
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -22,6 +21,8 @@ from cotbridge.backends.request_cache import CachedBackend, RequestCache, contig
 from cotbridge.backends.secrets import check_no_literal_secrets
 from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
+from cotbridge.inference.records import TeacherRecord
+from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage, sampling_temperature
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.prompts.modes import (
     PROMPT_MODES,
@@ -31,8 +32,6 @@ from cotbridge.prompts.modes import (
     first_request,
     load_few_shot,
 )
-from cotbridge.inference.records import TeacherRecord
-from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage, sampling_temperature
 from cotbridge.record_file import RecordFile
 from cotbridge.tasks import Example, parse_task_spec
 from cotbridge.tasks.base import choice_letters
@@ -258,7 +257,10 @@ class Teacher:
             if self.cfg.max_cost is not None:
                 upcoming = self.estimate_cost(chunk)["cost_usd_max"] or 0.0
                 if self.spent + upcoming > self.cfg.max_cost:
-                    stopped = f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, next chunk could cost {upcoming:.4f}"
+                    stopped = (
+                        f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, "
+                        f"next chunk could cost {upcoming:.4f}"
+                    )
                     log.warning(
                         "stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped
                     )

@@ -7,8 +7,8 @@ is") and which candidate in it to take (first or last). Marker rules count as "c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cotbridge.answers.types import AnswerType
 from cotbridge.registry import Registry

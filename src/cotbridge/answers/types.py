@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cotbridge.answers.squad import exact_match, normalize_answer
 from cotbridge.registry import Registry

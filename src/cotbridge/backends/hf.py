@@ -13,8 +13,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
-from cotbridge.models.loading import load_model_and_tokenizer
 from cotbridge.errors import UserError
+from cotbridge.models.loading import load_model_and_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -33,17 +33,18 @@ import os
 import random
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
 from cotbridge.backends import pricing
-from cotbridge.backends.batch_api import BatchAPIMixin, _Malformed
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
+from cotbridge.backends.batch_api import BatchAPIMixin, _Malformed
 from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ class _Call:
 _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("cotbridge_openai_call")  # per asyncio task
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _counting_client_class() -> type:
     """The SDK's own async HTTP client class (its pool limits and defaults) with ``send`` reporting each
     attempt to the current ``_Call``. ``send`` is public httpx API and sees every attempt, whichever
@@ -470,19 +471,21 @@ class OpenAIBackend(BatchAPIMixin):
                 except _Malformed as e:  # a 200 the SDK accepted; retried here, on the call's one budget
                     call.failed("malformed response")
                     if call.attempts > self.max_retries:
-                        raise self._failure(call, "malformed response", "malformed response", str(e))
+                        raise self._failure(call, "malformed response", "malformed response", str(e)) from None
                     cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (call.attempts - 1))
                     await asyncio.sleep(self._rng.uniform(0, cap))  # full jitter
                     sdk = client.with_options(max_retries=self.max_retries - call.attempts)
                     continue
                 except openai.APIStatusError as e:
-                    raise self._failure(call, e.status_code, f"HTTP {e.status_code}", self._error_detail(e.body))
+                    raise self._failure(
+                        call, e.status_code, f"HTTP {e.status_code}", self._error_detail(e.body)
+                    ) from None
                 except openai.APITimeoutError:
-                    raise self._failure(call, "timeout", "timeout")
+                    raise self._failure(call, "timeout", "timeout") from None
                 except openai.APIConnectionError:
-                    raise self._failure(call, "connection error", "connection error")
+                    raise self._failure(call, "connection error", "connection error") from None
                 except openai.OpenAIError as e:
-                    raise self._failure(call, type(e).__name__, type(e).__name__, str(e))
+                    raise self._failure(call, type(e).__name__, type(e).__name__, str(e)) from None
                 if self._tpm is not None:
                     usage = data.get("usage") or {}
                     self._tpm.credit(estimate - int(usage.get("total_tokens") or estimate))

@@ -53,7 +53,8 @@ class RequestCache:
         self._local = threading.local()
         with self._conn() as c:
             c.execute(
-                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS completions "
+                "(key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
             )
 
     def _conn(self) -> sqlite3.Connection:

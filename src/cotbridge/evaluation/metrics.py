@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def majority_vote(answers: Sequence[str | None], key: Callable[[str], str] = lambda a: a) -> str | None:

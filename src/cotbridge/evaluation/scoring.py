@@ -13,9 +13,9 @@ from typing import Any
 from cotbridge.answers.score import is_correct, score_output
 from cotbridge.answers.squad import best_over_golds, normalize_answer
 from cotbridge.backends.base import Backend, Request
+from cotbridge.evaluation.metrics import majority_vote, mean_and_stderr, pass_at_k, pass_k_values
 from cotbridge.inference.records import EvalRecord, EvalSample, prompt_of
 from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage
-from cotbridge.evaluation.metrics import majority_vote, mean_and_stderr, pass_at_k, pass_k_values
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, answer_request, first_request
 from cotbridge.tasks.base import Example, Task, choice_letters
 

@@ -8,8 +8,8 @@ Callers differ only in the arguments they pass: nothing is patched after constru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cotbridge.backends.base import Backend, Completion, Request
 

@@ -77,7 +77,8 @@ def dequantised_dir(source: str, gguf: str) -> Path | None:
 
 
 def keep_dequantised(net: Any, folder: Path) -> None:
-    """Save into a temporary sibling, then rename: a reader never sees half a copy, and concurrent writers race harmlessly."""
+    """Save into a temporary sibling, then rename: a reader never sees half a copy, and concurrent writers race
+    harmlessly."""
     import shutil
     import tempfile
 

@@ -8,5 +8,6 @@ STUDENT_SUFFIX = " ###"
 
 
 def encoder_input(prompt: str) -> str:
-    """The encoder text of an encoder-decoder student: ``{question} ###`` -> ``{question}``; other prompts unchanged."""
+    """The encoder text of an encoder-decoder student: ``{question} ###`` -> ``{question}``; other prompts
+    unchanged."""
     return prompt.removesuffix(STUDENT_SUFFIX)

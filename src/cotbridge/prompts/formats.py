@@ -7,8 +7,9 @@ and a chat format for instruction-tuned students. The answer is always the gold 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cotbridge.answers.types import ANSWER_TYPES
 from cotbridge.prompts.modes import CHAT_INSTRUCTION, STUDENT_SUFFIX

@@ -6,14 +6,14 @@ and the Fine-tune-CoT student formats ``{question} ###`` → `` {rationale} --> 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cotbridge.backends.base import Request
 from cotbridge.errors import DataError, UserError
-from cotbridge.models.student_io import STUDENT_SUFFIX
 from cotbridge.jsonl import read_json
+from cotbridge.models.student_io import STUDENT_SUFFIX
 from cotbridge.registry import Registry
 from cotbridge.tasks.base import Example, Task
 from cotbridge.tasks.triggers import GENERIC_TRIGGER, answer_trigger

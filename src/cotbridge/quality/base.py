@@ -3,7 +3,8 @@ loaded models that model-based scorers draw from (passed in by whoever owns the 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from cotbridge.registry import Registry
 

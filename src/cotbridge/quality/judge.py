@@ -2,10 +2,10 @@
 
 Two readings, both available through any backend: ``scale`` asks for a digit 1-5 and maps it to
 (d - 1) / 4 (the judge's reply is started with "Rating (1-5):" where the backend can continue an
-assistant message, so small judges give the digit first); ``yes_no`` asks a yes/no question and reports the share of "yes" among ``samples``
-sampled verdicts (an estimate of the judge's probability of "yes"). Calls go through the request
-cache like teacher calls, so rescoring is free; replies that hold no reading score None and keep
-their raw text.
+assistant message, so small judges give the digit first); ``yes_no`` asks a yes/no question and reports
+the share of "yes" among ``samples`` sampled verdicts (an estimate of the judge's probability of "yes").
+Calls go through the request cache like teacher calls, so rescoring is free; replies that hold no reading
+score None and keep their raw text.
 """
 
 from __future__ import annotations
@@ -91,8 +91,7 @@ class JudgeScorer:
     @staticmethod
     def _open(kind: str, model: str | None, options: dict[str, Any], cache: str | None) -> Any:
         from cotbridge.backends import get_backend
-        from cotbridge.backends.request_cache import CachedBackend, RequestCache
-        from cotbridge.backends.request_cache import default_cache_path
+        from cotbridge.backends.request_cache import CachedBackend, RequestCache, default_cache_path
         from cotbridge.backends.secrets import check_no_literal_secrets
 
         check_no_literal_secrets(options)

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- text helpers
 
 STOPWORDS = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been being it its this
-that these those which who whom whose what when where why how not no yes do does did so than then there here we you he she
+    """a an the and or but if of to in on at by for with from as is are was were be been being it its this that
+these those which who whom whose what when where why how not no yes do does did so than then there here we you he she
 they them his her their our your i me my let lets s step think answer question therefore because also has have had will
 would can could should may might must into about over after before such""".split()
 )

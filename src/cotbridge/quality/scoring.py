@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotbridge.quality import judge, scorers  # noqa: F401  (registration side effects)
+from cotbridge.quality import judge as _judge  # noqa: F401  (registers the judge)
+from cotbridge.quality import scorers as _scorers  # noqa: F401  (registers the automatic scorers)
 from cotbridge.quality.base import SCORERS, Item, ModelPool, Scorer
 from cotbridge.quality.scorers import AUTOMATIC
 

@@ -1,5 +1,6 @@
-"""The methods, each a recipe of stages on :mod:`cotbridge.engine`: Fine-tune-CoT (finetune_cot), Instruction-tuning-CoT
-(instruct) and LM-guided CoT (lm_guided). Importing this package registers all three in ``engine.RECIPES``."""
+"""The methods, each a recipe of stages on :mod:`cotbridge.engine`: Fine-tune-CoT (finetune_cot),
+Instruction-tuning-CoT (instruct) and LM-guided CoT (lm_guided). Importing this package registers all three in
+``engine.RECIPES``."""
 
 from cotbridge.recipes.finetune_cot import recipe as _finetune_cot  # noqa: F401  (registration)
 from cotbridge.recipes.instruct import recipe as _instruct  # noqa: F401

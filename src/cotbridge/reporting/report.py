@@ -10,7 +10,6 @@ from cotbridge.reporting import plots
 from cotbridge.reporting.rows import METRIC_COLUMNS, METRIC_NAMES, Row, check_rows, finite_or_none
 from cotbridge.reporting.tables import method_table_latex, method_table_markdown
 
-
 PLOT_FILES = {
     "accuracy_by_method": "Accuracy by method",
     "accuracy_vs_degree": "Accuracy vs diverse-reasoning degree",

@@ -13,8 +13,9 @@ student's parameter count. Rates are fractions in [0, 1]; tables and plots show 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cotbridge.jsonl import read_json
 

@@ -10,8 +10,9 @@ GSM8K and AQuA fall back to their official files when the unified copy is absent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cotbridge.errors import DataError, UserError
 from cotbridge.jsonl import read_json, read_jsonl
@@ -110,7 +111,7 @@ def aqua_example(rec: dict[str, Any], id_: str, path: object = "<aqua>", line: i
     )
 
 
-def unified(name: str) -> Callable[[Path, str], "list[Example] | None"]:
+def unified(name: str) -> Callable[[Path, str], list[Example] | None]:
     def load(data_dir: Path, split: str) -> list[Example] | None:
         return load_unified(data_dir, name, split) if unified_paths(data_dir, name)[0].is_file() else None
 
@@ -119,7 +120,7 @@ def unified(name: str) -> Callable[[Path, str], "list[Example] | None"]:
 
 # Where each task's local data may live, tried in order. GSM8K prefers its official JSONL so that
 # example ids are line numbers of test.jsonl (what released GSM8K outputs are keyed by).
-LOCAL_SOURCES: dict[str, list[Callable[[Path, str], "list[Example] | None"]]] = {
+LOCAL_SOURCES: dict[str, list[Callable[[Path, str], list[Example] | None]]] = {
     name: [unified(name)] for name in FINETUNE_COT_TASKS
 }
 LOCAL_SOURCES["gsm8k"] = [gsm8k_official, unified("gsm8k")]

@@ -6,8 +6,9 @@ the rest of the Fine-tune-CoT tasks need the unified data directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cotbridge.errors import UserError
 from cotbridge.tasks.base import Example

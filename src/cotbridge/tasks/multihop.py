@@ -8,8 +8,9 @@ fixed seed into 300 train / 200 test (version ``1.0-local``); the hub copy uses 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cotbridge.errors import DataError, UserError
 from cotbridge.jsonl import read_jsonl

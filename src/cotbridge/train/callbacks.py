@@ -16,8 +16,9 @@ checkpoint code runs a barrier when a best step is recorded; diverging ranks wou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transformers import TrainerCallback
 

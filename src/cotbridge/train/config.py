@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cotbridge.config import StrictModel
-from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,8 @@ class TrainConfig(StrictModel):
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     output_dir: str = "runs/train/student"
     resume: bool = True  # continue from the last checkpoint in output_dir if there is one
-    # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's rules.
+    # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's
+    # rules.
     dev_every_epochs: int = 1  # score every N epochs, and always after the last step
     dev_mode: str = "finetune_cot"  # prompt mode the student is evaluated in (see `cotbridge modes`)
     dev_max_tokens: int | None = None  # None: the prompt mode's default

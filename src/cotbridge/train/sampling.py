@@ -9,7 +9,8 @@ nearly every token computed is real while the order the model sees stays random.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler

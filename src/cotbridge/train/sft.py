@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cotbridge.errors import UserError
-from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_bf16
+from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
 
 log = logging.getLogger(__name__)
 

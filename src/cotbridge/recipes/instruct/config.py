@@ -99,7 +99,7 @@ class InstructConfig(StrictModel):
     eval: MatrixEvalSpec = MatrixEvalSpec()
 
     @model_validator(mode="after")
-    def _check_names(self) -> "InstructConfig":
+    def _check_names(self) -> InstructConfig:
         names = [t.name for t in self.teachers]
         if len(set(names)) != len(names):
             raise ValueError(f"teacher names must be unique, got {names}")

@@ -46,7 +46,8 @@ TEMPLATES.add(
         instruction={
             "choice": "Choose the answer to the question from the answer choices. Think step by step, "
             "then finish with 'The answer is' followed by the letter and the text of your choice.",
-            "default": "Answer the question. Think step by step, then finish with 'The answer is' followed by your answer.",
+            "default": "Answer the question. Think step by step, "
+            "then finish with 'The answer is' followed by your answer.",
         },
     ),
 )

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.curate import CurateSettings, curate, rationale_fingerprint
+from cotbridge.jsonl import read_jsonl
 from cotbridge.recipes.instruct.config import InstructConfig, MergeSpec, TeacherSpec
 from cotbridge.recipes.instruct.released import convert_released
-from cotbridge.jsonl import read_jsonl
 from cotbridge.teach import TeachConfig, TeacherConfig, run_teach
 
 

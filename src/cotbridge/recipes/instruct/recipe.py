@@ -19,6 +19,7 @@ from typing import Any
 
 from cotbridge.engine import RECIPES, Stage, run_recipe
 from cotbridge.errors import UserError
+from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.recipes.instruct import multiteacher
 from cotbridge.recipes.instruct.config import InstructConfig, RowSpec
 from cotbridge.recipes.instruct.instruction_format import ensure_prompt_mode, load_template, to_instruction_example
@@ -31,7 +32,6 @@ from cotbridge.recipes.instruct.transfer import (
     relation_to_student,
     select_test_sets,
 )
-from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ class InstructionTuningCoT:
             examples = self.merge(row)
             if not examples:
                 raise UserError(
-                    f"row {row.label()!r}: no demonstrations survived merging (see {self.dir}/data/{row.label()}/merge.json)"
+                    f"row {row.label()!r}: no demonstrations survived merging "
+                    f"(see {self.dir}/data/{row.label()}/merge.json)"
                 )
             stats = train_row(self.cfg.student, examples, out)
             write_json(out / "done.json", stats)

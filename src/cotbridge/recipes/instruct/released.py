@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from cotbridge.backends.replay import normalize_question
 from cotbridge.config import StrictModel
 from cotbridge.errors import DataError, UserError
-from cotbridge.prompts.formats import clean_rationale
 from cotbridge.jsonl import get_field, read_json, read_jsonl, write_jsonl
+from cotbridge.prompts.formats import clean_rationale
 from cotbridge.registry import Registry
 from cotbridge.tasks import parse_task_spec
 

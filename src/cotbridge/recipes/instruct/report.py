@@ -45,7 +45,8 @@ def matrix_markdown(matrix: dict[str, Any]) -> str:
         lines.append(
             f"| {row_label(r)} | {demos if demos is not None else MISSING} | "
             + " | ".join(cells)
-            + f" | {_pp(r.get('in_domain_delta'))} | {_acc(r.get('out_of_domain_mean'))} | {_pp(r.get('out_of_domain_delta'))} |"
+            + f" | {_pp(r.get('in_domain_delta'))} | {_acc(r.get('out_of_domain_mean'))} "
+            f"| {_pp(r.get('out_of_domain_delta'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -93,7 +94,8 @@ def family_markdown(fam: dict[str, Any], student: str, student_family: str | Non
         ]
         for g, s in groups.items():
             lines.append(
-                f"| {g} | {s['rows']} | {', '.join(s['tasks'])} | {_acc(s['in_domain'])} | {_pp(s['in_domain_delta'])} | "
+                f"| {g} | {s['rows']} | {', '.join(s['tasks'])} | {_acc(s['in_domain'])} "
+                f"| {_pp(s['in_domain_delta'])} | "
                 f"{_acc(s['out_of_domain_mean'])} | {_pp(s['out_of_domain_delta'])} |"
             )
     return "\n".join(lines) + "\n"

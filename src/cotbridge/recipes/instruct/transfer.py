@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cotbridge.backends.replay import normalize_question
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples

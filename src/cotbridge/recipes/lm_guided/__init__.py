@@ -1,1 +1,2 @@
-"""LM-guided CoT (Lee et al. 2024): a small writer distilled then RL-refined, a frozen large model answers; `cotbridge lmguided`."""
+"""LM-guided CoT (Lee et al. 2024): a small writer distilled then RL-refined, a frozen large model answers;
+`cotbridge lmguided`."""

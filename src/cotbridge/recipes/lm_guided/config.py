@@ -1,4 +1,5 @@
-"""LM-guided CoT's run config: the frozen large model, the small rationale writer, KD, RL, the evaluated rows, scoring."""
+"""LM-guided CoT's run config: the frozen large model, the small rationale writer, KD, RL, the evaluated rows,
+scoring."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any, Literal
 from cotbridge.config import StrictModel
 from cotbridge.quality.scorers import AUTOMATIC
 from cotbridge.recipes.lm_guided.inference import ContextSpec
+from cotbridge.train.config import TrainConfig
 from cotbridge.train.rl import RLConfig
 from cotbridge.train.scratch import ScratchSpec
-from cotbridge.train.config import TrainConfig
 
 
 class LargeSpec(StrictModel):

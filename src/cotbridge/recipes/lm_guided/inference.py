@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from cotbridge.backends.base import Backend, Completion, Request
-from cotbridge.inference.two_stage import generate_answers, generate_two_stage
 from cotbridge.config import StrictModel
 from cotbridge.evaluation.scoring import aggregate, score_example
+from cotbridge.inference.two_stage import generate_answers, generate_two_stage
 from cotbridge.prompts.formats import clean_rationale
 from cotbridge.prompts.modes import (
     PROMPT_MODES,

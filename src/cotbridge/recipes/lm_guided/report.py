@@ -103,7 +103,8 @@ def paper_table(cfg: Any, results: dict[str, dict[str, Any]], models: dict[str, 
     """The paper's EM beside ours, with both setups' model sizes, so what is comparable is visible."""
     tasks = [t.split(":")[0] for t in cfg.tasks]
     ours = (
-        f"writer {format_size(models.get('writer_params'))} from {'scratch' if models.get('scratch') else models.get('writer_init')}, "
+        f"writer {format_size(models.get('writer_params'))} "
+        f"from {'scratch' if models.get('scratch') else models.get('writer_init')}, "
         f"large {models['large']} ({format_size(models.get('large_params'))})"
     )
     lines = [
@@ -220,7 +221,8 @@ def write_lmguided_report(
         f"Large model `{cfg.large.model}` ({format_size(models['large_params'])}, "
         f"{cfg.large.backend}{', through cotbridge serve' if models['served'] else ''}); rationale writer "
         f"{'trained from scratch' if models['scratch'] else '`' + str(models['writer_init']) + '`'} "
-        f"({format_size(models['writer_params'])} parameters). EM and F1 in %, ± standard error; n = questions per cell.",
+        f"({format_size(models['writer_params'])} parameters). "
+        "EM and F1 in %, ± standard error; n = questions per cell.",
         "",
         "## EM / F1 per dataset",
         "",

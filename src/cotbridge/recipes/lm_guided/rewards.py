@@ -7,7 +7,8 @@ one's mean per step (``rewards/<name>/mean``) beside the weighted total.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cotbridge.answers.score import score_output
 from cotbridge.backends.base import Completion

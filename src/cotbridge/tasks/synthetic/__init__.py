@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from cotbridge.tasks.synthetic import arithmetic, coin_flip, last_letter, shuffled_objects
 

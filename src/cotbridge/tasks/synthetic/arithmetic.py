@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from cotbridge.tasks.base import Example
-from cotbridge.tasks.synthetic.common import k_loader, register_synthetic, Draft, error_rng, pick_step
+from cotbridge.tasks.synthetic.common import Draft, error_rng, k_loader, pick_step, register_synthetic
 
 TASK_NAME = "synthetic_arithmetic"
 N_PHRASINGS = 3

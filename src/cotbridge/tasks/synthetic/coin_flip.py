@@ -6,11 +6,11 @@ import random
 
 from cotbridge.tasks.base import Example
 from cotbridge.tasks.synthetic.common import (
-    k_loader,
-    register_synthetic,
     NAMES,
     Draft,
+    k_loader,
     pick_step,
+    register_synthetic,
 )
 
 TASK_NAME = "synthetic_coin_flip"

@@ -7,12 +7,12 @@ import string
 
 from cotbridge.tasks.base import Example
 from cotbridge.tasks.synthetic.common import (
-    k_loader,
-    register_synthetic,
     NAMES,
     Draft,
     error_rng,
+    k_loader,
     pick_step,
+    register_synthetic,
 )
 
 TASK_NAME = "synthetic_last_letter"
