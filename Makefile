@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quickstart test test-fast bench clean
+.PHONY: setup quickstart test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ test: setup
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# The linters CI runs before the tests: ruff (lint, import order, formatting) and the import-layer contracts.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PIP) install -q -c constraints.txt -e '.[bench]'

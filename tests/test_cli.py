@@ -28,8 +28,21 @@ def test_help_shows_quickstart_examples():
 
 
 def test_eval_on_tiny_model(tmp_path, tiny_model_dir):
-    done = cli("eval", "--model", str(tiny_model_dir), "--task", "synthetic_coin_flip:n_test=5", "--mode", "zero_shot_cot",
-               "--max-tokens", "8", "--k", "2", "--output", str(tmp_path))
+    done = cli(
+        "eval",
+        "--model",
+        str(tiny_model_dir),
+        "--task",
+        "synthetic_coin_flip:n_test=5",
+        "--mode",
+        "zero_shot_cot",
+        "--max-tokens",
+        "8",
+        "--k",
+        "2",
+        "--output",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     res = json.loads((tmp_path / "results.json").read_text())
     m = res["results"]["synthetic_coin_flip"]
@@ -39,14 +52,29 @@ def test_eval_on_tiny_model(tmp_path, tiny_model_dir):
     assert all(len(r["samples"]) == 2 and "answer_output" in r["samples"][0] for r in rows)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["eval", "--task", "svmap", "--model", "x"], "unknown task 'svmap'; did you mean 'svamp'"),
-    (["eval", "--task", "svamp", "--data-dir", str(SHARED_DATA), "--model", "./missing-model"], "model path ./missing-model does not exist"),
-    (["eval", "--task", "svamp", "--data-dir", "/nonexistent-dir", "--model", "x"], "data directory /nonexistent-dir does not exist"),
-    (["eval", "--task", "svamp", "--data-dir", str(SHARED_DATA), "--mode", "zero_shot_cott", "--model", "x"], "did you mean 'zero_shot_cot'"),
-    (["eval", "--task", "svamp", "--predictions", "missing.jsonl", "--gold-field", "target"], "missing.jsonl: file not found"),
-    (["eval", "--task", "svamp", "--set", "bogus=1", "--model", "x"], "unknown config key 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["eval", "--task", "svmap", "--model", "x"], "unknown task 'svmap'; did you mean 'svamp'"),
+        (
+            ["eval", "--task", "svamp", "--data-dir", str(SHARED_DATA), "--model", "./missing-model"],
+            "model path ./missing-model does not exist",
+        ),
+        (
+            ["eval", "--task", "svamp", "--data-dir", "/nonexistent-dir", "--model", "x"],
+            "data directory /nonexistent-dir does not exist",
+        ),
+        (
+            ["eval", "--task", "svamp", "--data-dir", str(SHARED_DATA), "--mode", "zero_shot_cott", "--model", "x"],
+            "did you mean 'zero_shot_cot'",
+        ),
+        (
+            ["eval", "--task", "svamp", "--predictions", "missing.jsonl", "--gold-field", "target"],
+            "missing.jsonl: file not found",
+        ),
+        (["eval", "--task", "svamp", "--set", "bogus=1", "--model", "x"], "unknown config key 'bogus'"),
+    ],
+)
 def test_user_errors_are_one_line_without_traceback(args, message):
     done = cli(*args)
     assert done.returncode == 2
@@ -57,15 +85,31 @@ def test_user_errors_are_one_line_without_traceback(args, message):
 def test_malformed_predictions_file_names_line(tmp_path):
     bad = tmp_path / "preds.jsonl"
     bad.write_text('{"output": "--> 3", "target": 3}\n[1, 2]\n')
-    done = cli("eval", "--task", "svamp", "--predictions", str(bad), "--gold-field", "target", "--output", str(tmp_path / "o"))
+    done = cli(
+        "eval", "--task", "svamp", "--predictions", str(bad), "--gold-field", "target", "--output", str(tmp_path / "o")
+    )
     assert done.returncode == 2 and f"{bad}:2: expected a JSON object" in done.stderr
 
 
 def test_train_command_on_tiny_model(tmp_path, tiny_model_dir):
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"Q{i} ###", "completion": f" {i} --> {i}"}) + "\n" for i in range(8)))
-    done = cli("train", str(data), "--model", str(tiny_model_dir), "-o", str(tmp_path / "student"),
-               "--set", "max_steps=2", "--set", "lora=false", "--set", "batch_size=4")
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Q{i} ###", "completion": f" {i} --> {i}"}) + "\n" for i in range(8))
+    )
+    done = cli(
+        "train",
+        str(data),
+        "--model",
+        str(tiny_model_dir),
+        "-o",
+        str(tmp_path / "student"),
+        "--set",
+        "max_steps=2",
+        "--set",
+        "lora=false",
+        "--set",
+        "batch_size=4",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trained 2 steps on 8 examples" in done.stdout
     assert (tmp_path / "student" / "model.safetensors").exists()

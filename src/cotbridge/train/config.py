@@ -48,7 +48,7 @@ class TrainConfig(StrictModel):
     # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's
     # rules.
     dev_every_epochs: int = 1  # score every N epochs, and always after the last step
-    dev_mode: str = "finetune_cot"  # prompt mode the student is evaluated in (see `cotbridge modes`)
+    dev_mode: str = "finetune_cot"  # prompt mode the student is evaluated in (the --mode choices of `cotbridge eval`)
     dev_max_tokens: int | None = None  # None: the prompt mode's default
     dev_batch_size: int = 16
     dev_select_best: bool = False  # save the best dev epoch's weights instead of the last epoch's

@@ -1,0 +1,58 @@
+"""``cotbridge curate``: teacher records filtered into a student dataset in one of the formats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cotbridge.errors import UserError
+
+
+def curate_cmd(
+    records: Annotated[
+        str, typer.Argument(metavar="RECORDS", help="teacher records JSONL (RUN_DIR/teacher/TASK.jsonl)")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="DIR", help="output folder for train.jsonl and curation.json")
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="finetune_cot, vanilla, natural or chat")
+    ] = "finetune_cot",
+    filters: Annotated[
+        str, typer.Option(metavar="NAME,...", help="comma-separated: has_output, correct, complete, length, answer_f1")
+    ] = "has_output,correct",
+    dedupe: Annotated[bool, typer.Option("--dedupe", help="drop repeated rationales of one question")] = False,
+    min_answer_f1: Annotated[
+        float, typer.Option(metavar="FLOAT", help="the answer_f1 filter's threshold (span answers, token F1)")
+    ] = 0.5,
+    hf_dataset: Annotated[bool, typer.Option("--hf-dataset", help="also save a Hugging Face dataset")] = False,
+    push_to_hub: Annotated[
+        Optional[str],
+        typer.Option(metavar="REPO", help="push the dataset to this hub repo (token from the environment)"),
+    ] = None,
+) -> None:
+    """Filter teacher records and write a student dataset in one of the formats."""
+    from cotbridge.curate import CurateSettings, curate_file
+    from cotbridge.jsonl import read_jsonl
+    from cotbridge.tasks import get_task
+
+    first = next(iter(read_jsonl(records)), None)
+    if first is None:
+        raise UserError(f"{records}: no records")
+    task = get_task(first["task"])
+    stats = curate_file(
+        records,
+        output,
+        fmt,
+        task.answer_type,
+        CurateSettings(
+            filters=[f.strip() for f in filters.split(",") if f.strip()], dedupe=dedupe, min_answer_f1=min_answer_f1
+        ),
+        hf_dataset=hf_dataset,
+        push_to_hub=push_to_hub,
+    )
+    typer.echo(
+        f"kept {stats['kept']} of {stats['records']} records ({stats['questions_kept']}/{stats['questions']} "
+        f"questions); dropped {stats['dropped']}; wrote {output}/train.jsonl"
+    )

@@ -1,0 +1,124 @@
+"""``cotbridge eval``: a model on tasks, or recorded outputs (``--predictions``) scored by the task's rules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cotbridge.cli.options import ConfigOpt, DataDirOpt, OutputOpt, set_option
+from cotbridge.errors import UserError
+
+SETTINGS = "cotbridge.evaluation.run:EvalConfig"  # the keys listed under --help
+SetOpt = set_option("k=8")
+
+
+def eval_cmd(
+    task: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--task", "-t", metavar="TASK", help="task name, or name:key=value for synthetic tasks (repeatable)"
+        ),
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(metavar="MODEL", help="hub id, local folder, .gguf file or embedded name")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="MODE",
+            help="prompt mode: zero_shot, zero_shot_cot, zero_shot_cot_single, few_shot_cot, "
+            "finetune_cot, vanilla, natural",
+        ),
+    ] = None,
+    k: Annotated[
+        Optional[int], typer.Option(metavar="N", help="samples per question; k>1 is self-consistency (majority vote)")
+    ] = None,
+    temperature: Annotated[
+        Optional[float], typer.Option(metavar="FLOAT", help="sampling temperature (default 0, or 0.7 when k>1)")
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(metavar="N", help="evaluate the first N examples of each task")
+    ] = None,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="sequences per generation batch")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="max new tokens (stage 1)")] = None,
+    chat: Annotated[
+        Optional[bool], typer.Option("--chat/--no-chat", help="wrap prompts in the model's chat template")
+    ] = None,
+    few_shot_prompts: Annotated[
+        Optional[str], typer.Option(metavar="FILE", help="few-shot exemplars JSON ({task: {prompt}}) for few_shot_cot")
+    ] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="train or test")] = None,
+    predictions: Annotated[
+        Optional[str],
+        typer.Option(metavar="FILE", help="score this JSONL of recorded outputs instead of running a model"),
+    ] = None,
+    text_field: Annotated[
+        str, typer.Option(metavar="FIELD", help="dotted path of the output text in --predictions records")
+    ] = "output",
+    gold_field: Annotated[
+        Optional[str], typer.Option(metavar="FIELD", help="dotted path of the gold answer in --predictions records")
+    ] = None,
+    id_field: Annotated[
+        Optional[str], typer.Option(metavar="FIELD", help="dotted path of an index into the task's split")
+    ] = None,
+    reference_field: Annotated[
+        Optional[str], typer.Option(metavar="FIELD", help="dotted path of a recorded 0/1 score to compare with")
+    ] = None,
+    pipeline: Annotated[
+        Optional[str],
+        typer.Option(metavar="NAME", help="answer-extraction pipeline (default, finetune_cot, answer_stage, lmeval)"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Evaluate a model on tasks (or score recorded outputs with --predictions)."""
+    if predictions:
+        from cotbridge.evaluation.predictions import score_predictions
+
+        if not task or len(task) != 1:
+            raise UserError("--predictions scores one task: pass exactly one --task")
+        summary = score_predictions(
+            task[0],
+            predictions,
+            text_field,
+            output or "runs/scored",
+            gold_field=gold_field,
+            id_field=id_field,
+            reference_field=reference_field,
+            pipeline=pipeline or "default",
+            data_dir=data_dir,
+        )
+        print_results(summary["results"], output or "runs/scored")
+        return
+    from cotbridge.config import load_config
+    from cotbridge.evaluation.run import EvalConfig, run_eval
+
+    flags = dict(
+        tasks=task,
+        model=model,
+        mode=mode,
+        k=k,
+        temperature=temperature,
+        limit=limit,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        chat=chat,
+        few_shot_prompts=few_shot_prompts,
+        split=split,
+        pipeline=pipeline,
+        data_dir=data_dir,
+        output=output,
+    )
+    cfg = load_config(EvalConfig, config, set_, flags)
+    summary = run_eval(cfg)
+    print_results(summary["results"], cfg.output)
+
+
+def print_results(results: dict, output: str) -> None:
+    for name, m in results.items():
+        extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)
+        typer.echo(f"{name}: accuracy {m['accuracy']:.3f} ± {m['accuracy_stderr']:.3f} (n={m['n']}){extra}")
+    typer.echo(f"wrote {output}/results.json")

@@ -1,0 +1,134 @@
+"""How ``--help`` reads: arguments by their metavar alone (no ``<str>``), and a command's config keys listed
+from its pydantic model when the help is rendered, so the list cannot drift from the code.
+
+Each key shows as ``key=default`` (what ``--set`` takes, defaults in YAML) with the comment written next to the
+field in the config class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import io
+import textwrap
+import tokenize
+from typing import Any
+
+from typer.core import TyperCommand
+
+
+class Command(TyperCommand):
+    """Typer's command, with arguments listed by their metavar only (Typer appends a Python type, ``FILE <str>``)."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((param.metavar or param.name.upper(), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def with_settings(config: str, note: str = "") -> type[Command]:
+    """A command class whose help ends with the keys of ``config`` ("module:Class", imported only for --help)."""
+
+    class SettingsCommand(Command):
+        def format_epilog(self, ctx: Any, formatter: Any) -> None:
+            super().format_epilog(ctx, formatter)
+            module, _, name = config.partition(":")
+            cls = getattr(importlib.import_module(module), name)
+            title = "Settings (for --set KEY=VALUE or the --config YAML; defaults shown)"
+            with formatter.section(title):
+                if note:
+                    formatter.write_text(note)
+                    formatter.write_paragraph()
+                formatter.write_dl(config_keys(cls))
+
+    return SettingsCommand
+
+
+def config_keys(cls: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(``key=default``, comment) for every field of a pydantic model; nested models become dotted keys."""
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
+
+    comments = field_comments(cls)
+    rows: list[tuple[str, str]] = []
+    for name, field in cls.model_fields.items():
+        key = prefix + name
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            rows += config_keys(nested, key + ".")
+            continue
+        if field.default is PydanticUndefined and field.default_factory is None:
+            rows.append((key, ("(required) " + comments.get(name, "")).strip()))
+        else:
+            default = field.get_default(call_default_factory=True)
+            rows.append((f"{key}={yaml_value(default)}", comments.get(name, "")))
+    return rows
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as it would be written after ``--set key=`` (YAML flow style)."""
+    import yaml
+
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+    return text.removesuffix("...").strip()
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment on each field's line of a class (and its base classes), else the comment lines just above it."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for name in vars(klass).get("__annotations__", {}):  # a redefined field drops the base class's comment
+            comments.pop(name, None)
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        comments.update(_class_body_comments(source))
+    return comments
+
+
+def _class_body_comments(source: str) -> dict[str, str]:
+    """Field name -> comment, for the statements directly in the body of the class in ``source``."""
+    found: dict[str, str] = {}
+    depth, field, above, line_start, prev_kind = 0, None, [], True, None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            kind = tok.type
+            if kind == tokenize.INDENT:
+                depth += 1
+            elif kind == tokenize.DEDENT:
+                depth -= 1
+            elif depth != 1:
+                continue
+            elif kind == tokenize.NAME and line_start:
+                field, line_start = tok.string, False
+            elif kind == tokenize.COMMENT:
+                if field is not None:
+                    found.setdefault(field, tok.string.lstrip("#").strip())
+                elif line_start:
+                    above.append(tok.string.lstrip("#").strip())
+            elif kind == tokenize.NEWLINE:
+                if field is not None and field not in found and above:
+                    found[field] = " ".join(above)
+                field, above, line_start = None, [], True
+            elif kind == tokenize.NL:
+                if line_start and prev_kind != tokenize.COMMENT:  # a blank line ends a comment block
+                    above = []
+            else:
+                line_start = False
+            prev_kind = kind
+    except (tokenize.TokenError, IndentationError):
+        pass
+    return found

@@ -1,0 +1,218 @@
+"""``--help`` a user can copy from: the quick start verbatim and runnable offline, human metavars instead of Python
+types, a real ``--set`` example for each command, the settings of train and teach listed from their configs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cotbridge.cli import app
+from cotbridge.config import load_config
+from tests.conftest import REPO, SHARED_DATA
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+TYPE_NOISE = re.compile(
+    r"<(?:str|int|float|bool|text|path|file|list|dict|tuple|datetime|uuid)\b[^>]*>"
+    r"|list\[|Optional"
+)
+
+
+def help_text(*args: str, columns: int = 80) -> str:
+    res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": str(columns)}, prog_name="cotbridge")
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def quickstart_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("cotbridge ")]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_quickstart_renders_one_whole_command_per_line(columns):
+    env = {**os.environ, "COLUMNS": str(columns)}
+    out = subprocess.run([sys.executable, "-m", "cotbridge", "--help"], capture_output=True, text=True, env=env).stdout
+    lines = quickstart_lines(out)
+    assert len(lines) >= 4, out
+    assert all(line.count("cotbridge ") <= 1 for line in out.splitlines()), out  # no two commands run together
+    assert lines[0] == "cotbridge tasks"
+    predictions = next(line for line in lines if "--predictions" in line)
+    assert "--data-dir ../shared/data " in predictions
+    assert "--text-field cot.generation.0 --gold-field target" in predictions
+    assert any(line == "cotbridge run examples/quickstart.yaml" for line in lines)
+
+
+def test_quickstart_commands_parse_and_name_files_that_exist():
+    """Every quick-start line is accepted by the parser (options and arguments exist) and every file it names exists
+    (from the repository root; ../shared only where this checkout has it)."""
+    from cotbridge.jsonl import get_field, read_jsonl
+
+    group = typer.main.get_command(app)
+    for line in quickstart_lines(help_text()):
+        argv = shlex.split(line)[1:]
+        ctx = group.make_context("cotbridge", list(argv), resilient_parsing=False)
+        sub = group.get_command(ctx, argv[0])  # type: ignore[attr-defined]
+        sub.make_context(argv[0], argv[1:], parent=ctx)  # raises on an unknown option or a missing argument
+        for token in argv:
+            if "/" in token or token.endswith((".yaml", ".jsonl")):
+                path = REPO / token
+                if token.startswith("../shared") and not SHARED_DATA.is_dir():
+                    continue
+                assert path.exists(), f"{line}: {token} does not exist"
+        if "--predictions" in argv:
+            path = REPO / argv[argv.index("--predictions") + 1]
+            if not path.exists():
+                continue
+            first = next(iter(read_jsonl(path)))
+            for opt in ("--text-field", "--gold-field"):
+                get_field(first, argv[argv.index(opt) + 1])  # raises if the record has no such field
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_no_python_types(command):
+    for columns in (80, 200):
+        text = help_text(*([command] if command else []), columns=columns)
+        assert not TYPE_NOISE.search(text), TYPE_NOISE.search(text).group(0)  # type: ignore[union-attr]
+
+
+def config_classes():
+    from cotbridge.evaluation.run import EvalConfig
+    from cotbridge.quality.score_file import ScoreConfig
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.instruct.config import InstructConfig
+    from cotbridge.recipes.lm_guided.config import LMGuidedConfig
+    from cotbridge.teach import TeachConfig
+    from cotbridge.train.config import TrainConfig
+
+    # command -> (config class, a config file it is run with, flags that fill required keys)
+    return {
+        "eval": (EvalConfig, None, {}),
+        "teach": (TeachConfig, None, {}),
+        "train": (TrainConfig, None, {}),
+        "score": (ScoreConfig, None, {"input": "in.jsonl", "output": "out.jsonl"}),
+        "run": (RunConfig, REPO / "examples" / "quickstart.yaml", {}),
+        "instruct": (InstructConfig, REPO / "recipes" / "instruction_tuning_replay_offline.yaml", {}),
+        "lmguided": (LMGuidedConfig, REPO / "recipes" / "lm_guided_cot_offline.yaml", {}),
+    }
+
+
+def set_example(command: str) -> str:
+    text = " ".join(help_text(command).split())
+    match = re.search(r"--set KEY=VALUE .*?e\.g\. --set (.+?) \(repeatable\)", text)
+    assert match, text
+    (example,) = shlex.split(match.group(1))
+    return example
+
+
+def test_every_command_with_set_is_checked():
+    with_set = [c for c in COMMANDS if "--set KEY=VALUE" in help_text(c)]
+    assert sorted(with_set) == sorted(config_classes())
+
+
+@pytest.mark.parametrize("command", sorted(config_classes()))
+def test_set_example_is_a_real_key_of_the_commands_config(command):
+    import yaml
+
+    cls, path, flags = config_classes()[command]
+    example = set_example(command)
+    key, _, value = example.partition("=")
+    cfg = load_config(cls, path, [example], flags)  # an unknown key is a UserError
+    node = cfg.model_dump()
+    for part in key.split("."):
+        node = node[part]
+    assert node == yaml.safe_load(value)
+    assert example != "k=8" or command == "eval"
+
+
+def test_train_help_lists_every_training_setting_with_its_default():
+    from cotbridge.train.config import TrainConfig
+
+    text = help_text("train", columns=200)
+    settings = text[text.index("Settings") :]
+    for name in TrainConfig.model_fields:
+        assert re.search(rf"^\s+{name}=", settings, re.M), name
+    for line in ("epochs=20", "lr=0.0003", "lora=true", "batch_size=8", "max_length=512"):
+        assert line in settings
+    assert "Fine-tune-CoT's setting" in settings  # the comment beside the field in the config class
+
+
+def test_teach_help_lists_dotted_teacher_keys():
+    text = help_text("teach", columns=200)
+    for key in ("teacher.backend=reference", "teacher.model=null", "teacher.options={}", "samples=1", "max_cost=null"):
+        assert key in text
+
+
+def test_recipe_from_help_lists_the_recipes_stages():
+    from cotbridge.engine import RECIPES, stage_names
+
+    for command, recipe in (("run", "finetune_cot"), ("instruct", "instruct"), ("lmguided", "lm_guided")):
+        cls, path, flags = config_classes()[command]
+        stages = stage_names(RECIPES.get(recipe)(load_config(cls, path, None, flags)))
+        text = " ".join(help_text(command).split())
+        assert f"redo this stage and the later ones: {', '.join(stages)}" in text
+
+
+def test_top_level_help_imports_no_command_module():
+    code = (
+        "import sys; from cotbridge.cli import main; sys.argv = ['cotbridge', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'pydantic') or "
+        "m.startswith(('cotbridge.recipes', 'cotbridge.train', 'cotbridge.evaluation', 'cotbridge.teach'))]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().endswith("HEAVY []"), out
+
+
+def test_run_until_stops_after_the_stage(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "run",
+            "examples/quickstart.yaml",
+            "--until",
+            "teach",
+            "--set",
+            f"run_dir={tmp_path / 'run'}",
+            "--set",
+            "train_limit=4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "COTBRIDGE_CACHE": str(tmp_path / "requests.sqlite")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "stopped after teach"
+    assert (tmp_path / "run" / "teacher").is_dir() and not (tmp_path / "run" / "data").exists()
+
+
+def test_unknown_until_stage_is_a_user_error(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "run",
+            "examples/quickstart.yaml",
+            "--until",
+            "trian",
+            "--set",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 2 and "--until: unknown stage 'trian'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not Path(tmp_path / "run").exists()
