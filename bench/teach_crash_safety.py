@@ -135,6 +135,26 @@ def main() -> None:
             violations += sum(q in {normalize_question(w) for w in written_before} for q in asked)
         final = comparable(records)
         all_asked = logged_questions(log)
+        # 3. two teach processes started together on one fresh run directory: one must refuse (the run directory
+        #    is locked), and the records must be those of a single run, every request paid once
+        both_log = tmp / "both.log"
+        with running_server(oracle, latency_ms=20, request_log=both_log) as url:
+            procs = [
+                subprocess.Popen(
+                    teach_cmd(url, tmp / "both"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+                for _ in range(2)
+            ]
+            outcomes = [(p.wait(), p.stderr.read().strip().splitlines()[-1:]) for p in procs]
+        both = comparable(tmp / "both" / "teacher" / "synthetic_arithmetic.jsonl")
+        both_asked = logged_questions(both_log)
+        concurrent = {
+            "exit_codes": sorted(code for code, _ in outcomes),
+            "refusal": next((line[0] for code, line in outcomes if code == 2 and line), None),
+            "identical_to_single_run": both == reference,
+            "records": len(both),
+            "server_requests": len(both_asked),
+        }
         result = {
             "requests": N,
             "kills": kills,
@@ -144,6 +164,7 @@ def main() -> None:
             "server_requests_total": len(all_asked),
             "repeated_requests": len(all_asked) - len(set(all_asked)),
             "repeats_of_already_written_records": violations,
+            "concurrent": concurrent,
         }
     print(json.dumps(result, indent=1))
     out = REPO / "bench" / "results"
@@ -159,6 +180,10 @@ def main() -> None:
         f"({len(final)} records)\n"
         f"- server saw {len(all_asked)} requests; repeated request bodies: {result['repeated_requests']}; "
         f"repeats of records already written: **{violations}**\n"
+        f"- two `teach` processes started together on one run directory: exit codes {concurrent['exit_codes']}; "
+        f"the refused one said `{concurrent['refusal']}`; records identical to a single run: "
+        f"**{concurrent['identical_to_single_run']}** ({concurrent['records']} records, "
+        f"{concurrent['server_requests']} requests to the server for {N} questions)\n"
     )
 
 

@@ -331,7 +331,10 @@ def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
         assert "serving" in line, proc.stderr.read() if proc.poll() is not None else "no URL printed"
         url = line.split(" at ")[1].split()[0]
         assert call(url, "/models")[2]["data"][0]["id"] == str(tiny_model_dir)
-        status, _, resp = call(url, "/completions", {"model": "m", "prompt": "Q:", "max_tokens": 2}, timeout=60)
+        status, _, resp = call(url, "/completions", {"model": "gpt-4", "prompt": "Q:", "max_tokens": 2}, timeout=60)
+        assert status == 404 and resp["error"]["code"] == "model_not_found"  # no stand-in for another model
+        body = {"model": str(tiny_model_dir), "prompt": "Q:", "max_tokens": 2}
+        status, _, resp = call(url, "/completions", body, timeout=60)
         assert status == 200 and resp["choices"][0]["finish_reason"] in ("stop", "length")
         proc.send_signal(signal.SIGINT)
         try:
@@ -345,7 +348,8 @@ def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-    assert len(log.read_text().splitlines()) == 2
+    statuses = [json.loads(line)["status"] for line in log.read_text().splitlines()]
+    assert statuses == [200, 404, 200]  # models list, the refused model name, the answered request
 
 
 def test_cli_serve_rejects_a_bad_fault_spec_in_one_line():

@@ -39,6 +39,16 @@ def test_reference_teacher_filter_matches_known_ground_truth(tmp_path):
     # Kept by the correctness filter == exactly the samples written without an injected error.
     assert {r["key"] for r in recs if r["correct"]} == {r["key"] for r in recs if r["extra"]["error_step"] is None}
     assert len({r["extra"]["phrasing"] for r in recs}) >= 3  # diverse reasoning varies the phrasing
+    # error_step is the 0-based index of the corrupted operation (it used to hold a raw random draw)
+    from cotbridge.tasks import parse_task_spec
+    from cotbridge.tasks.synthetic import RENDERERS
+
+    task, params = parse_task_spec("synthetic_arithmetic:k=3")
+    by_id = {ex.id: ex for ex in task.load("train", None, **params)}
+    for r in wrong[:20]:
+        ex = by_id[r["example_id"]]
+        assert 0 <= r["extra"]["error_step"] < len(ex.meta["trace"]["ops"])
+        assert RENDERERS[task.name](ex, r["extra"]["phrasing"]) != r["rationale"]
     two_stage = recs[0]
     assert two_stage["prompts"]["answer"].endswith("Therefore, the answer (arabic numerals) is")
     assert two_stage["prompts"]["answer"].startswith(two_stage["prompts"]["rationale"])

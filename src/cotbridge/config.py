@@ -83,3 +83,20 @@ def describe_validation_error(e: ValidationError, source: str) -> str:
 
 def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts, as ``key: old -> new`` (lists compared whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in list(old) + [k for k in new if k not in old]:
+            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def describe_changes(changes: list[str], most: int = 4) -> str:
+    shown = "; ".join(changes[:most])
+    return shown + (f"; and {len(changes) - most} more" if len(changes) > most else "")

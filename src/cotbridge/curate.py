@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.answers.squad import best_over_golds
+from cotbridge.errors import DataError, UserError
 from cotbridge.registry import Registry
 
 RecordFilter = Callable[[dict[str, Any], "CurateSettings"], bool]
@@ -99,7 +100,17 @@ def curate_file(
 
     FORMATS.get(fmt)  # unknown format: fail before reading anything
     records = list(read_jsonl(records_path))
+    for lineno, rec in enumerate(records, 1):
+        missing = [k for k in ("example_id", "sample") if k not in rec]
+        if missing:
+            raise DataError(records_path, f"record {lineno} has no {missing[0]!r} field (not a teacher record?)")
     kept, stats = curate(records, settings)
+    if not kept:
+        raise UserError(
+            f"{records_path}: none of {len(records)} records passed the filters (dropped: "
+            f"{', '.join(f'{k} {v}' for k, v in stats['dropped'].items())}); nothing to train on — check the "
+            "teacher's answers, or loosen the filters"
+        )
     examples = to_student_examples(kept, fmt, answer_type)
     out = Path(out_dir)
     write_jsonl(out / "train.jsonl", examples)

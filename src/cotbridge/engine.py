@@ -4,6 +4,9 @@ What the engine does for every recipe (Fine-tune-CoT, Instruction-tuning-CoT, LM
 
 - validates ``--from`` / ``--until`` against the recipe's stage names before anything runs;
 - ``--from STAGE`` removes the outputs that STAGE and every later stage declared, so they are made again;
+- locks the run directory for the whole run: a second command on it is refused with the holder's PID;
+- refuses to resume under a config other than the recorded one unless ``--from`` names the stages to redo
+  (``--force-new`` keeps the old directory aside as ``<run_dir>.replaced-<time>`` and starts over);
 - creates the run directory and writes the recipe's config to ``config.yaml`` once, before the first stage
   (a stage that records its own settings does so inside its own sub-folder, e.g. ``teacher/<task>.config.yaml``);
 - runs the stages in order and records each one's wall and CPU time in ``timings.json``. A stage that found its
@@ -23,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cotbridge.config import StrictModel, dump_config
+import yaml
+
+from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config
 from cotbridge.errors import UserError
+from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.registry import Registry
 
@@ -82,15 +88,54 @@ def remove_outputs(stages: list[Stage], from_stage: str) -> None:
             log.info("--from %s: removed %s", from_stage, path)
 
 
-def run_recipe(recipe: Recipe, from_stage: str | None = None, until: str | None = None) -> dict[str, Any]:
-    """Run (or resume) every stage of ``recipe`` in its run directory; ``until`` stops after that stage."""
+def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> None:
+    """A run directory's outputs belong to the config recorded there: resuming under another config would mix them
+    silently, so it is refused unless ``--from`` says which stages to redo."""
+    recorded = run_dir / "config.yaml"
+    if from_stage or not recorded.exists():
+        return
+    try:
+        old = yaml.safe_load(recorded.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
+    changes = changed_keys(old, yaml.safe_load(dump_config(config)))
+    if changes:
+        raise UserError(
+            f"{run_dir} was made with another config ({describe_changes(changes)}): redo the stages it affects with "
+            "--from STAGE, start over with --force-new, or set another run_dir"
+        )
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """``--force-new``: keep the old run directory (nothing is deleted) as ``<run_dir>.replaced-<time>``."""
+    if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
+        return None
+    target = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.rename(target)
+    log.warning("--force-new: the previous run directory is kept as %s", target)
+    return target
+
+
+def run_recipe(
+    recipe: Recipe, from_stage: str | None = None, until: str | None = None, force_new: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) every stage of ``recipe`` in its run directory; ``until`` stops after that stage.
+
+    The run directory is locked for the whole run (a second command on it is refused, naming this one's PID)."""
     check_stage(recipe, from_stage, "--from")
     check_stage(recipe, until, "--until")
+    if force_new:
+        set_aside(recipe.run_dir)
+    with folder_lock(recipe.run_dir, "run_dir (--set run_dir=...)"):
+        return _run_locked(recipe, from_stage, until)
+
+
+def _run_locked(recipe: Recipe, from_stage: str | None, until: str | None) -> dict[str, Any]:
+    run_dir = recipe.run_dir
+    check_config(run_dir, recipe.config, from_stage)
     stages = recipe.stages()
     if from_stage:
         remove_outputs(stages, from_stage)
-    run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(recipe.config), encoding="utf-8")
     timings_path = run_dir / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}

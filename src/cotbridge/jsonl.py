@@ -16,8 +16,14 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    path, f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})", lineno
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -33,7 +39,12 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(path, f"not UTF-8 text (byte {data[e.start]:#04x})", line) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -21,12 +21,13 @@ import hashlib
 import json
 import logging
 import random
+import select
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -291,6 +292,21 @@ class _Handler(BaseHTTPRequestHandler):
             app.log_request_entry(self.path, body, 400, None)
             self._send_json(400, _error("request body must be a JSON object", "invalid_request_error"))
             return
+        asked = body.get("model")
+        if (
+            asked is not None and asked != app.model_name and not app.any_model
+        ):  # as the OpenAI API: an unknown model is a 404, not a stand-in
+            app.log_request_entry(self.path, body, 404, None)
+            self._send_json(
+                404,
+                _error(
+                    f"The model {asked!r} does not exist: this server serves {app.model_name!r}",
+                    "invalid_request_error",
+                    "model",
+                    "model_not_found",
+                ),
+            )
+            return
         fault = app.injector.draw() if app.injector else None
         if fault is not None:
             self._inject(fault, body)
@@ -304,13 +320,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error(str(e), "invalid_request_error", e.param))
             return
         try:
-            comps = app.generate(reqs)
+            comps = app.generate(reqs, client_gone=lambda: _peer_closed(self.connection))
         except Exception as e:  # a backend failure is the server's error, not the client's
+            if type(e).__name__ == "GenerationInterrupted":
+                log.info("%s: generation stopped, the client is gone or the server is stopping", self.path)
+                app.log_request_entry(self.path, body, 499, None)
+                self.close_connection = True
+                return
             log.exception("generation failed")
             app.log_request_entry(self.path, body, 500, None)
             self._send_json(500, _error(f"generation failed: {type(e).__name__}: {e}", "server_error"))
             return
-        resp = _response_body(route, body.get("model") or app.model_name, reqs, comps)
+        resp = _response_body(route, asked if app.any_model and asked else app.model_name, reqs, comps)
         app.log_request_entry(self.path, body, 200, None)
         self._send_json(200, resp)
 
@@ -426,9 +447,13 @@ class OpenAICompatServer:
         faults: str | FaultSpec | None = None,
         latency_ms: float = 0.0,
         request_log: str | Path | None = None,
+        any_model: bool = False,
     ):
+        """``any_model``: answer requests for any model name (an in-process stand-in for an API in tests);
+        otherwise a request for another model than ``model_name`` is a 404 ``model_not_found``, as OpenAI's."""
         self.backend = backend
         self.model_name = model_name or getattr(backend, "model_id", None) or "cotbridge"
+        self.any_model = any_model
         spec = parse_faults(faults) if isinstance(faults, str) else faults
         self.injector = FaultInjector(spec) if spec is not None and spec.rate > 0 else None
         if latency_ms < 0:
@@ -456,9 +481,17 @@ class OpenAICompatServer:
         host = f"[{self.host}]" if ":" in str(self.host) else self.host
         return f"http://{host}:{self.port}/v1"
 
-    def generate(self, reqs: list[Request]) -> list[list[Completion]]:
-        with self._gen_lock:  # one generation at a time: torch models are not thread-safe
-            return self.backend.generate(reqs, progress=False)
+    def generate(self, reqs: list[Request], client_gone: Callable[[], bool] | None = None) -> list[list[Completion]]:
+        """One generation at a time (torch models are not thread-safe). A backend that can be interrupted (hf) stops
+        early when the server is shutting down or the client has hung up, so no work is done for nobody."""
+        with self._gen_lock:
+            if hasattr(self.backend, "interrupt"):
+                self.backend.interrupt = lambda: self.stopping.is_set() or bool(client_gone and client_gone())
+            try:
+                return self.backend.generate(reqs, progress=False)
+            finally:
+                if hasattr(self.backend, "interrupt"):
+                    self.backend.interrupt = None
 
     def log_request_entry(self, endpoint: str, body: Any, status: int | None, fault: str | None) -> None:
         if self._log_file is None:
@@ -496,6 +529,10 @@ class OpenAICompatServer:
 
     def stop(self) -> None:
         self.stopping.set()
+        # Let a generation in progress notice `stopping` and end, so no thread is inside torch at exit
+        # (that ended Ctrl-C with "terminate called without an active exception").
+        if self._gen_lock.acquire(timeout=60):
+            self._gen_lock.release()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(timeout=10)
@@ -514,8 +551,19 @@ class OpenAICompatServer:
 def running_server(backend: Any, **opts: Any) -> Iterator[str]:
     """Serve ``backend`` on 127.0.0.1 and an ephemeral port in a thread; yield the base URL (``.../v1``).
 
-    ``opts`` are OpenAICompatServer's (faults, latency_ms, request_log, model_name, host, port).
+    ``opts`` are OpenAICompatServer's (faults, latency_ms, request_log, model_name, any_model, host, port). Without a
+    ``model_name`` it stands in for any API model (``any_model``); ``cotbridge serve`` answers only its own.
     """
     opts.setdefault("port", 0)
+    opts.setdefault("any_model", "model_name" not in opts)
     with OpenAICompatServer(backend, **opts) as server:
         yield server.url
+
+
+def _peer_closed(sock: Any) -> bool:
+    """True when the client has closed its end (readable with nothing to read); a pipelined request is not a close."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True

@@ -7,20 +7,24 @@ not yet recorded come back from the request cache. Records are appended whole an
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from cotbridge.answers.score import score_output
-from cotbridge.backends import get_backend
+from cotbridge.backends import BACKENDS, get_backend
 from cotbridge.backends.base import Request
 from cotbridge.backends.request_cache import CachedBackend, RequestCache, contiguous_runs, default_cache_path
 from cotbridge.backends.secrets import check_no_literal_secrets
-from cotbridge.config import StrictModel, dump_config
+from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config
 from cotbridge.errors import UserError
+from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.records import TeacherRecord
 from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage, sampling_temperature
 from cotbridge.jsonl import read_json, write_json
@@ -37,6 +41,22 @@ from cotbridge.tasks import Example, parse_task_spec
 from cotbridge.tasks.base import choice_letters
 
 log = logging.getLogger(__name__)
+# What determines a record: a rerun with other values would mix records of two settings in one file.
+# (limit and samples may grow: the records already made stay valid.)
+FINGERPRINT_KEYS = (
+    "task",
+    "split",
+    "teacher",
+    "mode",
+    "temperature",
+    "max_tokens",
+    "answer_max_tokens",
+    "generic_trigger",
+    "few_shot_prompts",
+    "chat",
+    "pipeline",
+    "seed",
+)
 TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
 AnswerBuilder = Callable[[Example, Request, str], Request]  # (example, stage-1 request, rationale) -> answer request
 
@@ -51,7 +71,7 @@ class TeachConfig(StrictModel):
     task: str = "synthetic_arithmetic"
     split: str = "train"
     data_dir: str | None = None
-    limit: int | None = None
+    limit: int | None = Field(default=None, ge=1)  # the first N questions; None: all of them
     teacher: TeacherConfig = TeacherConfig()
     mode: str = "zero_shot_cot"
     samples: int = 1  # D: rationales per question (diverse reasoning when > 1)
@@ -73,6 +93,7 @@ class TeachConfig(StrictModel):
     tag: str | None = None  # names the record file <task>.<tag>.jsonl, so runs with other settings sit side by side
     batch_export: str | None = None  # write the missing calls as OpenAI Batch API input JSONL, call nothing
     batch_import: str | None = None  # load Batch API output into the cache, then run (two-stage: export again)
+    force_new: bool = False  # records made with other settings are kept aside (<stem>.replaced-<time>.jsonl)
 
 
 class Teacher:
@@ -110,10 +131,41 @@ class Teacher:
         self.temperature = sampling_temperature(cfg.temperature, cfg.samples)
         self.run_dir = Path(cfg.run_dir)
         self.stem = f"{self.task.name}.{cfg.tag}" if cfg.tag else self.task.name
-        self.records = RecordFile(self.run_dir / "teacher" / f"{self.stem}.jsonl")
+        self.folder = self.run_dir / "teacher"
+        if cfg.force_new:
+            self.set_aside()
+        self.records = RecordFile(self.folder / f"{self.stem}.jsonl")
         self.backend = backend
         self.cache: RequestCache | None = None
         self.spent = sum(r.get("cost_usd") or 0.0 for r in self.records.records.values())
+
+    # -- which settings made the records -------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        fp = self.cfg.model_dump(mode="json", include=set(FINGERPRINT_KEYS))
+        fp["temperature"] = self.temperature
+        return fp
+
+    def check_fingerprint(self) -> None:
+        """Refuse to add records made with other settings to this record file (naming what changed)."""
+        path = self.folder / f"{self.stem}.fingerprint.json"
+        if len(self.records) and path.exists():
+            changes = changed_keys(read_json(path), self.fingerprint())
+            if changes:
+                raise UserError(
+                    f"{self.records.path} holds {len(self.records)} records made with other settings "
+                    f"({describe_changes(changes)}): rerun with --force-new to keep them aside and start over, "
+                    "or use another --run-dir"
+                )
+
+    def set_aside(self) -> None:
+        """``--force-new``: move this record file and its companions to ``<stem>.replaced-<time>.*`` (nothing lost)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in (".jsonl", ".summary.json", ".fingerprint.json", ".config.yaml"):
+            old = self.folder / f"{self.stem}{suffix}"
+            if old.exists():
+                new = self.folder / f"{self.stem}.replaced-{stamp}{suffix}"
+                old.rename(new)
+                log.warning("--force-new: kept %s as %s", old.name, new.name)
 
     # -- what is left -----------------------------------------------------------------------------
     def missing(self) -> list[tuple[Example, list[int]]]:
@@ -149,7 +201,13 @@ class Teacher:
     def open_backend(self) -> Any:
         if self.backend is None:
             t = self.cfg.teacher
-            self.backend = get_backend(t.backend, model=t.model or t.backend, **t.options)
+            options = dict(t.options)
+            # Backends that read the task themselves (oracle) get the task being taught unless told otherwise.
+            takes = inspect.signature(BACKENDS.get(t.backend)).parameters
+            for key, value in (("task", self.cfg.task), ("split", self.cfg.split), ("data_dir", self.cfg.data_dir)):
+                if key in takes and key not in options:
+                    options[key] = value
+            self.backend = get_backend(t.backend, model=t.model or t.backend, **options)
         if (
             self.cfg.cache != "off"
             and getattr(self.backend, "cacheable", True)
@@ -234,6 +292,11 @@ class Teacher:
         return stored
 
     def run(self) -> dict[str, Any]:
+        with folder_lock(self.run_dir, "--run-dir"):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        self.check_fingerprint()
         todo = self.missing()
         done_before = len(self.records)
         if self.cfg.dry_run:
@@ -248,37 +311,46 @@ class Teacher:
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
         (self.run_dir / "teacher").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "teacher" / f"{self.stem}.config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        write_json(self.folder / f"{self.stem}.fingerprint.json", self.fingerprint())
         backend = self.open_backend()
         total = sum(len(s) for _, s in todo)
         bar = tqdm(total=total, desc=f"teach {self.task.name}", unit="sample", disable=not self.progress)
-        stopped = None
-        for start in range(0, len(todo), self.cfg.chunk_size):
-            chunk = todo[start : start + self.cfg.chunk_size]
-            if self.cfg.max_cost is not None:
-                upcoming = self.estimate_cost(chunk)["cost_usd_max"] or 0.0
-                if self.spent + upcoming > self.cfg.max_cost:
-                    stopped = (
-                        f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, "
-                        f"next chunk could cost {upcoming:.4f}"
-                    )
-                    log.warning(
-                        "stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped
-                    )
-                    break
-            new = self.run_chunk(backend, chunk)
-            self.records.append(new)
-            self.spent += sum(r.get("cost_usd") or 0.0 for r in new)
-            bar.update(len(new))
-            bar.set_postfix(
-                calls=getattr(backend, "misses", len(new)),
-                cache_hits=getattr(backend, "hits", 0),
-                tokens=sum(r["usage"]["completion_tokens"] for r in new),
-                cost=f"{self.spent:.4f}",
-            )
-        bar.close()
+        tokens = 0  # completion tokens of this run, all chunks
+        try:
+            stopped = None
+            for start in range(0, len(todo), self.cfg.chunk_size):
+                chunk = todo[start : start + self.cfg.chunk_size]
+                if self.cfg.max_cost is not None:
+                    upcoming = self.estimate_cost(chunk)["cost_usd_max"] or 0.0
+                    if self.spent + upcoming > self.cfg.max_cost:
+                        stopped = (
+                            f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, "
+                            f"next chunk could cost {upcoming:.4f}"
+                        )
+                        log.warning(
+                            "stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue",
+                            stopped,
+                        )
+                        break
+                done_before_chunk = bar.n
+                new = self.run_chunk(backend, chunk, on_done=bar.update)  # the bar moves per finished sample
+                self.records.append(new)
+                self.spent += sum(r.get("cost_usd") or 0.0 for r in new)
+                tokens += sum(r["usage"]["completion_tokens"] for r in new)
+                bar.update(done_before_chunk + len(new) - bar.n)  # backends that report no progress
+                bar.set_postfix(
+                    calls=getattr(backend, "misses", len(new)),
+                    cache_hits=getattr(backend, "hits", 0),
+                    tokens=tokens,
+                    cost=f"{self.spent:.4f}",
+                )
+        finally:  # closed before any error message, so the message is the last line
+            bar.close()
         return self.summarize(stopped)
 
-    def run_chunk(self, backend: Any, chunk: list[tuple[Example, list[int]]]) -> list[dict[str, Any]]:
+    def run_chunk(
+        self, backend: Any, chunk: list[tuple[Example, list[int]]], on_done: Callable[[int], Any] | None = None
+    ) -> list[dict[str, Any]]:
         firsts: list[tuple[Example, list[int], Request]] = []
         for ex, samples in chunk:
             for run in contiguous_runs(samples):
@@ -286,7 +358,7 @@ class Teacher:
         ask = (
             (lambda i, req, rationale: self.answer_request(firsts[i][0], req, rationale)) if self.mode.second else None
         )
-        outputs = generate_two_stage(backend, [r for _, _, r in firsts], ask, progress=False)
+        outputs = generate_two_stage(backend, [r for _, _, r in firsts], ask, progress=False, on_done=on_done)
         return [
             self.make_record(ex, j, s).to_dict()
             for (ex, run, _), samples in zip(firsts, outputs)
@@ -350,10 +422,14 @@ def record_key(ex: Example, sample: int) -> str:
 
 
 def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
-    teacher = Teacher(cfg, backend=backend, progress=progress)
-    if cfg.batch_export:
-        return {"batch_exported": teacher.export_batch(cfg.batch_export), "path": cfg.batch_export}
-    if cfg.batch_import:
-        imported = teacher.import_batch(cfg.batch_import)
-        return {**teacher.run(), "batch_imported": imported}
-    return teacher.run()
+    """The teach command: the run directory is locked from before the records are read until the last is written."""
+    with folder_lock(cfg.run_dir, "--run-dir"):
+        teacher = Teacher(cfg, backend=backend, progress=progress)
+        if cfg.batch_export:
+            teacher.check_fingerprint()
+            return {"batch_exported": teacher.export_batch(cfg.batch_export), "path": cfg.batch_export}
+        if cfg.batch_import:
+            teacher.check_fingerprint()
+            imported = teacher.import_batch(cfg.batch_import)
+            return {**teacher.run(), "batch_imported": imported}
+        return teacher.run()

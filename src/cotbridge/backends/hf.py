@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -48,6 +49,8 @@ class HFBackend:
         # Built once per stop list: transformers' own cache misses (its key depends on vocab order), and
         # rebuilding costs ~0.5 s per generate() call with a 49k vocabulary.
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
+        # Set by a caller that may abandon a generation (the HTTP server: client gone, or shutting down).
+        self.interrupt: Callable[[], bool] | None = None
         if kv_cache not in ("auto", "in_place", "dynamic"):
             raise UserError(f"kv_cache must be auto, in_place or dynamic, not {kv_cache!r}")
         from cotbridge.backends.kv_cache import supports_growing_cache
@@ -129,16 +132,26 @@ class HFBackend:
         if sample:
             gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=0)
             torch.manual_seed(req.seed * 100_003 + req.first_sample)
+        criteria: list[Any] = []
         if req.stop:
-            from transformers import StoppingCriteriaList, StopStringCriteria
+            from transformers import StopStringCriteria
 
             key = tuple(req.stop)
             if key not in self._stop_criteria:
                 self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
-            gen_kw["stopping_criteria"] = StoppingCriteriaList([self._stop_criteria[key]])
+            criteria.append(self._stop_criteria[key])
+        interrupt = _Interrupt(self.interrupt) if self.interrupt is not None else None
+        if interrupt is not None:
+            criteria.append(interrupt)
+        if criteria:
+            from transformers import StoppingCriteriaList
+
+            gen_kw["stopping_criteria"] = StoppingCriteriaList(criteria)
         t0 = time.perf_counter()
         with torch.inference_mode():
             seqs = self.model.generate(**enc, **gen_kw)
+        if interrupt is not None and interrupt.fired:
+            raise GenerationInterrupted("generation abandoned: its caller is gone")
         latency = (time.perf_counter() - t0) / len(texts)
         # Decoder-only outputs repeat the prompt; encoder-decoder outputs are the decoder start token + the new tokens.
         new = seqs[:, 1:] if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1] :]
@@ -167,3 +180,22 @@ class HFBackend:
 
 
 BACKENDS.add("hf", HFBackend)
+
+
+class GenerationInterrupted(RuntimeError):
+    """A generation stopped early because ``HFBackend.interrupt`` said its result is no longer wanted."""
+
+
+class _Interrupt:
+    """A stopping criterion that ends every row at once when ``check()`` turns true (polled every 8 tokens)."""
+
+    def __init__(self, check: Callable[[], bool]):
+        self.check, self.calls, self.fired = check, 0, False
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.calls += 1
+        if not self.fired and self.calls % 8 == 0:
+            self.fired = bool(self.check())
+        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)

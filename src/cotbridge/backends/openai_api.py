@@ -496,13 +496,14 @@ class OpenAIBackend(BatchAPIMixin):
     def _failure(self, call: _Call, status: int | str, what: str, detail: str = "") -> BackendError:
         """The BackendError for a call that failed for good (the SDK has stopped retrying, or we have)."""
         tail = f": {detail}" if detail else ""
+        where = self.base_url or "https://api.openai.com/v1"  # named so an unreachable server is recognisable
         if call.attempts > self.max_retries:
             text = (
-                f"{call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
+                f"{where} {call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
                 f"last error {what}{tail}"
             )
         else:
-            text = f"{call.label}: {what} (not retried){tail}"
+            text = f"{where} {call.label}: {what} (not retried){tail}"
         return BackendError(self._redact(text), status=status, attempts=call.attempts)
 
     def _redact(self, text: str) -> str:

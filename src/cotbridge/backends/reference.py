@@ -14,7 +14,8 @@ from cotbridge.answers.types import ANSWER_TYPES
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback
 from cotbridge.errors import UserError
 from cotbridge.tasks import Example, get_task
-from cotbridge.tasks.synthetic import N_PHRASINGS, RENDERERS
+from cotbridge.tasks.synthetic import N_PHRASINGS, RENDERERS, STEP_COUNTS
+from cotbridge.tasks.synthetic.common import pick_step
 
 
 class ReferenceBackend:
@@ -64,7 +65,12 @@ class ReferenceBackend:
             "stop",
             prompt_tokens=_words(req),
             completion_tokens=len(text.split()),
-            extra={"phrasing": phrasing, "error_step": error_step, "stated_answer": stated},
+            # the 0-based index of the step made wrong (None: every step right)
+            extra={
+                "phrasing": phrasing,
+                "error_step": pick_step(error_step, STEP_COUNTS[task_name](example)),
+                "stated_answer": stated,
+            },
         )
 
 

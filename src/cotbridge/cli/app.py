@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -57,11 +59,57 @@ app.command("serve", cls=Command)(serve.serve_cmd)
 
 
 def main() -> None:
+    """Every user-facing failure ends in one line on stderr and exit status 2 (``-v`` adds the traceback); files a
+    command already wrote stay as they are, and rerunning the same command resumes."""
+    interrupted = "interrupted: everything already written is kept; rerun the same command to resume"
     try:
         app()
-    except UserError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo(interrupted, err=True)
         sys.exit(130)
+    except SystemExit as e:
+        if e.code == 130:  # Typer turns Ctrl-C into exit status 130 without a word
+            typer.echo(interrupted, err=True)
+        raise
+    except Exception as e:  # noqa: BLE001  (each kind below gets its one-line message)
+        message = one_line_error(e)
+        if message is None:
+            raise
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+
+def one_line_error(e: BaseException) -> str | None:
+    """The one-line message for a failure the user can act on; None for a bug (which keeps its traceback)."""
+    import sqlite3
+
+    if isinstance(e, UserError):
+        return str(e)
+    if type(e).__name__ == "BackendError":  # an API that failed for good: the message names the call and the URL
+        if "timeout" in str(e):  # a slow server: each request waited timeout_s while `concurrency` others queued
+            return (
+                f"{e}; the server answers slower than timeout_s: raise --set teacher.options.timeout_s=... or lower "
+                "teacher.options.concurrency, then rerun to resume (paid calls are cached)"
+            )
+        return f"{e}; check the server, the URL and the key, then rerun to resume (paid calls are cached)"
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8"
+    if isinstance(e, OSError):
+        where = e.filename if e.filename is not None else "a file"
+        hint = {
+            errno.EACCES: "choose a folder you can write to",
+            errno.EROFS: "the file system is read-only: choose a writable folder",
+            errno.ENOSPC: "free some disk space",
+            errno.ENOENT: "check the path",
+        }.get(e.errno or 0, "check the path and its permissions")
+        return f"{where}: {e.strerror or e}; {hint}"
+    if isinstance(e, sqlite3.Error):
+        return f"request cache: {e}; point $COTBRIDGE_CACHE (or the cache setting) at a writable file"
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return (
+            "out of memory; lower batch_size or max_length (--set batch_size=4), or turn on "
+            "--set gradient_checkpointing=true; finished checkpoints are kept and a rerun resumes"
+        )
+    return None

@@ -40,6 +40,10 @@ def curate_cmd(
     first = next(iter(read_jsonl(records)), None)
     if first is None:
         raise UserError(f"{records}: no records")
+    if "task" not in first:
+        raise UserError(
+            f"{records}:1: record has no 'task' field (curate reads teacher records from `cotbridge teach`)"
+        )
     task = get_task(first["task"])
     stats = curate_file(
         records,

@@ -114,7 +114,7 @@ def eval_cmd(
     )
     cfg = load_config(EvalConfig, config, set_, flags)
     summary = run_eval(cfg)
-    print_results(summary["results"], cfg.output)
+    print_results(summary["results"], str(cfg.output_dir()))
 
 
 def print_results(results: dict, output: str) -> None:

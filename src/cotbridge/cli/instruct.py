@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from cotbridge.cli.options import UntilOpt, config_argument, from_option, set_option
+from cotbridge.cli.options import ForceNewOpt, UntilOpt, config_argument, from_option, set_option
 from cotbridge.cli.recipe_command import run_recipe_command
 
 SetOpt = set_option("eval.limit=20")
@@ -14,11 +14,17 @@ FromOpt = from_option("teach, merge, train, eval, report")
 ConfigArg = config_argument("instruction-tuning config YAML (see recipes/instruction_tuning_*.yaml)")
 
 
-def instruct_cmd(config: ConfigArg, from_stage: FromOpt = None, until: UntilOpt = None, set_: SetOpt = None) -> None:
+def instruct_cmd(
+    config: ConfigArg,
+    from_stage: FromOpt = None,
+    until: UntilOpt = None,
+    set_: SetOpt = None,
+    force_new: ForceNewOpt = False,
+) -> None:
     """Several teachers -> instruction-tuned students -> in-domain x out-of-domain matrix (resumable)."""
     from cotbridge.recipes.instruct.config import InstructConfig
 
-    run_recipe_command("instruct", InstructConfig, config, set_, from_stage, until, print_summary)
+    run_recipe_command("instruct", InstructConfig, config, set_, from_stage, until, print_summary, force_new)
 
 
 def print_summary(cfg: Any, summary: dict[str, Any]) -> None:

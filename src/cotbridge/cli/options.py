@@ -19,6 +19,13 @@ DataDirOpt = Annotated[
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", metavar="FILE", help="YAML config file")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", metavar="DIR", help="output directory")]
 UntilOpt = Annotated[Optional[str], typer.Option(metavar="STAGE", help="stop after this stage")]
+ForceNewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-new",
+        help="the run directory holds outputs of other settings: keep them aside as DIR.replaced-TIME and start over",
+    ),
+]
 
 
 def config_argument(help: str) -> Any:

@@ -17,6 +17,7 @@ def run_recipe_command(
     from_stage: str | None,
     until: str | None,
     print_summary: Callable[[Any, dict[str, Any]], None],
+    force_new: bool = False,
 ) -> None:
     """``recipe``: its name in ``engine.RECIPES``; ``print_summary(cfg, summary)`` prints a finished run's summary."""
     import cotbridge.recipes  # noqa: F401  (registers the recipes)
@@ -24,7 +25,7 @@ def run_recipe_command(
     from cotbridge.engine import RECIPES, run_recipe
 
     cfg = load_config(config_class, config, sets)
-    summary = run_recipe(RECIPES.get(recipe)(cfg), from_stage, until)
+    summary = run_recipe(RECIPES.get(recipe)(cfg), from_stage, until, force_new=force_new)
     if "stopped_after" in summary:
         typer.echo(f"stopped after {summary['stopped_after']}")
     else:

@@ -36,6 +36,12 @@ def serve_cmd(
     request_log: Annotated[
         Optional[str], typer.Option(metavar="FILE", help="append every received request to this JSONL file")
     ] = None,
+    model_name: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="NAME", help="the model name clients ask for (default MODEL); requests for another get a 404"
+        ),
+    ] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
     from cotbridge.server import OpenAICompatServer, parse_faults
@@ -47,7 +53,13 @@ def serve_cmd(
 
     backend = HFBackend(model, gguf_file=gguf_file, batch_size=batch_size)
     server = OpenAICompatServer(
-        backend, host=host, port=port, faults=spec, latency_ms=latency_ms, request_log=request_log
+        backend,
+        host=host,
+        port=port,
+        faults=spec,
+        latency_ms=latency_ms,
+        request_log=request_log,
+        model_name=model_name or model,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         log = logging.getLogger("cotbridge.server")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cotbridge.cli.options import ConfigOpt, DataDirOpt, set_option
+from cotbridge.cli.options import ConfigOpt, DataDirOpt, ForceNewOpt, set_option
 
 SETTINGS = "cotbridge.teach:TeachConfig"  # the keys listed under --help
 SetOpt = set_option("teacher.options.error_rate=0.2")
@@ -52,6 +52,7 @@ def teach_cmd(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    force_new: ForceNewOpt = False,
 ) -> None:
     """Run a teacher over a task split: one record per (question, sample); rerun to resume."""
     from cotbridge.config import load_config
@@ -72,6 +73,7 @@ def teach_cmd(
         "data_dir": data_dir,
         "batch_export": batch_export,
         "batch_import": batch_import,
+        "force_new": force_new or None,
     }
     cfg = load_config(TeachConfig, config, set_, flags)
     summary = run_teach(cfg)

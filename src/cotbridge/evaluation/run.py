@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from cotbridge import __version__
 from cotbridge.backends import get_backend
-from cotbridge.config import StrictModel
+from cotbridge.config import StrictModel, changed_keys, describe_changes
+from cotbridge.errors import UserError
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
+from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.two_stage import sampling_temperature
-from cotbridge.jsonl import write_json, write_jsonl
+from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, load_few_shot
 from cotbridge.reporting.tables import markdown_table
 from cotbridge.tasks import parse_task_spec
@@ -29,7 +34,7 @@ class EvalConfig(StrictModel):
     tasks: list[str] = ["synthetic_arithmetic"]
     split: str = "test"
     data_dir: str | None = None
-    limit: int | None = None
+    limit: int | None = Field(default=None, ge=1)
     mode: str = "zero_shot_cot"
     k: int = 1
     temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
@@ -42,7 +47,13 @@ class EvalConfig(StrictModel):
     few_shot_prompts: str | None = None
     pipeline: str | None = None
     seed: int = 0
-    output: str = "runs/eval"
+    output: str | None = None  # default runs/eval/<model>/<mode>[-k<k>]: evaluations of other models never collide
+
+    def output_dir(self) -> Path:
+        if self.output:
+            return Path(self.output)
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.model or "model").name.removesuffix(".gguf")).strip("_")
+        return Path("runs") / "eval" / (model or "model") / (self.mode + (f"-k{self.k}" if self.k > 1 else ""))
 
     def decoding(self) -> Decoding:
         temperature = sampling_temperature(self.temperature, self.k)
@@ -67,8 +78,6 @@ def software_versions() -> dict[str, str]:
 
 
 def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
-    from cotbridge.errors import UserError
-
     mode = PROMPT_MODES.get(cfg.mode)
     if cfg.chat and not mode.chat_ok:
         raise UserError(f"prompt mode {cfg.mode!r} is a fine-tuned student format; it takes no chat template")
@@ -83,7 +92,60 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
         backend = get_backend(
             cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype
         )
-    out = Path(cfg.output)
+    out = cfg.output_dir()
+    with folder_lock(out, "--output"):
+        check_output(out, cfg)
+        return _evaluate_into(out, cfg, mode, datasets, backend, progress)
+
+
+# What makes two evaluations the same: rerunning one overwrites its files, anything else must not share a folder
+# (a new results.json beside another model's per-task JSONL would mix them).
+SAME_EVALUATION = (
+    "model",
+    "backend",
+    "gguf_file",
+    "tasks",
+    "split",
+    "data_dir",
+    "limit",
+    "mode",
+    "k",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "answer_max_tokens",
+    "stop",
+    "chat",
+    "generic_trigger",
+    "few_shot_prompts",
+    "pipeline",
+    "seed",
+)
+
+
+def check_output(out: Path, cfg: EvalConfig) -> None:
+    """Refuse an output folder that holds another evaluation's files; record this one's settings in it."""
+    marker, previous = out / "evaluation.json", out / "results.json"
+    recorded = marker if marker.exists() else previous if previous.exists() else None
+    new = cfg.model_dump(mode="json")
+    if recorded is None:
+        stale = sorted(p.name for p in out.glob("*.jsonl"))
+        if stale:
+            raise UserError(f"{out} already holds {', '.join(stale[:3])} from another run; choose another --output")
+    else:
+        old = read_json(recorded).get("config") or {}
+        changes = changed_keys({k: old.get(k) for k in SAME_EVALUATION}, {k: new.get(k) for k in SAME_EVALUATION})
+        if changes:
+            raise UserError(
+                f"{out} holds the files of another evaluation ({describe_changes(changes)}); choose another "
+                "--output (without one, each model and mode gets its own folder under runs/eval/)"
+            )
+    write_json(marker, {"config": new})
+
+
+def _evaluate_into(
+    out: Path, cfg: EvalConfig, mode: Any, datasets: list[Any], backend: Any, progress: bool
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     task_info: dict[str, Any] = {}
     for task, params, examples in datasets:

@@ -47,13 +47,19 @@ def request_identity(r: Request) -> str:
 
 
 def generate_answers(
-    backend: Backend, requests: list[Request], *, dedupe: bool = False, progress: bool = True
+    backend: Backend,
+    requests: list[Request],
+    *,
+    dedupe: bool = False,
+    progress: bool = True,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[Completion]:
     """The first completion of each (one-sample) answer request; ``dedupe`` asks identical requests once."""
     if not requests:
         return []
     if not dedupe:
-        return [comps[0] for comps in backend.generate(requests, progress=progress)]
+        cb = (lambda i, comps: on_done(1)) if on_done else None
+        return [comps[0] for comps in backend.generate(requests, progress=progress, on_result=cb)]
     unique: dict[str, int] = {}
     order = [unique.setdefault(request_identity(r), len(unique)) for r in requests]
     firsts: dict[int, Request] = {}
@@ -72,9 +78,14 @@ def generate_two_stage(
     clean_rationale: Callable[[Completion], str] | None = None,
     dedupe_answers: bool = False,
     progress: bool = True,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[list[TwoStageSample]]:
-    """Per stage-1 request, its ``n`` samples, each answered in stage 2 when ``answer_request`` is given."""
-    outputs = backend.generate(requests, progress=progress)
+    """Per stage-1 request, its ``n`` samples, each answered in stage 2 when ``answer_request`` is given.
+
+    ``on_done(samples)`` is called as samples finish (after their answer, for two-stage prompts): a progress bar
+    can move per request instead of per batch."""
+    first_done = (lambda i, comps: on_done(len(comps))) if on_done and answer_request is None else None
+    outputs = backend.generate(requests, progress=progress, on_result=first_done)
     clean = clean_rationale or (lambda c: c.text)
     samples = [[TwoStageSample(req, c, clean(c)) for c in comps] for req, comps in zip(requests, outputs)]
     if answer_request is None:
@@ -87,6 +98,7 @@ def generate_two_stage(
         [s.answer_request for _, s in flat],  # type: ignore[misc]
         dedupe=dedupe_answers,
         progress=progress,
+        on_done=on_done if not dedupe_answers else None,
     )
     for (_, s), a in zip(flat, answers):
         s.answer = a

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from cotbridge.config import StrictModel
 from cotbridge.errors import DataError
 from cotbridge.jsonl import get_field, read_jsonl, write_json, write_jsonl
@@ -21,7 +23,7 @@ class ScoreConfig(StrictModel):
     question_field: str = "question"
     rationale_field: str = "rationale"
     context_field: str | None = None  # None: the record's "context" field where it has one
-    limit: int | None = None
+    limit: int | None = Field(default=None, ge=1)
 
 
 def load_items(cfg: ScoreConfig) -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ def run_score(cfg: ScoreConfig) -> dict[str, Any]:
     """Write each input record with ``scores[scorer][aspect] = {score, raw}``; return the means."""
     scorers = build_scorers(cfg.scorers, cfg.options)  # unknown names fail before anything is read
     items = load_items(cfg)
-    scored = score_items(items, scorers)
+    scored = score_items(items, scorers, progress=True)
     write_jsonl(cfg.output, [{**it.pop("record"), "scores": it["scores"]} for it in scored])
     summary = {"input": cfg.input, "items": len(scored), "means": mean_scores(scored, group=None).get("all", {})}
     write_json(Path(cfg.output).with_suffix(".summary.json"), summary)

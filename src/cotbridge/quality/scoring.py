@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from cotbridge.quality import judge as _judge  # noqa: F401  (registers the judge)
 from cotbridge.quality import scorers as _scorers  # noqa: F401  (registers the automatic scorers)
 from cotbridge.quality.base import SCORERS, Item, ModelPool, Scorer
@@ -24,12 +26,20 @@ def build_scorers(
     return [SCORERS.get(n)(pool=pool, **options.get(n, {})) for n in names]
 
 
-def score_items(items: list[Item], scorers: list[Scorer]) -> list[dict[str, Any]]:
-    """Each item with ``scores[scorer][aspect] = {score, raw}`` added."""
+def score_items(
+    items: list[Item], scorers: list[Scorer], progress: bool = False, chunk: int = 32
+) -> list[dict[str, Any]]:
+    """Each item with ``scores[scorer][aspect] = {score, raw}`` added; ``progress`` shows a bar per scorer that
+    moves every ``chunk`` items (a judge or an LM scorer can take minutes)."""
     out = [dict(it, scores={}) for it in items]
     for scorer in scorers:
-        for rec, s in zip(out, scorer.score(items) if items else []):
-            rec["scores"][scorer.name] = s
+        step = chunk if progress else max(1, len(items))
+        with tqdm(total=len(items), desc=f"score {scorer.name}", unit="item", disable=not progress) as bar:
+            for start in range(0, len(items), step):
+                part = items[start : start + step]
+                for rec, s in zip(out[start : start + step], scorer.score(part)):
+                    rec["scores"][scorer.name] = s
+                bar.update(len(part))
     return out
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cotbridge.allocator import keep_freed_memory
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
@@ -46,7 +48,7 @@ class RLConfig(StrictModel):
     beta: float = 0.04  # KL penalty towards the reference (the distilled model)
     temperature: float = 1.0
     max_completion_length: int = 48
-    train_limit: int | None = None  # training questions per task used as RL prompts
+    train_limit: int | None = Field(default=None, ge=1)  # training questions per task used as RL prompts
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16

@@ -12,11 +12,19 @@ student in ``<output_dir>`` loads like any model folder.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
+from cotbridge.folder_lock import folder_lock
+from cotbridge.jsonl import read_json, write_json
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,7 @@ def build_trainer(
     tokenizer.padding_side = "right"  # training pads on the right; generation switches to left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    examples = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
@@ -65,6 +74,48 @@ def build_trainer(
             callbacks=callbacks,
         ),
     )
+
+
+def trainable_examples(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
+    """Drop rows whose prompt fills ``max_length`` (the loss is on the completion only: they would train nothing)
+    and say how many were dropped or cut short; refuse data in which no row has a trainable token."""
+    untrainable = truncated = 0
+    kept = []
+    for e in examples:
+        prompt, completion = token_counts(tokenizer, e["prompt"], e["completion"])
+        if prompt >= max_length:
+            untrainable += 1
+            continue
+        truncated += prompt + completion > max_length
+        kept.append(e)
+    TRUNCATION.update(examples=len(examples), untrainable=untrainable, truncated=truncated)
+    if not kept:
+        raise UserError(
+            f"no trainable token: the prompts of all {len(examples)} examples fill max_length={max_length} tokens; "
+            "raise it (--set max_length=...) or shorten the prompts"
+        )
+    if untrainable or truncated:
+        log.warning(
+            "%d of %d examples dropped (prompt alone fills max_length=%d), %d more cut short at max_length",
+            untrainable,
+            len(examples),
+            max_length,
+            truncated,
+        )
+    return kept
+
+
+def token_counts(tokenizer: Any, prompt: Any, completion: Any) -> tuple[int, int]:
+    """Prompt and completion lengths in tokens, for text or (conversational examples) chat messages."""
+    if isinstance(prompt, list):  # messages: measured through the chat template, as the trainer renders them
+        head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        whole = tokenizer.apply_chat_template(prompt + list(completion), tokenize=False)
+        prompt, completion = head, whole[len(head) :] if whole.startswith(head) else whole
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return count(prompt), count(completion)
+
+
+TRUNCATION: dict[str, int] = {}  # the last build_trainer's counts, reported in train_student's stats
 
 
 def grouped(cfg: TrainConfig, trainer: Any) -> Any:
@@ -108,6 +159,42 @@ def train_student(
             batch_size=cfg.dev_batch_size,
         )
         callbacks.append(dev)
+    TRUNCATION.clear()
+    with training_folder(cfg, examples):
+        return _train(cfg, examples, model, tokenizer, callbacks, dev)
+
+
+def training_fingerprint(cfg: TrainConfig, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a checkpoint in ``output_dir`` was trained from: resuming it on other data or settings would mix runs."""
+    data = hashlib.sha256(json.dumps(examples, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    settings = cfg.model_dump(mode="json", exclude={"output_dir", "resume", "logging_steps", "report_to"})
+    return {"examples": len(examples), "data_sha256": data, "config": settings}
+
+
+@contextmanager
+def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterator[None]:
+    """Lock ``output_dir`` (main process) and refuse to resume checkpoints another training run left there."""
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch the main process guards the folder
+        yield
+        return
+    out = Path(cfg.output_dir)
+    with folder_lock(out, "--output"):
+        marker, new = out / "training.json", training_fingerprint(cfg, examples)
+        if cfg.resume and last_checkpoint(out):
+            old = read_json(marker) if marker.exists() else None
+            changes = changed_keys(old, new) if old is not None else ["no record of what they were trained on"]
+            if changes:
+                raise UserError(
+                    f"{out} holds checkpoints of another training run ({describe_changes(changes)}); choose another "
+                    "--output, or delete the folder to start over"
+                )
+        write_json(marker, new)
+        yield
+
+
+def _train(
+    cfg: TrainConfig, examples: list[dict[str, Any]], model: Any, tokenizer: Any, callbacks: list[Any], dev: Any
+) -> dict[str, Any]:
     trainer = build_trainer(cfg, examples, model, tokenizer, callbacks)
     if dev is not None:
         dev.trainer = trainer  # so dev scores go through trainer.log like the loss does
@@ -128,6 +215,7 @@ def train_student(
         "losses": losses,
         "resumed_from": resume,
         "examples": len(examples),
+        **{f"examples_{k}": v for k, v in TRUNCATION.items() if k != "examples"},
         "world_size": trainer.args.world_size,
         **stats,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from cotbridge.config import StrictModel
 from cotbridge.teach import TeacherConfig
 from cotbridge.train.config import TrainConfig
@@ -27,7 +29,7 @@ class CurateSpec(StrictModel):
 
 class EvalSpec(StrictModel):
     split: str = "test"
-    limit: int | None = None
+    limit: int | None = Field(default=None, ge=1)
     batch_size: int = 16
     max_tokens: int | None = None
 
@@ -37,7 +39,7 @@ class RunConfig(StrictModel):
     run_dir: str | None = None  # default runs/<name>
     task: str = "synthetic_coin_flip"
     data_dir: str | None = None
-    train_limit: int | None = None  # training questions taught / trained on
+    train_limit: int | None = Field(default=None, ge=1)  # training questions taught / trained on
     teacher: TeacherConfig = TeacherConfig()
     teach_mode: str = "zero_shot_cot"
     curate: CurateSpec = CurateSpec()

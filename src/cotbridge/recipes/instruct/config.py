@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from cotbridge.config import StrictModel
 from cotbridge.recipes.instruct.released import ReleasedSpec
@@ -19,7 +19,7 @@ class TeacherTask(StrictModel):
     split: str = (
         "train"  # a teacher whose outputs exist only for the test split may teach from it (see eval exclusion)
     )
-    limit: int | None = None  # first N questions of the split
+    limit: int | None = Field(default=None, ge=1)  # first N questions of the split
     options: dict[str, Any] = {}  # merged over the teacher's backend options
     released: ReleasedSpec | None = None  # published outputs to convert and replay
     pipeline: str | None = None  # answer extraction for the correctness filter (default: 'default')
@@ -78,7 +78,9 @@ class StudentConfig(TrainConfig):
 class MatrixEvalSpec(StrictModel):
     tasks: list[str] | None = None  # matrix columns; default: every row task
     split: str = "test"
-    limit: int | None = 50  # test questions per task, after removing any question a student trained on
+    limit: int | None = Field(
+        default=50, ge=1
+    )  # test questions per task, after removing any question a student trained on
     max_tokens: int = 256
     batch_size: int = 16
     base: bool = True  # also evaluate the untuned student (row "base")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cotbridge.config import StrictModel
 from cotbridge.quality.scorers import AUTOMATIC
 from cotbridge.recipes.lm_guided.inference import ContextSpec
@@ -34,7 +36,9 @@ class WriterSpec(StrictModel):
 
 
 class KDSpec(StrictModel):
-    train_limit: int | None = 100  # training questions per task the large model writes rationales for
+    train_limit: int | None = Field(
+        default=100, ge=1
+    )  # training questions per task the large model writes rationales for
     samples: int = 1
     temperature: float | None = None
     filters: list[str] = ["has_output", "correct"]  # curate's filters; "correct" is exact match
@@ -60,14 +64,14 @@ PAPER_ROWS = [
 
 class EvalSpec(StrictModel):
     split: str = "test"
-    limit: int | None = 30
+    limit: int | None = Field(default=30, ge=1)
     rows: list[EvalRow] = PAPER_ROWS
 
 
 class ScoreSpec(StrictModel):
     scorers: list[str] = list(AUTOMATIC)  # add "judge" for the eight judge-scored aspects
     options: dict[str, dict[str, Any]] = {}  # scorer -> options; a judge without a backend uses the large model
-    judge_limit: int | None = 5  # rationales per (row, task) sent to the judge; None: all
+    judge_limit: int | None = Field(default=5, ge=1)  # rationales per (row, task) sent to the judge; None: all
 
 
 class LMGuidedConfig(StrictModel):

@@ -1,0 +1,83 @@
+"""One writer per folder: an exclusive lock on a run directory (or a training output folder) for a whole command.
+
+Two ``cotbridge teach`` processes on one run directory used to both append records (and both pay). The lock is an
+``flock`` on ``<folder>/.lock``, which also holds the owner's PID so the refusal can name it; the kernel drops the
+lock when its process dies, so a crash (even SIGKILL) never leaves a stale lock behind. Inside one process the lock
+is re-entrant: a recipe holds its run directory and the teach stage it runs takes the same lock again for free.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cotbridge.errors import UserError
+
+LOCK_NAME = ".lock"
+_held: dict[Path, int] = {}  # folder -> how many times this process holds it
+_guard = threading.Lock()
+_fds: dict[Path, int] = {}
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        pid = os.read(fd, 32).decode(errors="replace").strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid else "another process"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, option: str = "--run-dir") -> Iterator[Path]:
+    """Hold ``folder`` exclusively (creating it) until the block ends; refuse at once if another process holds it.
+
+    ``option``: the command-line option that picks another folder, named in the refusal."""
+    path = Path(folder).resolve()
+    with _guard:
+        if path in _held:
+            _held[path] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield path
+        finally:
+            with _guard:
+                _held[path] -= 1
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create or lock this folder ({e.strerror}); choose another {option}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise UserError(
+            f"{path} is in use by {holder} (another cotbridge command writing there); wait for it to finish "
+            f"or choose another {option}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    with _guard:
+        _held[path], _fds[path] = 1, fd
+    try:
+        yield path
+    finally:
+        with _guard:
+            _held[path] -= 1
+            last = _held[path] == 0
+            if last:
+                del _held[path]
+                fd = _fds.pop(path)
+        if last:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
