@@ -192,6 +192,8 @@ def no_task_records(path: Path) -> Path:
         # paths that cannot be written (a folder below a plain file: fails for root too)
         ("teach", lambda d: ["--run-dir", d / "plain-file" / "run"], ["plain-file", "choose another --run-dir"]),
         ("eval-predictions-out", lambda d: [d / "plain-file" / "out"], ["plain-file"]),
+        ("curate-out", lambda d: [d / "plain-file" / "data"], ["plain-file"]),
+        ("train-out", lambda d: [d / "plain-file" / "student"], ["plain-file", "choose another --output"]),
         # an unreachable API server
         (
             "teach-api",
@@ -257,6 +259,27 @@ def test_fault_matrix(tmp_path, command, fault, needles):
             "--gold-field",
             "target",
             "-o",
+            *extra,
+        ]
+    elif command == "curate-out":
+        taught_dir = tmp_path / "good"
+        cli("teach", *REFERENCE, "--run-dir", taught_dir, env=env)
+        args = ["curate", taught_dir / "teacher" / "synthetic_arithmetic.jsonl", "-o", *extra]
+    elif command == "train-out":
+        (tmp_path / "rows.jsonl").write_text('{"prompt": "Q ###", "completion": " A --> 1"}\n')
+        args = ["train", tmp_path / "rows.jsonl", "-o", *extra]
+    elif command == "teach-cache":
+        args = [
+            "teach",
+            "--task",
+            "synthetic_arithmetic",
+            "--limit",
+            "1",
+            "--teacher",
+            "oracle",
+            "--run-dir",
+            tmp_path / "r",
+            "--set",
             *extra,
         ]
     elif command == "curate":
@@ -434,3 +457,12 @@ def test_peer_closed_tells_a_hung_up_client_from_a_waiting_one():
         assert _peer_closed(a)
     finally:
         a.close()
+
+
+def test_an_unusable_request_cache_is_named(tmp_path):
+    from cotbridge.backends.request_cache import RequestCache
+    from cotbridge.errors import UserError
+
+    (tmp_path / "plain-file").write_text("x")
+    with pytest.raises(UserError, match=r"plain-file/cache.sqlite: cannot open the request cache .*COTBRIDGE_CACHE"):
+        RequestCache(tmp_path / "plain-file" / "cache.sqlite")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.backends.base import Completion, Request, ResultCallback
+from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,19 @@ class RequestCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS completions "
-                "(key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
-            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._conn() as c:
+                c.execute(
+                    "CREATE TABLE IF NOT EXISTS completions "
+                    "(key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
+                )
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(
+                f"{self.path}: cannot open the request cache ({getattr(e, 'strerror', None) or e}); point "
+                "$COTBRIDGE_CACHE (or the cache setting) at a writable file"
+            ) from None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
