@@ -6,6 +6,7 @@ Every dropped record is counted under the first filter that dropped it, so the n
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from cotbridge.answers.squad import best_over_golds
 from cotbridge.errors import DataError, UserError
 from cotbridge.registry import Registry
 
+log = logging.getLogger(__name__)
 RecordFilter = Callable[[dict[str, Any], "CurateSettings"], bool]
 FILTERS: Registry[RecordFilter] = Registry("curation filter")
 
@@ -28,6 +30,11 @@ class CurateSettings:
     max_rationale_words: int = 512
     dedupe: bool = False  # diverse reasoning keeps repeated rationales by default, as the paper did
     min_answer_f1: float = 0.5  # the "answer_f1" filter's threshold
+    # Drop records whose question overlaps a test question of any registered task (see decontaminate.py).
+    decontaminate: bool = False
+    data_dir: str | None = None  # where the test splits are read from
+    ngram: int = 13
+    fuzzy: float | None = 0.7
 
 
 def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
@@ -85,6 +92,37 @@ def curate(
     return kept, stats
 
 
+def decontaminate_records(
+    records: list[dict[str, Any]], settings: CurateSettings
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records whose question overlaps no test question, and a report of what was dropped and why."""
+    from collections import Counter as _Counter
+
+    from cotbridge.decontaminate import build_index, decontaminate
+
+    index = build_index(data_dir=settings.data_dir, n=settings.ngram, fuzzy=settings.fuzzy)
+    kept, dropped = decontaminate(records, index)
+    summary = {
+        "checked": len(records),
+        "dropped": len(dropped),
+        "by_kind": dict(_Counter(d["matches"][0]["kind"] for d in dropped)),
+        "by_test_task": dict(_Counter(d["matches"][0]["task"] for d in dropped)),
+        "ngram": settings.ngram,
+        "fuzzy": settings.fuzzy,
+        "test_tasks": sorted({e[0] for e in index.entries}),
+        "exact_only_tasks": sorted(index.exact_only),
+        "skipped_tasks": index.skipped,
+    }
+    if dropped:
+        log.warning(
+            "decontamination: dropped %d of %d records overlapping test questions (%s); see decontamination.json",
+            len(dropped),
+            len(records),
+            ", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()),
+        )
+    return kept, {"summary": summary, "dropped": dropped}
+
+
 def curate_file(
     records_path: str | Path,
     out_dir: str | Path,
@@ -105,6 +143,13 @@ def curate_file(
         if missing:
             raise DataError(records_path, f"record {lineno} has no {missing[0]!r} field (not a teacher record?)")
     kept, stats = curate(records, settings)
+    settings = settings or CurateSettings()
+    out = Path(out_dir)
+    if settings.decontaminate and kept:
+        kept, report = decontaminate_records(kept, settings)
+        stats["decontamination"] = report["summary"]
+        write_json(out / "decontamination.json", report)
+        stats["kept"] = len(kept)
     if not kept:
         raise UserError(
             f"{records_path}: none of {len(records)} records passed the filters (dropped: "
@@ -112,7 +157,6 @@ def curate_file(
             "teacher's answers, or loosen the filters"
         )
     examples = to_student_examples(kept, fmt, answer_type)
-    out = Path(out_dir)
     write_jsonl(out / "train.jsonl", examples)
     stats.update({"source": str(records_path), "format": fmt, "examples": len(examples)})
     write_json(out / "curation.json", stats)

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cotbridge.cli.options import DataDirOpt
 from cotbridge.errors import UserError
 
 
@@ -27,6 +28,15 @@ def curate_cmd(
         float, typer.Option(metavar="FLOAT", help="the answer_f1 filter's threshold (span answers, token F1)")
     ] = 0.5,
     hf_dataset: Annotated[bool, typer.Option("--hf-dataset", help="also save a Hugging Face dataset")] = False,
+    decontaminate: Annotated[
+        bool,
+        typer.Option(
+            "--decontaminate/--no-decontaminate",
+            help="drop records whose question overlaps a test question of any registered task (13-gram, exact or "
+            "fuzzy); what was dropped and why goes to OUTPUT/decontamination.json",
+        ),
+    ] = True,
+    data_dir: DataDirOpt = None,
     push_to_hub: Annotated[
         Optional[str],
         typer.Option(metavar="REPO", help="push the dataset to this hub repo (token from the environment)"),
@@ -51,7 +61,11 @@ def curate_cmd(
         fmt,
         task.answer_type,
         CurateSettings(
-            filters=[f.strip() for f in filters.split(",") if f.strip()], dedupe=dedupe, min_answer_f1=min_answer_f1
+            filters=[f.strip() for f in filters.split(",") if f.strip()],
+            dedupe=dedupe,
+            min_answer_f1=min_answer_f1,
+            decontaminate=decontaminate,
+            data_dir=data_dir,
         ),
         hf_dataset=hf_dataset,
         push_to_hub=push_to_hub,
@@ -60,3 +74,11 @@ def curate_cmd(
         f"kept {stats['kept']} of {stats['records']} records ({stats['questions_kept']}/{stats['questions']} "
         f"questions); dropped {stats['dropped']}; wrote {output}/train.jsonl"
     )
+    if "decontamination" in stats:
+        d = stats["decontamination"]
+        typer.echo(
+            f"decontamination: dropped {d['dropped']} of {d['checked']} overlapping test questions "
+            f"({', '.join(f'{k} {v}' for k, v in d['by_kind'].items()) or 'none'}; test splits of "
+            f"{len(d['test_tasks'])} tasks, {len(d['skipped_tasks'])} without data here); "
+            f"list: {output}/decontamination.json"
+        )
