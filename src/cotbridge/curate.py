@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.answers.squad import best_over_golds
+from cotbridge.answers.thinking import join_thinking
 from cotbridge.errors import DataError, UserError
 from cotbridge.registry import Registry
 
@@ -35,6 +36,10 @@ class CurateSettings:
     data_dir: str | None = None  # where the test splits are read from
     ngram: int = 13
     fuzzy: float | None = 0.7
+    # Reasoning-model records (a ``thinking`` trace beside the final response): what the student learns, and the
+    # longest trace kept. A trace that never closed is never trained on.
+    rationale: str = "final"  # "final" (the response), "thinking" (the trace) or "both" (<think>trace</think> answer)
+    max_thinking_words: int | None = None
 
 
 def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
@@ -56,6 +61,28 @@ FILTERS.add(
 FILTERS.add("answer_f1", answer_f1_at_least)
 
 
+RATIONALE_SOURCES = ("final", "thinking", "both")
+
+
+def thinking_problem(rec: dict[str, Any], settings: CurateSettings) -> str | None:
+    """Why a reasoning-model record must not be trained on (None: it may)."""
+    if rec.get("thinking") is None:
+        return "no_thinking" if settings.rationale == "thinking" else None
+    if rec.get("thinking_complete") is False:
+        return "incomplete_thinking"  # cut short inside its trace: never trained on, whatever is chosen
+    if settings.max_thinking_words is not None and len(rec["thinking"].split()) > settings.max_thinking_words:
+        return "thinking_length"
+    return None
+
+
+def with_rationale(rec: dict[str, Any], source: str) -> dict[str, Any]:
+    """The record with ``rationale`` set to what the student learns (records without a trace are unchanged)."""
+    if rec.get("thinking") is None or source == "final":
+        return rec
+    text = rec["thinking"] if source == "thinking" else join_thinking(rec["thinking"], rec.get("rationale") or "")
+    return {**rec, "rationale": text}
+
+
 def rationale_fingerprint(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
@@ -68,8 +95,12 @@ def curate(
     checks = [(name, FILTERS.get(name)) for name in settings.filters]
     kept, dropped = [], Counter()
     seen: set[tuple[str, str]] = set()
+    if settings.rationale not in RATIONALE_SOURCES:
+        raise UserError(f"rationale must be one of {', '.join(RATIONALE_SOURCES)}, got {settings.rationale!r}")
     for rec in sorted(records, key=lambda r: (r["example_id"], r["sample"])):
-        reason = next((name for name, check in checks if not check(rec, settings)), None)
+        reason = thinking_problem(rec, settings) or next(
+            (name for name, check in checks if not check(rec, settings)), None
+        )
         if reason is None and settings.dedupe:
             fp = (rec["example_id"], rationale_fingerprint(rec.get("rationale", "")))
             reason = "duplicate" if fp in seen else None
@@ -77,7 +108,7 @@ def curate(
         if reason:
             dropped[reason] += 1
         else:
-            kept.append(rec)
+            kept.append(with_rationale(rec, settings.rationale))
     questions = {r["example_id"] for r in records}
     stats = {
         "records": len(records),
@@ -88,6 +119,7 @@ def curate(
         "questions_kept": len({r["example_id"] for r in kept}),
         "filters": settings.filters,
         "dedupe": settings.dedupe,
+        "rationale": settings.rationale,
     }
     return kept, stats
 

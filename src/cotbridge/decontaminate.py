@@ -7,9 +7,9 @@ Two checks against an index of test questions, as open-r1 and OpenThoughts decon
   than n words is matched as a whole: it must appear inside the training text. Both texts are lower-cased, with
   punctuation removed and whitespace collapsed first.
 - **exact**: the same words (the repeats MultiArith has across its official train/test indices);
-- **fuzzy**: the Jaccard similarity of the word-trigram sets is at least ``fuzzy`` (0.7 by default: one word changed in the middle of a 20-word question
-  leaves no 13-gram but 0.74 of the trigrams). This catches
-  a reworded copy, such as another number format or a word changed. Only test questions that share a word 5-gram
+- **fuzzy**: the Jaccard similarity of the word-trigram sets is at least ``fuzzy`` (0.7 by default: one word
+  changed in the middle of a 19-word question leaves no 13-gram but 0.7 of the trigrams). This catches a reworded
+  copy, such as another number format or a word changed. Only test questions that share a word 5-gram
   with the text are compared, so the check stays linear in the data.
 
 The index covers the test split of every registered task whose data can be read (``--data-dir`` or the hub copy

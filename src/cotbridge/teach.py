@@ -38,7 +38,7 @@ from cotbridge.prompts.modes import (
 )
 from cotbridge.record_file import RecordFile
 from cotbridge.tasks import Example, parse_task_spec
-from cotbridge.tasks.base import choice_letters
+from cotbridge.tasks.base import answer_choices, choice_letters
 
 log = logging.getLogger(__name__)
 # What determines a record: a rerun with other values would mix records of two settings in one file.
@@ -371,6 +371,7 @@ class Teacher:
             ex.golds,
             self.task.answer_type,
             letters=choice_letters(self.task, ex),
+            choices=answer_choices(self.task, ex),
             pipeline=self.pipeline,
             finish_reason=s.output.finish_reason,
         )

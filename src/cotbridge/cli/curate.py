@@ -37,6 +37,17 @@ def curate_cmd(
         ),
     ] = True,
     data_dir: DataDirOpt = None,
+    rationale: Annotated[
+        str,
+        typer.Option(
+            metavar="SOURCE",
+            help="for reasoning-model records: what the student learns, final (the response), thinking (the trace) "
+            "or both (<think>trace</think> then the response); unfinished traces are always dropped",
+        ),
+    ] = "final",
+    max_thinking_words: Annotated[
+        Optional[int], typer.Option(metavar="N", help="drop records whose thinking trace is longer than N words")
+    ] = None,
     push_to_hub: Annotated[
         Optional[str],
         typer.Option(metavar="REPO", help="push the dataset to this hub repo (token from the environment)"),
@@ -66,6 +77,8 @@ def curate_cmd(
             min_answer_f1=min_answer_f1,
             decontaminate=decontaminate,
             data_dir=data_dir,
+            rationale=rationale,
+            max_thinking_words=max_thinking_words,
         ),
         hf_dataset=hf_dataset,
         push_to_hub=push_to_hub,

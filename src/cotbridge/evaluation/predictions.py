@@ -12,6 +12,7 @@ from cotbridge.evaluation.scoring import aggregate
 from cotbridge.jsonl import get_field, read_jsonl, write_json, write_jsonl
 from cotbridge.reporting.tables import markdown_table
 from cotbridge.tasks import get_task
+from cotbridge.tasks.base import Example, answer_choices
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,16 @@ def score_predictions(
                     f"id {raw_id!r} does not index the {split} split of {task.name} ({len(examples)} examples)",
                     line,
                 ) from None
-            golds, rec_id = example.golds, example.id
+            golds, rec_id, question = example.golds, example.id, example.question
         else:
             gold = get_field(rec, gold_field or "", path=path, line=line)
             if gold is None:
                 raise DataError(path, f"field {gold_field!r} is null", line)
-            golds, rec_id = [str(gold)], rec.get("id", line)
-        v = score_output(text, golds, task.answer_type, letters=task.choice_letters, pipeline=pipeline)
+            golds, rec_id, question = [str(gold)], rec.get("id", line), rec.get("question") or ""
+        choices = answer_choices(task, recorded_example(str(rec_id), question, golds[0]))
+        v = score_output(
+            text, golds, task.answer_type, letters=task.choice_letters, pipeline=pipeline, choices=choices
+        )
         out = {"line": line, "id": rec_id, "gold": golds[0], "output": text, "samples": [v.to_dict()], **v.to_dict()}
         if reference_field:
             ref = bool(get_field(rec, reference_field, path=path, line=line))
@@ -96,3 +100,12 @@ def score_predictions(
         markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]"), encoding="utf-8"
     )
     return summary
+
+
+def recorded_example(rec_id: str, question: Any, gold: str) -> Example:
+    """An Example from a recorded question: text, or CommonsenseQA's ``{"stem", "choices": [{label, text}]}``."""
+    if isinstance(question, dict):
+        listed = question.get("choices") or []
+        choices = {str(c.get("label")): str(c.get("text")) for c in listed if isinstance(c, dict)}
+        return Example(id=rec_id, question=str(question.get("stem") or ""), answer=gold, meta={"choices": choices})
+    return Example(id=rec_id, question=str(question), answer=gold)

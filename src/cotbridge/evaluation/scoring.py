@@ -17,7 +17,7 @@ from cotbridge.evaluation.metrics import majority_vote, mean_and_stderr, pass_at
 from cotbridge.inference.records import EvalRecord, EvalSample, prompt_of
 from cotbridge.inference.two_stage import TwoStageSample, generate_two_stage
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, answer_request, first_request
-from cotbridge.tasks.base import Example, Task, choice_letters
+from cotbridge.tasks.base import Example, Task, answer_choices, choice_letters
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def score_example(
                 ex.golds,
                 task.answer_type,
                 letters=choice_letters(task, ex),
+                choices=answer_choices(task, ex),
                 pipeline=pipeline,
                 finish_reason=s.output.finish_reason,
             ),

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cotbridge.answers.score import Verdict
+from cotbridge.answers.thinking import split_thinking
 from cotbridge.backends.base import Completion, Request
 from cotbridge.inference.two_stage import TwoStageSample
 
@@ -100,6 +101,8 @@ class TeacherRecord:
     cost_usd: float | None
     extra: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=lambda: round(time.time(), 3))
+    thinking: str | None = None  # a reasoning model's trace, kept apart from the final response (``rationale``)
+    thinking_complete: bool | None = None  # False: the think block never closed (the output was cut short)
 
     @classmethod
     def from_sample(cls, s: TwoStageSample, verdict: Verdict, **fields: Any) -> TeacherRecord:
@@ -110,9 +113,12 @@ class TeacherRecord:
             "completion_tokens": sum(c.completion_tokens for c in parts),
         }
         cost = sum(c.extra.get("cost_usd") or 0.0 for c in parts)
+        trace = split_thinking(s.output.text, s.output.extra.get("reasoning"))
         return cls(
             prompts={"rationale": prompt_of(s.request), "answer": prompt_of(s.answer_request)},
-            rationale=s.output.text.strip(),
+            rationale=trace.response.strip() if trace.thinking is not None else s.output.text.strip(),
+            thinking=trace.thinking,
+            thinking_complete=trace.complete if trace.thinking is not None else None,
             answer_output=s.answer.text if s.answer is not None else None,
             finish_reason={
                 "rationale": s.output.finish_reason,
@@ -121,14 +127,16 @@ class TeacherRecord:
             verdict=verdict,
             usage=usage,
             cost_usd=cost or None,
-            extra={k: v for k, v in s.output.extra.items() if k != "cost_usd"},
+            extra={k: v for k, v in s.output.extra.items() if k not in ("cost_usd", "reasoning")},
             **fields,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        thinking = {k: d.pop(k) for k in ("thinking", "thinking_complete")}
         v = d.pop("verdict")
         created = d.pop("created")
         usage, cost, extra = d.pop("usage"), d.pop("cost_usd"), d.pop("extra")
         d.update({k: v[k] for k in ("prediction", "correct", "contains_answer", "correct_format", "complete", "rule")})
-        return {**d, "usage": usage, "cost_usd": cost, "extra": extra, "created": created}
+        out = {**d, "usage": usage, "cost_usd": cost, "extra": extra, "created": created}
+        return {**out, **thinking} if thinking["thinking"] is not None else out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,3 +85,17 @@ def choice_letters(task: Task, ex: Example) -> str:
     """The letters a multiple-choice answer may take; parametrised tasks (synthetic_shuffled_objects:k=5) carry their
     letter range per example."""
     return ex.meta.get("choice_letters") or task.choice_letters
+
+
+_CHOICE_RE = re.compile(r"\(([A-Z])\)\s*(.+?)(?=\s*,?\s*\([A-Z]\)|\s*\.?\s*$)", re.S)
+
+
+def answer_choices(task: Task, ex: Example) -> dict[str, str]:
+    """Letter -> option text of a multiple-choice question (``Answer choices: (A) ignore, (B) enforce, …``), from
+    ``meta["choices"]`` when the loader kept them, else read off the question; empty for other answer types."""
+    if task.answer_type != "choice":
+        return {}
+    if isinstance(ex.meta.get("choices"), dict):
+        return {str(k): str(v) for k, v in ex.meta["choices"].items()}
+    tail = ex.question.split("Answer choices:", 1)[-1] if "Answer choices:" in ex.question else ex.question
+    return {m.group(1): m.group(2).strip() for m in _CHOICE_RE.finditer(tail)}
