@@ -421,6 +421,8 @@ def test_ctrl_c_in_teach_says_what_was_kept_and_how_to_resume(tmp_path):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "rerun the same command to resume" in err.strip().splitlines()[-1] and "Traceback" not in err
+    stopped = next(line for line in err.splitlines() if "stopped:" in line)
+    assert "USD spent this run" in stopped and "the same command resumes: cotbridge teach --task" in stopped
     kept = [json.loads(x) for x in records.read_text().splitlines()]
     assert len(kept) >= 4 and len({r["key"] for r in kept}) == len(kept)
 

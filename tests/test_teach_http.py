@@ -97,6 +97,18 @@ def test_max_cost_stops_cleanly_and_a_higher_cap_continues(tmp_path):
     assert second["records"] == 60 and not second["stopped"] and second["cost_usd"] > first["cost_usd"]
 
 
+def test_max_cost_also_caps_a_batch_api_export(tmp_path):
+    with running_server(OracleBackend(task=TASK)) as url:
+        cfg = teach_config(tmp_path, url)
+        cfg.teacher.model = "gpt-4o-mini"  # priced: 0.15 / 0.60 USD per 1M tokens
+        cfg.batch_export = str(tmp_path / "in.jsonl")
+        everything = run_teach(cfg, progress=False)["batch_exported"]
+        cfg.max_cost = 0.0006  # each call's worst case is ~0.0001 USD: only the first few fit
+        capped = run_teach(cfg, progress=False)["batch_exported"]
+    assert everything == 60 and 0 < capped < 60
+    assert len((tmp_path / "in.jsonl").read_text().splitlines()) == capped
+
+
 def test_batch_export_then_import_finishes_without_calls(tmp_path, monkeypatch):
     """Export the missing calls, answer them 'offline' (as the Batch API would, out of order), import, finish."""
     import random

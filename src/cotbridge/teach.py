@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -272,9 +274,36 @@ class Teacher:
         inner = self.backend.backend  # type: ignore[union-attr]
         if not hasattr(inner, "export_batch_jsonl"):
             raise UserError(f"the {inner.kind} backend has no Batch API; use the openai backend")
+        if self.cfg.max_cost is not None:
+            pending = self.within_budget(pending)
         inner.export_batch_jsonl([r for _, r in pending], path, custom_ids=[k for k, _ in pending])
         log.info("wrote %d batch requests to %s", len(pending), path)
         return len(pending)
+
+    def within_budget(self, pending: list[tuple[str, Request]]) -> list[tuple[str, Request]]:
+        """The first pending calls whose worst-case cost (prompt ~ chars/4, every max token used) fits what is left of
+        ``max_cost``: a Batch API export is capped like a live run."""
+        from cotbridge.backends import pricing
+
+        model = self.cfg.teacher.model or self.cfg.teacher.backend
+        opts = self.cfg.teacher.options
+        table = pricing.load_price_table(opts["prices"]) if "prices" in opts else None
+        left, kept = (self.cfg.max_cost or 0.0) - self.spent, []
+        for key, req in pending:
+            text = req.prompt if req.prompt is not None else " ".join(m["content"] for m in req.messages or [])
+            cost = pricing.cost(model, len(text) // 4 + 1, req.max_tokens, table) or 0.0
+            if cost > left:
+                log.warning(
+                    "--max-cost %s USD: exported %d of %d pending calls (the rest could pass the cap); raise it "
+                    "and export again for the rest",
+                    self.cfg.max_cost,
+                    len(kept),
+                    len(pending),
+                )
+                break
+            left -= cost
+            kept.append((key, req))
+        return kept
 
     def import_batch(self, path: str | Path) -> int:
         """Put Batch API results into the request cache; the next ``teach`` run then calls nothing for them."""
@@ -296,6 +325,23 @@ class Teacher:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
+        before, spent_before = len(self.records), self.spent
+        try:
+            return self._teach()
+        except KeyboardInterrupt:
+            # Every record is appended whole, and the calls in flight were cached as they arrived: say what was
+            # kept, what it cost and how to go on; the CLI then exits 130.
+            log.warning(
+                "stopped: %d records in %s (%d new this run, %.4f USD spent this run); the same command resumes: %s",
+                len(self.records),
+                self.records.path,
+                len(self.records) - before,
+                self.spent - spent_before,
+                resume_command(),
+            )
+            raise
+
+    def _teach(self) -> dict[str, Any]:
         self.check_fingerprint()
         todo = self.missing()
         done_before = len(self.records)
@@ -416,6 +462,12 @@ class Teacher:
         }
         write_json(self.run_dir / "teacher" / f"{self.stem}.summary.json", summary)
         return summary
+
+
+def resume_command() -> str:
+    """The command line that started this process, to paste again (``cotbridge teach ...``)."""
+    args = sys.argv[1:]
+    return "cotbridge " + shlex.join(args) if args else "(rerun the same call)"
 
 
 def record_key(ex: Example, sample: int) -> str:
