@@ -101,7 +101,7 @@ def extract_answer(
             continue
         segment, take_first = found
         take_first = take_first or (rule_name == "last" and answer_type.fallback_first)
-        cands = answer_type.candidates(_strip_latex(segment), letters)
+        cands = answer_type.candidates(segment if answer_type.raw_latex else _strip_latex(segment), letters)
         if cands:
             formatted = rule_name in MARKER_RULES or pipeline in PROMPTED_ANSWER_PIPELINES
             return Extraction(cands[0] if take_first else cands[-1], rule_name, formatted)
@@ -109,7 +109,9 @@ def extract_answer(
 
 
 def all_candidates(text: str | None, answer_type: AnswerType, letters: str = "") -> list[str]:
-    return answer_type.candidates(_strip_latex(text), letters) if text else []
+    if not text:
+        return []
+    return answer_type.candidates(text if answer_type.raw_latex else _strip_latex(text), letters)
 
 
 def boxed_contents(text: str) -> list[str]:

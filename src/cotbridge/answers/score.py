@@ -48,7 +48,7 @@ def score_output(
     trace = split_thinking(text)
     text = trace.response  # never read an answer from inside the thinking (empty when the trace never closed)
     ex = extract_answer(text, atype, letters, pipeline)
-    if ex.answer is None and choices:
+    if choices and ex.rule in (None, "last"):  # no marked letter: a marked option text wins over a stray letter
         letter = choice_by_text(text, choices)
         if letter is not None:
             ex = Extraction(letter, "choice_text", True)

@@ -24,6 +24,7 @@ class AnswerType:
     same: Callable[[str, str], bool]
     # Without any marker, spans are the model's first line (explanations follow); others the last candidate.
     fallback_first: bool = False
+    raw_latex: bool = False  # candidates see the LaTeX as written (math answers), not a plain-text rendering
 
 
 ANSWER_TYPES: Registry[AnswerType] = Registry("answer type")
@@ -162,3 +163,35 @@ def span_candidates(text: str, letters: str = "") -> list[str]:
 
 
 ANSWER_TYPES.add("span", AnswerType("span", span_candidates, exact_match, fallback_first=True))
+
+
+# --- math answers (MATH-500, AIME): equivalence by math-verify -------------------------------------------------
+
+
+def math_candidates(text: str, letters: str = "") -> list[str]:
+    """The last $...$ of the text; else a short segment as written (what a boxed or "the answer is" marker held:
+    ``\\frac{1}{2}``, ``[1, 2)``); else the last number of a sentence."""
+    segment = text.strip().rstrip(".").strip()
+    inline = re.findall(r"\$([^$]+)\$", segment)
+    if inline:
+        return [inline[-1].strip()]
+    if segment and len(segment.split()) <= 4:
+        return [segment]
+    return number_candidates(segment)[-1:]
+
+
+def same_math(pred: str, gold: str) -> bool:
+    """math-verify's equivalence (LaTeX, fractions, intervals, units, sets) of the prediction and the gold; the
+    numeric rules when it cannot parse either (it then returns False, never a false positive)."""
+    try:
+        from math_verify import parse, verify
+
+        gold_parsed, pred_parsed = parse(f"${gold}$"), parse(f"${pred}$")
+        if gold_parsed and pred_parsed:
+            return bool(verify(gold_parsed, pred_parsed))
+    except Exception:  # noqa: BLE001  (an unparseable answer is a wrong answer, not a crash)
+        pass
+    return same_number(pred, gold) if NUMBER_RE.fullmatch(pred.strip()) else pred.strip() == gold.strip()
+
+
+ANSWER_TYPES.add("math", AnswerType("math", math_candidates, same_math, raw_latex=True))

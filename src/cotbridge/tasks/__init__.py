@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cotbridge.errors import UserError
-from cotbridge.tasks import finetune_cot, multihop, synthetic  # noqa: F401  (registration side effects)
+from cotbridge.tasks import finetune_cot, multihop, reasoning, synthetic  # noqa: F401  (registration side effects)
 from cotbridge.tasks.base import Example, Task, resolve_data_dir
 from cotbridge.tasks.registry import TASKS, register_task
 
