@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cotbridge.cli import curate, eval_cmd, instruct, lmguided, run, score, serve, tasks, teach, train
+from cotbridge.cli import curate, eval_cmd, instruct, lmguided, run, score, serve, tasks, teach, traces, train
 from cotbridge.cli.help_format import Command, with_settings
 from cotbridge.errors import UserError
 
@@ -49,6 +49,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug 
 app.command("tasks", cls=Command)(tasks.tasks_cmd)
 app.command("eval", cls=with_settings(eval_cmd.SETTINGS))(eval_cmd.eval_cmd)
 app.command("teach", cls=with_settings(teach.SETTINGS))(teach.teach_cmd)
+app.command("traces", cls=Command)(traces.traces_cmd)
 app.command("curate", cls=Command)(curate.curate_cmd)
 app.command("train", cls=with_settings(train.SETTINGS, train.SETTINGS_NOTE))(train.train_cmd)
 app.command("run", cls=Command)(run.run_cmd)

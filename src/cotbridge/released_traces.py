@@ -1,0 +1,168 @@
+"""Open reasoning-trace datasets as teachers: released traces (OpenThoughts-114k, Mixture-of-Thoughts, OpenR1-Math)
+become teacher records with provenance, so curation, training and the reports treat them like any teacher's.
+
+Each layout is read through ``datasets`` (a hub id, or local JSON/JSONL/Parquet files) and turned into one record per
+trace: the question, the thinking and the final response kept apart (``answers/thinking.py``), the dataset's own
+answer as the gold where it has one (checked with the task's answer type, math-verify for ``math``), and where the
+trace came from (dataset, layout, row, generation). Without a gold answer a trace is recorded as unverified
+(``correct`` is None) and the ``correct`` filter drops it; ``--assume-correct`` keeps the source's own filtering.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cotbridge.answers.score import score_output
+from cotbridge.answers.thinking import split_thinking
+from cotbridge.errors import DataError, UserError
+from cotbridge.record_file import RecordFile
+from cotbridge.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trace:
+    question: str
+    output: str  # the whole assistant turn, thinking included
+    gold: str | None  # the dataset's answer, when it has one
+    generation: int = 0  # which of a question's generations (OpenR1-Math has several)
+    source_correct: bool | None = None  # the dataset's own verdict, when it has one
+
+
+Layout = Callable[[dict[str, Any]], Iterator[Trace]]
+LAYOUTS: Registry[Layout] = Registry("trace dataset layout")
+
+
+def _turns(messages: list[dict[str, Any]], role_key: str, text_key: str, user: str, assistant: str) -> tuple[str, str]:
+    question = next((m[text_key] for m in messages if m.get(role_key) == user), None)
+    answer = next((m[text_key] for m in reversed(messages) if m.get(role_key) == assistant), None)
+    if question is None or answer is None:
+        raise KeyError("a user and an assistant turn")
+    return str(question), str(answer)
+
+
+@LAYOUTS.register("openthoughts")
+def openthoughts(row: dict[str, Any]) -> Iterator[Trace]:
+    """OpenThoughts-114k: ``conversations`` [{from: user|assistant, value}]; the assistant writes
+    ``<|begin_of_thought|> … <|end_of_thought|> <|begin_of_solution|> … <|end_of_solution|>``."""
+    question, text = _turns(row["conversations"], "from", "value", "user", "assistant")
+    text = (
+        text.replace("<|begin_of_thought|>", "<think>")
+        .replace("<|end_of_thought|>", "</think>")
+        .replace("<|begin_of_solution|>", "")
+        .replace("<|end_of_solution|>", "")
+    )
+    yield Trace(question, text, row.get("ground_truth_solution") or row.get("answer"))
+
+
+@LAYOUTS.register("mixture_of_thoughts")
+def mixture_of_thoughts(row: dict[str, Any]) -> Iterator[Trace]:
+    """Mixture-of-Thoughts: ``messages`` [{role, content}], the assistant's content ``<think>…</think>`` then the
+    answer; no separate gold answer."""
+    question, text = _turns(row["messages"], "role", "content", "user", "assistant")
+    yield Trace(question, text, row.get("answer"))
+
+
+@LAYOUTS.register("openr1_math")
+def openr1_math(row: dict[str, Any]) -> Iterator[Trace]:
+    """OpenR1-Math-220k: ``problem``, ``answer`` and several ``generations`` (each ``<think>…</think>`` + solution)
+    with the dataset's ``correctness_math_verify`` per generation."""
+    verdicts = row.get("correctness_math_verify") or []
+    for j, text in enumerate(row["generations"]):
+        yield Trace(str(row["problem"]), str(text), str(row["answer"]), j, verdicts[j] if j < len(verdicts) else None)
+
+
+def load_rows(source: str, split: str = "train") -> Any:
+    """A hub dataset id, or local .json/.jsonl/.parquet file(s), through ``datasets``."""
+    import datasets
+
+    path = Path(source)
+    try:
+        if path.exists():
+            files = sorted(str(p) for p in path.glob("*.*")) if path.is_dir() else [str(path)]
+            kind = "parquet" if files and files[0].endswith(".parquet") else "json"
+            return datasets.load_dataset(kind, data_files=files, split="train")
+        return datasets.load_dataset(source, split=split)
+    except Exception as e:  # noqa: BLE001  (network, missing files and malformed files end the same way)
+        raise UserError(f"could not read {source} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def import_traces(
+    source: str,
+    layout: str,
+    task: str,
+    out: str | Path,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    assume_correct: bool = False,
+) -> dict[str, Any]:
+    """Append one teacher record per trace of ``source`` to ``out`` (resumable: records already there are kept)."""
+    from cotbridge.tasks import parse_task_spec
+
+    convert = LAYOUTS.get(layout)
+    task_obj, _ = parse_task_spec(task)
+    records = RecordFile(out)
+    new, unverified = [], 0
+    for i, row in enumerate(load_rows(source, split)):
+        if limit is not None and i >= limit:
+            break
+        try:
+            traces = list(convert(dict(row)))
+        except (KeyError, TypeError) as e:
+            raise DataError(source, f"row {i}: not the {layout} layout (missing {e})") from None
+        for t in traces:
+            key = f"{i}#{t.generation}"
+            if key in records:
+                continue
+            trace = split_thinking(t.output)
+            if t.gold is not None:
+                v = score_output(t.output, [t.gold], task_obj.answer_type, letters=task_obj.choice_letters)
+                correct, prediction = v.correct, v.prediction
+            else:
+                unverified += 1
+                correct, prediction = (True if assume_correct else None), None
+            new.append(
+                {
+                    "key": key,
+                    "task": task_obj.name,
+                    "split": split,
+                    "example_id": str(i),
+                    "sample": t.generation,
+                    "question": t.question,
+                    "gold": t.gold,
+                    "rationale": trace.response,
+                    "thinking": trace.thinking,
+                    "thinking_complete": trace.complete if trace.thinking is not None else None,
+                    "prediction": prediction,
+                    "correct": correct,
+                    "source_correct": t.source_correct,
+                    "finish_reason": {"rationale": "stop" if trace.complete else "length", "answer": None},
+                    "teacher": {"backend": "released_traces", "model": source},
+                    "provenance": {
+                        "dataset": source,
+                        "layout": layout,
+                        "split": split,
+                        "row": i,
+                        "generation": t.generation,
+                    },
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+                    "cost_usd": None,
+                }
+            )
+    records.append(new)
+    summary = {
+        "source": source,
+        "layout": layout,
+        "records": len(records),
+        "new": len(new),
+        "unverified": unverified,
+        "correct": sum(bool(r.get("correct")) for r in records.records.values()),
+    }
+    log.info("%s (%s): %d new trace records in %s", source, layout, len(new), out)
+    return summary

@@ -1,0 +1,128 @@
+"""Released reasoning-trace datasets (OpenThoughts-114k, Mixture-of-Thoughts, OpenR1-Math layouts, small files
+generated here) become teacher records with provenance, then curate into <think> students."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cotbridge.released_traces import import_traces
+
+QUESTION = "What is $\\frac{1}{2} + \\frac{1}{4}$?"
+ROWS = {
+    "openthoughts": [
+        {
+            "system": "You are a helpful assistant.",
+            "conversations": [
+                {"from": "user", "value": QUESTION},
+                {
+                    "from": "assistant",
+                    "value": "<|begin_of_thought|>\n\nHalves and quarters: 2/4 + 1/4 = 3/4.\n\n"
+                    "<|end_of_thought|>\n\n<|begin_of_solution|>\n\nThe sum is $\\boxed{\\frac{3}{4}}$.\n\n"
+                    "<|end_of_solution|>",
+                },
+            ],
+            "ground_truth_solution": "\\frac{3}{4}",
+        }
+    ],
+    "mixture_of_thoughts": [
+        {
+            "messages": [
+                {"role": "user", "content": QUESTION},
+                {"role": "assistant", "content": "<think>\n2/4 + 1/4 = 3/4\n</think>\n\nSo the answer is $0.75$."},
+            ],
+            "source": "math",
+        }
+    ],
+    "openr1_math": [
+        {
+            "problem": QUESTION,
+            "answer": "\\frac{3}{4}",
+            "generations": [
+                "<think>1/2 = 2/4, plus 1/4.</think>\nThus \\boxed{\\frac34}.",
+                "<think>Maybe 2/6 = 1/3</think>\n\\boxed{\\frac{1}{3}}",
+                "<think>Let me add 1/2 and 1/4 slowly: first",
+            ],
+            "correctness_math_verify": [True, False, False],
+        }
+    ],
+}
+
+
+def write(tmp_path, layout):
+    path = tmp_path / f"{layout}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS[layout]))
+    return path
+
+
+@pytest.mark.parametrize("layout", list(ROWS))
+def test_each_layout_becomes_teacher_records_with_provenance(tmp_path, layout):
+    out = tmp_path / "teacher" / "traces.jsonl"
+    summary = import_traces(str(write(tmp_path, layout)), layout, "math500", out)
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    first = recs[0]
+    assert first["question"] == QUESTION and "1/4" in first["thinking"]
+    assert "<think>" not in first["rationale"] and "begin_of_solution" not in first["rationale"]
+    assert first["provenance"]["layout"] == layout and first["provenance"]["row"] == 0
+    if layout == "mixture_of_thoughts":  # no gold answer in this layout: unverified, not assumed right
+        assert first["correct"] is None and summary["unverified"] == 1
+    else:
+        assert first["correct"] is True  # checked by math-verify against the dataset's answer
+    if layout == "openr1_math":
+        assert [r["correct"] for r in recs] == [True, False, False] and recs[2]["thinking_complete"] is False
+        assert [r["source_correct"] for r in recs] == [True, False, False]
+    again = import_traces(str(write(tmp_path, layout)), layout, "math500", out)
+    assert again["new"] == 0 and again["records"] == len(recs)  # resumable: nothing imported twice
+
+
+def test_traces_to_a_student_dataset_that_keeps_think(tmp_path):
+    records = tmp_path / "teacher.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "traces",
+            str(write(tmp_path, "openr1_math")),
+            "--layout",
+            "openr1_math",
+            "--task",
+            "math500",
+            "-o",
+            str(records),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3 records" in done.stdout and "1 correct" in done.stdout
+    cur = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cotbridge",
+            "curate",
+            str(records),
+            "-o",
+            str(tmp_path / "data"),
+            "--format",
+            "chat",
+            "--rationale",
+            "both",
+            "--no-decontaminate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cur.returncode == 0, cur.stderr[-2000:]
+    rows = [json.loads(x) for x in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 1  # the wrong trace and the unfinished one are not trained on
+    answer = rows[0]["completion"][0]["content"]
+    assert answer.startswith("<think>\n1/2 = 2/4, plus 1/4.\n</think>") and "\\boxed{\\frac34}" in answer
+    stats = json.loads((tmp_path / "data" / "curation.json").read_text())
+    assert stats["dropped"] == {"incomplete_thinking": 1, "correct": 1}
