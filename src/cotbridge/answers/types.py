@@ -169,14 +169,21 @@ ANSWER_TYPES.add("span", AnswerType("span", span_candidates, exact_match, fallba
 
 
 def math_candidates(text: str, letters: str = "") -> list[str]:
-    """The last $...$ of the text; else a short segment as written (what a boxed or "the answer is" marker held:
-    ``\\frac{1}{2}``, ``[1, 2)``); else the last number of a sentence."""
+    """The answer math-verify extracts from the text, as written: a short segment (what a boxed or "the answer is"
+    marker held: ``\\frac{1}{2}``, ``[1, 2)``) is read as LaTeX; prose by math-verify's own extraction (the last
+    $...$, boxed or "= value")."""
     segment = text.strip().rstrip(".").strip()
-    inline = re.findall(r"\$([^$]+)\$", segment)
-    if inline:
-        return [inline[-1].strip()]
-    if segment and len(segment.split()) <= 4:
-        return [segment]
+    if not segment:
+        return []
+    try:
+        from math_verify import parse
+
+        short = "\n" not in segment and len(segment.split()) <= 4 and "$" not in segment
+        parsed = (parse(f"${segment}$") if short else []) or parse(segment)
+    except Exception:  # noqa: BLE001  (math-verify could not read it: the plain numeric rules decide)
+        parsed = []
+    if len(parsed) >= 2 and str(parsed[1]).strip():
+        return [str(parsed[1]).strip()]
     return number_candidates(segment)[-1:]
 
 

@@ -69,6 +69,14 @@ def eval_cmd(
         Optional[str],
         typer.Option(metavar="NAME", help="answer-extraction pipeline (default, finetune_cot, answer_stage, lmeval)"),
     ] = None,
+    compare_checker: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="TYPE",
+            help="with --predictions: also check every output with this answer type (math: math-verify) and "
+            "report where it and the task's rules disagree",
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -90,8 +98,16 @@ def eval_cmd(
             reference_field=reference_field,
             pipeline=pipeline or "default",
             data_dir=data_dir,
+            compare_checker=compare_checker,
         )
         print_results(summary["results"], output or "runs/scored")
+        for name, m in summary["results"].items():
+            if "checker_table" in m:
+                t = m["checker_table"]
+                typer.echo(
+                    f"{name}: task rules vs {m['checker']}: both right {t['both_correct']}, only the rules "
+                    f"{t['only_rules']}, only {m['checker']} {t['only_checker']}, both wrong {t['both_wrong']}"
+                )
         return
     from cotbridge.config import load_config
     from cotbridge.evaluation.run import EvalConfig, run_eval

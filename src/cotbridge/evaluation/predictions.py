@@ -29,8 +29,12 @@ def score_predictions(
     pipeline: str = "default",
     data_dir: str | None = None,
     split: str = "test",
+    compare_checker: str | None = None,
 ) -> dict[str, Any]:
-    """Score every record of ``path``; the gold answer is the record's own field or, via its id, the task's split."""
+    """Score every record of ``path``; the gold answer is the record's own field or, via its id, the task's split.
+
+    ``compare_checker``: another answer type (``math``: math-verify) to score every output with as well; the summary
+    then holds the regex-vs-verifier table (both right, only one, neither) with examples of each disagreement."""
     if (gold_field is None) == (id_field is None):
         raise UserError("give exactly one of --gold-field or --id-field")
     task = get_task(task_name)
@@ -61,6 +65,9 @@ def score_predictions(
             text, golds, task.answer_type, letters=task.choice_letters, pipeline=pipeline, choices=choices
         )
         out = {"line": line, "id": rec_id, "gold": golds[0], "output": text, "samples": [v.to_dict()], **v.to_dict()}
+        if compare_checker:
+            other = score_output(text, golds, compare_checker, letters=task.choice_letters, pipeline=pipeline)
+            out["checker_correct"], out["checker_prediction"] = other.correct, other.prediction
         if reference_field:
             ref = bool(get_field(rec, reference_field, path=path, line=line))
             out["reference_correct"] = ref
@@ -82,6 +89,9 @@ def score_predictions(
     if reference_field:
         metrics["reference_accuracy"] = sum(r["reference_correct"] for r in records) / len(records)
         metrics["agreement"] = 1 - len(disagreements) / len(records)
+    if compare_checker:
+        metrics["checker"] = compare_checker
+        metrics["checker_table"] = checker_table(records)
     out_dir = Path(output)
     write_jsonl(out_dir / f"{task.name}.jsonl", records)
     summary = {
@@ -109,3 +119,25 @@ def recorded_example(rec_id: str, question: Any, gold: str) -> Example:
         choices = {str(c.get("label")): str(c.get("text")) for c in listed if isinstance(c, dict)}
         return Example(id=rec_id, question=str(question.get("stem") or ""), answer=gold, meta={"choices": choices})
     return Example(id=rec_id, question=str(question), answer=gold)
+
+
+def checker_table(records: list[dict[str, Any]], examples: int = 3) -> dict[str, Any]:
+    """The task's own rules vs the second checker, record by record: counts and a few examples of each
+    disagreement (what each read as the answer)."""
+    cells = {"both_correct": [], "only_rules": [], "only_checker": [], "both_wrong": []}
+    for r in records:
+        key = (
+            ("both_correct" if r["checker_correct"] else "only_rules")
+            if r["correct"]
+            else ("only_checker" if r["checker_correct"] else "both_wrong")
+        )
+        cells[key].append(r)
+    table: dict[str, Any] = {k: len(v) for k, v in cells.items()}
+    table["examples"] = {
+        k: [
+            {"id": r["id"], "gold": r["gold"], "rules": r["prediction"], "checker": r["checker_prediction"]}
+            for r in cells[k][:examples]
+        ]
+        for k in ("only_rules", "only_checker")
+    }
+    return table
