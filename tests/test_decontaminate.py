@@ -95,3 +95,24 @@ def test_curate_drops_a_test_question_and_says_which(tmp_path):
     report = json.loads((tmp_path / "data" / "decontamination.json").read_text())
     assert report["dropped"][0]["example_id"] == "0" and report["dropped"][0]["matches"][0]["task"] == "gsm8k"
     assert report["summary"]["by_kind"] == {"exact": 1}
+
+
+def test_eval_warns_when_the_model_trained_on_its_test_questions(tmp_path, caplog):
+    from cotbridge.evaluation.run import warn_if_trained_on
+    from cotbridge.tasks import get_task
+
+    task = get_task("synthetic_arithmetic")
+    tests = task.load("test", None, n_test=20)
+    model = tmp_path / "student"
+    model.mkdir()
+    (model / "training_prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"{q.question} ###"}) for q in tests[:3]).replace("}{", "}\n{") + "\n"
+    )
+    with caplog.at_level("WARNING"):
+        assert warn_if_trained_on(str(model), [(task, {}, tests)]) == 3
+    assert "trained on 3 of the 20 questions it is tested on" in caplog.text
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    other = task.load("train", None, n_train=20)
+    (clean / "training_prompts.jsonl").write_text("".join(json.dumps({"prompt": q.question}) + "\n" for q in other))
+    assert warn_if_trained_on(str(clean), [(task, {}, tests)]) == 0  # a template shared is not a question seen

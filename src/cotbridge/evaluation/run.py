@@ -17,7 +17,7 @@ from cotbridge.errors import UserError
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.two_stage import sampling_temperature
-from cotbridge.jsonl import read_json, write_json, write_jsonl
+from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, load_few_shot
 from cotbridge.reporting.tables import markdown_table
 from cotbridge.tasks import parse_task_spec
@@ -92,6 +92,7 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
         backend = get_backend(
             cfg.backend, model=cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size, dtype=cfg.dtype
         )
+    warn_if_trained_on(cfg.model, datasets)
     out = cfg.output_dir()
     with folder_lock(out, "--output"):
         check_output(out, cfg)
@@ -121,6 +122,33 @@ SAME_EVALUATION = (
     "pipeline",
     "seed",
 )
+
+
+def warn_if_trained_on(model: str | None, datasets: list[Any]) -> int:
+    """Warn when the model's recorded training prompts (``training_prompts.jsonl``, written by ``cotbridge train``)
+    overlap the questions it is about to be tested on; returns how many test questions they overlap."""
+    from cotbridge.decontaminate import TEMPLATED, TestIndex
+
+    trained = Path(model or "") / "training_prompts.jsonl"
+    if not model or not trained.is_file():
+        return 0
+    index = TestIndex()
+    for task, _params, examples in datasets:
+        exact_only = task.family == "synthetic" or task.name in TEMPLATED  # templates share n-grams by design
+        for ex in examples:
+            index.add(task.name, ex.id, ex.question, exact_only=exact_only)
+    hit: set[tuple[str, str]] = set()
+    for rec in read_jsonl(trained):
+        hit.update((m.task, m.test_id) for m in index.matches(str(rec.get("prompt") or "")))
+    if hit:
+        log.warning(
+            "%s was trained on %d of the %d questions it is tested on (13-gram / exact overlap with its "
+            "training_prompts.jsonl): its accuracy on them measures memory, not reasoning",
+            model,
+            len(hit),
+            len(index.entries),
+        )
+    return len(hit)
 
 
 def check_output(out: Path, cfg: EvalConfig) -> None:

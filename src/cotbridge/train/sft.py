@@ -24,7 +24,7 @@ from typing import Any
 from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
-from cotbridge.jsonl import read_json, write_json
+from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,16 @@ def train_student(
         return _train(cfg, examples, model, tokenizer, callbacks, dev)
 
 
+TRAINED_ON = "training_prompts.jsonl"
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as text: chat prompts by their user turns."""
+    if isinstance(prompt, list):
+        return "\n".join(str(m.get("content", "")) for m in prompt if isinstance(m, dict) and m.get("role") == "user")
+    return str(prompt or "")
+
+
 def training_fingerprint(cfg: TrainConfig, examples: list[dict[str, Any]]) -> dict[str, Any]:
     """What a checkpoint in ``output_dir`` was trained from: resuming it on other data or settings would mix runs."""
     data = hashlib.sha256(json.dumps(examples, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -189,6 +199,8 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
                     "--output, or delete the folder to start over"
                 )
         write_json(marker, new)
+        # What the student saw, so that `cotbridge eval` can warn when it is tested on questions it trained on.
+        write_jsonl(out / TRAINED_ON, [{"prompt": prompt_text(e.get("prompt"))} for e in examples])
         yield
 
 
