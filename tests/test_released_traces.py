@@ -114,6 +114,8 @@ def test_traces_to_a_student_dataset_that_keeps_think(tmp_path):
             "--rationale",
             "both",
             "--no-decontaminate",
+            "--compare-checker",
+            "number",
         ],
         capture_output=True,
         text=True,
@@ -126,3 +128,7 @@ def test_traces_to_a_student_dataset_that_keeps_think(tmp_path):
     assert answer.startswith("<think>\n1/2 = 2/4, plus 1/4.\n</think>") and "\\boxed{\\frac34}" in answer
     stats = json.loads((tmp_path / "data" / "curation.json").read_text())
     assert stats["dropped"] == {"incomplete_thinking": 1, "correct": 1}
+    # the records' verdicts (math-verify) against the plain numeric rules on the same outputs: \\frac34 is no number
+    table = stats["checker_table"]
+    assert sum(table[k] for k in ("both_correct", "only_rules", "only_checker", "both_wrong")) == 3
+    assert table["only_rules"] == 1 and "records' verdicts vs number" in cur.stdout

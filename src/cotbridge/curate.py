@@ -40,6 +40,7 @@ class CurateSettings:
     # longest trace kept. A trace that never closed is never trained on.
     rationale: str = "final"  # "final" (the response), "thinking" (the trace) or "both" (<think>trace</think> answer)
     max_thinking_words: int | None = None
+    compare_checker: str | None = None  # e.g. "math": report where it and the records' own verdicts disagree
 
 
 def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:
@@ -155,6 +156,29 @@ def decontaminate_records(
     return kept, {"summary": summary, "dropped": dropped}
 
 
+def compare_verdicts(records: list[dict[str, Any]], checker: str) -> dict[str, Any]:
+    """The teacher records' own verdicts (the task's rules) against ``checker`` (``math``: math-verify) on the same
+    final outputs: the four cells, with examples of each disagreement."""
+    from cotbridge.answers.score import score_output
+    from cotbridge.evaluation.predictions import checker_table
+
+    rows = []
+    for r in records:
+        text = r.get("answer_output") or r.get("rationale") or ""
+        v = score_output(text, [str(r.get("gold") or "")], checker)
+        rows.append(
+            {
+                "id": r.get("key"),
+                "gold": r.get("gold"),
+                "correct": bool(r.get("correct")),
+                "prediction": r.get("prediction"),
+                "checker_correct": v.correct,
+                "checker_prediction": v.prediction,
+            }
+        )
+    return checker_table(rows)
+
+
 def curate_file(
     records_path: str | Path,
     out_dir: str | Path,
@@ -177,6 +201,9 @@ def curate_file(
     kept, stats = curate(records, settings)
     settings = settings or CurateSettings()
     out = Path(out_dir)
+    if settings.compare_checker:
+        stats["checker"] = settings.compare_checker
+        stats["checker_table"] = compare_verdicts(records, settings.compare_checker)
     if settings.decontaminate and kept:
         kept, report = decontaminate_records(kept, settings)
         stats["decontamination"] = report["summary"]

@@ -48,6 +48,14 @@ def curate_cmd(
     max_thinking_words: Annotated[
         Optional[int], typer.Option(metavar="N", help="drop records whose thinking trace is longer than N words")
     ] = None,
+    compare_checker: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="TYPE",
+            help="also check each record's final output with this answer type (math: math-verify) and report "
+            "where it disagrees with the record's own verdict (curation.json: checker_table)",
+        ),
+    ] = None,
     push_to_hub: Annotated[
         Optional[str],
         typer.Option(metavar="REPO", help="push the dataset to this hub repo (token from the environment)"),
@@ -79,6 +87,7 @@ def curate_cmd(
             data_dir=data_dir,
             rationale=rationale,
             max_thinking_words=max_thinking_words,
+            compare_checker=compare_checker,
         ),
         hf_dataset=hf_dataset,
         push_to_hub=push_to_hub,
@@ -87,6 +96,12 @@ def curate_cmd(
         f"kept {stats['kept']} of {stats['records']} records ({stats['questions_kept']}/{stats['questions']} "
         f"questions); dropped {stats['dropped']}; wrote {output}/train.jsonl"
     )
+    if "checker_table" in stats:
+        t = stats["checker_table"]
+        typer.echo(
+            f"records' verdicts vs {stats['checker']}: both right {t['both_correct']}, only the records "
+            f"{t['only_rules']}, only {stats['checker']} {t['only_checker']}, both wrong {t['both_wrong']}"
+        )
     if "decontamination" in stats:
         d = stats["decontamination"]
         typer.echo(
