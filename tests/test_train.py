@@ -59,6 +59,22 @@ def test_loss_only_on_the_completion_and_eos_appended(tmp_path):
         assert text.endswith(tok.eos_token)
 
 
+def test_packing_fills_rows_with_several_examples_and_still_masks_prompts(tmp_path):
+    tok = build_tiny_tokenizer()
+    cfg = TrainConfig(
+        lora=False, output_dir=str(tmp_path), batch_size=2, max_length=256, packing=True, group_by_length=False
+    )
+    trainer = build_trainer(cfg, examples(), tiny_model(tok), tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    # padding-free: one row of concatenated examples, each restarting its positions at 0
+    starts = (batch["position_ids"][0] == 0).sum().item()
+    assert batch["input_ids"].shape[0] == 1 and starts >= 2
+    kept = tok.decode(
+        [t for t, lab in zip(batch["input_ids"][0].tolist(), batch["labels"][0].tolist()) if lab != -100]
+    )
+    assert kept.count("-->") == starts and "apples" not in kept  # every completion trained, no prompt
+
+
 def test_full_fine_tuning_changes_weights_and_logs_finite_loss(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_model(tok)

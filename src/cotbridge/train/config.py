@@ -27,6 +27,10 @@ class TrainConfig(StrictModel):
     grad_accum: int = 1
     max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
     group_by_length: bool = True  # batches of similar length waste less compute on padding
+    # Long reasoning traces: pack several examples into each max_length row (TRL's best-fit packing, padding-free),
+    # so a batch holds tokens instead of padding. Examples stay apart only with an attention that reads position_ids
+    # (flash-attention on GPUs); elsewhere packed examples can attend to each other, so it is off by default.
+    packing: bool = False
     gradient_checkpointing: bool = (
         False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
     )

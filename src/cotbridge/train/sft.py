@@ -61,7 +61,8 @@ def build_trainer(
         tokenizer.pad_token = tokenizer.eos_token
     examples = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True)
+    packing = {"packing": True, "padding_free": True} if cfg.packing else {}
+    args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True, **packing)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
     return grouped(
         cfg,
