@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -412,6 +413,8 @@ def test_ctrl_c_in_teach_says_what_was_kept_and_how_to_resume(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "COTBRIDGE_CACHE": str(tmp_path / "c.sqlite")},
+            # a harness that runs the suite in the background ignores SIGINT, and children inherit that: restore it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         records = tmp_path / "run" / "teacher" / "synthetic_arithmetic.jsonl"
         deadline = time.time() + 120

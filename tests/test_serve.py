@@ -320,6 +320,8 @@ def test_cli_serve_starts_answers_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a harness that runs the suite in the background ignores SIGINT, and children inherit that: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +25,17 @@ _fds: dict[Path, int] = {}
 
 
 def _holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        pid = os.read(fd, 32).decode(errors="replace").strip()
-    except OSError:
-        pid = ""
+    """The holder's PID; it writes it right after taking the lock, so an empty file is re-read for a moment."""
+    pid = ""
+    for _ in range(20):
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+        except OSError:
+            break
+        if pid:
+            break
+        time.sleep(0.05)
     return f"PID {pid}" if pid else "another process"
 
 
