@@ -150,7 +150,11 @@ def main() -> None:
         both_asked = logged_questions(both_log)
         concurrent = {
             "exit_codes": sorted(code for code, _ in outcomes),
-            "refusal": next((line[0] for code, line in outcomes if code == 2 and line), None),
+            # the temporary run directory's path would tie the committed figures to this machine
+            "refusal": next(
+                (line[0].replace(str(tmp / "both"), "<run_dir>") for code, line in outcomes if code == 2 and line),
+                None,
+            ),
             "identical_to_single_run": both == reference,
             "records": len(both),
             "server_requests": len(both_asked),
