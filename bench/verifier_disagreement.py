@@ -11,14 +11,12 @@ from pathlib import Path
 
 from _results import write_results
 from cotbridge.evaluation.predictions import score_predictions
+from score_released_outputs import FILES as RELEASED
+from score_released_outputs import RE2
 
 REPO = Path(__file__).resolve().parents[1]
-RE2 = REPO.parent / "shared" / "data" / "teacher_rationales" / "rereading_re2"
-FILES = [
-    ("svamp", "svamp__gpt-4o-mini-2024-07-18.jsonl", "target"),
-    ("gsm8k", "gsm8k_test__gpt-3.5-turbo.jsonl", "target"),
-    ("gsm8k", "gsm8k_test__text-davinci-003.jsonl", "target"),
-]
+# the released files of score_released_outputs.py whose answers are numbers (math-verify says nothing on letters)
+FILES = [f for f in RELEASED if f[0] != "commonsense_qa"]
 
 
 def main() -> None:

@@ -100,3 +100,20 @@ class ScriptedBackend:
 @pytest.fixture
 def scripted():
     return ScriptedBackend
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, request):
+    """``datasets.load_dataset`` answered from the test module's ``ROWS`` (hub path -> rows), no network; returns
+    the (path, config, split) of every call."""
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, config=None, split=None):
+        calls.append((path, config, split))
+        return request.module.ROWS[path]
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.delenv("COTBRIDGE_DATA_DIR", raising=False)
+    return calls

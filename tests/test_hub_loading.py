@@ -24,21 +24,6 @@ ROWS = {
 }
 
 
-@pytest.fixture
-def fake_hub(monkeypatch):
-    import datasets
-
-    calls = []
-
-    def load_dataset(path, config=None, split=None):
-        calls.append((path, config, split))
-        return ROWS[path]
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.delenv("COTBRIDGE_DATA_DIR", raising=False)
-    return calls
-
-
 def test_hub_copies_map_to_examples(fake_hub):
     [g] = get_task("gsm8k").load("test")
     assert (g.question, g.answer) == ("Q1?", "1007")

@@ -36,21 +36,6 @@ ROWS = {
 }
 
 
-@pytest.fixture
-def fake_hub(monkeypatch):
-    import datasets
-
-    calls = []
-
-    def load_dataset(path, config=None, split=None):
-        calls.append((path, config, split))
-        return ROWS[path]
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.delenv("COTBRIDGE_DATA_DIR", raising=False)
-    return calls
-
-
 def test_reasoning_sets_load_from_their_hub_copies(fake_hub):
     math = get_task("math500").load("test")[0]
     assert (math.id, math.answer, math.meta["level"]) == ("test/algebra/1.json", "\\frac{3}{4}", 1)

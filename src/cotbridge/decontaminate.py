@@ -81,6 +81,14 @@ class TestIndex:
         for g in ngrams(toks, min(self.candidate_n, len(toks))):
             self.by_candidate[g].add(i)
 
+    def add_task(self, task: Any, examples: list[Any]) -> None:
+        """A task's questions; a templated task's (generators, coin flip) count only as verbatim repeats."""
+        exact_only = task.family == "synthetic" or task.name in TEMPLATED
+        if exact_only:
+            self.exact_only.add(task.name)
+        for ex in examples:
+            self.add(task.name, ex.id, ex.question, exact_only=exact_only)
+
     def matches(self, text: str) -> list[Match]:
         """Every test question that ``text`` overlaps, n-gram matches first."""
         toks = words(text)
@@ -134,11 +142,7 @@ def build_index(
         except UserError as e:  # no data here (hub-only task offline, unknown task): said in the report
             index.skipped[spec] = str(e).splitlines()[0][:200]
             continue
-        exact_only = task.family == "synthetic" or task.name in TEMPLATED
-        if exact_only:
-            index.exact_only.add(task.name)
-        for ex in examples:
-            index.add(task.name, ex.id, ex.question, exact_only=exact_only)
+        index.add_task(task, examples)
     log.info(
         "decontamination index: %d %s questions of %d tasks (%d skipped)",
         len(index.entries),

@@ -19,9 +19,8 @@ from pathlib import Path
 from cotbridge.errors import UserError
 
 LOCK_NAME = ".lock"
-_held: dict[Path, int] = {}  # folder -> how many times this process holds it
+_held: dict[Path, list[int]] = {}  # folder -> [its lock file's fd, how many holds this process has on it]
 _guard = threading.Lock()
-_fds: dict[Path, int] = {}
 
 
 def _holder(fd: int) -> str:
@@ -46,18 +45,26 @@ def folder_lock(folder: str | Path, option: str = "--run-dir") -> Iterator[Path]
     ``option``: the command-line option that picks another folder, named in the refusal."""
     path = Path(folder).resolve()
     with _guard:
-        if path in _held:
-            _held[path] += 1
-            reentered = True
-        else:
-            reentered = False
-    if reentered:
-        try:
-            yield path
-        finally:
-            with _guard:
-                _held[path] -= 1
-        return
+        reentered = path in _held
+        if reentered:
+            _held[path][1] += 1
+    if not reentered:
+        fd = _acquire(path, option)
+        with _guard:
+            _held[path] = [fd, 1]
+    try:
+        yield path
+    finally:
+        with _guard:
+            _held[path][1] -= 1
+            fd = _held.pop(path)[0] if _held[path][1] == 0 else None
+        if fd is not None:  # the last hold in this process ends: release the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _acquire(path: Path, option: str) -> int:
+    """Create ``path``, lock its lock file (refusing at once if another process holds it) and write our PID."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -74,17 +81,4 @@ def folder_lock(folder: str | Path, option: str = "--run-dir") -> Iterator[Path]
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    with _guard:
-        _held[path], _fds[path] = 1, fd
-    try:
-        yield path
-    finally:
-        with _guard:
-            _held[path] -= 1
-            last = _held[path] == 0
-            if last:
-                del _held[path]
-                fd = _fds.pop(path)
-        if last:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    return fd

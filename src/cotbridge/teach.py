@@ -7,6 +7,7 @@ not yet recorded come back from the request cache. Records are appended whole an
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import shlex
@@ -219,10 +220,23 @@ class Teacher:
             self.backend = CachedBackend(self.backend, self.cache)
         return self.backend
 
-    def estimate_cost(self, todo: list[tuple[Example, list[int]]]) -> dict[str, Any]:
-        """Upper bound for a dry run: prompt tokens ~ chars/4, every sample using all its max tokens."""
+    @functools.cached_property
+    def price_table(self) -> Any:
+        """The teacher's ``prices`` option read once (None: the built-in table)."""
         from cotbridge.backends import pricing
 
+        prices = self.cfg.teacher.options.get("prices")
+        return pricing.load_price_table(prices) if prices is not None else None
+
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for these tokens at the teacher model's price (None: a model without a price)."""
+        from cotbridge.backends import pricing
+
+        model = self.cfg.teacher.model or self.cfg.teacher.backend
+        return pricing.cost(model, prompt_tokens, completion_tokens, self.price_table)
+
+    def estimate_cost(self, todo: list[tuple[Example, list[int]]]) -> dict[str, Any]:
+        """Upper bound for a dry run: prompt tokens ~ chars/4, every sample using all its max tokens."""
         prompt_tokens = completion_tokens = 0
         for ex, samples in todo:
             p = len(self.mode.first(ex, self.ctx)) // 4 + 1
@@ -231,13 +245,7 @@ class Teacher:
                 self.cfg.max_tokens + (self.cfg.answer_max_tokens if self.mode.second else 0)
             )
             prompt_tokens += len(samples) * self.cfg.max_tokens if self.mode.second else 0
-        model = self.cfg.teacher.model or self.cfg.teacher.backend
-        table = (
-            pricing.load_price_table(self.cfg.teacher.options["prices"])
-            if "prices" in self.cfg.teacher.options
-            else None
-        )
-        cost = pricing.cost(model, prompt_tokens, completion_tokens, table)
+        cost = self.price(prompt_tokens, completion_tokens)
         return {
             "questions": len(todo),
             "samples": sum(len(s) for _, s in todo),
@@ -283,15 +291,10 @@ class Teacher:
     def within_budget(self, pending: list[tuple[str, Request]]) -> list[tuple[str, Request]]:
         """The first pending calls whose worst-case cost (prompt ~ chars/4, every max token used) fits what is left of
         ``max_cost``: a Batch API export is capped like a live run."""
-        from cotbridge.backends import pricing
-
-        model = self.cfg.teacher.model or self.cfg.teacher.backend
-        opts = self.cfg.teacher.options
-        table = pricing.load_price_table(opts["prices"]) if "prices" in opts else None
         left, kept = (self.cfg.max_cost or 0.0) - self.spent, []
         for key, req in pending:
             text = req.prompt if req.prompt is not None else " ".join(m["content"] for m in req.messages or [])
-            cost = pricing.cost(model, len(text) // 4 + 1, req.max_tokens, table) or 0.0
+            cost = self.price(len(text) // 4 + 1, req.max_tokens) or 0.0
             if cost > left:
                 log.warning(
                     "--max-cost %s USD: exported %d of %d pending calls (the rest could pass the cap); raise it "

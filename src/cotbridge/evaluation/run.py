@@ -127,16 +127,14 @@ SAME_EVALUATION = (
 def warn_if_trained_on(model: str | None, datasets: list[Any]) -> int:
     """Warn when the model's recorded training prompts (``training_prompts.jsonl``, written by ``cotbridge train``)
     overlap the questions it is about to be tested on; returns how many test questions they overlap."""
-    from cotbridge.decontaminate import TEMPLATED, TestIndex
+    from cotbridge.decontaminate import TestIndex
 
     trained = Path(model or "") / "training_prompts.jsonl"
     if not model or not trained.is_file():
         return 0
     index = TestIndex()
     for task, _params, examples in datasets:
-        exact_only = task.family == "synthetic" or task.name in TEMPLATED  # templates share n-grams by design
-        for ex in examples:
-            index.add(task.name, ex.id, ex.question, exact_only=exact_only)
+        index.add_task(task, examples)
     hit: set[tuple[str, str]] = set()
     for rec in read_jsonl(trained):
         hit.update((m.task, m.test_id) for m in index.matches(str(rec.get("prompt") or "")))

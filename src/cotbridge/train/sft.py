@@ -59,27 +59,29 @@ def build_trainer(
     tokenizer.padding_side = "right"  # training pads on the right; generation switches to left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    examples = trainable_examples(examples, tokenizer, cfg.max_length)
+    examples, truncation = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     packing = {"packing": True, "padding_free": True} if cfg.packing else {}
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True, **packing)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
-    return grouped(
-        cfg,
-        SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
-        ),
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
     )
+    trainer.truncation = truncation  # reported in train_student's stats
+    return grouped(cfg, trainer)
 
 
-def trainable_examples(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
-    """Drop rows whose prompt fills ``max_length`` (the loss is on the completion only: they would train nothing)
-    and say how many were dropped or cut short; refuse data in which no row has a trainable token."""
+def trainable_examples(
+    examples: list[dict[str, Any]], tokenizer: Any, max_length: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(the rows worth training on, how many were dropped or cut short): rows whose prompt fills ``max_length`` are
+    dropped (the loss is on the completion only: they would train nothing); data in which no row has a trainable
+    token is refused."""
     untrainable = truncated = 0
     kept = []
     for e in examples:
@@ -89,7 +91,6 @@ def trainable_examples(examples: list[dict[str, Any]], tokenizer: Any, max_lengt
             continue
         truncated += prompt + completion > max_length
         kept.append(e)
-    TRUNCATION.update(examples=len(examples), untrainable=untrainable, truncated=truncated)
     if not kept:
         raise UserError(
             f"no trainable token: the prompts of all {len(examples)} examples fill max_length={max_length} tokens; "
@@ -103,7 +104,7 @@ def trainable_examples(examples: list[dict[str, Any]], tokenizer: Any, max_lengt
             max_length,
             truncated,
         )
-    return kept
+    return kept, {"untrainable": untrainable, "truncated": truncated}
 
 
 def token_counts(tokenizer: Any, prompt: Any, completion: Any) -> tuple[int, int]:
@@ -114,9 +115,6 @@ def token_counts(tokenizer: Any, prompt: Any, completion: Any) -> tuple[int, int
         prompt, completion = head, whole[len(head) :] if whole.startswith(head) else whole
     count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     return count(prompt), count(completion)
-
-
-TRUNCATION: dict[str, int] = {}  # the last build_trainer's counts, reported in train_student's stats
 
 
 def grouped(cfg: TrainConfig, trainer: Any) -> Any:
@@ -160,7 +158,6 @@ def train_student(
             batch_size=cfg.dev_batch_size,
         )
         callbacks.append(dev)
-    TRUNCATION.clear()
     with training_folder(cfg, examples):
         return _train(cfg, examples, model, tokenizer, callbacks, dev)
 
@@ -228,7 +225,7 @@ def _train(
         "losses": losses,
         "resumed_from": resume,
         "examples": len(examples),
-        **{f"examples_{k}": v for k, v in TRUNCATION.items() if k != "examples"},
+        **{f"examples_{k}": v for k, v in getattr(trainer, "truncation", {}).items()},
         "world_size": trainer.args.world_size,
         **stats,
     }
