@@ -18,10 +18,12 @@ def step():  # 200 MB and 100 MB tensors allocated, touched and freed, like a st
     del x, y
 for _ in range(6):  # warm-up: the heap grows to its working size
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(took, min(faults))  # the quietest step: a busy machine (page reclaim, other threads) adds faults to some steps
 """
 
 
@@ -41,4 +43,4 @@ def test_freed_tensor_memory_is_reused_instead_of_faulted_in_again():
     left, default = page_faults(None)  # opt-in: without the variable glibc keeps its defaults
     assert took == "True" and left == "False"
     # default glibc maps and unmaps each block: ~73k page faults every step; tuned, the warm heap is reused
-    assert default > 4 * 60_000 and tuned < default / 10
+    assert default > 60_000 and tuned < default / 10
