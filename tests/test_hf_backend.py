@@ -104,8 +104,8 @@ def test_gguf_is_dequantised_once_and_the_copy_loads_the_same_model(tmp_path, mo
 
 
 def test_in_place_kv_cache_generates_what_transformers_cache_does(tiny_model_dir):
-    in_place = HFBackend(str(tiny_model_dir), batch_size=8)
-    default = HFBackend(str(tiny_model_dir), batch_size=8, kv_cache="dynamic")
+    in_place = HFBackend(str(tiny_model_dir), batch_size=8, decoding="batches")
+    default = HFBackend(str(tiny_model_dir), batch_size=8, kv_cache="dynamic", decoding="batches")
     assert in_place.in_place_cache and not default.in_place_cache  # "auto" picks it for a Llama
     greedy = [Request(prompt=p, max_tokens=90) for p in PROMPTS]  # long enough to grow the buffers twice
     sampled = [Request(prompt=p, n=3, temperature=1.0, max_tokens=8, seed=2) for p in PROMPTS[:2]]

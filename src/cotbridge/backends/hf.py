@@ -14,6 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
+from cotbridge.backends.kv_cache import cache_argument
 from cotbridge.errors import UserError
 from cotbridge.models.loading import load_model_and_tokenizer
 
@@ -36,6 +37,8 @@ class HFBackend:
         model_obj: Any = None,
         tokenizer: Any = None,
         kv_cache: str = "auto",
+        decoding: str = "auto",
+        lookahead: int = 4,
     ):
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
@@ -43,9 +46,11 @@ class HFBackend:
             if self.tokenizer.pad_token is None:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
         else:
-            self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype)
+            self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype, generation=True)
         self.model_id = model
         self.batch_size = batch_size
+        self.lookahead = lookahead  # greedy slot decoding: prompt-lookup draft tokens checked per step
+        self.stats: dict[str, int] = {}  # the last slot-decoding call's steps and pre-filled prompt tokens
         # Built once per stop list: transformers' own cache misses (its key depends on vocab order), and
         # rebuilding costs ~0.5 s per generate() call with a 49k vocabulary.
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
@@ -57,6 +62,16 @@ class HFBackend:
 
         # "auto": append to the key/value cache in place where the model allows it (see backends/kv_cache.py)
         self.in_place_cache = kv_cache == "in_place" or (kv_cache == "auto" and supports_growing_cache(self.model))
+        if decoding not in DECODING:
+            raise UserError(f"decoding must be one of {', '.join(DECODING)}, not {decoding!r}")
+        # "slots" (backends/slot_decoding.py): finished rows are refilled, a prompt is pre-filled once for its
+        # samples; "batches": transformers' generate() on length-sorted batches (encoder-decoder models, and the
+        # reference the slot path is tested against).
+        self.decoding = (
+            decoding if decoding != "auto" else "slots" if supports_growing_cache(self.model) else "batches"
+        )
+        if self.decoding == "slots" and not supports_growing_cache(self.model):
+            raise UserError(f"decoding=slots needs a decoder-only model with full attention in every layer: {model}")
 
     def render(self, req: Request) -> str:
         if req.prompt is not None:
@@ -78,6 +93,8 @@ class HFBackend:
     def generate(
         self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
     ) -> list[list[Completion]]:
+        if self.decoding == "slots":
+            return self._generate_in_slots(requests, progress, on_result)
         texts = [self.render(r) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         # Requests that share generation settings can share a batch; inside a group, sort by length
@@ -111,6 +128,60 @@ class HFBackend:
         bar.close()
         return out
 
+    def _generate_in_slots(
+        self, requests: list[Request], progress: bool, on_result: ResultCallback | None
+    ) -> list[list[Completion]]:
+        from cotbridge.backends.slot_decoding import Job, SlotDecoder
+
+        prompts = self.tokenizer([self.render(r) for r in requests], add_special_tokens=False)["input_ids"]
+        jobs = [
+            Job(p, r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample)
+            for p, r in zip(prompts, requests)
+        ]
+        out: list[list[Completion]] = [[] for _ in requests]
+        bar = tqdm(
+            total=len(requests),
+            desc=f"generate ({self.model_id.split('/')[-1]})",
+            unit="request",
+            disable=not progress,
+            leave=False,
+        )
+
+        def done(i: int, samples: list[Any]) -> None:
+            req, comps = requests[i], []
+            for f in samples:
+                text, hit_stop = truncate_at_stop(self.tokenizer.decode(f.tokens, skip_special_tokens=True), req.stop)
+                finished = f.hit_eos or hit_stop or len(f.tokens) < req.max_tokens
+                used = len(f.tokens) + int(f.hit_eos)
+                comps.append(Completion(text, "stop" if finished else "length", len(prompts[i]), used, f.latency_s))
+            out[i] = comps
+            bar.update(1)
+            if on_result is not None:
+                on_result(i, comps)
+
+        decoder = SlotDecoder(
+            self.model,
+            slots=self.batch_size,
+            eos_ids=({self.tokenizer.eos_token_id} | self._eos_ids()) - {None},
+            pad_id=self.tokenizer.pad_token_id,
+            tail_text=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            interrupt=self.interrupt,
+            lookahead=self.lookahead,
+        )
+        try:
+            decoder.run(jobs, done)
+        finally:
+            bar.close()
+            self.stats = {
+                "steps": decoder.steps,
+                "prefill_tokens": decoder.prefill_tokens,
+                "drafted": decoder.drafted,
+                "accepted": decoder.accepted,
+            }
+        if decoder.interrupted:
+            raise GenerationInterrupted("generation abandoned: its caller is gone")
+        return out
+
     def _generate_batch(self, texts: list[str], req: Request) -> list[list[Completion]]:
         import torch
 
@@ -128,7 +199,7 @@ class HFBackend:
         if self.in_place_cache:
             from cotbridge.backends.kv_cache import GrowingCache
 
-            gen_kw["past_key_values"] = GrowingCache()
+            gen_kw[cache_argument(self.model)] = GrowingCache()
         if sample:
             gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=0)
             torch.manual_seed(req.seed * 100_003 + req.first_sample)
@@ -179,6 +250,7 @@ class HFBackend:
         return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
 
+DECODING = ("auto", "slots", "batches")
 BACKENDS.add("hf", HFBackend)
 
 

@@ -58,6 +58,15 @@ class GrowingCache(DynamicCache):
         Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
 
 
+def cache_argument(model: Any) -> str:
+    """The name under which forward() and generate() take a cache: ``cache`` since transformers 5.2x,
+    ``past_key_values`` before (deprecated since, removed in v6)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
 def supports_growing_cache(model: Any) -> bool:
     """Decoder-only models whose every layer is a full-attention DynamicLayer in transformers' own cache."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT-wrapped student

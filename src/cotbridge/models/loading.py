@@ -95,20 +95,44 @@ def keep_dequantised(net: Any, folder: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto"):
-    """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config."""
+def native_bf16() -> bool:
+    """A CUDA device, or a CPU that multiplies bf16 natively (AMX or AVX512-BF16): bf16 matrix products run at
+    2-4x fp32's speed there. Elsewhere bf16 is emulated and slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to ask
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str, *, generation: bool = False) -> Any:
+    """``auto``: bf16 on CUDA; on a CPU fp32 for training, and bf16 for generation where the CPU has native bf16
+    (bench/eval_vs_lmeval.py measures its effect on answers against fp32)."""
+    import torch
+
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype == "auto":
+        fast = torch.cuda.is_available() or (generation and native_bf16())
+        return torch.bfloat16 if fast else torch.float32
+    if dtype not in names:
+        raise UserError(f"dtype must be auto, {', '.join(names)}, not {dtype!r}")
+    return names[dtype]
+
+
+def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto", generation: bool = False):
+    """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config. ``generation``: the model
+    only generates (``auto`` may then pick bf16 on a CPU, see :func:`resolve_dtype`)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     keep_freed_memory()  # before the first big tensor: steps allocate and free hundreds of MB each
     source, gguf = resolve_model_source(model, gguf_file)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    torch_dtype = {
-        "auto": torch.float32 if not torch.cuda.is_available() else torch.bfloat16,
-        "float32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-    }[dtype]
+    torch_dtype = resolve_dtype(dtype, generation=generation)
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
@@ -121,15 +145,17 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
             weights = source
         config = AutoConfig.from_pretrained(weights, **kw)
         cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        net = cls.from_pretrained(weights, dtype=torch_dtype, **kw)
+        # A GGUF file is dequantised to fp32 and that copy kept, whatever dtype this load wants (every later load
+        # in any dtype then reads the copy); the cast happens after.
+        first_gguf_load = gguf is not None and weights == source
+        net = cls.from_pretrained(weights, dtype=torch.float32 if first_gguf_load else torch_dtype, **kw)
     except OSError as e:
         raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
-    if gguf and weights == source:
+    if first_gguf_load:
         forget_gguf_quantizer(net)
-        if (
-            kept is not None and torch_dtype == torch.float32
-        ):  # the dequantised weights are fp32: keep them as they are
+        if kept is not None:
             keep_dequantised(net, kept)
+        net.to(torch_dtype)
     net.eval()
     if torch.cuda.is_available():
         net.to("cuda")

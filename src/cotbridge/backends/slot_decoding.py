@@ -1,0 +1,418 @@
+"""Decoding in slots: a fixed number of rows in flight, each refilled as soon as its sequence finishes.
+
+``model.generate`` runs a batch until its longest row is done, so a batch of 16 costs 16 rows x the longest
+completion even when most rows stopped early; its samples of one prompt each pre-fill the prompt again
+(``num_return_sequences`` copies it k times). Here:
+
+* every slot holds one sequence; a finished one leaves at once and the next pending sequence takes its place;
+* a prompt is pre-filled once and its keys/values copied into the slots of all its samples;
+* once nothing is pending the finished slots are dropped, so the batch shrinks with the work left;
+* the keys/values live in one buffer per layer with all slots aligned on a shared write column (new prompts are
+  right-aligned to it, their left columns masked), so a step appends in place instead of concatenating;
+* each sample draws from its own generator seeded by (request seed, sample index): a sample does not depend on
+  which other sequences shared its batch.
+
+Greedy outputs equal ``generate``'s (tests/test_slot_decoding.py). The model is called with its ``cache``, a 4D mask
+and explicit positions, not through ``generate(past_key_values=...)``, which transformers v6 removes.
+Decoder-only models whose layers all attend to the full sequence (``kv_cache.supports_growing_cache``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+from cotbridge.backends.kv_cache import cache_argument
+
+
+@dataclass
+class Job:
+    """One request: its prompt's token ids and the settings its ``n`` samples share."""
+
+    prompt: list[int]
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    first_sample: int = 0
+
+
+@dataclass
+class Finished:
+    """One sample: its new token ids (up to and without EOS), how it ended and what it cost."""
+
+    tokens: list[int]
+    hit_eos: bool
+    hit_stop: bool
+    latency_s: float
+
+
+class _NgramIndex:
+    """Where each 1-, 2- and 3-gram of a token sequence last occurred (before its final position), so a draft is
+    one dictionary lookup per step instead of a scan."""
+
+    N = 3
+
+    def __init__(self, tokens: list[int]):
+        self.tokens: list[int] = []
+        self.after: dict[tuple[int, ...], int] = {}  # n-gram -> index of the token that followed it
+        self.extend(tokens)
+
+    def extend(self, new: list[int]) -> None:
+        for tok in new:
+            size = len(self.tokens)
+            for n in range(1, min(self.N, size) + 1):
+                self.after[tuple(self.tokens[size - n :])] = size
+            self.tokens.append(tok)
+
+    def draft(self, k: int) -> list[int]:
+        for n in range(min(self.N, len(self.tokens)), 0, -1):
+            at = self.after.get(tuple(self.tokens[-n:]))
+            if at is not None:
+                return self.tokens[at : at + k]
+        return []
+
+
+@dataclass
+class _Sequence:
+    job: int
+    sample: int
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    started: float = 0.0
+    index: _NgramIndex | None = None  # greedy sequences, when drafting
+
+
+class _SlotCache(DynamicCache):
+    """The model's view of the slot buffers: ``update`` writes the step's keys/values at the shared write column
+    and returns the live columns."""
+
+    def __init__(self, owner: SlotDecoder):
+        Cache.__init__(self, layers=[DynamicLayer() for _ in range(owner.n_layers)])
+        self.owner = owner
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kw: Any):
+        o = self.owner
+        end = o.end + key_states.shape[-2]
+        o.keys[layer_idx][:, :, o.end : end].copy_(key_states)
+        o.values[layer_idx][:, :, o.end : end].copy_(value_states)
+        return o.keys[layer_idx][:, :, o.start : end], o.values[layer_idx][:, :, o.start : end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.owner.end - self.owner.start
+
+
+class SlotDecoder:
+    """Runs jobs through ``slots`` rows of one model. ``tail_text(ids)`` decodes the last tokens of a sequence
+    for the stop-string check; ``interrupt()`` is polled every 8 steps and ends the run when true."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        slots: int,
+        eos_ids: set[int],
+        pad_id: int,
+        tail_text: Callable[[list[int]], str],
+        interrupt: Callable[[], bool] | None = None,
+        lookahead: int = 4,
+    ):
+        self.model = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers stay
+        self.slots, self.eos_ids, self.pad_id = max(1, slots), eos_ids, pad_id
+        self.tail_text, self.interrupt = tail_text, interrupt
+        self.lookahead = lookahead  # prompt-lookup draft tokens per greedy step (0: none)
+        self.interrupted = False
+        cfg = self.model.config
+        self.n_layers = cfg.num_hidden_layers
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.cache_kw = cache_argument(self.model)
+        self.steps = 0  # decoding steps taken (one token for every busy slot)
+        self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
+        self.drafted = self.accepted = 0  # prompt-lookup tokens proposed / confirmed by the model
+
+    # -- the buffers: keys/values [slots, heads, capacity, head_dim] per layer, mask [slots, capacity] --
+    def _allocate(self, rows: int, capacity: int, offset: int) -> None:
+        """New buffers of ``capacity`` columns; the live columns move to start at ``offset``."""
+        shape = (rows, self.kv_heads, capacity, self.head_dim)
+        live = self.end - self.start
+        keys = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        values = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
+        if live:
+            for new, old in zip(keys + values, self.keys + self.values):
+                new[:, :, offset : offset + live].copy_(old[:, :, self.start : self.end])
+            valid[:, offset : offset + live] = self.valid[:, self.start : self.end]
+        self.keys, self.values, self.valid = keys, values, valid
+        self.row_start += offset - self.start
+        self.start, self.end = offset, offset + live
+
+    def _make_room(self, left: int, right: int = 1) -> None:
+        """At least ``left`` columns before the write column (a prompt being placed) and ``right`` from it on."""
+        if self.end >= left and self.end + right <= self.valid.shape[1]:
+            if self.end - left < self.start:  # the placed prompt reaches left of the live columns: clear them
+                self.valid[:, self.end - left : self.start] = False
+                self.start = self.end - left
+            return
+        live = self.end - self.start
+        offset = max(left - live, 0)
+        capacity = max(offset + live + right + 64, (offset + live + right) * 3 // 2)
+        self._allocate(self.valid.shape[0], capacity, offset)
+        self._make_room(left, right)
+
+    def _keep_rows(self, rows: list[int]) -> None:
+        """Drop every other slot (nothing is pending and they are idle)."""
+        index = torch.tensor(rows, device=self.device)
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.valid = self.valid.index_select(0, index)
+        self.next_tok, self.pos = self.next_tok[index], self.pos[index]
+        self.row_start = self.row_start[index]
+        self.busy = [self.busy[i] for i in rows]
+
+    def run(self, jobs: list[Job], on_done: Callable[[int, list[Finished]], None]) -> None:
+        """Decode every sample of every job; ``on_done(job_index, samples)`` once a job's samples are all done."""
+        self.jobs = jobs
+        self.results: list[list[Finished | None]] = [[None] * j.n for j in jobs]
+        self.left = [j.n for j in jobs]
+        self.on_done = on_done
+        self.all_greedy = all(j.temperature <= 0 for j in jobs)
+        # Longest prompts first: the first placements set the write column, later (shorter) prompts fit before it.
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].prompt))
+        self.pending: list[tuple[int, int]] = [(i, s) for i in order for s in range(jobs[i].n)][::-1]
+        rows = min(self.slots, len(self.pending))
+        self.start = self.end = 0
+        self.keys, self.values = [], []
+        self.valid = torch.zeros((rows, 0), dtype=torch.bool, device=self.device)
+        self.row_start = torch.zeros(rows, dtype=torch.long)
+        self.next_tok = torch.full((rows,), self.pad_id, dtype=torch.long, device=self.device)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=self.device)
+        self.busy: list[_Sequence | None] = [None] * rows
+        cache = _SlotCache(self)
+        config = self.model.config
+        attention = config._attn_implementation
+        if attention == "sdpa":  # for the run only: the model may be shared (a trainer's dev evaluation)
+            _register_attention()
+            config._attn_implementation = ATTENTION
+        try:
+            self._loop(cache)
+        finally:
+            config._attn_implementation = attention
+
+    def _loop(self, cache: _SlotCache) -> None:
+        with torch.inference_mode():
+            while True:
+                self._refill()
+                live = [i for i, s in enumerate(self.busy) if s is not None]
+                if not live:
+                    break
+                if not self.pending and len(live) <= len(self.busy) * 3 // 4:
+                    self._keep_rows(live)
+                    live = list(range(len(live)))
+                self._step(cache)
+                self.steps += 1
+                if self.interrupt is not None and self.steps % 8 == 0 and self.interrupt():
+                    self.interrupted = True
+                    return
+
+    def _refill(self) -> None:
+        free = [i for i, s in enumerate(self.busy) if s is None]
+        if not free or not self.pending:
+            return
+        taken = [self.pending.pop() for _ in range(min(len(free), len(self.pending)))]
+        jobs = list(dict.fromkeys(j for j, _ in taken))  # each prompt pre-filled once for all its samples here
+        width = max(len(self.jobs[j].prompt) for j in jobs)
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long)
+        for r, j in enumerate(jobs):  # left padding: every prompt ends at the write column
+            p = self.jobs[j].prompt
+            ids[r, width - len(p) :] = torch.tensor(p)
+            mask[r, width - len(p) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        t0 = time.perf_counter()
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.prefill_tokens += int(mask.sum())
+        logits = out.logits[:, -1].float()
+        prefilled = out[self.cache_kw]
+        self._make_room(width)
+        row_of = {j: r for r, j in enumerate(jobs)}
+        for slot, (j, s) in zip(free, taken):
+            job, r = self.jobs[j], row_of[j]
+            seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
+            if self.lookahead and self.all_greedy:
+                seq.index = _NgramIndex(job.prompt)
+            first = int(self._choose(logits[r : r + 1], [seq])[0])
+            if self._take(seq, first):
+                continue  # done at its first token: it never needs a slot
+            lo = self.end - width
+            for layer in range(self.n_layers):
+                k, v = _layer_kv(prefilled, layer)
+                self.keys[layer][slot, :, lo : self.end].copy_(k[r])
+                self.values[layer][slot, :, lo : self.end].copy_(v[r])
+            self.valid[slot, self.start : self.end] = False
+            self.valid[slot, lo : self.end] = mask[r].bool()
+            self.row_start[slot] = self.end - len(job.prompt)
+            self.next_tok[slot], self.pos[slot] = first, len(job.prompt)
+            self.busy[slot] = seq
+
+    def _step(self, cache: _SlotCache) -> None:
+        """One forward pass: every busy slot feeds its pending token, and greedy slots also their drafted tokens
+        (prompt lookup); a slot keeps the drafts the model agrees with, plus the model's next token."""
+        drafts = [self._draft(s) for s in self.busy]
+        width = 1 + max(map(len, drafts))
+        self._make_room(0, width)
+        live = torch.tensor([s is not None for s in self.busy], device=self.device)
+        ids = self.next_tok[:, None].repeat(1, width)
+        for i, d in enumerate(drafts):
+            if d:
+                ids[i, 1 : 1 + len(d)] = torch.tensor(d)
+        self.valid[~live, self.start : self.end] = False
+        # Queries see the live columns, and the new block causally (an idle slot sees its own column, so no row of
+        # the attention is empty).
+        block = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        mask = torch.cat(
+            [
+                self.valid[:, None, None, self.start : self.end].expand(-1, 1, width, -1),
+                block.expand(len(self.busy), 1, width, width),
+            ],
+            dim=-1,
+        )
+        steps = torch.arange(width, device=self.device)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=self.pos[:, None] + steps,
+            use_cache=True,
+            **{self.cache_kw: cache},
+        )
+        self.valid[:, self.end : self.end + width] = True
+        rows = [i for i, s in enumerate(self.busy) if s is not None]
+        if width == 1:
+            chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
+        else:  # drafting only happens when every busy slot is greedy
+            chosen = out.logits[rows].argmax(-1)
+        for i, row in zip(rows, chosen.tolist()):
+            d, seq = drafts[i], self.busy[i]
+            kept = 0
+            while kept < len(d) and d[kept] == row[kept]:
+                kept += 1
+            self.drafted += len(d)
+            self.accepted += kept
+            # the model's tokens up to the first draft it disagrees with: the drafts it confirmed, then its own
+            if any(self._take(seq, tok) for tok in row[: kept + 1]):
+                self.busy[i] = None
+                continue
+            self.next_tok[i] = row[kept]
+            self.pos[i] += kept + 1
+            self.valid[i, self.end + kept + 1 : self.end + width] = False  # the rejected drafts' columns
+        self.end += width
+        if any(s is not None for s in self.busy):  # the live columns begin where the earliest busy row does
+            busy = torch.tensor([s is not None for s in self.busy])
+            self.start = max(self.start, int(self.row_start[busy].min()))
+
+    def _draft(self, seq: _Sequence | None) -> list[int]:
+        """Prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's last 3 (else 2,
+        else 1) tokens, in its prompt or its own output. Greedy slots only, and only when all busy slots are greedy
+        (a sampled token cannot be checked against a draft by comparison)."""
+        if seq is None or self.lookahead == 0 or not self.all_greedy:
+            return []
+        job = self.jobs[seq.job]
+        room = job.max_tokens - len(seq.tokens) - 1
+        return seq.index.draft(min(self.lookahead, room)) if room > 0 else []
+
+    def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> torch.Tensor:
+        """Greedy rows take the argmax; sampled rows draw from temperature / top-p with their own generator
+        (top-p as transformers' TopPLogitsWarper: the smallest set of tokens whose probability reaches top_p)."""
+        chosen = logits.argmax(-1)
+        for r, seq in enumerate(seqs):
+            job = self.jobs[seq.job]
+            if job.temperature <= 0:
+                continue
+            probs = torch.softmax(logits[r] / job.temperature, -1)
+            if job.top_p < 1.0:
+                sorted_probs, order = probs.sort()
+                drop = sorted_probs.cumsum(-1) <= 1 - job.top_p
+                drop[-1] = False
+                probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
+            chosen[r] = torch.multinomial(probs, 1, generator=seq.generator)[0]
+        return chosen
+
+    def _take(self, seq: _Sequence, tok: int) -> bool:
+        """Add a chosen token to its sequence; True when the sequence is finished (and recorded)."""
+        job = self.jobs[seq.job]
+        hit_eos = tok in self.eos_ids
+        if not hit_eos:
+            seq.tokens.append(tok)
+            if seq.index is not None:
+                seq.index.extend([tok])
+        hit_stop = bool(job.stop) and not hit_eos and self._stopped(seq.tokens, job.stop)
+        if not (hit_eos or hit_stop or len(seq.tokens) >= job.max_tokens):
+            return False
+        self.results[seq.job][seq.sample] = Finished(seq.tokens, hit_eos, hit_stop, time.perf_counter() - seq.started)
+        self.left[seq.job] -= 1
+        if self.left[seq.job] == 0:
+            self.on_done(seq.job, self.results[seq.job])  # type: ignore[arg-type]
+        return True
+
+    def _stopped(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
+        # The new token can complete a stop string that began a few tokens back (a token is at least a byte).
+        text = self.tail_text(tokens[-(4 * max(map(len, stop)) + 2) :])
+        return any(s and s in text for s in stop)
+
+
+def _grouped_query_sdpa(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, **kw: Any
+):
+    """transformers' SDPA attention, except that a block of several queries with a mask (a step that checks drafts)
+    attends per key/value head: the query heads sharing a key/value head are stacked along the query axis, where
+    transformers would copy the whole key/value cache once per query head (``repeat_kv``) in every layer."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups == 1 or mask is None or query.shape[2] == 1 or kw.get("position_bias") is not None:
+        return sdpa_attention_forward(module, query, key, value, mask, **kw)
+    b, heads, q, d = query.shape
+    stacked = query.reshape(b, heads // groups, groups * q, d)  # query head kv*groups + g -> rows g*q .. g*q+q-1
+    out = torch.nn.functional.scaled_dot_product_attention(
+        stacked, key, value, attn_mask=mask.repeat(1, 1, groups, 1), scale=kw.get("scaling")
+    )
+    return out.reshape(b, heads, q, d).transpose(1, 2).contiguous(), None
+
+
+ATTENTION = "cotbridge_slots"
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, _grouped_query_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
+
+
+def _generator(job: Job, sample: int, device: torch.device) -> torch.Generator | None:
+    if job.temperature <= 0:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(job.seed * 100_003 + job.first_sample + sample)
+    return g
+
+
+def _layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lay = cache.layers[layer]
+    return lay.keys, lay.values
