@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the clone; a machine without it (the GPU check) points here at a copy of what it needs
+SHARED_DATA = Path(os.environ.get("COTBRIDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 SMOLLM2_DIR = SHARED_DATA / "models" / "smollm2-135m-instruct-q4_1"
 RE2 = SHARED_DATA / "teacher_rationales" / "rereading_re2"
 

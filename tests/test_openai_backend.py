@@ -75,6 +75,17 @@ def test_chat_and_completions_round_trip():
     assert chat_out[0][0].latency_s > 0
 
 
+def test_a_local_server_is_reached_past_a_proxy_in_the_environment(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: a proxied call would fail
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with running_server(WordsBackend()) as url:
+        [[c]] = client(url, max_retries=0).generate([chat("hi")], progress=False)
+    assert c.text == "answer 0 to hi"
+
+
 def test_n3_returns_three_choices_and_tokens_split_evenly():
     with running_server(WordsBackend()) as url:
         be = client(url)

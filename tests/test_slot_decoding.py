@@ -101,3 +101,21 @@ def test_no_deprecated_generate_arguments(tiny_model_dir):
 def test_decoding_choice_is_checked(tiny_model_dir):
     with pytest.raises(UserError, match="decoding must be one of"):
         backend(tiny_model_dir, decoding="paged")
+
+
+def test_auto_dtype_is_bf16_for_generation_only_where_the_cpu_has_it(monkeypatch):
+    import torch
+
+    from cotbridge.models import loading
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, generation, expected in [
+        (True, True, torch.bfloat16),
+        (True, False, torch.float32),  # training keeps fp32 weights (bf16 autocast is its own switch)
+        (False, True, torch.float32),  # emulated bf16 is slower than fp32
+    ]:
+        monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda native=native: native)
+        assert loading.resolve_dtype("auto", generation=generation) == expected
+    assert loading.resolve_dtype("float32", generation=True) == torch.float32
+    with pytest.raises(UserError, match="dtype must be"):
+        loading.resolve_dtype("fp8")

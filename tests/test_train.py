@@ -75,6 +75,32 @@ def test_packing_fills_rows_with_several_examples_and_still_masks_prompts(tmp_pa
     assert kept.count("-->") == starts and "apples" not in kept  # every completion trained, no prompt
 
 
+def test_packed_examples_do_not_attend_to_each_other():
+    """What padding-free packing relies on: restarting position_ids keep packed examples apart (transformers turns
+    them into a block-diagonal mask when no attention mask is given, as TRL's padding-free collator does)."""
+    tok = build_tiny_tokenizer()
+    model = tiny_model(tok).eval()
+    a = tok("Q: Tom has 3 apples and buys 4 more. -->", add_special_tokens=False)["input_ids"]
+    b = tok("The answer is 7", add_special_tokens=False)["input_ids"]
+    positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+    with torch.no_grad():
+        # as in training: no cache (with one, transformers does not look for packed sequences)
+        packed = model(input_ids=torch.tensor([a + b]), position_ids=positions, use_cache=False).logits[0]
+        alone = model(input_ids=torch.tensor([b]), use_cache=False).logits[0]
+        leaking = model(input_ids=torch.tensor([a + b]), use_cache=False).logits[0]  # one long sequence: b sees a
+    assert torch.allclose(packed[len(a) :], alone, atol=1e-5)
+    assert not torch.allclose(leaking[len(a) :], alone, atol=1e-3)
+
+
+def test_packing_is_on_with_a_gpu_by_default(monkeypatch):
+    from cotbridge.train.config import use_packing
+
+    for gpu in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        assert use_packing(TrainConfig()) is gpu
+        assert use_packing(TrainConfig(packing=True)) and not use_packing(TrainConfig(packing=False))
+
+
 def test_full_fine_tuning_changes_weights_and_logs_finite_loss(tmp_path):
     tok = build_tiny_tokenizer()
     model = tiny_model(tok)
@@ -86,7 +112,7 @@ def test_full_fine_tuning_changes_weights_and_logs_finite_loss(tmp_path):
         tok,
     )
     assert stats["global_step"] == 4 and len(stats["losses"]) == 4 and all(math.isfinite(x) for x in stats["losses"])
-    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach().cpu())]
     assert len(changed) == len(before)
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "tokenizer.json").exists()
 
@@ -98,16 +124,16 @@ def test_lora_trains_adapters_and_leaves_base_weights(tmp_path):
     trainer = build_trainer(
         TrainConfig(lora=True, output_dir=str(tmp_path), max_steps=3, batch_size=4, lr=1e-2), examples(), model, tok
     )
-    lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    lora_before = {n: p.detach().cpu().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
     trainer.train()
     params = dict(trainer.model.named_parameters())
     assert lora_before and all(
-        not torch.equal(lora_before[n], params[n].detach()) for n in lora_before if "lora_B" in n
+        not torch.equal(lora_before[n], params[n].detach().cpu()) for n in lora_before if "lora_B" in n
     )
     for name, p in params.items():
         if "lora_" not in name:
             base = name.replace("base_model.model.", "").replace(".base_layer", "")
-            assert torch.equal(before[base], p.detach()), name
+            assert torch.equal(before[base], p.detach().cpu()), name
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):
@@ -246,7 +272,7 @@ def test_mixed_precision_setting_reaches_the_trainer_and_bf16_training_runs(tmp_
     # "auto" follows the hardware: bf16 only where the CPU multiplies bf16 natively (without CUDA here)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
-        monkeypatch.setattr(train_config, "cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr(train_config.loading, "cpu_has_native_bf16", lambda native=native: native)
         assert train_config.use_bf16("auto") is native
 
 

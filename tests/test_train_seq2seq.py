@@ -105,7 +105,7 @@ def test_full_fine_tuning_changes_weights_and_saves_a_seq2seq_model(tmp_path):
         tok,
     )
     assert stats["global_step"] == 4 and len(stats["losses"]) == 4 and all(math.isfinite(x) for x in stats["losses"])
-    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach().cpu())]
     assert len(changed) == len(before)
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert reloaded.config.is_encoder_decoder and (tmp_path / "tokenizer.json").exists()

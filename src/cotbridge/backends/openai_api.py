@@ -120,7 +120,8 @@ class AsyncTokenBucket:
         self.tokens = min(self.capacity, self.tokens + amount)
 
 
-def is_local_url(url: str | None) -> bool:
+def is_local_url(url: str | None, loopback_only: bool = False) -> bool:
+    """This machine (or, unless ``loopback_only``, a private network address)."""
     host = urlparse(url).hostname if url else None
     if not host:
         return False
@@ -130,7 +131,7 @@ def is_local_url(url: str | None) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return ip.is_loopback or ip.is_private or ip.is_unspecified
+    return ip.is_loopback or (not loopback_only and (ip.is_private or ip.is_unspecified))
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -373,7 +374,11 @@ class OpenAIBackend(BatchAPIMixin):
             base_url=self.base_url,
             timeout=self.timeout_s,
             max_retries=self.max_retries,
-            http_client=_counting_client_class()(timeout=self.timeout_s),
+            # A server on this machine is reached directly: an HTTP(S)_PROXY in the environment (common on
+            # clusters) would otherwise route 127.0.0.1 through the proxy, which cannot reach it.
+            http_client=_counting_client_class()(
+                timeout=self.timeout_s, trust_env=not is_local_url(self.base_url, loopback_only=True)
+            ),
         )
 
     async def _agenerate(

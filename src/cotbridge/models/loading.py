@@ -95,16 +95,12 @@ def keep_dequantised(net: Any, folder: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def native_bf16() -> bool:
-    """A CUDA device, or a CPU that multiplies bf16 natively (AMX or AVX512-BF16): bf16 matrix products run at
-    2-4x fp32's speed there. Elsewhere bf16 is emulated and slower than fp32."""
-    import torch
-
-    if torch.cuda.is_available():
-        return True
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX512-BF16, AMX): bf16 matrix products run at 2-4x fp32's
+    speed there; elsewhere bf16 is emulated and slower than fp32."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no cheap way to ask
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:  # not Linux: stay in fp32
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
@@ -116,7 +112,7 @@ def resolve_dtype(dtype: str, *, generation: bool = False) -> Any:
 
     names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype == "auto":
-        fast = torch.cuda.is_available() or (generation and native_bf16())
+        fast = torch.cuda.is_available() or (generation and cpu_has_native_bf16())
         return torch.bfloat16 if fast else torch.float32
     if dtype not in names:
         raise UserError(f"dtype must be auto, {', '.join(names)}, not {dtype!r}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cotbridge.config import StrictModel
+from cotbridge.models import loading
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,11 @@ class TrainConfig(StrictModel):
     grad_accum: int = 1
     max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
     group_by_length: bool = True  # batches of similar length waste less compute on padding
-    # Long reasoning traces: pack several examples into each max_length row (TRL's best-fit packing, padding-free),
-    # so a batch holds tokens instead of padding. Examples stay apart only with an attention that reads position_ids
-    # (flash-attention on GPUs); elsewhere packed examples can attend to each other, so it is off by default.
-    packing: bool = False
+    # Pack several examples into each max_length row (TRL's best-fit packing, padding-free), so a batch holds tokens
+    # instead of padding. Packed examples stay apart: transformers reads the restarting position_ids as a
+    # block-diagonal mask (tests/test_train.py checks it). "auto": on with a GPU, where padding wastes most of a
+    # step; off on a CPU, where the published quickstart settings were tuned on padded batches.
+    packing: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = (
         False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
     )
@@ -65,15 +67,6 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(path)) if path.is_dir() else None
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware; elsewhere bf16 autocast is emulated and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: stay in fp32
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
 def use_bf16(mode: str) -> bool:
     import torch
 
@@ -81,7 +74,13 @@ def use_bf16(mode: str) -> bool:
         return mode == "bf16"
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return cpu_has_native_bf16()
+    return loading.cpu_has_native_bf16()
+
+
+def use_packing(cfg: TrainConfig) -> bool:
+    import torch
+
+    return torch.cuda.is_available() if cfg.packing == "auto" else bool(cfg.packing)
 
 
 def checkpointing_kwargs(enabled: bool) -> dict[str, bool]:

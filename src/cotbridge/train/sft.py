@@ -25,7 +25,7 @@ from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
-from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
+from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def build_trainer(
         tokenizer.pad_token = tokenizer.eos_token
     examples, truncation = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    packing = {"packing": True, "padding_free": True} if cfg.packing else {}
+    packing = {"packing": True, "padding_free": True} if use_packing(cfg) else {}
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True, **packing)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
     trainer = SFTTrainer(
