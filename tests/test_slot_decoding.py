@@ -119,3 +119,24 @@ def test_auto_dtype_is_bf16_for_generation_only_where_the_cpu_has_it(monkeypatch
     assert loading.resolve_dtype("float32", generation=True) == torch.float32
     with pytest.raises(UserError, match="dtype must be"):
         loading.resolve_dtype("fp8")
+
+
+def test_stage_two_prefills_only_what_follows_stage_one(tiny_model_dir):
+    """A two-stage call: stage 2's prompts repeat stage 1's prompt and output; with the kept keys/values only the
+    answer trigger is pre-filled, and the answers are what a fresh pre-fill gives."""
+    from cotbridge.inference.two_stage import generate_two_stage
+
+    first = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [20, 9, 30, 14])]
+
+    def ask(i, req, rationale):
+        return Request(prompt=req.prompt + rationale + " Therefore, the answer is", max_tokens=6)
+
+    for lookahead in (0, 4):
+        kept = backend(tiny_model_dir, batch_size=3, lookahead=lookahead)
+        samples = generate_two_stage(kept, first, ask, progress=False)
+        answers = [s[0].answer.text for s in samples]
+        assert kept.stats["reused_tokens"] > 0 and kept.prefixes is None  # used, then dropped with the call
+        fresh = backend(tiny_model_dir, batch_size=3, lookahead=lookahead)
+        again = fresh.generate([s[0].answer_request for s in samples], progress=False)
+        assert answers == [c[0].text for c in again] and fresh.stats["reused_tokens"] == 0
+        assert kept.stats["prefill_tokens"] < fresh.stats["prefill_tokens"]

@@ -5,10 +5,11 @@ Models load through :mod:`cotbridge.models.loading` (hub id, folder, GGUF file).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -38,7 +39,7 @@ class HFBackend:
         tokenizer: Any = None,
         kv_cache: str = "auto",
         decoding: str = "auto",
-        lookahead: int = 4,
+        lookahead: int | None = None,
     ):
         if model_obj is not None:
             self.model, self.tokenizer = model_obj, tokenizer
@@ -49,8 +50,14 @@ class HFBackend:
             self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype, generation=True)
         self.model_id = model
         self.batch_size = batch_size
-        self.lookahead = lookahead  # greedy slot decoding: prompt-lookup draft tokens checked per step
+        # Greedy slot decoding: prompt-lookup draft tokens checked per step. Checking 5 positions costs ~1.5 single
+        # steps where bf16 matrix products are cheap (a GPU, AMX), ~2 in fp32 on a CPU: a loss there (bench/).
+        import torch
+
+        low_precision = self.model.dtype in (torch.bfloat16, torch.float16)
+        self.lookahead = lookahead if lookahead is not None else 4 if low_precision else 0
         self.stats: dict[str, int] = {}  # the last slot-decoding call's steps and pre-filled prompt tokens
+        self.prefixes: Any = None  # a PrefixStore while keeping_prefixes() is active
         # Built once per stop list: transformers' own cache misses (its key depends on vocab order), and
         # rebuilding costs ~0.5 s per generate() call with a 49k vocabulary.
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
@@ -167,6 +174,7 @@ class HFBackend:
             tail_text=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
             interrupt=self.interrupt,
             lookahead=self.lookahead,
+            prefixes=self.prefixes,
         )
         try:
             decoder.run(jobs, done)
@@ -177,10 +185,24 @@ class HFBackend:
                 "prefill_tokens": decoder.prefill_tokens,
                 "drafted": decoder.drafted,
                 "accepted": decoder.accepted,
+                "reused_tokens": decoder.reused_tokens,
             }
         if decoder.interrupted:
             raise GenerationInterrupted("generation abandoned: its caller is gone")
         return out
+
+    @contextlib.contextmanager
+    def keeping_prefixes(self, budget_mb: float = 2048) -> Iterator[None]:
+        """Within: the keys/values of finished sequences are kept (up to ``budget_mb``), and a later prompt that
+        begins with one pre-fills only the rest (stage 2 of a two-stage call: stage 1's prompt and rationale, then
+        the answer trigger). Slot decoding only."""
+        from cotbridge.backends.slot_decoding import PrefixStore
+
+        self.prefixes = PrefixStore(budget_mb) if self.decoding == "slots" else None
+        try:
+            yield
+        finally:
+            self.prefixes = None
 
     def _generate_batch(self, texts: list[str], req: Request) -> list[list[Completion]]:
         import torch

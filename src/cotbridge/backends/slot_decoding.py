@@ -20,6 +20,7 @@ Decoder-only models whose layers all attend to the full sequence (``kv_cache.sup
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,11 +124,13 @@ class SlotDecoder:
         tail_text: Callable[[list[int]], str],
         interrupt: Callable[[], bool] | None = None,
         lookahead: int = 4,
+        prefixes: PrefixStore | None = None,
     ):
         self.model = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers stay
         self.slots, self.eos_ids, self.pad_id = max(1, slots), eos_ids, pad_id
         self.tail_text, self.interrupt = tail_text, interrupt
         self.lookahead = lookahead  # prompt-lookup draft tokens per greedy step (0: none)
+        self.prefixes = prefixes  # finished sequences' keys/values, for prompts that continue them
         self.interrupted = False
         cfg = self.model.config
         self.n_layers = cfg.num_hidden_layers
@@ -139,6 +142,7 @@ class SlotDecoder:
         self.steps = 0  # decoding steps taken (one token for every busy slot)
         self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
         self.drafted = self.accepted = 0  # prompt-lookup tokens proposed / confirmed by the model
+        self.reused_tokens = 0  # prompt tokens whose keys/values came from a stored prefix
 
     # -- the buffers: keys/values [slots, heads, capacity, head_dim] per layer, mask [slots, capacity] --
     def _allocate(self, rows: int, capacity: int, offset: int) -> None:
@@ -230,6 +234,37 @@ class SlotDecoder:
             return
         taken = [self.pending.pop() for _ in range(min(len(free), len(self.pending)))]
         jobs = list(dict.fromkeys(j for j, _ in taken))  # each prompt pre-filled once for all its samples here
+        t0 = time.perf_counter()
+        reuse = {
+            j: hit for j in jobs if self.prefixes is not None and (hit := self.prefixes.longest(self.jobs[j].prompt))
+        }
+        prefilled = self._prefill([j for j in jobs if j not in reuse])
+        prefilled |= {j: self._prefill_after(j, *hit) for j, hit in reuse.items()}
+        self._make_room(max(kv.shape[-2] for _, kv, _ in prefilled.values()))
+        for slot, (j, s) in zip(free, taken):
+            job = self.jobs[j]
+            logits, kv, mask = prefilled[j]
+            seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
+            if self.lookahead and self.all_greedy:
+                seq.index = _NgramIndex(job.prompt)
+            first = int(self._choose(logits, [seq])[0])
+            if self._take(seq, first):
+                continue  # done at its first token: it never needs a slot
+            lo = self.end - kv.shape[-2]
+            for layer in range(self.n_layers):
+                self.keys[layer][slot, :, lo : self.end].copy_(kv[0, layer])
+                self.values[layer][slot, :, lo : self.end].copy_(kv[1, layer])
+            self.valid[slot, self.start : self.end] = False
+            self.valid[slot, lo : self.end] = mask
+            self.row_start[slot] = self.end - len(job.prompt)
+            self.next_tok[slot], self.pos[slot] = first, len(job.prompt)
+            self.busy[slot] = seq
+
+    def _prefill(self, jobs: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Prompts pre-filled together, left-padded: per job its next-token logits [1, vocab], keys and values
+        [2, layers, heads, width, dim] and which of the width columns are its tokens."""
+        if not jobs:
+            return {}
         width = max(len(self.jobs[j].prompt) for j in jobs)
         ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), width), dtype=torch.long)
@@ -238,7 +273,6 @@ class SlotDecoder:
             ids[r, width - len(p) :] = torch.tensor(p)
             mask[r, width - len(p) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        t0 = time.perf_counter()
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -247,28 +281,37 @@ class SlotDecoder:
             logits_to_keep=1,
         )
         self.prefill_tokens += int(mask.sum())
+        kv = _stacked(out[self.cache_kw], self.n_layers)  # [2, layers, rows, heads, width, dim]
         logits = out.logits[:, -1].float()
-        prefilled = out[self.cache_kw]
-        self._make_room(width)
-        row_of = {j: r for r, j in enumerate(jobs)}
-        for slot, (j, s) in zip(free, taken):
-            job, r = self.jobs[j], row_of[j]
-            seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
-            if self.lookahead and self.all_greedy:
-                seq.index = _NgramIndex(job.prompt)
-            first = int(self._choose(logits[r : r + 1], [seq])[0])
-            if self._take(seq, first):
-                continue  # done at its first token: it never needs a slot
-            lo = self.end - width
-            for layer in range(self.n_layers):
-                k, v = _layer_kv(prefilled, layer)
-                self.keys[layer][slot, :, lo : self.end].copy_(k[r])
-                self.values[layer][slot, :, lo : self.end].copy_(v[r])
-            self.valid[slot, self.start : self.end] = False
-            self.valid[slot, lo : self.end] = mask[r].bool()
-            self.row_start[slot] = self.end - len(job.prompt)
-            self.next_tok[slot], self.pos[slot] = first, len(job.prompt)
-            self.busy[slot] = seq
+        return {j: (logits[r : r + 1], kv[:, :, r], mask[r].bool()) for r, j in enumerate(jobs)}
+
+    def _prefill_after(self, j: int, stored: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A prompt whose first ``n`` tokens' keys/values are stored: only the rest is pre-filled."""
+        prompt = self.jobs[j].prompt
+        cache = DynamicCache()
+        for layer in range(self.n_layers):
+            cache.update(stored[0, layer, None, :, :n], stored[1, layer, None, :, :n], layer)
+        out = self.model(
+            input_ids=torch.tensor([prompt[n:]], device=self.device),
+            position_ids=torch.arange(n, len(prompt), device=self.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_kw: cache},
+        )
+        self.prefill_tokens += len(prompt) - n
+        self.reused_tokens += n
+        mask = torch.ones(len(prompt), dtype=torch.bool, device=self.device)
+        return out.logits[:, -1].float(), _stacked(cache, self.n_layers)[:, :, 0], mask
+
+    def _keep(self, slot: int, seq: _Sequence) -> None:
+        """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last)."""
+        cols = self.valid[slot, self.start : self.end].nonzero().squeeze(-1) + self.start
+        tokens = self.jobs[seq.job].prompt + seq.tokens
+        if len(cols) > len(tokens):  # cannot happen; a stored prefix must match its tokens exactly
+            return
+        keys = torch.stack([k[slot].index_select(1, cols) for k in self.keys])
+        values = torch.stack([v[slot].index_select(1, cols) for v in self.values])
+        self.prefixes.add(tokens[: len(cols)], torch.stack([keys, values]))
 
     def _step(self, cache: _SlotCache) -> None:
         """One forward pass: every busy slot feeds its pending token, and greedy slots also their drafted tokens
@@ -315,6 +358,11 @@ class SlotDecoder:
             self.accepted += kept
             # the model's tokens up to the first draft it disagrees with: the drafts it confirmed, then its own
             if any(self._take(seq, tok) for tok in row[: kept + 1]):
+                if self.prefixes is not None:
+                    # the rejected drafts' columns are not this sequence's: mask them before reading its columns
+                    self.valid[i, self.end + kept + 1 : self.end + width] = False
+                    self.valid[i, self.end : self.end + kept + 1] = True
+                    self._keep(i, seq)
                 self.busy[i] = None
                 continue
             self.next_tok[i] = row[kept]
@@ -413,6 +461,47 @@ def _generator(job: Job, sample: int, device: torch.device) -> torch.Generator |
     return g
 
 
-def _layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lay = cache.layers[layer]
-    return lay.keys, lay.values
+def _stacked(cache: Any, n_layers: int) -> torch.Tensor:
+    """A transformers cache's keys and values as one tensor [2, layers, rows, heads, length, dim]."""
+    layers = [cache.layers[i] for i in range(n_layers)]
+    return torch.stack([torch.stack([lay.keys for lay in layers]), torch.stack([lay.values for lay in layers])])
+
+
+class PrefixStore:
+    """Keys/values of finished sequences, keyed by their tokens, for later prompts that begin with them: stage 2 of
+    a two-stage call sends stage 1's prompt and rationale again, followed by the answer trigger. Least recently used
+    entries go first once the store holds more than ``budget_mb``."""
+
+    HEAD = 16  # entries are found by their first tokens; a shorter shared prefix is not worth a lookup
+
+    def __init__(self, budget_mb: float = 1024):
+        self.budget = budget_mb * 2**20
+        self.size = 0
+        self.entries: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self.by_head: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+
+    def add(self, tokens: list[int], kv: torch.Tensor) -> None:
+        key = tuple(tokens)
+        if len(key) < self.HEAD or key in self.entries:
+            return
+        self.entries[key] = kv
+        self.by_head.setdefault(key[: self.HEAD], set()).add(key)
+        self.size += kv.numel() * kv.element_size()
+        while self.size > self.budget and self.entries:
+            old, dropped = self.entries.popitem(last=False)
+            self.size -= dropped.numel() * dropped.element_size()
+            self.by_head[old[: self.HEAD]].discard(old)
+
+    def longest(self, prompt: list[int]) -> tuple[torch.Tensor, int] | None:
+        """The stored keys/values sharing the longest prefix with ``prompt`` and its length (at least HEAD tokens,
+        and one token short of the prompt: its last token must be run to give the next token's logits)."""
+        best, best_n = None, 0
+        for key in self.by_head.get(tuple(prompt[: self.HEAD]), ()):
+            n = next((i for i, (a, b) in enumerate(zip(key, prompt)) if a != b), min(len(key), len(prompt)))
+            n = min(n, len(prompt) - 1)
+            if n > best_n:
+                best, best_n = key, n
+        if best is None or best_n < self.HEAD:
+            return None
+        self.entries.move_to_end(best)
+        return self.entries[best], best_n

@@ -8,6 +8,7 @@ Callers differ only in the arguments they pass: nothing is patched after constru
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,6 +85,26 @@ def generate_two_stage(
 
     ``on_done(samples)`` is called as samples finish (after their answer, for two-stage prompts): a progress bar
     can move per request instead of per batch."""
+    # A local backend that can keep stage 1's keys/values pre-fills stage 2 from them (its prompt repeats stage 1's
+    # prompt and rationale).
+    keep = getattr(backend, "keeping_prefixes", None)
+    same_backend = answer_request is not None and answer_backend in (None, backend)
+    with keep() if keep is not None and same_backend else contextlib.nullcontext():
+        return _two_stage(
+            backend, requests, answer_request, answer_backend, clean_rationale, dedupe_answers, progress, on_done
+        )
+
+
+def _two_stage(
+    backend: Backend,
+    requests: list[Request],
+    answer_request: AnswerRequestBuilder | None,
+    answer_backend: Backend | None,
+    clean_rationale: Callable[[Completion], str] | None,
+    dedupe_answers: bool,
+    progress: bool,
+    on_done: Callable[[int], None] | None,
+) -> list[list[TwoStageSample]]:
     first_done = (lambda i, comps: on_done(len(comps))) if on_done and answer_request is None else None
     outputs = backend.generate(requests, progress=progress, on_result=first_done)
     clean = clean_rationale or (lambda c: c.text)
