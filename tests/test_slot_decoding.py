@@ -140,3 +140,12 @@ def test_stage_two_prefills_only_what_follows_stage_one(tiny_model_dir):
         again = fresh.generate([s[0].answer_request for s in samples], progress=False)
         assert answers == [c[0].text for c in again] and fresh.stats["reused_tokens"] == 0
         assert kept.stats["prefill_tokens"] < fresh.stats["prefill_tokens"]
+
+
+def test_eager_attention_gets_an_additive_mask_and_the_same_outputs(tiny_model_dir):
+    reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [5, 30, 12, 20])]
+    sdpa = backend(tiny_model_dir, batch_size=3)
+    eager = backend(tiny_model_dir, batch_size=3)
+    eager.model.config._attn_implementation = "eager"
+    a, b = eager.generate(reqs, progress=False), sdpa.generate(reqs, progress=False)
+    assert outcomes(a) == outcomes(b)

@@ -204,6 +204,7 @@ class SlotDecoder:
         cache = _SlotCache(self)
         config = self.model.config
         attention = config._attn_implementation
+        self.bool_mask = attention in ("sdpa", "flex_attention")
         if attention == "sdpa":  # for the run only: the model may be shared (a trainer's dev evaluation)
             _register_attention()
             config._attn_implementation = ATTENTION
@@ -335,6 +336,10 @@ class SlotDecoder:
             ],
             dim=-1,
         )
+        if not self.bool_mask:  # eager attention adds its mask: 0 where seen, the dtype's minimum elsewhere
+            mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill(
+                ~mask, torch.finfo(self.dtype).min
+            )
         steps = torch.arange(width, device=self.device)
         out = self.model(
             input_ids=ids,
