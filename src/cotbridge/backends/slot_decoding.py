@@ -189,6 +189,7 @@ class SlotDecoder:
         self.results: list[list[Finished | None]] = [[None] * j.n for j in jobs]
         self.left = [j.n for j in jobs]
         self.on_done = on_done
+        self.all_greedy = all(j.temperature <= 0 for j in jobs)
         # Longest prompts first: the first placements set the write column, later (shorter) prompts fit before it.
         order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].prompt))
         self.pending: list[tuple[int, int]] = [(i, s) for i in order for s in range(jobs[i].n)][::-1]
@@ -245,7 +246,7 @@ class SlotDecoder:
             job = self.jobs[j]
             logits, kv, mask = prefilled[j]
             seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
-            if self.lookahead:
+            if self.lookahead and self.all_greedy:
                 seq.index = _NgramIndex(job.prompt)
             first = int(self._choose(logits, [seq])[0])
             if self._take(seq, first):
@@ -350,16 +351,10 @@ class SlotDecoder:
         self.valid[:, self.end : self.end + width] = True
         rows = [i for i, s in enumerate(self.busy) if s is not None]
         if width == 1:
-            chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None].tolist()
-        else:
-            greedy = out.logits[rows].argmax(-1).tolist()
-            chosen = [
-                greedy[r]
-                if self.jobs[self.busy[i].job].temperature <= 0
-                else self._speculate(out.logits[i], drafts[i], self.busy[i])
-                for r, i in enumerate(rows)
-            ]
-        for i, row in zip(rows, chosen):
+            chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
+        else:  # drafting only happens when every busy slot is greedy
+            chosen = out.logits[rows].argmax(-1)
+        for i, row in zip(rows, chosen.tolist()):
             d, seq = drafts[i], self.busy[i]
             kept = 0
             while kept < len(d) and d[kept] == row[kept]:
@@ -385,42 +380,30 @@ class SlotDecoder:
 
     def _draft(self, seq: _Sequence | None) -> list[int]:
         """Prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's last 3 (else 2,
-        else 1) tokens, in its prompt or its own output (greedy slots check them by comparison, sampled ones by
-        speculative sampling)."""
-        if seq is None or seq.index is None:
+        else 1) tokens, in its prompt or its own output. Greedy slots only, and only when all busy slots are greedy
+        (a sampled token cannot be checked against a draft by comparison)."""
+        if seq is None or self.lookahead == 0 or not self.all_greedy:
             return []
         job = self.jobs[seq.job]
         room = job.max_tokens - len(seq.tokens) - 1
         return seq.index.draft(min(self.lookahead, room)) if room > 0 else []
 
     def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> torch.Tensor:
-        """Greedy rows take the argmax; sampled rows draw from temperature / top-p with their own generator."""
+        """Greedy rows take the argmax; sampled rows draw from temperature / top-p with their own generator
+        (top-p as transformers' TopPLogitsWarper: the smallest set of tokens whose probability reaches top_p)."""
         chosen = logits.argmax(-1)
         for r, seq in enumerate(seqs):
             job = self.jobs[seq.job]
-            if job.temperature > 0:
-                chosen[r] = torch.multinomial(_probs(logits[r], job), 1, generator=seq.generator)[0]
+            if job.temperature <= 0:
+                continue
+            probs = torch.softmax(logits[r] / job.temperature, -1)
+            if job.top_p < 1.0:
+                sorted_probs, order = probs.sort()
+                drop = sorted_probs.cumsum(-1) <= 1 - job.top_p
+                drop[-1] = False
+                probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
+            chosen[r] = torch.multinomial(probs, 1, generator=seq.generator)[0]
         return chosen
-
-    def _speculate(self, logits: torch.Tensor, draft: list[int], seq: _Sequence) -> list[int]:
-        """Speculative sampling against a deterministic draft (Leviathan et al. 2023, Chen et al. 2023): draft token
-        t is kept with probability p(t), else the token comes from p without t, renormalised; all kept, one more from
-        the next position. Each token is thereby drawn from p exactly as without drafts (a different random stream,
-        the sample's own). Returns the tokens, the kept drafts first (padded with -1 so a caller's comparison with
-        the draft stops where they end)."""
-        job = self.jobs[seq.job]
-        out: list[int] = []
-        for pos in range(len(draft) + 1):
-            probs = _probs(logits[pos].float(), job)
-            if pos < len(draft):
-                tok = draft[pos]
-                if float(torch.rand((), generator=seq.generator, device=probs.device)) < float(probs[tok]):
-                    out.append(tok)
-                    continue
-                probs[tok] = 0.0  # rejected: p without t (it had p(t) < 1, so the rest has mass)
-            out.append(int(torch.multinomial(probs, 1, generator=seq.generator)[0]))
-            return out + [-1] * (len(draft) - pos)
-        return out
 
     def _take(self, seq: _Sequence, tok: int) -> bool:
         """Add a chosen token to its sequence; True when the sequence is finished (and recorded)."""
@@ -443,19 +426,6 @@ class SlotDecoder:
         # The new token can complete a stop string that began a few tokens back (a token is at least a byte).
         text = self.tail_text(tokens[-(4 * max(map(len, stop)) + 2) :])
         return any(s and s in text for s in stop)
-
-
-def _probs(logits: torch.Tensor, job: Job) -> torch.Tensor:
-    """A sampled row's distribution: temperature, then top-p as transformers' TopPLogitsWarper (the smallest set of
-    tokens whose probability reaches top_p)."""
-    probs = torch.softmax(logits / job.temperature, -1)
-    if job.top_p < 1.0:
-        sorted_probs, order = probs.sort()
-        drop = sorted_probs.cumsum(-1) <= 1 - job.top_p
-        drop[-1] = False
-        probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
-        probs = probs / probs.sum()  # a distribution again: speculative sampling reads p(t) itself
-    return probs
 
 
 def _grouped_query_sdpa(
