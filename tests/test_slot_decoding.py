@@ -123,7 +123,7 @@ def test_auto_dtype_is_bf16_for_generation_only_where_the_cpu_has_it(monkeypatch
 
 def test_stage_two_prefills_only_what_follows_stage_one(tiny_model_dir):
     """A two-stage call: stage 2's prompts repeat stage 1's prompt and output; with the kept keys/values only the
-    answer trigger is pre-filled, and the answers are what a fresh pre-fill gives."""
+    answer trigger is pre-filled."""
     from cotbridge.inference.two_stage import generate_two_stage
 
     first = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [20, 9, 30, 14])]
@@ -134,12 +134,35 @@ def test_stage_two_prefills_only_what_follows_stage_one(tiny_model_dir):
     for lookahead in (0, 4):
         kept = backend(tiny_model_dir, batch_size=3, lookahead=lookahead)
         samples = generate_two_stage(kept, first, ask, progress=False)
-        answers = [s[0].answer.text for s in samples]
         assert kept.stats["reused_tokens"] > 0 and kept.prefixes is None  # used, then dropped with the call
         fresh = backend(tiny_model_dir, batch_size=3, lookahead=lookahead)
-        again = fresh.generate([s[0].answer_request for s in samples], progress=False)
-        assert answers == [c[0].text for c in again] and fresh.stats["reused_tokens"] == 0
+        fresh.generate([s[0].answer_request for s in samples], progress=False)
+        assert fresh.stats["reused_tokens"] == 0
         assert kept.stats["prefill_tokens"] < fresh.stats["prefill_tokens"]
+
+
+def test_a_stored_prefix_gives_what_a_full_prefill_gives(tiny_model_dir):
+    """The next-token distribution and the keys/values of a prompt pre-filled after a stored prefix equal those of
+    a full pre-fill (up to float rounding: the attention is split differently, so greedy answers of a random tiny
+    model can flip at near-ties; the distribution is what must not change)."""
+    import torch
+
+    from cotbridge.backends.slot_decoding import Job, PrefixStore, SlotDecoder
+
+    b = backend(tiny_model_dir)
+    prompt = b.tokenizer(PROMPTS[1] + PROMPTS[3], add_special_tokens=False)["input_ids"]
+    dec = SlotDecoder(b.model, slots=2, eos_ids=set(), pad_id=b.tokenizer.pad_token_id, tail_text=lambda ids: "")
+    dec.jobs = [Job(prompt)]
+    with torch.inference_mode():
+        logits, kv, _ = dec._prefill([0])[0]
+        store = PrefixStore()
+        n = len(prompt) - 7
+        store.add(prompt[:n], kv[..., :n, :].clone())
+        stored, found = store.longest(prompt)
+        assert found == n
+        after_logits, after_kv, mask = dec._prefill_after(0, stored, found)
+    assert torch.allclose(after_logits, logits, atol=1e-5) and torch.allclose(after_kv, kv, atol=1e-5)
+    assert bool(mask.all()) and dec.reused_tokens == n
 
 
 def test_eager_attention_gets_an_additive_mask_and_the_same_outputs(tiny_model_dir):
