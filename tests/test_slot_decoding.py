@@ -167,8 +167,8 @@ def test_a_stored_prefix_gives_what_a_full_prefill_gives(tiny_model_dir):
 
 def test_eager_attention_gets_an_additive_mask_and_the_same_outputs(tiny_model_dir):
     reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [5, 30, 12, 20])]
-    sdpa = backend(tiny_model_dir, batch_size=3)
-    eager = backend(tiny_model_dir, batch_size=3)
-    eager.model.config._attn_implementation = "eager"
-    a, b = eager.generate(reqs, progress=False), sdpa.generate(reqs, progress=False)
-    assert outcomes(a) == outcomes(b)
+    slots = backend(tiny_model_dir, batch_size=3)
+    batches = backend(tiny_model_dir, batch_size=3, decoding="batches")
+    for b in (slots, batches):
+        b.model.config._attn_implementation = "eager"
+    assert outcomes(slots.generate(reqs, progress=False)) == outcomes(batches.generate(reqs, progress=False))
