@@ -1,4 +1,4 @@
-# Reference: cotbridge HFBackend, default (bf16 slot decoding) and dtype=float32. Run with /work/main/.venv/bin/python
+# Reference: cotbridge HFBackend, default (bf16 slot decoding) and dtype=float32. Run with the repo's .venv python
 import json
 import os
 import sys

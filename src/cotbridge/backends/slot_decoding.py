@@ -222,7 +222,6 @@ class SlotDecoder:
                     break
                 if not self.pending and len(live) <= len(self.busy) * 3 // 4:
                     self._keep_rows(live)
-                    live = list(range(len(live)))
                 self._step(cache)
                 self.steps += 1
                 if self.interrupt is not None and self.steps % 8 == 0 and self.interrupt():
