@@ -59,6 +59,32 @@ def test_loss_only_on_the_completion_and_eos_appended(tmp_path):
         assert text.endswith(tok.eos_token)
 
 
+def test_cpu_loss_scores_only_labelled_positions_and_equals_the_full_projection(tmp_path, monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    if not hasattr(trl_utils, "_use_triton"):
+        pytest.skip("this TRL has no fused LM-head loss (the switch is a no-op)")
+    tok = build_tiny_tokenizer()
+    trainer = build_trainer(
+        TrainConfig(lora=False, output_dir=str(tmp_path), batch_size=4), examples(), tiny_model(tok), tok
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    scored_rows = []
+    original_apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def recording_apply(hidden, *args):
+        scored_rows.append(hidden.shape[0])
+        return original_apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", recording_apply)
+    compact = trainer.compute_loss(trainer.model, dict(batch))
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own choice off Triton devices
+    full = trainer.compute_loss(trainer.model, dict(batch))
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert scored_rows == [labelled, batch["labels"][:, 1:].numel()] and labelled < scored_rows[1]
+    torch.testing.assert_close(compact, full)
+
+
 def test_packing_fills_rows_with_several_examples_and_still_masks_prompts(tmp_path):
     tok = build_tiny_tokenizer()
     cfg = TrainConfig(

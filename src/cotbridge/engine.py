@@ -126,7 +126,10 @@ def run_recipe(
     check_stage(recipe, until, "--until")
     if force_new:
         set_aside(recipe.run_dir)
-    with folder_lock(recipe.run_dir, "run_dir (--set run_dir=...)"):
+    from cotbridge.models.pool import keeping_models
+
+    # One model pool for the run: its stages load the same base model to train and to evaluate each method.
+    with folder_lock(recipe.run_dir, "run_dir (--set run_dir=...)"), keeping_models():
         return _run_locked(recipe, from_stage, until)
 
 

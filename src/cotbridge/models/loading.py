@@ -10,7 +10,9 @@ from typing import Any
 
 from cotbridge.allocator import keep_freed_memory
 from cotbridge.errors import UserError
+from cotbridge.jsonl import read_json, write_json
 from cotbridge.models.embedded import resolve_embedded
+from cotbridge.models.pool import ModelPool, active_pool
 
 log = logging.getLogger(__name__)
 WEIGHT_FILES = (
@@ -76,9 +78,9 @@ def dequantised_dir(source: str, gguf: str) -> Path | None:
     return Path(root).expanduser() / f"{file.stem}-{key[:16]}"
 
 
-def keep_dequantised(net: Any, folder: Path) -> None:
+def keep_dequantised(net: Any, folder: Path, gguf_path: Path) -> None:
     """Save into a temporary sibling, then rename: a reader never sees half a copy, and concurrent writers race
-    harmlessly."""
+    harmlessly. The copy records its GGUF file: copies whose file is gone (a deleted venv or clone) are removed."""
     import shutil
     import tempfile
 
@@ -87,12 +89,35 @@ def keep_dequantised(net: Any, folder: Path) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
         net.save_pretrained(tmp)
+        write_json(tmp / DEQUANTISED_FROM, {"gguf": str(gguf_path.resolve())})
         tmp.rename(folder)
     except OSError as e:  # a full or read-only disk, or another process got there first: only the speed-up is lost
         if not folder.is_dir():
             log.warning("could not keep the dequantised GGUF weights in %s: %s", folder, e)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    remove_orphaned_copies(folder.parent)
+
+
+DEQUANTISED_FROM = "dequantised_from.json"
+
+
+def remove_orphaned_copies(root: Path) -> list[Path]:
+    """Remove dequantised copies whose GGUF file no longer exists (each is the size of the fp32 model)."""
+    import shutil
+
+    removed = []
+    for record in root.glob(f"*/{DEQUANTISED_FROM}"):
+        try:
+            gone = not Path(read_json(record)["gguf"]).exists()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if gone:
+            shutil.rmtree(record.parent, ignore_errors=True)
+            removed.append(record.parent)
+    if removed:
+        log.info("removed %d dequantised copies of GGUF files that no longer exist", len(removed))
+    return removed
 
 
 def cpu_has_native_bf16() -> bool:
@@ -121,14 +146,62 @@ def resolve_dtype(dtype: str, *, generation: bool = False) -> Any:
 
 def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: str = "auto", generation: bool = False):
     """Decoder-only or encoder-decoder (T5 family), chosen by the model's own config. ``generation``: the model
-    only generates (``auto`` may then pick bf16 on a CPU, see :func:`resolve_dtype`)."""
+    only generates (``auto`` may then pick bf16 on a CPU, see :func:`resolve_dtype`). Inside
+    :func:`~cotbridge.models.pool.keeping_models` a model already read this run is copied from memory, and a LoRA
+    student trained on a pooled base is that base with its adapter merged."""
+    import torch
+
+    keep_freed_memory()  # before the first big tensor: steps allocate and free hundreds of MB each
+    torch_dtype = resolve_dtype(dtype, generation=generation)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pool = active_pool()
+    if pool is None:
+        return finish(*read_model_and_tokenizer(model, gguf_file, torch_dtype, device))
+    student = pooled_student(pool, model, torch_dtype, device)
+    if student is not None:
+        return finish(*student)
+    key = resolve_model_source(model, gguf_file)
+    read = lambda dtype: read_model_and_tokenizer(model, gguf_file, dtype, "cpu")  # noqa: E731
+    return finish(*pool.copy(key, torch_dtype, device, read))
+
+
+BASE_RECORD = "base.json"  # in a LoRA student's adapter folder: the pooled base it was trained on
+
+
+def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tuple[Any, Any] | None:
+    """A LoRA student folder rebuilt from the pool: a copy of its base in the dtype it was trained in, with the
+    saved adapter merged (what training saved in the folder, computed the same way), then cast. None: not such a
+    folder, or its base is gone (the folder's merged weights are read instead)."""
+    import torch
+
+    adapter = Path(model) / "adapter"
+    if not (adapter / BASE_RECORD).is_file() or not (adapter / "adapter_config.json").is_file():
+        return None
+    base = read_json(adapter / BASE_RECORD)
+    key = (base["source"], base.get("gguf_file"))
+    if base.get("local") and not Path(key[0]).exists() and not pool.holds(key):
+        return None
+    from peft import PeftModel
+    from transformers import AutoTokenizer, GenerationConfig
+
+    trained_in = getattr(torch, base.get("dtype", "float32"))
+    read = lambda dtype: read_model_and_tokenizer(key[0], key[1], dtype, "cpu")  # noqa: E731
+    net, _ = pool.copy(key, trained_in, device, read)
+    net = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload().to(dtype)
+    del net.cotbridge_base  # a student, not the base: training it further starts from its own folder
+    if (Path(model) / "generation_config.json").is_file():
+        net.generation_config = GenerationConfig.from_pretrained(model)
+    net.name_or_path = net.config._name_or_path = model
+    return net, AutoTokenizer.from_pretrained(model)
+
+
+def read_model_and_tokenizer(model: str, gguf_file: str | None, torch_dtype: Any, device: str) -> tuple[Any, Any]:
+    """The model and tokenizer read from disk (or the hub) in ``torch_dtype`` on ``device``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    keep_freed_memory()  # before the first big tensor: steps allocate and free hundreds of MB each
     source, gguf = resolve_model_source(model, gguf_file)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    torch_dtype = resolve_dtype(dtype, generation=generation)
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
@@ -150,11 +223,14 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     if first_gguf_load:
         forget_gguf_quantizer(net)
         if kept is not None:
-            keep_dequantised(net, kept)
+            keep_dequantised(net, kept, Path(source, gguf))
         net.to(torch_dtype)
+    net.to(device)
+    return net, tokenizer
+
+
+def finish(net: Any, tokenizer: Any) -> tuple[Any, Any]:
     net.eval()
-    if torch.cuda.is_available():
-        net.to("cuda")
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -19,7 +19,9 @@ class TrainConfig(StrictModel):
     lora: bool = True
     lora_r: int = 8
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    # PEFT's default. Dropout draws a mask for every LoRA layer's input: on a CPU that was ~30% of a SmolLM2-135M
+    # step (6.8 s -> 4.7 s at batch 8 without it).
+    lora_dropout: float = 0.0
     lora_target_modules: list[str] | str = "all-linear"
     lr: float = 3e-4  # Fine-tune-CoT's setting
     epochs: float = 20

@@ -1,0 +1,106 @@
+"""A run reads its base model once: later loads are private copies, LoRA students the base plus their adapter."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+import yaml
+
+from cotbridge.models import loading
+from cotbridge.models.loading import load_model_and_tokenizer, read_model_and_tokenizer
+from cotbridge.models.pool import ModelPool, keeping_models
+from cotbridge.train.config import TrainConfig
+from cotbridge.train.sft import train_student
+from tests.test_train import examples
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Every read from disk, by the path read."""
+    counter: Counter[str] = Counter()
+    real = loading.read_model_and_tokenizer
+
+    def counting(model, *args):
+        counter[str(model)] += 1
+        return real(model, *args)
+
+    monkeypatch.setattr(loading, "read_model_and_tokenizer", counting)
+    return counter
+
+
+def equal_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+def test_a_pool_reads_once_and_hands_out_private_copies_in_any_dtype(tiny_model_dir, reads):
+    folder = str(tiny_model_dir)
+    with keeping_models() as pool:
+        first, _ = load_model_and_tokenizer(folder, dtype="float32")
+        with torch.no_grad():
+            next(first.parameters()).add_(1.0)  # training changes its copy, never the master
+        second, tok = load_model_and_tokenizer(folder, dtype="bfloat16")
+    assert reads[folder] == 1 and pool.copies == 2 and not pool.masters  # masters dropped with the pool
+    assert second.dtype == torch.bfloat16 and tok.padding_side == "left"
+    assert equal_weights(second, read_model_and_tokenizer(folder, None, torch.bfloat16, "cpu")[0])
+    assert not equal_weights(first, read_model_and_tokenizer(folder, None, torch.float32, "cpu")[0])
+
+
+def test_a_model_over_the_budget_is_read_every_time(tiny_model_dir, reads):
+    with keeping_models(ModelPool(budget_bytes=1000)) as pool:
+        load_model_and_tokenizer(str(tiny_model_dir), dtype="float32")
+        load_model_and_tokenizer(str(tiny_model_dir), dtype="float32")
+    assert reads[str(tiny_model_dir)] == 2 and pool.reads == 2
+
+
+def test_a_lora_student_is_rebuilt_from_the_pooled_base_as_its_saved_folder(tiny_model_dir, tmp_path, reads):
+    base, out = str(tiny_model_dir), tmp_path / "student"
+    cfg = TrainConfig(model=base, output_dir=str(out), max_steps=3, batch_size=4, lr=1e-2, save_strategy="no")
+    with keeping_models() as pool:
+        train_student(cfg, examples())
+        student, tok = load_model_and_tokenizer(str(out), dtype="bfloat16", generation=True)
+    assert reads == {base: 1} and pool.copies == 2  # the student folder itself was never read
+    assert (out / "adapter" / loading.BASE_RECORD).is_file()
+    saved = read_model_and_tokenizer(str(out), None, torch.bfloat16, "cpu")[0]
+    assert equal_weights(student, saved)  # bit for bit what the folder holds
+    assert not equal_weights(student, read_model_and_tokenizer(base, None, torch.bfloat16, "cpu")[0])
+    assert not hasattr(student, "cotbridge_base") and tok.padding_side == "left"
+
+
+def test_a_run_reads_its_base_model_once(tiny_model_dir, tmp_path, reads):
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.finetune_cot.recipe import run_pipeline
+
+    cfg = {
+        "name": "pooled",
+        "run_dir": str(tmp_path / "run"),
+        "task": "synthetic_coin_flip:k=2,n_test=4",
+        "train_limit": 8,
+        "teacher": {"backend": "reference"},
+        "student": {"model": str(tiny_model_dir), "max_steps": 1, "batch_size": 4, "save_strategy": "no"},
+        "eval": {"limit": 4, "max_tokens": 4, "batch_size": 4},
+        "methods": [
+            {"name": "zero_shot_cot", "kind": "prompt"},
+            {"name": "vanilla", "kind": "vanilla"},
+            {"name": "ftcot", "kind": "distill", "samples": 1},
+        ],
+    }
+    run_pipeline(RunConfig.model_validate(yaml.safe_load(yaml.safe_dump(cfg))), progress=False)
+    # two students trained and three methods evaluated: one read of the base, none of the student folders
+    assert reads == {str(tiny_model_dir): 1}
+
+
+def test_dequantised_copies_of_gguf_files_that_are_gone_are_removed(tmp_path):
+    from cotbridge.jsonl import write_json
+
+    present = tmp_path / "venv" / "model.gguf"
+    present.parent.mkdir()
+    present.write_bytes(b"GGUF")
+    for name, gguf in (("kept", present), ("orphan", tmp_path / "deleted-venv" / "model.gguf")):
+        (tmp_path / "deq" / name).mkdir(parents=True)
+        write_json(tmp_path / "deq" / name / loading.DEQUANTISED_FROM, {"gguf": str(gguf)})
+    (tmp_path / "deq" / "unrecorded").mkdir()  # a copy from an older version: not ours to judge
+    assert loading.remove_orphaned_copies(tmp_path / "deq") == [tmp_path / "deq" / "orphan"]
+    assert sorted(p.name for p in (tmp_path / "deq").iterdir()) == ["kept", "unrecorded"]
