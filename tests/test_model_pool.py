@@ -67,6 +67,10 @@ def test_a_lora_student_is_rebuilt_from_the_pooled_base_as_its_saved_folder(tiny
     assert equal_weights(student, saved)  # bit for bit what the folder holds
     assert not equal_weights(student, read_model_and_tokenizer(base, None, torch.bfloat16, "cpu")[0])
     assert not hasattr(student, "cotbridge_base") and tok.padding_side == "left"
+    saved.save_pretrained(out)  # weights written again (another training into the folder): the record is void
+    with keeping_models():
+        load_model_and_tokenizer(str(out), dtype="bfloat16")
+    assert reads[str(out)] == 1
 
 
 def test_a_run_reads_its_base_model_once(tiny_model_dir, tmp_path, reads):

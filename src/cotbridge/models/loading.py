@@ -178,6 +178,8 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
     if not (adapter / BASE_RECORD).is_file() or not (adapter / "adapter_config.json").is_file():
         return None
     base = read_json(adapter / BASE_RECORD)
+    if base.get("weights") != weights_stamp(model):  # the merged weights were written again since (other training)
+        return None
     key = (base["source"], base.get("gguf_file"))
     if base.get("local") and not Path(key[0]).exists() and not pool.holds(key):
         return None
@@ -193,6 +195,17 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
         net.generation_config = GenerationConfig.from_pretrained(model)
     net.name_or_path = net.config._name_or_path = model
     return net, AutoTokenizer.from_pretrained(model)
+
+
+def record_pooled_base(folder: str | Path, base: dict[str, Any]) -> None:
+    """Written after a LoRA student's merged weights: which pooled base its adapter belongs to, and the weight files
+    it was saved with (a later training that rewrites them, LoRA or not, voids the record)."""
+    write_json(Path(folder) / "adapter" / BASE_RECORD, {**base, "weights": weights_stamp(folder)})
+
+
+def weights_stamp(folder: str | Path) -> list[list[Any]]:
+    files = sorted(p for p in Path(folder).iterdir() if p.name in WEIGHT_FILES or p.suffix == ".safetensors")
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def read_model_and_tokenizer(model: str, gguf_file: str | None, torch_dtype: Any, device: str) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
-from cotbridge.models.loading import BASE_RECORD
+from cotbridge.models.loading import record_pooled_base
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
 
 log = logging.getLogger(__name__)
@@ -278,14 +278,14 @@ def save_final(trainer: Any, cfg: TrainConfig) -> None:
     """Write the student (LoRA merged; the adapter too) from the main process; every process waits for it."""
     if trainer.is_world_process_zero():
         final = trainer.model
+        base = None
         if cfg.lora:
-            adapter = Path(cfg.output_dir) / "adapter"
-            trainer.model.save_pretrained(adapter)
+            trainer.model.save_pretrained(Path(cfg.output_dir) / "adapter")
             base = getattr(trainer.model.get_base_model(), "cotbridge_base", None)
-            if base is not None:  # a base from the run's model pool: later loads rebuild the student from it
-                write_json(adapter / BASE_RECORD, base)
             final = trainer.model.merge_and_unload()
         final.save_pretrained(cfg.output_dir)
         trainer.processing_class.save_pretrained(cfg.output_dir)
+        if base is not None:  # a base from the run's model pool: later loads rebuild the student from it
+            record_pooled_base(cfg.output_dir, base)
     # No process returns before the model is on disk: a caller on any rank may load it next.
     trainer.accelerator.wait_for_everyone()
