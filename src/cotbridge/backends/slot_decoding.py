@@ -149,8 +149,10 @@ class SlotDecoder:
         """New buffers of ``capacity`` columns; the live columns move to start at ``offset``."""
         shape = (rows, self.kv_heads, capacity, self.head_dim)
         live = self.end - self.start
-        keys = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
-        values = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        # Zeros, not empty: a slot's columns it never wrote are masked, but a masked NaN (reused memory may hold
+        # any bits) still makes the attention NaN (tests/test_slot_decoding.py fills empty buffers with NaN).
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
         valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
         if live:
             for new, old in zip(keys + values, self.keys + self.values):
