@@ -31,8 +31,13 @@ def reads(monkeypatch):
 
 
 def equal_weights(a, b) -> bool:
+    """Saved tensors and also the buffers that are not saved (RoPE's fp32 inv_freq), values and dtypes."""
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+    ba, bb = dict(a.named_buffers()), dict(b.named_buffers())
+    same = lambda x, y: x.dtype == y.dtype and torch.equal(x.cpu(), y.cpu())  # noqa: E731
+    return sa.keys() == sb.keys() and ba.keys() == bb.keys() and all(same(sa[k], sb[k]) for k in sa) and all(
+        same(ba[k], bb[k]) for k in ba
+    )
 
 
 def test_a_pool_reads_once_and_hands_out_private_copies_in_any_dtype(tiny_model_dir, reads):
@@ -44,7 +49,11 @@ def test_a_pool_reads_once_and_hands_out_private_copies_in_any_dtype(tiny_model_
         second, tok = load_model_and_tokenizer(folder, dtype="bfloat16")
     assert reads[folder] == 1 and pool.copies == 2 and not pool.masters  # masters dropped with the pool
     assert second.dtype == torch.bfloat16 and tok.padding_side == "left"
-    assert equal_weights(second, read_model_and_tokenizer(folder, None, torch.bfloat16, "cpu")[0])
+    read_bf16 = read_model_and_tokenizer(folder, None, torch.bfloat16, "cpu")[0]
+    assert equal_weights(second, read_bf16)  # as from_pretrained(dtype=bf16): the rotary frequencies stay fp32
+    ids = torch.arange(3, 200)[None] % second.config.vocab_size  # long enough for rounded frequencies to show
+    with torch.no_grad():
+        assert torch.equal(second(ids).logits, read_bf16(ids).logits)
     assert not equal_weights(first, read_model_and_tokenizer(folder, None, torch.float32, "cpu")[0])
 
 
@@ -67,10 +76,14 @@ def test_a_lora_student_is_rebuilt_from_the_pooled_base_as_its_saved_folder(tiny
     assert equal_weights(student, saved)  # bit for bit what the folder holds
     assert not equal_weights(student, read_model_and_tokenizer(base, None, torch.bfloat16, "cpu")[0])
     assert not hasattr(student, "cotbridge_base") and tok.padding_side == "left"
-    saved.save_pretrained(out)  # weights written again (another training into the folder): the record is void
-    with keeping_models():
+    with keeping_models():  # a later run: its pool never read the base, so the folder is read, not trusted
         load_model_and_tokenizer(str(out), dtype="bfloat16")
     assert reads[str(out)] == 1
+    with keeping_models():
+        load_model_and_tokenizer(base, dtype="float32")
+        read_model_and_tokenizer(str(out), None, torch.float32, "cpu")[0].save_pretrained(out)  # same size, new file
+        load_model_and_tokenizer(str(out), dtype="bfloat16")
+    assert reads[str(out)] == 2  # the record names weights that were written again: void
 
 
 def test_a_run_reads_its_base_model_once(tiny_model_dir, tmp_path, reads):

@@ -9,7 +9,7 @@ import torch
 
 from cotbridge.prompts.formats import to_student_examples
 from cotbridge.train.config import TrainConfig
-from cotbridge.train.sft import build_trainer, train_student
+from cotbridge.train.sft import build_trainer, scoring_completion_tokens_only, train_student
 from tests.conftest import build_tiny_tokenizer
 
 
@@ -77,9 +77,9 @@ def test_cpu_loss_scores_only_labelled_positions_and_equals_the_full_projection(
         return original_apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", recording_apply)
-    compact = trainer.compute_loss(trainer.model, dict(batch))
-    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own choice off Triton devices
-    full = trainer.compute_loss(trainer.model, dict(batch))
+    with scoring_completion_tokens_only():  # what training runs under
+        compact = trainer.compute_loss(trainer.model, dict(batch))
+    full = trainer.compute_loss(trainer.model, dict(batch))  # TRL's own choice off Triton devices, restored
     labelled = int((batch["labels"][:, 1:] != -100).sum())
     assert scored_rows == [labelled, batch["labels"][:, 1:].numel()] and labelled < scored_rows[1]
     torch.testing.assert_close(compact, full)

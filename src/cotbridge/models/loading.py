@@ -12,7 +12,7 @@ from cotbridge.allocator import keep_freed_memory
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.models.embedded import resolve_embedded
-from cotbridge.models.pool import ModelPool, active_pool
+from cotbridge.models.pool import ModelPool, active_pool, cast_as_loaded
 
 log = logging.getLogger(__name__)
 WEIGHT_FILES = (
@@ -180,16 +180,16 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
     base = read_json(adapter / BASE_RECORD)
     if base.get("weights") != weights_stamp(model):  # the merged weights were written again since (other training)
         return None
-    key = (base["source"], base.get("gguf_file"))
-    if base.get("local") and not Path(key[0]).exists() and not pool.holds(key):
+    key, trained_in = (base["source"], base.get("gguf_file")), getattr(torch, base.get("dtype", "float32"))
+    # Only from a base read in this run (the one the student was just trained on): read again, a hub id or a local
+    # file may have changed since, and the folder holds the merged weights anyway.
+    if pool.master(key, trained_in) is None:
         return None
     from peft import PeftModel
     from transformers import AutoTokenizer, GenerationConfig
 
-    trained_in = getattr(torch, base.get("dtype", "float32"))
-    read = lambda dtype: read_model_and_tokenizer(key[0], key[1], dtype, "cpu")  # noqa: E731
-    net, _ = pool.copy(key, trained_in, device, read)
-    net = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload().to(dtype)
+    net, _ = pool.copy(key, trained_in, device, lambda dtype: read_model_and_tokenizer(*key, dtype, "cpu"))
+    net = cast_as_loaded(PeftModel.from_pretrained(net, str(adapter)).merge_and_unload(), dtype)
     del net.cotbridge_base  # a student, not the base: training it further starts from its own folder
     if (Path(model) / "generation_config.json").is_file():
         net.generation_config = GenerationConfig.from_pretrained(model)
@@ -237,7 +237,7 @@ def read_model_and_tokenizer(model: str, gguf_file: str | None, torch_dtype: Any
         forget_gguf_quantizer(net)
         if kept is not None:
             keep_dequantised(net, kept, Path(source, gguf))
-        net.to(torch_dtype)
+        cast_as_loaded(net, torch_dtype)
     net.to(device)
     return net, tokenizer
 

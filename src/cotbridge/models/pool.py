@@ -43,9 +43,7 @@ class ModelPool:
     def copy(self, key: Key, dtype: Any, device: str, read: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, Any]:
         """A private (model, tokenizer) in ``dtype`` on ``device``, from a master in that dtype or in fp32 (an
         exact source for any dtype); ``read(dtype)`` reads a new master onto the CPU."""
-        import torch
-
-        master = self.masters.get((*key, dtype)) or self.masters.get((*key, torch.float32))
+        master = self.master(key, dtype)
         if master is None:
             net, tokenizer = read(dtype)
             self.reads += 1
@@ -57,11 +55,35 @@ class ModelPool:
         else:
             log.info("loading %s from memory (read once this run)", key[0])
         self.copies += 1
-        net = copy.deepcopy(master[0]).to(device=device, dtype=dtype)
+        net = cast_as_loaded(copy.deepcopy(master[0]), dtype).to(device)
         return tag(net, key), copy.deepcopy(master[1])
 
-    def holds(self, key: Key) -> bool:
-        return any(k[:2] == key for k in self.masters)
+    def master(self, key: Key, dtype: Any) -> tuple[Any, Any] | None:
+        """A master that gives ``dtype`` exactly: one in that dtype, or one in fp32."""
+        import torch
+
+        return self.masters.get((*key, dtype)) or self.masters.get((*key, torch.float32))
+
+
+def cast_as_loaded(net: Any, dtype: Any) -> Any:
+    """``net`` in ``dtype`` as ``from_pretrained(dtype=...)`` would give it: parameters and saved buffers cast, but
+    buffers that are not saved (RoPE's ``inv_freq``: transformers keeps them in fp32) and the model's
+    keep-in-fp32 modules left as they are. ``net.to(dtype)`` would round the rotary frequencies too."""
+    keep = set(getattr(net, "_keep_in_fp32_modules", None) or ()) | set(
+        getattr(net, "_keep_in_fp32_modules_strict", None) or ()
+    )
+    saved = set(net.state_dict())
+    for module_name, module in net.named_modules():
+        if any(k in module_name.split(".") for k in keep):
+            continue
+        prefix = f"{module_name}." if module_name else ""
+        for param in module.parameters(recurse=False):
+            if param.is_floating_point():
+                param.data = param.data.to(dtype)
+        for name, buf in module.named_buffers(recurse=False):
+            if buf.is_floating_point() and prefix + name in saved:
+                module._buffers[name] = buf.to(dtype)
+    return net
 
 
 def nbytes(net: Any) -> int:
@@ -71,10 +93,7 @@ def nbytes(net: Any) -> int:
 def tag(net: Any, key: Key) -> Any:
     """Record on the model which base it is, in which dtype: a LoRA student trained on it can be rebuilt from the
     pool (its adapter merged into a copy of the same base, see :func:`cotbridge.models.loading.pooled_student`)."""
-    from pathlib import Path
-
-    dtype = str(net.dtype).removeprefix("torch.")
-    net.cotbridge_base = {"source": key[0], "gguf_file": key[1], "dtype": dtype, "local": Path(key[0]).exists()}
+    net.cotbridge_base = {"source": key[0], "gguf_file": key[1], "dtype": str(net.dtype).removeprefix("torch.")}
     return net
 
 

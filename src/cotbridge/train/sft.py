@@ -25,7 +25,7 @@ from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
-from cotbridge.models.loading import record_pooled_base
+from cotbridge.models.loading import BASE_RECORD, record_pooled_base
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ def build_trainer(
     examples, truncation = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     packing = {"packing": True, "padding_free": True} if use_packing(cfg) else {}
-    score_completion_tokens_only()
     args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True, **packing)
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
     trainer = SFTTrainer(
@@ -78,26 +77,31 @@ def build_trainer(
     return grouped(cfg, trainer)
 
 
-def score_completion_tokens_only() -> None:
-    """Make TRL's fused LM-head loss score only the positions with labels on a CPU, as it does on GPUs.
+@contextmanager
+def scoring_completion_tokens_only() -> Iterator[None]:
+    """Within: TRL's fused LM-head loss scores only the positions with labels on a CPU, as it does on GPUs.
 
     Off Triton devices TRL projects every position (prompt and padding too) onto the vocabulary, so that shapes stay
     fixed for compilers such as Neuron's; eager CPU training gains nothing from that and pays for the full
-    [tokens, vocab] projection forward and backward (~15% of a quickstart step). The loss is the same: ignored
-    positions are zeroed either way (tests/test_train.py compares both). Without that private switch (another TRL
-    version) nothing changes.
+    [tokens, vocab] projection forward and backward (~10% of a quickstart step). The loss is the same: ignored
+    positions are zeroed either way (tests/test_train.py compares both). The private switch is restored on exit;
+    without it (another TRL version) nothing changes.
     """
     import trl.trainer.utils as trl_utils
 
     scores_compactly = getattr(trl_utils, "_use_triton", None)
-    if scores_compactly is None or getattr(scores_compactly, "cotbridge_cpu", False):
+    if scores_compactly is None:
+        yield
         return
 
     def compact_on_cpu(device: Any) -> bool:
         return device.type == "cpu" or scores_compactly(device)
 
-    compact_on_cpu.cotbridge_cpu = True  # type: ignore[attr-defined]
     trl_utils._use_triton = compact_on_cpu
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = scores_compactly
 
 
 def trainable_examples(
@@ -235,7 +239,8 @@ def _train(
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    with scoring_completion_tokens_only():
+        result = trainer.train(resume_from_checkpoint=resume)
     stats: dict[str, Any] = {}
     if dev is not None:
         stats.update(dev.summary(trainer.state))
@@ -279,6 +284,8 @@ def save_final(trainer: Any, cfg: TrainConfig) -> None:
     if trainer.is_world_process_zero():
         final = trainer.model
         base = None
+        stale = Path(cfg.output_dir) / "adapter" / BASE_RECORD
+        stale.unlink(missing_ok=True)  # written again only once this adapter's merged weights are on disk
         if cfg.lora:
             trainer.model.save_pretrained(Path(cfg.output_dir) / "adapter")
             base = getattr(trainer.model.get_base_model(), "cotbridge_base", None)
