@@ -35,8 +35,11 @@ def equal_weights(a, b) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     ba, bb = dict(a.named_buffers()), dict(b.named_buffers())
     same = lambda x, y: x.dtype == y.dtype and torch.equal(x.cpu(), y.cpu())  # noqa: E731
-    return sa.keys() == sb.keys() and ba.keys() == bb.keys() and all(same(sa[k], sb[k]) for k in sa) and all(
-        same(ba[k], bb[k]) for k in ba
+    return (
+        sa.keys() == sb.keys()
+        and ba.keys() == bb.keys()
+        and all(same(sa[k], sb[k]) for k in sa)
+        and all(same(ba[k], bb[k]) for k in ba)
     )
 
 
