@@ -63,9 +63,9 @@ step "training throughput" "exit $? ($(grep -o 'Mean real tokens/s.*' $RES/gpu_t
 
 # 4. Batched generation: self-consistency k=8, generate() batches vs slot decoding.
 t=$(date +%s)
-if [ "$SMOKE" = 1 ]; then SC="--questions 2 -k 2"; else SC="--questions 64 --batch-size 128"; fi
+if [ "$SMOKE" = 1 ]; then SC="--questions 2 -k 2 --batch-sizes 16"; else SC="--questions 64 --batch-sizes 128"; fi
 $PY bench/self_consistency_speed.py $SC --out $RES/gpu_self_consistency_speed >/tmp/gpu_sc.log 2>&1
-step "self-consistency generation" "exit $? ($(grep -E '^\| (batches|slots)' $RES/gpu_self_consistency_speed.md 2>/dev/null | awk -F'|' '{printf "%s %ss; ", $2, $3}'))" "$t"
+step "self-consistency generation" "exit $? ($(grep -E '^\| (batches|slots)' $RES/gpu_self_consistency_speed.md 2>/dev/null | awk -F'|' '{printf "%s at batch%s:%ss; ", $2, $3, $4}'))" "$t"
 
 # 5. Fine-tune-CoT on SVAMP, real teacher (gpt-4o-mini replayed), the paper's split sizes.
 t=$(date +%s)
