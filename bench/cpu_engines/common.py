@@ -1,12 +1,12 @@
 """Shared by the engine comparison scripts: the workload (32 GSM8K prompts, greedy, 256 new tokens, 16 in flight).
-WORK is the scratch folder (converted models, outputs): $ENGINES_WORK, default /tmp/engines."""
+WORK is the scratch folder (converted models, outputs): $ENGINES_WORK, default bench/cpu_engines/.work (ignored)."""
 
 import json
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data"))
-WORK = os.environ.get("ENGINES_WORK", "/tmp/engines")
+WORK = os.environ.get("ENGINES_WORK", os.path.join(HERE, ".work"))
 GGUF_DIR = os.path.join(DATA, "models/smollm2-135m-instruct-q4_1")
 GGUF = GGUF_DIR + "/SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_NEW = 256

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Runs every model process one after another (never two at once): ref, engines, engines (reverse), ref.
 HERE=$(cd "$(dirname "$0")" && pwd)
-cd "${ENGINES_WORK:-/tmp/engines}"
+WORK=${ENGINES_WORK:-$HERE/.work}
+mkdir -p "$WORK" && cd "$WORK"
 REF=${REF:-$HERE/../../.venv/bin/python}
-ENG=${ENG:-${ENGINES_WORK:-/tmp/engines}/venv/bin/python}
+ENG=${ENG:-$WORK/venv/bin/python}
 note() { echo "### $(date +%T) $1 | load: $(cut -d' ' -f1-3 /proc/loadavg) | foreign procs: $(ps -eo pid,pcpu,args --no-headers | grep -v -E 'engines|grep|kworker|kdamond|process_api|binary_backend' | awk '$2>20' | cut -c1-80 | tr '\n' ';')"; }
 note "ref A";      $REF $HERE/ref.py A
 note "ct2 A";      $ENG $HERE/ct2run.py A int8,int8_bfloat16,bfloat16,float32 callback; $ENG $HERE/ct2run.py A int8 cut
