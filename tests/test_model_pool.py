@@ -74,7 +74,7 @@ def test_a_lora_student_is_rebuilt_from_the_pooled_base_as_its_saved_folder(tiny
         train_student(cfg, examples())
         student, tok = load_model_and_tokenizer(str(out), dtype="bfloat16", generation=True)
     assert reads == {base: 1} and pool.copies == 2  # the student folder itself was never read
-    assert (out / "adapter" / loading.BASE_RECORD).is_file()
+    assert loading.base_record(out).is_file()
     saved = read_model_and_tokenizer(str(out), None, torch.bfloat16, "cpu")[0]
     assert equal_weights(student, saved)  # bit for bit what the folder holds
     assert not equal_weights(student, read_model_and_tokenizer(base, None, torch.bfloat16, "cpu")[0])

@@ -32,6 +32,7 @@ from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_c
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
+from cotbridge.models.pool import keeping_models
 from cotbridge.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,6 @@ def run_recipe(
     check_stage(recipe, until, "--until")
     if force_new:
         set_aside(recipe.run_dir)
-    from cotbridge.models.pool import keeping_models
-
     # One model pool for the run: its stages load the same base model to train and to evaluate each method.
     with folder_lock(recipe.run_dir, "run_dir (--set run_dir=...)"), keeping_models():
         return _run_locked(recipe, from_stage, until)

@@ -160,12 +160,18 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype: st
     student = pooled_student(pool, model, torch_dtype, device)
     if student is not None:
         return finish(*student)
-    key = resolve_model_source(model, gguf_file)
-    read = lambda dtype: read_model_and_tokenizer(model, gguf_file, dtype, "cpu")  # noqa: E731
-    return finish(*pool.copy(key, torch_dtype, device, read))
+    return finish(*copy_from_pool(pool, model, gguf_file, torch_dtype, device))
 
 
-BASE_RECORD = "base.json"  # in a LoRA student's adapter folder: the pooled base it was trained on
+def copy_from_pool(pool: ModelPool, model: str, gguf_file: str | None, dtype: Any, device: str) -> tuple[Any, Any]:
+    """The pool's copy of ``model``; a master it lacks is read onto the CPU."""
+    read = lambda read_dtype: read_model_and_tokenizer(model, gguf_file, read_dtype, "cpu")  # noqa: E731
+    return pool.copy(resolve_model_source(model, gguf_file), dtype, device, read)
+
+
+def base_record(folder: str | Path) -> Path:
+    """Where a LoRA student folder records the pooled base its adapter was trained on."""
+    return Path(folder) / "adapter" / "base.json"
 
 
 def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tuple[Any, Any] | None:
@@ -174,10 +180,11 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
     folder, or its base is gone (the folder's merged weights are read instead)."""
     import torch
 
-    adapter = Path(model) / "adapter"
-    if not (adapter / BASE_RECORD).is_file() or not (adapter / "adapter_config.json").is_file():
+    record = base_record(model)
+    adapter = record.parent
+    if not record.is_file() or not (adapter / "adapter_config.json").is_file():
         return None
-    base = read_json(adapter / BASE_RECORD)
+    base = read_json(record)
     if base.get("weights") != weights_stamp(model):  # the merged weights were written again since (other training)
         return None
     key, trained_in = (base["source"], base.get("gguf_file")), getattr(torch, base.get("dtype", "float32"))
@@ -188,7 +195,7 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
     from peft import PeftModel
     from transformers import AutoTokenizer, GenerationConfig
 
-    net, _ = pool.copy(key, trained_in, device, lambda dtype: read_model_and_tokenizer(*key, dtype, "cpu"))
+    net, _ = copy_from_pool(pool, *key, trained_in, device)
     net = cast_as_loaded(PeftModel.from_pretrained(net, str(adapter)).merge_and_unload(), dtype)
     del net.cotbridge_base  # a student, not the base: training it further starts from its own folder
     if (Path(model) / "generation_config.json").is_file():
@@ -200,7 +207,7 @@ def pooled_student(pool: ModelPool, model: str, dtype: Any, device: str) -> tupl
 def record_pooled_base(folder: str | Path, base: dict[str, Any]) -> None:
     """Written after a LoRA student's merged weights: which pooled base its adapter belongs to, and the weight files
     it was saved with (a later training that rewrites them, LoRA or not, voids the record)."""
-    write_json(Path(folder) / "adapter" / BASE_RECORD, {**base, "weights": weights_stamp(folder)})
+    write_json(base_record(folder), {**base, "weights": weights_stamp(folder)})
 
 
 def weights_stamp(folder: str | Path) -> list[list[Any]]:

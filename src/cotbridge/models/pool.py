@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, "str | None"]  # (resolved source, GGUF file name); masters add their dtype
+Key = tuple[str, "str | None"]  # (resolved source, GGUF file name)
 _ACTIVE: ContextVar[ModelPool | None] = ContextVar("cotbridge_model_pool", default=None)
 
 
@@ -36,7 +36,7 @@ class ModelPool:
 
     def __init__(self, budget_bytes: int | None = None):
         self.budget_bytes = memory_bytes() // 4 if budget_bytes is None else budget_bytes
-        self.masters: dict[Key, tuple[Any, Any]] = {}
+        self.masters: dict[tuple[str, str | None, Any], tuple[Any, Any]] = {}  # (*key, dtype) -> (model, tokenizer)
         self.reads = 0  # models read from disk (tests and logs: a run's base model is read once)
         self.copies = 0
 

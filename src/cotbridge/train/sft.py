@@ -25,7 +25,7 @@ from cotbridge.config import changed_keys, describe_changes
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
-from cotbridge.models.loading import BASE_RECORD, record_pooled_base
+from cotbridge.models.loading import base_record, record_pooled_base
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
 
 log = logging.getLogger(__name__)
@@ -284,8 +284,7 @@ def save_final(trainer: Any, cfg: TrainConfig) -> None:
     if trainer.is_world_process_zero():
         final = trainer.model
         base = None
-        stale = Path(cfg.output_dir) / "adapter" / BASE_RECORD
-        stale.unlink(missing_ok=True)  # written again only once this adapter's merged weights are on disk
+        base_record(cfg.output_dir).unlink(missing_ok=True)  # written again once the merged weights are on disk
         if cfg.lora:
             trainer.model.save_pretrained(Path(cfg.output_dir) / "adapter")
             base = getattr(trainer.model.get_base_model(), "cotbridge_base", None)
