@@ -147,7 +147,8 @@ def test_a_stored_prefix_gives_what_a_full_prefill_gives(tiny_model_dir):
     model can flip at near-ties; the distribution is what must not change)."""
     import torch
 
-    from cotbridge.backends.slot_decoding import Job, PrefixStore, SlotDecoder
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder
+    from cotbridge.backends.token_reuse import PrefixStore
 
     b = backend(tiny_model_dir)
     prompt = b.tokenizer(PROMPTS[1] + PROMPTS[3], add_special_tokens=False)["input_ids"]

@@ -196,7 +196,7 @@ class HFBackend:
         """Within: the keys/values of finished sequences are kept (up to ``budget_mb``), and a later prompt that
         begins with one pre-fills only the rest (stage 2 of a two-stage call: stage 1's prompt and rationale, then
         the answer trigger). Slot decoding only."""
-        from cotbridge.backends.slot_decoding import PrefixStore
+        from cotbridge.backends.token_reuse import PrefixStore
 
         self.prefixes = PrefixStore(budget_mb) if self.decoding == "slots" else None
         try:

@@ -20,7 +20,6 @@ Decoder-only models whose layers all attend to the full sequence (``kv_cache.sup
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from cotbridge.backends.kv_cache import cache_argument
+from cotbridge.backends.token_reuse import NgramIndex, PrefixStore
 
 
 @dataclass
@@ -55,32 +55,6 @@ class Finished:
     latency_s: float
 
 
-class _NgramIndex:
-    """Where each 1-, 2- and 3-gram of a token sequence last occurred (before its final position), so a draft is
-    one dictionary lookup per step instead of a scan."""
-
-    N = 3
-
-    def __init__(self, tokens: list[int]):
-        self.tokens: list[int] = []
-        self.after: dict[tuple[int, ...], int] = {}  # n-gram -> index of the token that followed it
-        self.extend(tokens)
-
-    def extend(self, new: list[int]) -> None:
-        for tok in new:
-            size = len(self.tokens)
-            for n in range(1, min(self.N, size) + 1):
-                self.after[tuple(self.tokens[size - n :])] = size
-            self.tokens.append(tok)
-
-    def draft(self, k: int) -> list[int]:
-        for n in range(min(self.N, len(self.tokens)), 0, -1):
-            at = self.after.get(tuple(self.tokens[-n:]))
-            if at is not None:
-                return self.tokens[at : at + k]
-        return []
-
-
 @dataclass
 class _Sequence:
     job: int
@@ -88,7 +62,7 @@ class _Sequence:
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
     started: float = 0.0
-    index: _NgramIndex | None = None  # greedy sequences, when drafting
+    index: NgramIndex | None = None  # greedy sequences, when drafting
 
 
 class _SlotCache(DynamicCache):
@@ -248,7 +222,7 @@ class SlotDecoder:
             logits, kv, mask = prefilled[j]
             seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
             if self.lookahead and self.all_greedy:
-                seq.index = _NgramIndex(job.prompt)
+                seq.index = NgramIndex(job.prompt)
             first = int(self._choose(logits, [seq])[0])
             if self._take(seq, first):
                 continue  # done at its first token: it never needs a slot
@@ -471,43 +445,3 @@ def _stacked(cache: Any, n_layers: int) -> torch.Tensor:
     """A transformers cache's keys and values as one tensor [2, layers, rows, heads, length, dim]."""
     layers = [cache.layers[i] for i in range(n_layers)]
     return torch.stack([torch.stack([lay.keys for lay in layers]), torch.stack([lay.values for lay in layers])])
-
-
-class PrefixStore:
-    """Keys/values of finished sequences, keyed by their tokens, for later prompts that begin with them: stage 2 of
-    a two-stage call sends stage 1's prompt and rationale again, followed by the answer trigger. Least recently used
-    entries go first once the store holds more than ``budget_mb``."""
-
-    HEAD = 16  # entries are found by their first tokens; a shorter shared prefix is not worth a lookup
-
-    def __init__(self, budget_mb: float = 1024):
-        self.budget = budget_mb * 2**20
-        self.size = 0
-        self.entries: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
-        self.by_head: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
-
-    def add(self, tokens: list[int], kv: torch.Tensor) -> None:
-        key = tuple(tokens)
-        if len(key) < self.HEAD or key in self.entries:
-            return
-        self.entries[key] = kv
-        self.by_head.setdefault(key[: self.HEAD], set()).add(key)
-        self.size += kv.numel() * kv.element_size()
-        while self.size > self.budget and self.entries:
-            old, dropped = self.entries.popitem(last=False)
-            self.size -= dropped.numel() * dropped.element_size()
-            self.by_head[old[: self.HEAD]].discard(old)
-
-    def longest(self, prompt: list[int]) -> tuple[torch.Tensor, int] | None:
-        """The stored keys/values sharing the longest prefix with ``prompt`` and its length (at least HEAD tokens,
-        and one token short of the prompt: its last token must be run to give the next token's logits)."""
-        best, best_n = None, 0
-        for key in self.by_head.get(tuple(prompt[: self.HEAD]), ()):
-            n = next((i for i, (a, b) in enumerate(zip(key, prompt)) if a != b), min(len(key), len(prompt)))
-            n = min(n, len(prompt) - 1)
-            if n > best_n:
-                best, best_n = key, n
-        if best is None or best_n < self.HEAD:
-            return None
-        self.entries.move_to_end(best)
-        return self.entries[best], best_n
