@@ -9,6 +9,7 @@ import torch
 
 from cotbridge.prompts.formats import to_student_examples
 from cotbridge.train.config import TrainConfig
+from cotbridge.train.label_logprobs import LabelLogProbs
 from cotbridge.train.sft import build_trainer, scoring_completion_tokens_only, train_student
 from tests.conftest import build_tiny_tokenizer
 
@@ -70,19 +71,64 @@ def test_cpu_loss_scores_only_labelled_positions_and_equals_the_full_projection(
     )
     batch = next(iter(trainer.get_train_dataloader()))
     scored_rows = []
-    original_apply = trl_utils._ChunkedLogProbFunction.apply
 
-    def recording_apply(hidden, *args):
-        scored_rows.append(hidden.shape[0])
-        return original_apply(hidden, *args)
+    def recording(owner, name):
+        original = owner.apply
 
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", recording_apply)
+        def apply(hidden, *args):
+            scored_rows.append((name, hidden.shape[0]))
+            return original(hidden, *args)
+
+        monkeypatch.setattr(owner, "apply", apply)
+
+    recording(trl_utils._ChunkedLogProbFunction, "trl")
+    recording(LabelLogProbs, "cotbridge")
     with scoring_completion_tokens_only():  # what training runs under
         compact = trainer.compute_loss(trainer.model, dict(batch))
     full = trainer.compute_loss(trainer.model, dict(batch))  # TRL's own choice off Triton devices, restored
     labelled = int((batch["labels"][:, 1:] != -100).sum())
-    assert scored_rows == [labelled, batch["labels"][:, 1:].numel()] and labelled < scored_rows[1]
+    assert scored_rows == [("cotbridge", labelled), ("trl", batch["labels"][:, 1:].numel())]
+    assert labelled < scored_rows[1][1]
     torch.testing.assert_close(compact, full)
+
+
+@pytest.mark.parametrize("softcap,temperature,scale", [(None, 1.0, 1.0), (30.0, 0.7, 0.5)])
+def test_label_logprobs_match_trls_chunked_function(softcap, temperature, scale):
+    """LabelLogProbs replaces TRL's ChunkedLogProbFunction on a CPU: the same five outputs and the same gradients for
+    the hidden states, the head's weight and bias (through the log-probabilities and the entropy)."""
+    kernels = pytest.importorskip("trl.kernels")
+    if not hasattr(kernels, "ChunkedLogProbFunction"):
+        pytest.skip("this TRL has no chunked log-prob function")
+    n, h, vocab = 1500, 16, 700  # more tokens than one chunk of LabelLogProbs
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.randn(n, h, generator=gen), torch.randn(vocab, h, generator=gen) * 0.3, torch.randn(vocab) * 0.1)
+    targets = torch.randint(0, vocab, (n,), generator=gen)
+    results = []
+    for function in (kernels.ChunkedLogProbFunction, LabelLogProbs):
+        hidden, weight, bias = (t.clone().requires_grad_() for t in data)
+        outs = function.apply(hidden, weight, bias, targets, temperature, 256, softcap, scale, OUTPUTS)
+        (-outs[0].sum() + 0.3 * outs[1].sum()).backward()
+        results.append([*outs, hidden.grad, weight.grad, bias.grad])
+    for theirs, ours in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+OUTPUTS = ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+
+def test_eager_attention_while_training_on_a_cpu_when_its_weights_fit(tmp_path, monkeypatch):
+    import cotbridge.train.sft as sft
+
+    tok = build_tiny_tokenizer()
+    trainer = build_trainer(TrainConfig(output_dir=str(tmp_path), batch_size=4), examples(), tiny_model(tok), tok)
+    base = trainer.model.get_base_model()
+    base.set_attn_implementation("sdpa")
+    with sft.eager_attention_on_cpu(trainer, trainer_cfg := TrainConfig(batch_size=4)):
+        assert base.config._attn_implementation == "eager"
+    assert base.config._attn_implementation == "sdpa"
+    monkeypatch.setattr(sft, "EAGER_ATTENTION_BYTES", 1)  # long rows: the attention weights would not fit
+    with sft.eager_attention_on_cpu(trainer, trainer_cfg):
+        assert base.config._attn_implementation == "sdpa"
 
 
 def test_packing_fills_rows_with_several_examples_and_still_masks_prompts(tmp_path):

@@ -79,29 +79,39 @@ def build_trainer(
 
 @contextmanager
 def scoring_completion_tokens_only() -> Iterator[None]:
-    """Within: TRL's fused LM-head loss scores only the positions with labels on a CPU, as it does on GPUs.
+    """Within: TRL's fused LM-head loss scores only the positions with labels on a CPU, as it does on GPUs, and
+    computes their log-probabilities with :class:`~cotbridge.train.label_logprobs.LabelLogProbs`.
 
     Off Triton devices TRL projects every position (prompt and padding too) onto the vocabulary, so that shapes stay
     fixed for compilers such as Neuron's; eager CPU training gains nothing from that and pays for the full
-    [tokens, vocab] projection forward and backward (~10% of a quickstart step). The loss is the same: ignored
-    positions are zeroed either way (tests/test_train.py compares both). The private switch is restored on exit;
-    without it (another TRL version) nothing changes.
+    [tokens, vocab] projection forward and backward (~10% of a quickstart step). Its vocabulary tiles are then folded
+    in fp32 torch ops, ~40% of the rest (see label_logprobs.py). The loss is the same: ignored positions are zeroed
+    either way (tests/test_train.py compares both, and LabelLogProbs against TRL's function). The private names are
+    restored on exit; without them (another TRL version) nothing changes.
     """
     import trl.trainer.utils as trl_utils
 
+    from cotbridge.train.label_logprobs import LabelLogProbs
+
     scores_compactly = getattr(trl_utils, "_use_triton", None)
-    if scores_compactly is None:
+    chunked = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if scores_compactly is None or chunked is None:
         yield
         return
 
     def compact_on_cpu(device: Any) -> bool:
         return device.type == "cpu" or scores_compactly(device)
 
-    trl_utils._use_triton = compact_on_cpu
+    class LogProbsByDevice:
+        @staticmethod
+        def apply(hidden: Any, *args: Any) -> Any:
+            return (LabelLogProbs if hidden.device.type == "cpu" else chunked).apply(hidden, *args)
+
+    trl_utils._use_triton, trl_utils._ChunkedLogProbFunction = compact_on_cpu, LogProbsByDevice
     try:
         yield
     finally:
-        trl_utils._use_triton = scores_compactly
+        trl_utils._use_triton, trl_utils._ChunkedLogProbFunction = scores_compactly, chunked
 
 
 def trainable_examples(
@@ -230,6 +240,41 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
         yield
 
 
+EAGER_ATTENTION_BYTES = 2 * 2**30  # attention weights eager attention may keep for the backward pass, all layers
+
+
+@contextmanager
+def eager_attention_on_cpu(trainer: Any, cfg: TrainConfig) -> Iterator[None]:
+    """Within: the model trains with eager attention on a CPU when the attention weights it keeps for the backward
+    pass (batch x heads x longest row^2 x layers, fp32) fit in EAGER_ATTENTION_BYTES; SDPA is restored on exit.
+
+    SDPA's CPU flash-attention backward took 15 ms a layer for 8 rows of ~150 tokens; eager attention's small matrix
+    products cut a SmolLM2-135M quickstart step from 2.75 s to 2.36 s. Long rows (reasoning traces at 1024 tokens:
+    ~9 GB of weights) keep SDPA, which stores none; so do GPUs and packed rows.
+    """
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    c = base.config
+    current = getattr(c, "_attn_implementation", None)
+    rows = trainer.train_dataset["input_ids"] if "input_ids" in trainer.train_dataset.column_names else []
+    longest = min(cfg.max_length, max((len(r) for r in rows), default=cfg.max_length))
+    weights = cfg.batch_size * c.num_attention_heads * longest**2 * 4 * c.num_hidden_layers
+    if (
+        current != "sdpa"
+        or next(base.parameters()).device.type != "cpu"
+        or use_packing(cfg)
+        or weights > EAGER_ATTENTION_BYTES
+        or not hasattr(base, "set_attn_implementation")
+    ):
+        yield
+        return
+    base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(current)
+
+
 def _train(
     cfg: TrainConfig, examples: list[dict[str, Any]], model: Any, tokenizer: Any, callbacks: list[Any], dev: Any
 ) -> dict[str, Any]:
@@ -239,7 +284,7 @@ def _train(
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    with scoring_completion_tokens_only():
+    with scoring_completion_tokens_only(), eager_attention_on_cpu(trainer, cfg):
         result = trainer.train(resume_from_checkpoint=resume)
     stats: dict[str, Any] = {}
     if dev is not None:
