@@ -213,3 +213,31 @@ def test_columns_never_written_do_not_reach_the_outputs(tiny_model_dir, monkeypa
     expected = run(clean)
     monkeypatch.setattr(slot_decoding, "torch", PoisonedTorch())
     assert run(clean) == expected
+
+
+@pytest.mark.parametrize("top_p,expected", [(1.0, [0.1, 0.2, 0.3, 0.4]), (0.5, [0.0, 0.0, 3 / 7, 4 / 7])])
+def test_sampled_rows_draw_from_the_temperature_and_top_p_distribution(top_p, expected):
+    """One uniform number per row through the row's cumulative distribution: the frequencies over 8,000 rows (each
+    its own generator) match the probabilities, and tokens that top-p removes are never drawn."""
+    import math
+    from types import SimpleNamespace
+
+    import torch
+
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder, _generator
+
+    rows = 8000
+    job = Job([0], temperature=0.5, top_p=top_p, seed=7)
+    # temperature 0.5 squares the probabilities: logits of sqrt(p) give p
+    logits = torch.tensor([0.1, 0.2, 0.3, 0.4]).sqrt().log().repeat(rows, 1)
+    seqs = [SimpleNamespace(job=0, generator=_generator(job, i, torch.device("cpu"))) for i in range(rows)]
+    drawn = SlotDecoder._choose(SimpleNamespace(jobs=[job]), logits, seqs)
+    freq = torch.bincount(drawn, minlength=4).double() / rows
+    for f, p in zip(freq.tolist(), expected):
+        assert abs(f - p) <= 4 * math.sqrt(p * (1 - p) / rows) + 1e-12
+    again = SlotDecoder._choose(
+        SimpleNamespace(jobs=[job]),
+        logits[:5],
+        [SimpleNamespace(job=0, generator=_generator(job, i, "cpu")) for i in range(5)],
+    )
+    assert again.tolist() == drawn[:5].tolist()  # a row's draw depends on its seed only

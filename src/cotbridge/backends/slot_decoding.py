@@ -365,19 +365,30 @@ class SlotDecoder:
 
     def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> torch.Tensor:
         """Greedy rows take the argmax; sampled rows draw from temperature / top-p with their own generator
-        (top-p as transformers' TopPLogitsWarper: the smallest set of tokens whose probability reaches top_p)."""
+        (top-p as transformers' TopPLogitsWarper: the smallest set of tokens whose probability reaches top_p).
+
+        A draw is one uniform number from the row's generator, mapped through the row's cumulative distribution:
+        ``torch.multinomial`` draws an exponential for every vocabulary entry instead, ~20% of a sampled decoding
+        step of SmolLM2 on a CPU (49k entries a row)."""
         chosen = logits.argmax(-1)
-        for r, seq in enumerate(seqs):
-            job = self.jobs[seq.job]
-            if job.temperature <= 0:
-                continue
-            probs = torch.softmax(logits[r] / job.temperature, -1)
+        rows = [r for r, seq in enumerate(seqs) if self.jobs[seq.job].temperature > 0]
+        if not rows:
+            return chosen
+        jobs = [self.jobs[seqs[r].job] for r in rows]
+        temperature = torch.tensor([job.temperature for job in jobs], device=logits.device)
+        probs = torch.softmax(logits[rows].float() / temperature[:, None], -1)
+        for i, job in enumerate(jobs):
             if job.top_p < 1.0:
-                sorted_probs, order = probs.sort()
+                sorted_probs, order = probs[i].sort()
                 drop = sorted_probs.cumsum(-1) <= 1 - job.top_p
                 drop[-1] = False
-                probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
-            chosen[r] = torch.multinomial(probs, 1, generator=seq.generator)[0]
+                probs[i] = probs[i].scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
+        cdf = probs.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=seqs[r].generator, device=logits.device) for r in rows])
+        # right=True: the first token whose cumulative probability exceeds u, so a token of probability 0 is never
+        # drawn (its cumulative value equals its predecessor's)
+        drawn = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+        chosen[rows] = drawn.clamp(max=probs.shape[-1] - 1)
         return chosen
 
     def _take(self, seq: _Sequence, tok: int) -> bool:
