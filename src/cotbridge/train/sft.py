@@ -256,7 +256,8 @@ def eager_attention_on_cpu(trainer: Any, cfg: TrainConfig) -> Iterator[None]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     c = base.config
     current = getattr(c, "_attn_implementation", None)
-    rows = trainer.train_dataset["input_ids"] if "input_ids" in trainer.train_dataset.column_names else []
+    data = trainer.train_dataset
+    rows = data["input_ids"] if "input_ids" in (getattr(data, "column_names", None) or []) else []
     longest = min(cfg.max_length, max((len(r) for r in rows), default=cfg.max_length))
     weights = cfg.batch_size * c.num_attention_heads * longest**2 * 4 * c.num_hidden_layers
     if (
