@@ -62,12 +62,17 @@ class LabelLogProbs(torch.autograd.Function):
                 lz = torch.logsumexp(z, -1)
                 target = z.gather(-1, targets[s:e, None]).squeeze(-1)
                 logprobs[s:e], log_z[s:e] = target - lz, lz
+                # Only what the caller asked for (SFT: entropy and is_top1): each is another pass over [chunk, vocab]
                 if "entropy" in outputs or "log_sum_sq_probs" in outputs:
                     p = torch.exp(z - lz[:, None])
+                if "entropy" in outputs:
                     entropy[s:e] = lz - (p * z).sum(-1)
+                if "log_sum_sq_probs" in outputs:
                     log_sum_sq[s:e] = torch.log((p * p).sum(-1))
-                mean_logits[s:e] = z.mean(-1)
-                is_top1[s:e] = z.argmax(-1) == targets[s:e]  # the first maximum, as TRL counts ties
+                if "mean_logits" in outputs:
+                    mean_logits[s:e] = z.mean(-1)
+                if "is_top1" in outputs:
+                    is_top1[s:e] = z.argmax(-1) == targets[s:e]  # the first maximum, as TRL counts ties
         ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy)
         ctx.dtype, ctx.kw = dtype, kw
         out = {"entropy": entropy, "log_sum_sq_probs": log_sum_sq, "mean_logits": mean_logits, "is_top1": is_top1}
