@@ -30,22 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from _results import write_results
+from cotbridge.answers.extract import boxed_contents
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last complete ``\\boxed{...}`` (braces balanced), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j]
-    return None
 
 
 def openr1_rows(sources: list[Path]) -> list[dict[str, Any]]:
@@ -65,7 +53,7 @@ def openr1_rows(sources: list[Path]) -> list[dict[str, Any]]:
                     "is_reasoning_complete": [],
                 },
             )
-            answer = last_boxed(rec["response"])
+            answer = (boxed_contents(rec["response"]) or [None])[-1]  # the last complete \boxed{}
             thinking = rec["response"].strip()
             if answer is None:  # cut at the token limit: the think block never closes
                 row["generations"].append(f"<think>\n{thinking}")
@@ -89,13 +77,21 @@ def data_dir(work: Path, math500: Path) -> Path:
     return out
 
 
+def shown(arg: str) -> str:
+    """An argument as the results show it: repository paths relative, the local input copies by file name only
+    (where they came from is in this file's docstring), no machine's folders."""
+    if Path(arg).is_absolute() and not arg.startswith(f"{REPO}/"):
+        return f"LOCAL_COPY/{Path(arg).name}"
+    return arg.replace(f"{REPO}/", "")
+
+
 def cli(args: list[str], log: list[dict[str, Any]]) -> None:
     cmd = [sys.executable, "-m", "cotbridge", *args]
-    shown = "cotbridge " + " ".join(shlex.quote(a.replace(f"{REPO}/", "")) for a in args)
-    print(f"$ {shown}", flush=True)
+    shown_cmd = "cotbridge " + " ".join(shlex.quote(shown(a)) for a in args)
+    print(f"$ {shown_cmd}", flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
-    log.append({"command": shown, "seconds": round(time.perf_counter() - t0, 1)})
+    log.append({"command": shown_cmd, "seconds": round(time.perf_counter() - t0, 1)})
 
 
 def metrics(folder: Path) -> dict[str, Any]:
@@ -210,7 +206,8 @@ def main() -> None:
     contamination = json.loads((run / "data" / "decontamination.json").read_text(encoding="utf-8"))
     summary = contamination["summary"]
     result = {
-        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
+        "command": "python "
+        + " ".join(shlex.quote(shown(a)) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
         "sources": [f"`{p.name}`" for p in args.traces_from],
         "math500": args.math500.name,
         "rows": len(rows),
@@ -222,7 +219,7 @@ def main() -> None:
         "decontamination": {
             "dropped": summary["dropped"],
             "by_task": summary["by_test_task"],
-            "skipped": summary["skipped_tasks"],
+            "skipped": {task: why.replace(f"{REPO}/", "") for task, why in summary["skipped_tasks"].items()},
             "examples": sorted({d["question"][:90] for d in contamination["dropped"]}),
         },
         "eval": evals,
