@@ -18,6 +18,7 @@ from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallbac
 from cotbridge.backends.kv_cache import cache_argument
 from cotbridge.errors import UserError
 from cotbridge.models.loading import load_model_and_tokenizer
+from cotbridge.models.prepacked_linear import prepack_linears
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class HFBackend:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
         else:
             self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype, generation=True)
+        prepack_linears(self.model)  # bf16 on an AMX CPU: each weight packed once, not at every product
         self.model_id = model
         self.batch_size = batch_size
         # Greedy slot decoding: prompt-lookup draft tokens checked per step. Checking 5 positions costs ~1.5 single

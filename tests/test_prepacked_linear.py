@@ -1,0 +1,105 @@
+"""Linear layers packed once for the CPU's bf16 matrix engine (models/prepacked_linear.py): the same numbers as
+``F.linear``, only without autograd, and never from a stale copy of a weight that changed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from cotbridge.backends.base import Request
+from cotbridge.backends.hf import HFBackend
+from cotbridge.models import prepacked_linear
+from cotbridge.models.prepacked_linear import PrepackedLinear, cpu_packs, prepack_linears
+from tests.test_hf_backend import PROMPTS
+
+pytestmark = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
+
+
+def packed_layer(n_in: int = 96, n_out: int = 160, bias: bool = True) -> nn.Linear:
+    torch.manual_seed(0)
+    layer = nn.Linear(n_in, n_out, bias=bias).to(torch.bfloat16)
+    assert prepack_linears(nn.Sequential(layer)) == 1
+    return layer
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16, 17, 80, 128])
+def test_a_packed_product_has_the_bits_of_f_linear(rows):
+    layer = packed_layer()
+    x = torch.randn(1, rows, 96).to(torch.bfloat16)
+    with torch.no_grad():
+        out = layer(x)
+    assert prepacked_linear._packed.get(layer) is not None  # the packed path ran
+    assert torch.equal(out, nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_training_takes_the_plain_path_and_gets_gradients():
+    layer = packed_layer()
+    x = torch.randn(4, 96).to(torch.bfloat16).requires_grad_()
+    layer(x).sum().backward()
+    assert prepacked_linear._packed.get(layer) is None
+    assert layer.weight.grad is not None and x.grad is not None
+
+
+def test_a_changed_weight_is_packed_again():
+    layer = packed_layer(bias=False)
+    x = torch.randn(16, 96).to(torch.bfloat16)
+    with torch.no_grad():
+        before = layer(x)
+        layer.weight.mul_(2)  # in place, as merging an adapter or loading a state dict does
+        after = layer(x)
+        assert torch.equal(after, nn.functional.linear(x, layer.weight))
+        assert not torch.equal(after, before)
+        layer.weight = nn.Parameter(torch.randn(160, 96).to(torch.bfloat16))  # a new tensor altogether
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight))
+
+
+def test_only_plain_linear_layers_of_a_bf16_cpu_model_are_packed():
+    class Custom(nn.Linear):
+        pass
+
+    model = nn.Sequential(nn.Linear(8, 8), Custom(8, 8), nn.Linear(8, 4)).to(torch.bfloat16)
+    assert prepack_linears(model, budget_bytes=0) == 0  # the copies would not fit
+    assert prepack_linears(model) == 2
+    assert [type(m).__name__ for m in model] == ["PrepackedLinear", "Custom", "PrepackedLinear"]
+    assert prepack_linears(nn.Sequential(nn.Linear(8, 8))) == 0  # fp32: no native packing to gain from
+    clone = copy.deepcopy(model)  # the model pool copies models: the copy packs its own weights
+    with torch.no_grad():
+        clone(torch.randn(2, 8).to(torch.bfloat16))
+    assert prepacked_linear._packed.get(clone[0]) is not None and prepacked_linear._packed.get(model[0]) is None
+
+
+def test_a_bf16_backend_generates_what_it_generates_unpacked(tiny_model_dir, monkeypatch):
+    reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [12, 30, 7, 20])]
+    reqs.append(Request(prompt=PROMPTS[0], n=4, temperature=1.0, top_p=0.9, max_tokens=10, seed=3))
+    packed = HFBackend(str(tiny_model_dir), dtype="bfloat16", batch_size=4)
+    assert any(isinstance(m, PrepackedLinear) for m in packed.model.modules())
+    monkeypatch.setattr(prepacked_linear, "memory_bytes", lambda: 0)  # no room for copies: the plain path
+    plain = HFBackend(str(tiny_model_dir), dtype="bfloat16", batch_size=4)
+    assert not any(isinstance(m, PrepackedLinear) for m in plain.model.modules())
+    texts = lambda out: [[c.text for c in cs] for cs in out]  # noqa: E731
+    assert texts(packed.generate(reqs, progress=False)) == texts(plain.generate(reqs, progress=False))
+
+
+def test_a_lora_adapter_wraps_packed_base_layers(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    backend = HFBackend(str(tiny_model_dir), dtype="bfloat16", batch_size=4)
+    reference = copy.deepcopy(backend.model)
+    for m in reference.modules():
+        if type(m) is PrepackedLinear:
+            m.__class__ = nn.Linear
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    torch.manual_seed(1)
+    lora = get_peft_model(backend.model, cfg)
+    torch.manual_seed(1)
+    lora_ref = get_peft_model(reference, cfg)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():
+        adapted = lora(input_ids=ids).logits
+        assert torch.equal(adapted, lora_ref(input_ids=ids).logits)
+        with lora.disable_adapter():
+            assert not torch.equal(lora(input_ids=ids).logits, adapted)  # the adapter adds to the packed base
+    assert any(type(m) is PrepackedLinear for m in lora.modules())
