@@ -86,13 +86,15 @@ def test_window_means():
     assert window_means([0, 0, 1, 1, 1, 1, 1, 1, 2, 2]) == (0.0, 2.0)
 
 
-def test_short_grpo_run_changes_the_policy_and_logs_finite_components(tiny_model_dir, tmp_path, scripted):
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_a_short_rl_run_changes_the_policy_and_logs_finite_components(algorithm, tiny_model_dir, tmp_path, scripted):
     # A random writer never names the answer; this large model is right for rationales of odd length, so
     # rewards vary within each group and the policy gets a gradient.
     large = scripted(
         lambda text, req: [f" {req.meta['example'].answer}" if len(req.meta["rationale"]) % 2 else " Rome"]
     )
     cfg = RLConfig(
+        algorithm=algorithm,
         weights={"task": 1.0, "relevance": 0.5, "factuality": 0.5},
         aspect_scorers={"relevance": "lexical_relevance"},
         steps=2,
