@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cotbridge.evaluation.run import EvalConfig, run_eval
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.prompts.modes import PromptContext
@@ -77,3 +79,57 @@ def test_multihop_prompt_carries_context_and_scores_em_f1(scripted):
     records, m = evaluate_examples(task, [ex], backend, "zero_shot", PromptContext(task), Decoding())
     assert "Shirley Temple: served as Chief of Protocol." in backend.requests[0].prompt
     assert m["em"] == 0.0 and 0.6 < m["f1"] < 0.7
+
+
+class Crashing:
+    """A scripted backend that answers request by request (as the HF and API backends report them) and dies
+    after ``survive`` answers."""
+
+    kind, model_id = "scripted", "scripted"
+
+    def __init__(self, survive: int | None = None):
+        self.survive, self.asked = survive, 0
+
+    def generate(self, requests, progress=True, on_result=None):
+        from cotbridge.backends.base import Completion
+
+        out = []
+        for i, r in enumerate(requests):
+            if self.survive is not None and self.asked == self.survive:
+                raise RuntimeError("killed")
+            self.asked += 1
+            out.append([Completion(f" {len(r.prompt)} --> 3", "stop")])
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
+
+
+def test_a_rerun_after_a_crash_asks_only_for_what_is_missing(tmp_path):
+    cfg = EvalConfig(tasks=["synthetic_arithmetic:k=2,n_test=6"], mode="finetune_cot", output=str(tmp_path))
+    with pytest.raises(RuntimeError, match="killed"):
+        run_eval(cfg, backend=Crashing(survive=4), progress=False)
+    resumed = Crashing()
+    summary = run_eval(cfg, backend=resumed, progress=False)
+    assert resumed.asked == 2  # the 4 answered before the crash came from the evaluation's request cache
+    again = Crashing()
+    assert run_eval(cfg, backend=again, progress=False)["results"] == summary["results"] and again.asked == 0
+    off = Crashing()
+    run_eval(cfg.model_copy(update={"cache": "off"}), backend=off, progress=False)
+    assert off.asked == 6
+
+
+def test_cached_completions_of_rewritten_weights_are_not_served(tmp_path):
+    model = tmp_path / "student"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"first weights")
+    cfg = EvalConfig(
+        model=str(model), tasks=["synthetic_arithmetic:k=2,n_test=6"], mode="finetune_cot", output=str(tmp_path / "ev")
+    )
+    run_eval(cfg, backend=Crashing(), progress=False)
+    same = Crashing()
+    run_eval(cfg, backend=same, progress=False)
+    assert same.asked == 0
+    (model / "model.safetensors").write_bytes(b"weights trained again")  # same folder, new student
+    retrained = Crashing()
+    run_eval(cfg, backend=retrained, progress=False)
+    assert retrained.asked == 6

@@ -98,6 +98,12 @@ class CachedBackend:
         self.kind, self.model_id = backend.kind, backend.model_id
         self.hits = self.misses = 0
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything else is the wrapped backend's (two-stage calls look for its keeping_prefixes()).
+        if name == "backend":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
     def generate(
         self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
     ) -> list[list[Completion]]:

@@ -48,6 +48,9 @@ class EvalConfig(StrictModel):
     pipeline: str | None = None
     seed: int = 0
     output: str | None = None  # default runs/eval/<model>/<mode>[-k<k>]: evaluations of other models never collide
+    # Request cache: default <output>/requests.sqlite, so a rerun after a crash (or of a finished evaluation) asks
+    # the model only for what is not there yet: no paid call twice. "off" disables it.
+    cache: str | None = None
 
     def output_dir(self) -> Path:
         if self.output:
@@ -96,7 +99,42 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
     out = cfg.output_dir()
     with folder_lock(out, "--output"):
         check_output(out, cfg)
-        return _evaluate_into(out, cfg, mode, datasets, backend, progress)
+        cached = with_request_cache(backend, cfg)
+        summary = _evaluate_into(out, cfg, mode, datasets, cached, progress)
+        if cached is not backend:
+            log.info(
+                "%s: %d completions from the request cache, %d generated",
+                cached.cache.path,
+                cached.hits,
+                cached.misses,
+            )
+        return summary
+
+
+def with_request_cache(backend: Any, cfg: EvalConfig) -> Any:
+    """The backend behind the evaluation's request cache, unless it is off or the backend's outputs are not worth
+    keeping (recorded or scripted ones)."""
+    from cotbridge.backends.request_cache import CachedBackend, RequestCache
+
+    if cfg.cache == "off" or not getattr(backend, "cacheable", True):
+        return backend
+    return CachedBackend(backend, RequestCache(cfg.cache or cfg.output_dir() / CACHE_FILE))
+
+
+CACHE_FILE = "requests.sqlite"
+
+
+def model_files(model: str | None, gguf_file: str | None) -> list[list[Any]] | None:
+    """Name, size and modification time of a local model's weight files (None for a hub id): the request cache is
+    keyed by the model's name, so completions of weights written since must not be served."""
+    from cotbridge.models.loading import weights_stamp
+
+    path = Path(model or "")
+    if not model or not path.exists():
+        return None
+    files = [path / gguf_file] if gguf_file and path.is_dir() else [] if path.is_dir() else [path]
+    stamp = weights_stamp(path) if path.is_dir() else []
+    return stamp + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
 
 
 # What makes two evaluations the same: rerunning one overwrites its files, anything else must not share a folder
@@ -166,7 +204,14 @@ def check_output(out: Path, cfg: EvalConfig) -> None:
                 f"{out} holds the files of another evaluation ({describe_changes(changes)}); choose another "
                 "--output (without one, each model and mode gets its own folder under runs/eval/)"
             )
-    write_json(marker, {"config": new})
+    weights = model_files(cfg.model, cfg.gguf_file)
+    cache = out / CACHE_FILE
+    if recorded is not None and read_json(recorded).get("model_files") != weights and cfg.cache is None:
+        for stale in (cache, cache.with_name(CACHE_FILE + "-wal"), cache.with_name(CACHE_FILE + "-shm")):
+            if stale.exists():
+                log.warning("%s: the model's weight files changed since; its cached completions are dropped", stale)
+                stale.unlink()
+    write_json(marker, {"config": new, "model_files": weights})
 
 
 def _evaluate_into(
