@@ -133,3 +133,6 @@ def test_cached_completions_of_rewritten_weights_are_not_served(tmp_path):
     retrained = Crashing()
     run_eval(cfg, backend=retrained, progress=False)
     assert retrained.asked == 6
+    in_fp32 = Crashing()  # another dtype computes other numbers
+    run_eval(cfg.model_copy(update={"dtype": "float32"}), backend=in_fp32, progress=False)
+    assert in_fp32.asked == 6

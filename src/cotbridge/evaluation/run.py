@@ -204,14 +204,15 @@ def check_output(out: Path, cfg: EvalConfig) -> None:
                 f"{out} holds the files of another evaluation ({describe_changes(changes)}); choose another "
                 "--output (without one, each model and mode gets its own folder under runs/eval/)"
             )
-    weights = model_files(cfg.model, cfg.gguf_file)
+    # The cache keys name the model, not its weights or dtype: completions of other weights are dropped.
+    generated_by = {"model_files": model_files(cfg.model, cfg.gguf_file), "dtype": cfg.dtype}
     cache = out / CACHE_FILE
-    if recorded is not None and read_json(recorded).get("model_files") != weights and cfg.cache is None:
+    if recorded is not None and read_json(recorded).get("generated_by") != generated_by and cfg.cache is None:
         for stale in (cache, cache.with_name(CACHE_FILE + "-wal"), cache.with_name(CACHE_FILE + "-shm")):
             if stale.exists():
-                log.warning("%s: the model's weight files changed since; its cached completions are dropped", stale)
+                log.warning("%s: the model's weight files or dtype changed; its cached completions are dropped", stale)
                 stale.unlink()
-    write_json(marker, {"config": new, "model_files": weights})
+    write_json(marker, {"config": new, "generated_by": generated_by})
 
 
 def _evaluate_into(
