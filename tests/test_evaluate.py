@@ -136,3 +136,10 @@ def test_cached_completions_of_rewritten_weights_are_not_served(tmp_path):
     in_fp32 = Crashing()  # another dtype computes other numbers
     run_eval(cfg.model_copy(update={"dtype": "float32"}), backend=in_fp32, progress=False)
     assert in_fp32.asked == 6
+    shared = cfg.model_copy(update={"cache": str(tmp_path / "shared.sqlite")})  # a cache outside the folder
+    for weights, asked in [(b"third", 6), (b"third", 0), (b"fourth", 6)]:
+        if (model / "model.safetensors").read_bytes() != weights:
+            (model / "model.safetensors").write_bytes(weights)
+        backend = Crashing()
+        run_eval(shared, backend=backend, progress=False)
+        assert backend.asked == asked

@@ -12,7 +12,7 @@ from torch import nn
 from cotbridge.backends.base import Request
 from cotbridge.backends.hf import HFBackend
 from cotbridge.models import prepacked_linear
-from cotbridge.models.prepacked_linear import PrepackedLinear, cpu_packs, prepack_linears
+from cotbridge.models.prepacked_linear import PrepackedLinear, cpu_packs, forget_packed, prepack_linears
 from tests.test_hf_backend import PROMPTS
 
 pytestmark = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
@@ -41,6 +41,24 @@ def test_training_takes_the_plain_path_and_gets_gradients():
     layer(x).sum().backward()
     assert prepacked_linear._packed.get(layer) is None
     assert layer.weight.grad is not None and x.grad is not None
+
+
+def test_writes_through_data_need_forget_packed():
+    layer = packed_layer(bias=False)
+    x = torch.randn(16, 96).to(torch.bfloat16)
+    with torch.no_grad():
+        layer(x)
+        layer.weight.data += 1  # PEFT's default merge: the version counter does not see it
+        forget_packed(nn.Sequential(layer))
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight))
+
+
+def test_a_strided_input_takes_the_plain_path():
+    layer = packed_layer()
+    x = torch.randn(96, 16).to(torch.bfloat16).t()
+    with torch.no_grad():
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
+    assert prepacked_linear._packed.get(layer) is None
 
 
 def test_a_changed_weight_is_packed_again():
@@ -81,6 +99,9 @@ def test_a_bf16_backend_generates_what_it_generates_unpacked(tiny_model_dir, mon
     assert not any(isinstance(m, PrepackedLinear) for m in plain.model.modules())
     texts = lambda out: [[c.text for c in cs] for cs in out]  # noqa: E731
     assert texts(packed.generate(reqs, progress=False)) == texts(plain.generate(reqs, progress=False))
+    assert all(
+        prepacked_linear._packed.get(m) is not None for m in packed.model.modules() if type(m) is PrepackedLinear
+    )
 
 
 def test_a_lora_adapter_wraps_packed_base_layers(tiny_model_dir):

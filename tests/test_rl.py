@@ -108,6 +108,7 @@ def test_a_short_rl_run_changes_the_policy_and_logs_finite_components(algorithm,
     funcs, weights = build_rewards(cfg, EXAMPLES, large, lambda t: LargePrompts(t))
     prompts = [{"prompt": small_prompt(ex), "example_key": key} for key, (_, ex) in EXAMPLES.items()]
     stats = train_rl(cfg, tiny_model_dir, prompts, funcs, weights)
+    assert stats["trainer"] == {"grpo": "GRPOTrainer", "rloo": "RLOOTrainer"}[algorithm]
     assert stats["steps"] == 2 and len(stats["log"]) == 2
     assert stats["changed_tensors"] == stats["trainable_tensors"] > 0  # every policy tensor moved
     for row in stats["log"]:

@@ -28,7 +28,9 @@ def default_cache_path() -> Path:
     return Path(os.environ.get("COTBRIDGE_CACHE", Path.home() / ".cache" / "cotbridge" / "requests.sqlite"))
 
 
-def request_key(kind: str, model: str, req: Request, sample_index: int) -> str:
+def request_key(kind: str, model: str, req: Request, sample_index: int, salt: str | None = None) -> str:
+    """``salt``: what else the outputs depend on that the model's name does not say (an evaluation's weight files
+    and dtype); keys without one are those of every cache written before it existed."""
     payload = {
         "kind": kind,
         "model": model,
@@ -41,6 +43,7 @@ def request_key(kind: str, model: str, req: Request, sample_index: int) -> str:
         "stop": list(req.stop),
         "seed": req.seed,
         "sample": sample_index,
+        **({"salt": salt} if salt is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -93,16 +96,15 @@ class RequestCache:
 class CachedBackend:
     """Wraps a backend: samples already in the cache are served from it; only the rest are requested."""
 
-    def __init__(self, backend: Any, cache: RequestCache):
-        self.backend, self.cache = backend, cache
+    def __init__(self, backend: Any, cache: RequestCache, salt: str | None = None):
+        self.backend, self.cache, self.salt = backend, cache, salt
         self.kind, self.model_id = backend.kind, backend.model_id
         self.hits = self.misses = 0
 
-    def __getattr__(self, name: str) -> Any:
-        # Everything else is the wrapped backend's (two-stage calls look for its keeping_prefixes()).
-        if name == "backend":  # not set yet (a copy being built): no recursion
-            raise AttributeError(name)
-        return getattr(self.backend, name)
+    @property
+    def keeping_prefixes(self) -> Any:
+        """The wrapped backend's, if it has one: two-stage calls keep stage 1's keys/values through it."""
+        return getattr(self.backend, "keeping_prefixes", None)
 
     def generate(
         self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
@@ -110,7 +112,7 @@ class CachedBackend:
         out: list[list[Completion | None]] = []
         todo: list[tuple[int, list[int], Request]] = []  # (request index, sample indices, sub-request)
         for i, req in enumerate(requests):
-            keys = [request_key(self.kind, self.model_id, req, req.first_sample + j) for j in range(req.n)]
+            keys = [request_key(self.kind, self.model_id, req, req.first_sample + j, self.salt) for j in range(req.n)]
             found = [self.cache.get(k) for k in keys]
             self.hits += sum(c is not None for c in found)
             out.append(found)
@@ -129,7 +131,8 @@ class CachedBackend:
             stored.add(t)
             i, run, sub = todo[t]
             for j, comp in zip(run, comps):
-                self.cache.put(request_key(self.kind, self.model_id, requests[i], requests[i].first_sample + j), comp)
+                key = request_key(self.kind, self.model_id, requests[i], requests[i].first_sample + j, self.salt)
+                self.cache.put(key, comp)
                 out[i][j] = comp
             self.misses += len(run)
             pending[i] -= len(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -118,7 +119,11 @@ def with_request_cache(backend: Any, cfg: EvalConfig) -> Any:
 
     if cfg.cache == "off" or not getattr(backend, "cacheable", True):
         return backend
-    return CachedBackend(backend, RequestCache(cfg.cache or cfg.output_dir() / CACHE_FILE))
+    # The keys name the model, not its weights or numerics: those go in as a salt, so completions of weights
+    # written since, or of another dtype, are never served (in this cache or a shared one).
+    dtype = getattr(getattr(backend, "model", None), "dtype", None) or cfg.dtype
+    salt = json.dumps({"model_files": model_files(cfg.model, cfg.gguf_file), "dtype": str(dtype)}, sort_keys=True)
+    return CachedBackend(backend, RequestCache(cfg.cache or cfg.output_dir() / CACHE_FILE), salt=salt)
 
 
 CACHE_FILE = "requests.sqlite"
@@ -204,15 +209,7 @@ def check_output(out: Path, cfg: EvalConfig) -> None:
                 f"{out} holds the files of another evaluation ({describe_changes(changes)}); choose another "
                 "--output (without one, each model and mode gets its own folder under runs/eval/)"
             )
-    # The cache keys name the model, not its weights or dtype: completions of other weights are dropped.
-    generated_by = {"model_files": model_files(cfg.model, cfg.gguf_file), "dtype": cfg.dtype}
-    cache = out / CACHE_FILE
-    if recorded is not None and read_json(recorded).get("generated_by") != generated_by and cfg.cache is None:
-        for stale in (cache, cache.with_name(CACHE_FILE + "-wal"), cache.with_name(CACHE_FILE + "-shm")):
-            if stale.exists():
-                log.warning("%s: the model's weight files or dtype changed; its cached completions are dropped", stale)
-                stale.unlink()
-    write_json(marker, {"config": new, "generated_by": generated_by})
+    write_json(marker, {"config": new})
 
 
 def _evaluate_into(

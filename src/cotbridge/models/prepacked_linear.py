@@ -7,8 +7,10 @@ freezing pass does) gives the same bits at every batch size, twice as fast at 16
 
 A packed layer serves only calls without autograd (generation and scoring run under ``torch.no_grad``); training
 through the same module takes the plain path, so a LoRA adapter trained on a pooled base model is unaffected. The
-packed copy is made on the first such call and made again when the weight changed (a merged adapter, a loaded
-state dict): it is keyed by the weight's storage and in-place version counter.
+packed copy is made on the first such call and made again when the weight changed: a new weight tensor, or an
+in-place write to it (a loaded state dict, PEFT's safe merge). Writes through ``weight.data`` (PEFT's default merge)
+bypass the version counter: after one, call :func:`forget_packed`. Only models the generation backend loads itself
+are packed (private copies: the model pool hands out deep copies), so training never meets a packed layer.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ log = logging.getLogger(__name__)
 # the last bit; a pre-fill amortises the reorder over its rows anyway.
 MAX_ROWS = 128
 _PACKABLE = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
-# module -> (weight's data pointer, its version counter, the packed weight); outside the module, so that copying a
+# module -> (the weight packed, its version counter then, the packed weight); outside the module, so that copying a
 # model (the model pool deep-copies) copies no packed tensor: the copy packs its own on first use.
-_packed: weakref.WeakKeyDictionary[nn.Module, tuple[int, int, torch.Tensor]] = weakref.WeakKeyDictionary()
+_packed: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, int, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 def cpu_packs(dtype: torch.dtype) -> bool:
@@ -51,14 +53,21 @@ class PrepackedLinear(nn.Linear):
             or x.dtype != w.dtype
             or w.dtype not in _PACKABLE
             or x.numel() > MAX_ROWS * w.shape[1]
+            or not x.is_contiguous()  # F.linear rounds a strided input with a bias differently (1 ulp)
         ):
             return super().forward(x)
-        stamp = (w.data_ptr(), w._version)
         entry = _packed.get(self)
-        if entry is None or entry[:2] != stamp:
-            entry = (*stamp, torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16))
+        if entry is None or entry[0] is not w or entry[1] != w._version:
+            entry = (w, w._version, torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16))
             _packed[self] = entry
         return torch.ops.mkldnn._linear_pointwise(x, entry[2], self.bias, "none", [None], "")
+
+
+def forget_packed(model: Any) -> None:
+    """Drop the model's packed copies (each is made again on its next use): after writing weights through
+    ``.data``, which the version counter does not see."""
+    for module in model.modules():
+        _packed.pop(module, None)
 
 
 def prepack_linears(model: Any, budget_bytes: int | None = None) -> int:

@@ -170,6 +170,7 @@ def train_rl(
     tok.save_pretrained(out)
     names = [f.__name__ for f in reward_funcs]
     return {
+        "trainer": type(trainer).__name__,
         "steps": trainer.state.global_step,
         "log": rlog.rows,
         "components": names,
