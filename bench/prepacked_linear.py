@@ -36,6 +36,7 @@ MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 
 
 def set_packed(model, on: bool) -> None:
+    """The model's linear layers as PrepackedLinear (their pack_rows as prepack_linears set them) or nn.Linear."""
     from torch import nn
 
     from cotbridge.models.prepacked_linear import PrepackedLinear

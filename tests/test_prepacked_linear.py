@@ -1,5 +1,5 @@
-"""Linear layers packed once for the CPU's bf16 matrix engine (models/prepacked_linear.py): the same numbers as
-``F.linear``, only without autograd, and never from a stale copy of a weight that changed."""
+"""Linear layers packed once for the CPU's matrix kernels (models/prepacked_linear.py): oneDNN for bf16, MKL for
+fp32; the same numbers as ``F.linear``, only without autograd, and never from a stale copy of a weight that changed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from cotbridge.models import prepacked_linear
 from cotbridge.models.prepacked_linear import PrepackedLinear, cpu_packs, forget_packed, prepack_linears
 from tests.test_hf_backend import PROMPTS
 
-pytestmark = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
+needs_bf16 = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
+needs_mkl = pytest.mark.skipif(not cpu_packs(torch.float32), reason="this torch build has no MKL")
 
 
 def packed_layer(n_in: int = 96, n_out: int = 160, bias: bool = True) -> nn.Linear:
@@ -25,6 +26,7 @@ def packed_layer(n_in: int = 96, n_out: int = 160, bias: bool = True) -> nn.Line
     return layer
 
 
+@needs_bf16
 @pytest.mark.parametrize("rows", [1, 3, 16, 17, 80, 128])
 def test_a_packed_product_has_the_bits_of_f_linear(rows):
     layer = packed_layer()
@@ -35,6 +37,7 @@ def test_a_packed_product_has_the_bits_of_f_linear(rows):
     assert torch.equal(out, nn.functional.linear(x, layer.weight, layer.bias))
 
 
+@needs_bf16
 def test_training_takes_the_plain_path_and_gets_gradients():
     layer = packed_layer()
     x = torch.randn(4, 96).to(torch.bfloat16).requires_grad_()
@@ -43,6 +46,7 @@ def test_training_takes_the_plain_path_and_gets_gradients():
     assert layer.weight.grad is not None and x.grad is not None
 
 
+@needs_bf16
 def test_writes_through_data_need_forget_packed():
     layer = packed_layer(bias=False)
     x = torch.randn(16, 96).to(torch.bfloat16)
@@ -53,6 +57,7 @@ def test_writes_through_data_need_forget_packed():
         assert torch.equal(layer(x), nn.functional.linear(x, layer.weight))
 
 
+@needs_bf16
 def test_a_strided_input_takes_the_plain_path():
     layer = packed_layer()
     x = torch.randn(96, 16).to(torch.bfloat16).t()
@@ -61,6 +66,7 @@ def test_a_strided_input_takes_the_plain_path():
     assert prepacked_linear._packed.get(layer) is None
 
 
+@needs_bf16
 def test_a_changed_weight_is_packed_again():
     layer = packed_layer(bias=False)
     x = torch.randn(16, 96).to(torch.bfloat16)
@@ -74,6 +80,7 @@ def test_a_changed_weight_is_packed_again():
         assert torch.equal(layer(x), nn.functional.linear(x, layer.weight))
 
 
+@needs_bf16
 def test_only_plain_linear_layers_of_a_bf16_cpu_model_are_packed():
     class Custom(nn.Linear):
         pass
@@ -82,20 +89,22 @@ def test_only_plain_linear_layers_of_a_bf16_cpu_model_are_packed():
     assert prepack_linears(model, budget_bytes=0) == 0  # the copies would not fit
     assert prepack_linears(model) == 2
     assert [type(m).__name__ for m in model] == ["PrepackedLinear", "Custom", "PrepackedLinear"]
-    assert prepack_linears(nn.Sequential(nn.Linear(8, 8))) == 0  # fp32: no native packing to gain from
     clone = copy.deepcopy(model)  # the model pool copies models: the copy packs its own weights
     with torch.no_grad():
         clone(torch.randn(2, 8).to(torch.bfloat16))
     assert prepacked_linear._packed.get(clone[0]) is not None and prepacked_linear._packed.get(model[0]) is None
 
 
-def test_a_bf16_backend_generates_what_it_generates_unpacked(tiny_model_dir, monkeypatch):
-    reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [12, 30, 7, 20])]
+@pytest.mark.parametrize(
+    "dtype, slots", [pytest.param("bfloat16", 4, marks=needs_bf16), pytest.param("float32", 16, marks=needs_mkl)]
+)
+def test_a_backend_generates_what_it_generates_unpacked(dtype, slots, tiny_model_dir, monkeypatch):
+    reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS * 5, [12, 30, 7, 20] * 5)]
     reqs.append(Request(prompt=PROMPTS[0], n=4, temperature=1.0, top_p=0.9, max_tokens=10, seed=3))
-    packed = HFBackend(str(tiny_model_dir), dtype="bfloat16", batch_size=4)
+    packed = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=slots)
     assert any(isinstance(m, PrepackedLinear) for m in packed.model.modules())
     monkeypatch.setattr(prepacked_linear, "memory_bytes", lambda: 0)  # no room for copies: the plain path
-    plain = HFBackend(str(tiny_model_dir), dtype="bfloat16", batch_size=4)
+    plain = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=slots)
     assert not any(isinstance(m, PrepackedLinear) for m in plain.model.modules())
     texts = lambda out: [[c.text for c in cs] for cs in out]  # noqa: E731
     assert texts(packed.generate(reqs, progress=False)) == texts(plain.generate(reqs, progress=False))
@@ -104,6 +113,7 @@ def test_a_bf16_backend_generates_what_it_generates_unpacked(tiny_model_dir, mon
     )
 
 
+@needs_bf16
 def test_a_lora_adapter_wraps_packed_base_layers(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
@@ -124,3 +134,27 @@ def test_a_lora_adapter_wraps_packed_base_layers(tiny_model_dir):
         with lora.disable_adapter():
             assert not torch.equal(lora(input_ids=ids).logits, adapted)  # the adapter adds to the packed base
     assert any(type(m) is PrepackedLinear for m in lora.modules())
+
+
+@needs_mkl
+def test_fp32_weights_are_packed_for_the_decoding_batch_only():
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 160)
+    assert prepack_linears(nn.Sequential(layer), rows=8) == 0  # MKL's packs for few rows round differently
+    assert prepack_linears(nn.Sequential(layer), rows=16) == 1
+    with torch.no_grad():
+        x = torch.randn(3, 96)
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
+        assert prepacked_linear._packed.get(layer) is None  # 3 rows: the plain path
+        x = torch.randn(16, 1, 96)
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
+        assert prepacked_linear._packed.get(layer) is not None
+
+
+@needs_mkl
+def test_packs_that_round_differently_are_not_used(monkeypatch):
+    real = prepacked_linear._pack
+    monkeypatch.setattr(prepacked_linear, "_pack", lambda w, rows: real(w * 1.001, rows))  # off in the last bits
+    model = nn.Sequential(nn.Linear(96, 160), nn.Linear(160, 8))
+    assert prepack_linears(model, rows=16) == 0
+    assert all(type(m) is nn.Linear for m in model)

@@ -49,9 +49,9 @@ class HFBackend:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
         else:
             self.model, self.tokenizer = load_model_and_tokenizer(model, gguf_file, dtype, generation=True)
-            # bf16 on an AMX CPU: each weight packed once, not at every product. Only a model loaded here (a private
-            # copy): a model passed in may be training, and merges write its weights where packing cannot see.
-            prepack_linears(self.model)
+            # Each weight packed once for the CPU's kernels, not at every product (fp32: for batch_size rows). Only a
+            # model loaded here (a private copy): one passed in may be training, and merges write where packs miss.
+            prepack_linears(self.model, rows=batch_size)
         self.model_id = model
         self.batch_size = batch_size
         # Greedy slot decoding: prompt-lookup draft tokens checked per step. Checking 5 positions costs ~1.5 single
