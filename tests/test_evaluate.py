@@ -143,3 +143,16 @@ def test_cached_completions_of_rewritten_weights_are_not_served(tmp_path):
         backend = Crashing()
         run_eval(shared, backend=backend, progress=False)
         assert backend.asked == asked
+
+
+def test_cached_completions_of_another_hub_commit_are_not_served(tmp_path):
+    from types import SimpleNamespace
+
+    cfg = EvalConfig(
+        model="org/model", tasks=["synthetic_arithmetic:k=2,n_test=6"], mode="finetune_cot", output=str(tmp_path)
+    )
+    for commit, asked in [("aaa", 6), ("aaa", 0), ("bbb", 6)]:
+        backend = Crashing()
+        backend.model = SimpleNamespace(config=SimpleNamespace(_commit_hash=commit), dtype="torch.bfloat16")
+        run_eval(cfg, backend=backend, progress=False)
+        assert backend.asked == asked

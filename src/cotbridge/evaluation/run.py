@@ -120,9 +120,15 @@ def with_request_cache(backend: Any, cfg: EvalConfig) -> Any:
     if cfg.cache == "off" or not getattr(backend, "cacheable", True):
         return backend
     # The keys name the model, not its weights or numerics: those go in as a salt, so completions of weights
-    # written since, or of another dtype, are never served (in this cache or a shared one).
-    dtype = getattr(getattr(backend, "model", None), "dtype", None) or cfg.dtype
-    salt = json.dumps({"model_files": model_files(cfg.model, cfg.gguf_file), "dtype": str(dtype)}, sort_keys=True)
+    # written since (a local folder's files, a hub model's commit), or of another dtype, are never served (in this
+    # cache or a shared one). The batch size is left out: a rerun with fewer rows after running out of memory resumes.
+    model = getattr(backend, "model", None)
+    generated_by = {
+        "model_files": model_files(cfg.model, cfg.gguf_file),
+        "hub_commit": getattr(getattr(model, "config", None), "_commit_hash", None),
+        "dtype": str(getattr(model, "dtype", None) or cfg.dtype),
+    }
+    salt = json.dumps(generated_by, sort_keys=True)
     return CachedBackend(backend, RequestCache(cfg.cache or cfg.output_dir() / CACHE_FILE), salt=salt)
 
 
