@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from _results import write_results
-from prepacked_linear import set_packed
+from prepacked_linear import generation, set_packed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -141,14 +141,13 @@ def main() -> None:
     for name, lookahead, packed in variants:
         set_packed(backend.model, packed)
         backend.lookahead = lookahead
-        t = time.perf_counter()
-        texts = [cs[0].text for cs in backend.generate(requests, progress=False)]
-        seconds = time.perf_counter() - t
+        r = generation(backend, requests)
+        texts = [cs[0] for cs in r["texts"]]
         reference = reference or texts
         runs[name] = {
-            "s": round(seconds, 2),
-            "steps": backend.stats["steps"],
-            "ms_per_step": round(1000 * seconds / backend.stats["steps"], 1),
+            "s": round(r["s"], 2),
+            "steps": r["steps"],
+            "ms_per_step": round(1000 * r["s"] / r["steps"], 1),
             "identical": sum(a == b for a, b in zip(reference, texts)),
             "n": len(texts),
         }

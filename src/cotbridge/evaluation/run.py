@@ -138,14 +138,15 @@ CACHE_FILE = "requests.sqlite"
 def model_files(model: str | None, gguf_file: str | None) -> list[list[Any]] | None:
     """Name, size and modification time of a local model's weight files (None for a hub id): the request cache is
     keyed by the model's name, so completions of weights written since must not be served."""
-    from cotbridge.models.loading import weights_stamp
+    from cotbridge.models.loading import files_stamp, weights_stamp
 
     path = Path(model or "")
     if not model or not path.exists():
         return None
-    files = [path / gguf_file] if gguf_file and path.is_dir() else [] if path.is_dir() else [path]
-    stamp = weights_stamp(path) if path.is_dir() else []
-    return stamp + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+    if not path.is_dir():  # a GGUF file
+        return files_stamp([path])
+    gguf = [path / gguf_file] if gguf_file and (path / gguf_file).is_file() else []
+    return weights_stamp(path) + files_stamp(gguf)
 
 
 # What makes two evaluations the same: rerunning one overwrites its files, anything else must not share a folder

@@ -212,6 +212,11 @@ def record_pooled_base(folder: str | Path, base: dict[str, Any]) -> None:
 
 def weights_stamp(folder: str | Path) -> list[list[Any]]:
     files = sorted(p for p in Path(folder).iterdir() if p.name in WEIGHT_FILES or p.suffix == ".safetensors")
+    return files_stamp(files)
+
+
+def files_stamp(files: list[Path]) -> list[list[Any]]:
+    """Name, size and modification time of each file: what changes when weights are written again."""
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 

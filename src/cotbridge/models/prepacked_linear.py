@@ -51,9 +51,16 @@ def cpu_packs(dtype: torch.dtype) -> bool:
 
 
 def _pack(w: torch.Tensor, rows: int) -> torch.Tensor:
+    """fp32: MKL's format for ``rows``-row products; bf16/fp16: oneDNN's blocked layout (one hint serves all rows)."""
     if w.dtype == torch.float32:
         return torch.ops.mkl._mkl_reorder_linear_weight(w.detach(), rows)
-    return torch.ops.mkldnn._reorder_linear_weight(w.detach(), rows)
+    return torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)
+
+
+def _packed_product(x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if w.dtype == torch.float32:
+        return torch.ops.mkl._mkl_linear(x, packed, w, bias, x.numel() // w.shape[1])
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [None], "")
 
 
 class PrepackedLinear(nn.Linear):
@@ -72,11 +79,9 @@ class PrepackedLinear(nn.Linear):
             return super().forward(x)
         entry = _packed.get(self)
         if entry is None or entry[0] is not w or entry[1] != w._version:
-            entry = (w, w._version, _pack(w, self.pack_rows if fp32 else 16))
+            entry = (w, w._version, _pack(w, self.pack_rows))
             _packed[self] = entry
-        if fp32:
-            return torch.ops.mkl._mkl_linear(x, entry[2], w, self.bias, rows)
-        return torch.ops.mkldnn._linear_pointwise(x, entry[2], self.bias, "none", [None], "")
+        return _packed_product(x, entry[2], w, self.bias)
 
 
 def forget_packed(model: Any) -> None:
@@ -125,11 +130,6 @@ def same_bits(linears: list[nn.Linear], row_counts: list[int]) -> bool:
         w = m.weight.detach()
         for rows in row_counts:
             x = torch.randn(rows, w.shape[1], generator=generator).to(w.dtype)
-            packed = _pack(w, rows if w.dtype == torch.float32 else 16)
-            if w.dtype == torch.float32:
-                out = torch.ops.mkl._mkl_linear(x, packed, w, m.bias, rows)
-            else:
-                out = torch.ops.mkldnn._linear_pointwise(x, packed, m.bias, "none", [None], "")
-            if not torch.equal(out, nn.functional.linear(x, w, m.bias)):
+            if not torch.equal(_packed_product(x, _pack(w, rows), w, m.bias), nn.functional.linear(x, w, m.bias)):
                 return False
     return True
