@@ -26,7 +26,9 @@ class TrainConfig(StrictModel):
     lr: float = 3e-4  # Fine-tune-CoT's setting
     epochs: float = 20
     max_steps: int = -1
-    batch_size: int = 8  # per process: under accelerate launch the global batch is this times the processes
+    # Rows per step and process (under accelerate launch the global batch is this times the processes). "auto": 8 on
+    # a CPU; on a GPU the largest power of two up to 64 that its free memory holds (train/batch_fit.py).
+    batch_size: int | Literal["auto"] = "auto"
     grad_accum: int = 1
     max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
     group_by_length: bool = True  # batches of similar length waste less compute on padding
@@ -101,16 +103,21 @@ def checkpointing_kwargs(enabled: bool) -> dict[str, bool]:
     return {"activation_checkpointing" if new else "gradient_checkpointing": enabled}
 
 
-def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """TrainingArguments fields shared by the decoder-only (SFTConfig) and encoder-decoder trainers."""
+def training_args_kwargs(cfg: TrainConfig, model: Any) -> dict[str, Any]:
+    """TrainingArguments fields shared by the decoder-only (SFTConfig) and encoder-decoder trainers, for ``model``
+    (on the device it trains on: "auto" batches are sized from its memory)."""
     import torch
 
+    from cotbridge.train.batch_fit import finds_batch_on_oom, train_batch_size
+
+    bf16 = use_bf16(cfg.mixed_precision)
     return dict(
         output_dir=cfg.output_dir,
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=train_batch_size(cfg.batch_size, model, cfg.max_length, cfg.lora, bf16),
+        auto_find_batch_size=finds_batch_on_oom(cfg.batch_size, model),
         gradient_accumulation_steps=cfg.grad_accum,
         # transformers 5: group_by_length became a sampling strategy; warmup_steps < 1 is a ratio.
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
@@ -124,7 +131,7 @@ def training_args_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         seed=cfg.seed,
         report_to=cfg.report_to,
         **checkpointing_kwargs(cfg.gradient_checkpointing),
-        bf16=use_bf16(cfg.mixed_precision),
+        bf16=bf16,
         # use_cpu also makes a multi-process launch without GPUs use gloo on CPU.
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,

@@ -94,7 +94,7 @@ def build_seq2seq_trainer(
     data = tokenize_pairs([to_seq2seq_pair(e) for e in examples], tokenizer, cfg.max_length)
     # remove_unused_columns would inspect the forward signature, which a PEFT wrapper hides behind **kwargs;
     # the dataset holds only model inputs anyway.
-    args = Seq2SeqTrainingArguments(**training_args_kwargs(cfg), remove_unused_columns=False)
+    args = Seq2SeqTrainingArguments(**training_args_kwargs(cfg, model), remove_unused_columns=False)
     # With the model, the collator also builds decoder_input_ids (labels shifted right after the start token).
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
     if cfg.lora:

@@ -63,7 +63,9 @@ def build_trainer(
     examples, truncation = trainable_examples(examples, tokenizer, cfg.max_length)
     data = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     packing = {"packing": True, "padding_free": True} if use_packing(cfg) else {}
-    args = SFTConfig(**training_args_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True, **packing)
+    args = SFTConfig(
+        **training_args_kwargs(cfg, model), max_length=cfg.max_length, completion_only_loss=True, **packing
+    )
     peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
     trainer = SFTTrainer(
         model=model,
@@ -259,7 +261,7 @@ def eager_attention_on_cpu(trainer: Any, cfg: TrainConfig) -> Iterator[None]:
     data = trainer.train_dataset
     rows = data["input_ids"] if "input_ids" in (getattr(data, "column_names", None) or []) else []
     longest = min(cfg.max_length, max((len(r) for r in rows), default=cfg.max_length))
-    weights = cfg.batch_size * c.num_attention_heads * longest**2 * 4 * c.num_hidden_layers
+    weights = trainer.args.per_device_train_batch_size * c.num_attention_heads * longest**2 * 4 * c.num_hidden_layers
     if (
         current != "sdpa"
         or next(base.parameters()).device.type != "cpu"
@@ -302,6 +304,7 @@ def _train(
         "examples": len(examples),
         **{f"examples_{k}": v for k, v in getattr(trainer, "truncation", {}).items()},
         "world_size": trainer.args.world_size,
+        "batch_size": trainer.state.train_batch_size,  # rows per step and process ("auto" resolved, OOM-halved)
         **stats,
     }
 
