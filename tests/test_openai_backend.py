@@ -14,13 +14,8 @@ import pytest
 
 from cotbridge.backends import BACKENDS, pricing
 from cotbridge.backends.base import Request
-from cotbridge.backends.openai_api import (
-    AsyncTokenBucket,
-    BackendError,
-    OpenAIBackend,
-    is_local_url,
-    parse_retry_after,
-)
+from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url, parse_retry_after
+from cotbridge.backends.openai_api import BackendError, OpenAIBackend
 from cotbridge.errors import DataError, UserError
 from cotbridge.server import running_server
 from tests.test_serve import WordsBackend
