@@ -30,10 +30,12 @@ rm -rf .gpu-data && mkdir -p .gpu-data/models .gpu-data/teacher_rationales/rerea
 mkdir -p .gpu-data/gsm8k && cp "$SHARED/gsm8k/test.jsonl" .gpu-data/gsm8k/
 mkdir -p .gpu-data/finetune_cot/dataset
 cp -r "$SHARED/finetune_cot/split" .gpu-data/finetune_cot/
-cp "$SHARED/finetune_cot/dataset/svamp.json" .gpu-data/finetune_cot/dataset/
-for f in svamp__gpt-4o-mini-2024-07-18.jsonl gsm8k_test__gpt-3.5-turbo.jsonl; do
+cp "$SHARED/finetune_cot/dataset/svamp.json" "$SHARED/finetune_cot/dataset/commonsense_qa.json" .gpu-data/finetune_cot/dataset/
+for f in svamp__gpt-4o-mini-2024-07-18.jsonl gsm8k_test__gpt-3.5-turbo.jsonl commonsenseqa_dev__gpt-3.5-turbo.jsonl; do
   cp "$SHARED/teacher_rationales/rereading_re2/$f" .gpu-data/teacher_rationales/rereading_re2/
 done
+mkdir -p .gpu-data/teacher_rationales/distilling_step_by_step  # PaLM's released SVAMP rationales (instruct tests)
+cp -r "$SHARED/teacher_rationales/distilling_step_by_step/svamp" .gpu-data/teacher_rationales/distilling_step_by_step/
 mkdir -p .gpu-data/models/smollm2-135m-instruct-q4_1
 find "$SHARED/models/smollm2-135m-instruct-q4_1" -maxdepth 1 -type f ! -name '*.gguf' -exec cp {} .gpu-data/models/smollm2-135m-instruct-q4_1/ \;
 rm -rf .gpu-gguf && mkdir -p .gpu-gguf
