@@ -50,3 +50,33 @@ def test_unknown_config_key_names_key_and_file(tmp_path):
     path.write_text("k: [unclosed\n")
     with pytest.raises(UserError, match=r"eval\.yaml:\d+: invalid YAML"):
         load_config(EvalConfig, path)
+
+
+def test_a_run_directory_under_a_moved_default_names_the_set_that_resumes_it(tmp_path):
+    """A run directory records every key, defaults included: when a newer cotbridge moves a default the user never
+    gave, resuming is refused (the outputs may differ) with the --set that restores the recorded value; keys the user
+    gave get no such hint."""
+    import yaml
+
+    from cotbridge.config import dump_config
+    from cotbridge.engine import check_config
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text("name: r\ntask: synthetic_coin_flip:k=4\nteacher: {backend: reference}\nstudent: {lr: 0.001}\n")
+    recorded = yaml.safe_load(dump_config(load_config(RunConfig, recipe)))
+    recorded["student"]["batch_size"] = 8  # what an older default wrote
+    recorded["student"]["lr"] = 0.002  # a key the user gave, changed since
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(recorded))
+
+    with pytest.raises(UserError) as e:
+        check_config(tmp_path, load_config(RunConfig, recipe), None)
+    message = str(e.value)
+    assert "student.batch_size: 8 -> 'auto'" in message and "student.lr: 0.002 -> 0.001" in message
+    assert message.endswith("keep the recorded value of changed defaults: --set student.batch_size=8")
+
+    recorded["student"]["lr"] = 0.001
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(recorded))
+    check_config(tmp_path, load_config(RunConfig, recipe, sets=["student.batch_size=8"]), None)  # resumes
+    with pytest.raises(UserError):
+        check_config(tmp_path, load_config(RunConfig, recipe), None)

@@ -85,16 +85,40 @@ def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts, as ``key: old -> new`` (lists compared whole)."""
+def changed_items(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) wherever two nested dicts differ (lists compared whole)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
+        out: list[tuple[str, Any, Any]] = []
         for key in list(old) + [k for k in new if k not in old]:
-            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+            out += changed_items(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
-    if old == new:
-        return []
-    return [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def changed_keys(old: Any, new: Any) -> list[str]:
+    """Dotted keys whose values differ between two nested dicts, as ``key: old -> new``."""
+    return [f"{key}: {o!r} -> {n!r}" for key, o, n in changed_items(old, new)]
+
+
+def given(cfg: BaseModel, dotted: str) -> bool:
+    """Whether a dotted key of a validated config was given (in its file or with --set), not left at its default."""
+    cur: Any = cfg
+    for part in dotted.split("."):
+        if isinstance(cur, BaseModel):
+            if part not in cur.model_fields_set:
+                return False
+            cur = getattr(cur, part)
+        elif isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            return False
+    return True
+
+
+def as_set_value(value: Any) -> str:
+    """A value written the way ``--set key=VALUE`` reads it back (YAML, one line)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
+    return text.removesuffix("\n...\n").strip()
 
 
 def describe_changes(changes: list[str], most: int = 4) -> str:

@@ -19,6 +19,7 @@ unfinished work (and paid calls come back from the request cache).
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config
+from cotbridge.config import StrictModel, as_set_value, changed_items, describe_changes, dump_config, given
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
@@ -99,11 +100,16 @@ def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> 
         old = yaml.safe_load(recorded.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
-    changes = changed_keys(old, yaml.safe_load(dump_config(config)))
+    changes = changed_items(old, yaml.safe_load(dump_config(config)))
     if changes:
+        # A key the user did not give whose default moved (a newer cotbridge): setting it back resumes as recorded.
+        defaults = [(key, was) for key, was, _ in changes if was is not None and not given(config, key)]
+        keep = " ".join("--set " + shlex.quote(f"{key}={as_set_value(was)}") for key, was in defaults)
+        hint = f", or keep the recorded value{'s' * (len(defaults) > 1)} of changed defaults: {keep}" if keep else ""
+        shown = describe_changes([f"{key}: {o!r} -> {n!r}" for key, o, n in changes])
         raise UserError(
-            f"{run_dir} was made with another config ({describe_changes(changes)}): redo the stages it affects with "
-            "--from STAGE, start over with --force-new, or set another run_dir"
+            f"{run_dir} was made with another config ({shown}): redo the stages it affects with --from STAGE, start "
+            f"over with --force-new, or set another run_dir{hint}"
         )
 
 
