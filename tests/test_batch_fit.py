@@ -82,3 +82,23 @@ def test_the_trainer_gets_the_resolved_batch(tmp_path):
     assert stats["batch_size"] == CPU_ROWS  # what ran is recorded in the training stats
     trainer = build_trainer(TrainConfig(output_dir=str(tmp_path), batch_size=2), examples(), tiny_model(tok), tok)
     assert trainer.args.per_device_train_batch_size == 2
+
+
+def test_checkpoints_from_the_old_default_batch_name_the_set_that_resumes_them(tmp_path):
+    """Checkpoints trained when batch_size defaulted to 8: resuming under "auto" is refused (the batch could differ
+    on a GPU), naming --set batch_size=8, which resumes them."""
+    from cotbridge.errors import UserError
+    from cotbridge.jsonl import write_json
+    from cotbridge.train.sft import training_fingerprint, training_folder
+
+    rows = [{"prompt": "2+2?", "completion": "4"}]
+    old = training_fingerprint(TrainConfig(output_dir=str(tmp_path), batch_size=8), rows)
+    write_json(tmp_path / "training.json", old)
+    (tmp_path / "checkpoint-4").mkdir()
+    with pytest.raises(
+        UserError, match=r"config.batch_size: 8 -> 'auto'.*keep the recorded defaults: --set batch_size=8$"
+    ):
+        with training_folder(TrainConfig(output_dir=str(tmp_path)), rows):
+            pass
+    with training_folder(TrainConfig(output_dir=str(tmp_path), batch_size=8), rows):
+        pass

@@ -73,7 +73,7 @@ def test_a_run_directory_under_a_moved_default_names_the_set_that_resumes_it(tmp
         check_config(tmp_path, load_config(RunConfig, recipe), None)
     message = str(e.value)
     assert "student.batch_size: 8 -> 'auto'" in message and "student.lr: 0.002 -> 0.001" in message
-    assert message.endswith("keep the recorded value of changed defaults: --set student.batch_size=8")
+    assert message.endswith("keep the recorded values of changed defaults: --set student.batch_size=8")
 
     recorded["student"]["lr"] = 0.001
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(recorded))

@@ -5,6 +5,7 @@ Unknown keys are errors that name the key and where it came from.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,6 +120,16 @@ def as_set_value(value: Any) -> str:
     """A value written the way ``--set key=VALUE`` reads it back (YAML, one line)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
     return text.removesuffix("\n...\n").strip()
+
+
+def restoring_sets(changes: list[tuple[str, Any, Any]], cfg: BaseModel, prefix: str = "") -> list[str]:
+    """``--set KEY=RECORDED`` (shell-quoted) for each changed key under ``prefix`` that ``cfg`` did not give: a
+    default that moved since the record was written (a newer cotbridge); setting it back resumes as recorded."""
+    return [
+        "--set " + shlex.quote(f"{key[len(prefix) :]}={as_set_value(was)}")
+        for key, was, _ in changes
+        if key.startswith(prefix) and was is not None and not given(cfg, key[len(prefix) :])
+    ]
 
 
 def describe_changes(changes: list[str], most: int = 4) -> str:

@@ -19,7 +19,6 @@ unfinished work (and paid calls come back from the request cache).
 from __future__ import annotations
 
 import logging
-import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -29,7 +28,14 @@ from typing import Any, Protocol
 
 import yaml
 
-from cotbridge.config import StrictModel, as_set_value, changed_items, describe_changes, dump_config, given
+from cotbridge.config import (
+    StrictModel,
+    changed_items,
+    changed_keys,
+    describe_changes,
+    dump_config,
+    restoring_sets,
+)
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
@@ -102,11 +108,9 @@ def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> 
         raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
     changes = changed_items(old, yaml.safe_load(dump_config(config)))
     if changes:
-        # A key the user did not give whose default moved (a newer cotbridge): setting it back resumes as recorded.
-        defaults = [(key, was) for key, was, _ in changes if was is not None and not given(config, key)]
-        keep = " ".join("--set " + shlex.quote(f"{key}={as_set_value(was)}") for key, was in defaults)
-        hint = f", or keep the recorded value{'s' * (len(defaults) > 1)} of changed defaults: {keep}" if keep else ""
-        shown = describe_changes([f"{key}: {o!r} -> {n!r}" for key, o, n in changes])
+        keep = restoring_sets(changes, config)
+        hint = f", or keep the recorded values of changed defaults: {' '.join(keep)}" if keep else ""
+        shown = describe_changes(changed_keys(old, yaml.safe_load(dump_config(config))))
         raise UserError(
             f"{run_dir} was made with another config ({shown}): redo the stages it affects with --from STAGE, start "
             f"over with --force-new, or set another run_dir{hint}"
