@@ -102,3 +102,25 @@ def test_checkpoints_from_the_old_default_batch_name_the_set_that_resumes_them(t
             pass
     with training_folder(TrainConfig(output_dir=str(tmp_path), batch_size=8), rows):
         pass
+
+
+def test_a_step_out_of_memory_shrinks_the_batch_and_training_goes_on(tmp_path):
+    """What auto_find_batch_size (on for "auto" on a GPU) does with this trainer: a step that runs out of memory
+    (simulated: the model raises CUDA's OOM above 2 rows) is retried with fewer rows, and training completes."""
+    tok = build_tiny_tokenizer()
+    model = tiny_model(tok)
+    cfg = TrainConfig(output_dir=str(tmp_path), batch_size=8, max_steps=2, save_strategy="no")
+    trainer = build_trainer(cfg, examples(16), model, tok)
+    trainer.args.auto_find_batch_size = True  # finds_batch_on_oom's answer on a GPU
+    rows = []
+
+    def out_of_memory_above_two_rows(module, args):
+        rows.append(args[0].shape[0])
+        if rows[-1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    # on the embedding: some PEFT versions call the wrapped model's forward() directly, past its hooks
+    model.get_input_embeddings().register_forward_pre_hook(out_of_memory_above_two_rows)
+    trainer.train()
+    assert rows[0] == 8 and rows[-2:] == [2, 2]  # shrunk, then two steps of 2 rows
+    assert trainer.state.train_batch_size == 2 and trainer.state.global_step == 2
