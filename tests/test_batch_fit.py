@@ -1,5 +1,5 @@
 """batch_size "auto": 8 rows on a CPU; on a GPU the largest power of two (up to 64) its free memory holds, with
-transformers halving it on an out-of-memory step."""
+transformers retrying an out-of-memory step with fewer rows."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_fitting_rows_is_the_largest_power_of_two_in_the_budget():
     assert fitting_rows(per_row=GB, free_bytes=1000 * GB) == AUTO_MAX_ROWS  # capped
     assert fitting_rows(per_row=GB, free_bytes=20 * GB) == 8  # 0.7 x 20 = 14 GB: 8 rows, not 16
     assert fitting_rows(per_row=GB, free_bytes=20 * GB, fixed_bytes=8 * GB) == 4  # optimizer state comes first
-    assert fitting_rows(per_row=GB, free_bytes=GB // 2) == 1  # never 0: the OOM halving reports what fits
+    assert fitting_rows(per_row=GB, free_bytes=GB // 2) == 1  # never 0: the OOM retry then says what fits
     assert fitting_rows(per_row=1, free_bytes=GB, cap=48) == 32
 
 
@@ -35,13 +35,18 @@ def test_row_bytes_grows_with_tokens_layers_and_precision():
     assert row_bytes(deeper, 512, 2) > bf16
     # 512 tokens of SmolLM2-135M: ~0.3 GB of activations and ~0.2 GB of logits
     assert 0.3 * GB < bf16 < 0.7 * GB
+    # activation checkpointing keeps a layer's input, not its 17 values a hidden unit: only the logits stay large
+    assert row_bytes(SMOLLM2, 512, 2, checkpointing=True) < 0.5 * bf16
+    # an encoder-decoder row: encoder and decoder layers, max_length tokens on each side
+    t5 = SimpleNamespace(**{**vars(SMOLLM2), "is_encoder_decoder": True, "num_decoder_layers": 30})
+    assert row_bytes(t5, 512, 2) > 2 * 0.3 * GB + bf16
 
 
 def test_numbers_pass_through_and_auto_is_eight_rows_on_a_cpu():
     model = tiny_model(build_tiny_tokenizer())
-    assert train_batch_size(4, model, 512, lora=True, mixed_bf16=False) == 4
-    assert train_batch_size("auto", model, 512, lora=True, mixed_bf16=False) == CPU_ROWS
-    assert not batch_fit.finds_batch_on_oom("auto", model)
+    assert train_batch_size(TrainConfig(batch_size=4), model, mixed_bf16=False) == 4
+    assert train_batch_size(TrainConfig(), model, mixed_bf16=False) == CPU_ROWS
+    assert not batch_fit.retries_on_oom(TrainConfig(), model)
 
 
 class _FakeGpuModel:
@@ -49,10 +54,27 @@ class _FakeGpuModel:
 
     def __init__(self, params: int):
         self.config = SMOLLM2
-        self.param = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float32, numel=lambda: params)
+        self.param = SimpleNamespace(
+            device=torch.device("cuda", 0), dtype=torch.float32, numel=lambda: params, element_size=lambda: 4
+        )
 
     def parameters(self):
         return iter([self.param])
+
+
+@pytest.fixture
+def gpu_memory(monkeypatch):
+    """A fake CUDA device: set ``free`` / ``cached`` (reserved by PyTorch, not allocated) / ``total`` in GB."""
+    memory = {"free": 0.0, "cached": 0.0, "total": 141.0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(memory["free"] * GB), 141 * GB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: int((memory["cached"] + 1) * GB))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * GB)
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device=None: SimpleNamespace(total_memory=int(memory["total"] * GB)),
+    )
+    return memory
 
 
 @pytest.mark.parametrize(
@@ -64,12 +86,30 @@ class _FakeGpuModel:
         (0.2, True, 1),
     ],
 )
-def test_auto_on_a_gpu_sizes_the_batch_from_free_memory(monkeypatch, free_gb, lora, rows):
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free_gb * GB), 141 * GB))
+def test_auto_on_a_gpu_sizes_the_batch_from_free_memory(gpu_memory, free_gb, lora, rows):
+    gpu_memory["free"] = free_gb
     model = _FakeGpuModel(params=135_000_000)
-    assert train_batch_size("auto", model, 512, lora=lora, mixed_bf16=True) == rows
-    assert batch_fit.finds_batch_on_oom("auto", model)
-    assert not batch_fit.finds_batch_on_oom(16, model)  # a number the user chose is kept, and fails loudly
+    assert train_batch_size(TrainConfig(lora=lora), model, mixed_bf16=True) == rows
+    assert batch_fit.retries_on_oom(TrainConfig(), model)
+    assert not batch_fit.retries_on_oom(TrainConfig(batch_size=16), model)  # a number the user chose fails loudly
+
+
+def test_memory_pytorch_keeps_cached_counts_as_free(gpu_memory):
+    """A second student trained in the same process finds the first one's memory in PyTorch's cache, not free."""
+    model = _FakeGpuModel(params=135_000_000)
+    gpu_memory["free"] = 2
+    assert train_batch_size(TrainConfig(), model, mixed_bf16=True) == 2
+    gpu_memory["cached"] = 6
+    assert train_batch_size(TrainConfig(), model, mixed_bf16=True) == 8  # as with 8 GB free
+
+
+def test_several_processes_take_one_estimate_from_the_whole_device_and_never_retry(gpu_memory, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    model = _FakeGpuModel(params=135_000_000)
+    gpu_memory["free"], gpu_memory["total"] = 0.2, 8.5  # GPU 0 crowded by both processes' models: not what counts
+    assert train_batch_size(TrainConfig(), model, mixed_bf16=True) == 8  # (8.5 - 0.54) x 0.7 / 0.5 GB: 11 -> 8
+    assert not batch_fit.retries_on_oom(TrainConfig(), model)  # a retry in one process alone would hang the others
 
 
 def test_the_trainer_gets_the_resolved_batch(tmp_path):
@@ -105,13 +145,13 @@ def test_checkpoints_from_the_old_default_batch_name_the_set_that_resumes_them(t
 
 
 def test_a_step_out_of_memory_shrinks_the_batch_and_training_goes_on(tmp_path):
-    """What auto_find_batch_size (on for "auto" on a GPU) does with this trainer: a step that runs out of memory
+    """What auto_find_batch_size (on for "auto" on one GPU) does with this trainer: a step that runs out of memory
     (simulated: the model raises CUDA's OOM above 2 rows) is retried with fewer rows, and training completes."""
     tok = build_tiny_tokenizer()
     model = tiny_model(tok)
     cfg = TrainConfig(output_dir=str(tmp_path), batch_size=8, max_steps=2, save_strategy="no")
     trainer = build_trainer(cfg, examples(16), model, tok)
-    trainer.args.auto_find_batch_size = True  # finds_batch_on_oom's answer on a GPU
+    trainer.args.auto_find_batch_size = True  # retries_on_oom's answer on a GPU
     rows = []
 
     def out_of_memory_above_two_rows(module, args):
@@ -122,5 +162,6 @@ def test_a_step_out_of_memory_shrinks_the_batch_and_training_goes_on(tmp_path):
     # on the embedding: some PEFT versions call the wrapped model's forward() directly, past its hooks
     model.get_input_embeddings().register_forward_pre_hook(out_of_memory_above_two_rows)
     trainer.train()
-    assert rows[0] == 8 and rows[-2:] == [2, 2]  # shrunk, then two steps of 2 rows
+    # 8 rows, then fewer at each retry (accelerate: 10% less a try; 1.4: half), then two steps of 2 rows
+    assert rows[0] == 8 and rows[-2:] == [2, 2] and rows[:-1] == sorted(set(rows[:-1]), reverse=True)
     assert trainer.state.train_batch_size == 2 and trainer.state.global_step == 2

@@ -138,7 +138,7 @@ def test_train_help_lists_every_training_setting_with_its_default():
     settings = text[text.index("Settings") :]
     for name in TrainConfig.model_fields:
         assert re.search(rf"^\s+{name}=", settings, re.M), name
-    for line in ("epochs=20", "lr=0.0003", "lora=true", "batch_size=8", "max_length=512"):
+    for line in ("epochs=20", "lr=0.0003", "lora=true", "batch_size=auto", "max_length=512"):
         assert line in settings
     assert "Fine-tune-CoT's setting" in settings  # the comment beside the field in the config class
 

@@ -80,3 +80,23 @@ def test_a_run_directory_under_a_moved_default_names_the_set_that_resumes_it(tmp
     check_config(tmp_path, load_config(RunConfig, recipe, sets=["student.batch_size=8"]), None)  # resumes
     with pytest.raises(UserError):
         check_config(tmp_path, load_config(RunConfig, recipe), None)
+
+
+def test_no_set_is_suggested_where_it_would_not_restore_the_record(tmp_path):
+    """A moved default inside a section whose default is customised (lm_guided's writer.train: full fine-tuning,
+    lr 1e-3, 10 epochs) gets no hint: `--set writer.train.batch_size=8` would build that section from its class's
+    defaults and change five more keys. Nor does a recorded key the current schema no longer has (the CLI would
+    reject it). A moved default in a section left at its class's plain default (rl) does get one."""
+    import yaml
+
+    from cotbridge.config import dump_config, restoring_sets
+    from cotbridge.recipes.lm_guided.config import LMGuidedConfig
+
+    cfg = load_config(LMGuidedConfig)
+    recorded = yaml.safe_load(dump_config(cfg))
+    recorded["writer"]["train"]["batch_size"] = 8
+    recorded["writer"]["retired_knob"] = 3
+    assert restoring_sets(recorded, cfg) == []
+    recorded["rl"]["batch_size"] = 4
+    assert restoring_sets(recorded, cfg) == ["--set rl.batch_size=4"]
+    assert load_config(LMGuidedConfig, sets=["rl.batch_size=4"]).rl.batch_size == 4  # and the CLI takes it

@@ -101,19 +101,27 @@ def changed_keys(old: Any, new: Any) -> list[str]:
     return [f"{key}: {o!r} -> {n!r}" for key, o, n in changed_items(old, new)]
 
 
-def given(cfg: BaseModel, dotted: str) -> bool:
-    """Whether a dotted key of a validated config was given (in its file or with --set), not left at its default."""
+def settable_default(cfg: BaseModel, dotted: str) -> bool:
+    """Whether ``dotted`` names a field of ``cfg`` left at its default that ``--set dotted=VALUE`` would change alone:
+    a field of the current schema, in sections the config gave or that are their class's plain defaults (a section
+    built from one ``--set`` key gets its class's defaults, not a customised default's: lm_guided's writer.train)."""
+    *sections, leaf = dotted.split(".")
     cur: Any = cfg
-    for part in dotted.split("."):
-        if isinstance(cur, BaseModel):
-            if part not in cur.model_fields_set:
-                return False
-            cur = getattr(cur, part)
-        elif isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
+    for part in sections:
+        if not isinstance(cur, BaseModel) or part not in type(cur).model_fields:
             return False
-    return True
+        section = getattr(cur, part)
+        if part not in cur.model_fields_set and not _plain_default(section):
+            return False
+        cur = section
+    return isinstance(cur, BaseModel) and leaf in type(cur).model_fields and leaf not in cur.model_fields_set
+
+
+def _plain_default(section: Any) -> bool:
+    try:
+        return isinstance(section, BaseModel) and section.model_dump() == type(section)().model_dump()
+    except ValidationError:  # a section class with required fields
+        return False
 
 
 def as_set_value(value: Any) -> str:
@@ -122,14 +130,25 @@ def as_set_value(value: Any) -> str:
     return text.removesuffix("\n...\n").strip()
 
 
-def restoring_sets(changes: list[tuple[str, Any, Any]], cfg: BaseModel, prefix: str = "") -> list[str]:
-    """``--set KEY=RECORDED`` (shell-quoted) for each changed key under ``prefix`` that ``cfg`` did not give: a
-    default that moved since the record was written (a newer cotbridge); setting it back resumes as recorded."""
-    return [
-        "--set " + shlex.quote(f"{key[len(prefix) :]}={as_set_value(was)}")
-        for key, was, _ in changes
-        if key.startswith(prefix) and was is not None and not given(cfg, key[len(prefix) :])
-    ]
+def restoring_sets(recorded: dict[str, Any], cfg: BaseModel, prefix: str = "") -> list[str]:
+    """``--set KEY=RECORDED`` (shell-quoted) for each key under ``prefix`` whose recorded value differs from ``cfg``'s
+    default (``cfg`` did not give it): a default that moved since the record was written (a newer cotbridge);
+    setting it back resumes as recorded. Keys only one side has get none (nothing to set, or nothing to set back)."""
+    current = yaml.safe_load(dump_config(cfg))
+    sets = []
+    for key, was, _ in changed_items(recorded, {prefix.rstrip("."): current} if prefix else current):
+        name = key[len(prefix) :]
+        if key.startswith(prefix) and _has(recorded, key) and settable_default(cfg, name):
+            sets.append("--set " + shlex.quote(f"{name}={as_set_value(was)}"))
+    return sets
+
+
+def _has(data: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def describe_changes(changes: list[str], most: int = 4) -> str:

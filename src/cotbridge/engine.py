@@ -108,7 +108,7 @@ def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> 
         raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
     changes = changed_items(old, yaml.safe_load(dump_config(config)))
     if changes:
-        keep = restoring_sets(changes, config)
+        keep = restoring_sets(old, config)
         hint = f", or keep the recorded values of changed defaults: {' '.join(keep)}" if keep else ""
         shown = describe_changes(changed_keys(old, yaml.safe_load(dump_config(config))))
         raise UserError(

@@ -108,7 +108,7 @@ def training_args_kwargs(cfg: TrainConfig, model: Any) -> dict[str, Any]:
     (on the device it trains on: "auto" batches are sized from its memory)."""
     import torch
 
-    from cotbridge.train.batch_fit import finds_batch_on_oom, train_batch_size
+    from cotbridge.train.batch_fit import retries_on_oom, train_batch_size
 
     bf16 = use_bf16(cfg.mixed_precision)
     return dict(
@@ -116,8 +116,8 @@ def training_args_kwargs(cfg: TrainConfig, model: Any) -> dict[str, Any]:
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=train_batch_size(cfg.batch_size, model, cfg.max_length, cfg.lora, bf16),
-        auto_find_batch_size=finds_batch_on_oom(cfg.batch_size, model),
+        per_device_train_batch_size=train_batch_size(cfg, model, bf16),
+        auto_find_batch_size=retries_on_oom(cfg, model),
         gradient_accumulation_steps=cfg.grad_accum,
         # transformers 5: group_by_length became a sampling strategy; warmup_steps < 1 is a ratio.
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",

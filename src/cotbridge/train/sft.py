@@ -233,7 +233,7 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
             changes = changed_items(old, new) if old is not None else []
             if old is None or changes:
                 shown = describe_changes(changed_keys(old, new)) if old else "no record of what they were trained on"
-                moved = restoring_sets(changes, cfg, prefix="config.")
+                moved = restoring_sets(old, cfg, prefix="config.") if old else []
                 keep = f", or keep the recorded defaults: {' '.join(moved)}" if moved else ""
                 raise UserError(
                     f"{out} holds checkpoints of another training run ({shown}); choose another --output, or delete "
@@ -307,7 +307,7 @@ def _train(
         "examples": len(examples),
         **{f"examples_{k}": v for k, v in getattr(trainer, "truncation", {}).items()},
         "world_size": trainer.args.world_size,
-        "batch_size": trainer.state.train_batch_size,  # rows per step and process ("auto" resolved, OOM-halved)
+        "batch_size": trainer.state.train_batch_size,  # rows per step and process ("auto" resolved, shrunk on OOM)
         **stats,
     }
 

@@ -67,7 +67,7 @@ class StudentConfig(TrainConfig):
     lora_dropout: float = 0.1
     lr: float = 2e-4
     epochs: float = 1
-    batch_size: int = 4
+    batch_size: int | Literal["auto"] = 4  # the paper's; "auto" sizes it to a GPU (train/batch_fit.py)
     lr_scheduler: str = "constant_with_warmup"
     warmup_ratio: float = 0.03
     save_strategy: str = "no"
