@@ -96,7 +96,8 @@ def test_no_set_is_suggested_where_it_would_not_restore_the_record(tmp_path):
     recorded = yaml.safe_load(dump_config(cfg))
     recorded["writer"]["train"]["batch_size"] = 8
     recorded["writer"]["retired_knob"] = 3
-    assert restoring_sets(recorded, cfg) == []
+    current = yaml.safe_load(dump_config(cfg))
+    assert restoring_sets(recorded, current, cfg) == []
     recorded["rl"]["batch_size"] = 4
-    assert restoring_sets(recorded, cfg) == ["--set rl.batch_size=4"]
+    assert restoring_sets(recorded, current, cfg) == ["--set rl.batch_size=4"]
     assert load_config(LMGuidedConfig, sets=["rl.batch_size=4"]).rl.batch_size == 4  # and the CLI takes it

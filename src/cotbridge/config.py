@@ -130,13 +130,12 @@ def as_set_value(value: Any) -> str:
     return text.removesuffix("\n...\n").strip()
 
 
-def restoring_sets(recorded: dict[str, Any], cfg: BaseModel, prefix: str = "") -> list[str]:
-    """``--set KEY=RECORDED`` (shell-quoted) for each key under ``prefix`` whose recorded value differs from ``cfg``'s
-    default (``cfg`` did not give it): a default that moved since the record was written (a newer cotbridge);
-    setting it back resumes as recorded. Keys only one side has get none (nothing to set, or nothing to set back)."""
-    current = yaml.safe_load(dump_config(cfg))
+def restoring_sets(recorded: dict[str, Any], current: dict[str, Any], cfg: BaseModel, prefix: str = "") -> list[str]:
+    """``--set KEY=RECORDED`` (shell-quoted) for each key under ``prefix`` whose recorded value differs from the
+    current record's because ``cfg`` left it at a default that moved since (a newer cotbridge): setting it back
+    resumes as recorded. Keys only one side has get none (nothing to set, or nothing to set back)."""
     sets = []
-    for key, was, _ in changed_items(recorded, {prefix.rstrip("."): current} if prefix else current):
+    for key, was, _ in changed_items(recorded, current):
         name = key[len(prefix) :]
         if key.startswith(prefix) and _has(recorded, key) and settable_default(cfg, name):
             sets.append("--set " + shlex.quote(f"{name}={as_set_value(was)}"))

@@ -28,14 +28,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from cotbridge.config import (
-    StrictModel,
-    changed_items,
-    changed_keys,
-    describe_changes,
-    dump_config,
-    restoring_sets,
-)
+from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config, restoring_sets
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
@@ -106,14 +99,14 @@ def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> 
         old = yaml.safe_load(recorded.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
-    changes = changed_items(old, yaml.safe_load(dump_config(config)))
+    new = yaml.safe_load(dump_config(config))
+    changes = changed_keys(old, new)
     if changes:
-        keep = restoring_sets(old, config)
+        keep = restoring_sets(old, new, config)
         hint = f", or keep the recorded values of changed defaults: {' '.join(keep)}" if keep else ""
-        shown = describe_changes(changed_keys(old, yaml.safe_load(dump_config(config))))
         raise UserError(
-            f"{run_dir} was made with another config ({shown}): redo the stages it affects with --from STAGE, start "
-            f"over with --force-new, or set another run_dir{hint}"
+            f"{run_dir} was made with another config ({describe_changes(changes)}): redo the stages it affects with "
+            f"--from STAGE, start over with --force-new, or set another run_dir{hint}"
         )
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cotbridge.config import changed_items, changed_keys, describe_changes, restoring_sets
+from cotbridge.config import changed_keys, describe_changes, restoring_sets
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
@@ -230,14 +230,13 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
         marker, new = out / "training.json", training_fingerprint(cfg, examples)
         if cfg.resume and last_checkpoint(out):
             old = read_json(marker) if marker.exists() else None
-            changes = changed_items(old, new) if old is not None else []
-            if old is None or changes:
-                shown = describe_changes(changed_keys(old, new)) if old else "no record of what they were trained on"
-                moved = restoring_sets(old, cfg, prefix="config.") if old else []
+            changes = changed_keys(old, new) if old is not None else ["no record of what they were trained on"]
+            if changes:
+                moved = restoring_sets(old, new, cfg, prefix="config.") if old is not None else []
                 keep = f", or keep the recorded defaults: {' '.join(moved)}" if moved else ""
                 raise UserError(
-                    f"{out} holds checkpoints of another training run ({shown}); choose another --output, or delete "
-                    f"the folder to start over{keep}"
+                    f"{out} holds checkpoints of another training run ({describe_changes(changes)}); choose another "
+                    f"--output, or delete the folder to start over{keep}"
                 )
         write_json(marker, new)
         # What the student saw, so that `cotbridge eval` can warn when it is tested on questions it trained on.
