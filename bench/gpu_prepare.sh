@@ -17,7 +17,7 @@ for d in .whl .gpu-data .gpu-gguf; do grep -qx "/$d/" .git/info/exclude 2>/dev/n
 # Wheels for CPython 3.12 on manylinux x86-64, versions from constraints.txt, one of each, no dependencies pulled in.
 rm -rf .whl && mkdir -p .whl
 PKGS="trl datasets dill multiprocess gguf pydantic pydantic_core annotated-types typing-inspection openai jiter
-      sniffio distro httpx2 math-verify latex2sympy2_extended antlr4-python3-runtime"
+      sniffio distro httpx2 httpcore2 h11 math-verify latex2sympy2_extended antlr4-python3-runtime"
 for p in $PKGS; do
   pin=$(grep -i -E "^${p//-/[-_]}==" constraints.txt || true)
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

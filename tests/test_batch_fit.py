@@ -136,7 +136,8 @@ def test_checkpoints_from_the_old_default_batch_name_the_set_that_resumes_them(t
     write_json(tmp_path / "training.json", old)
     (tmp_path / "checkpoint-4").mkdir()
     with pytest.raises(
-        UserError, match=r"config.batch_size: 8 -> 'auto'.*keep the recorded defaults: --set batch_size=8$"
+        UserError,
+        match=r"config.batch_size: 8 -> 'auto'.*keep the recorded values of changed defaults: --set batch_size=8$",
     ):
         with training_folder(TrainConfig(output_dir=str(tmp_path)), rows):
             pass

@@ -91,6 +91,19 @@ def test_run_all_stages_then_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
         root / "eval" / "ftcot" / "results.json"
     ]
 
+    # Issue #23: a changed training setting with --from eval used to evaluate the student trained under the old one
+    # and record the new one in config.yaml. Now refused before anything is removed; --from train redoes it.
+    student = root / "students" / "ftcot" / "model.safetensors"
+    refused = run(str(config), "--set", "student.lr=0.5", "--from", "eval")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--from eval keeps stage 'train'" in refused.stderr and "student.lr" in refused.stderr
+    assert (root / "eval" / "ftcot" / "results.json").exists() and student.stat().st_mtime_ns == stamps[student]
+    assert yaml.safe_load((root / "config.yaml").read_text())["student"]["lr"] != 0.5
+    redone = run(str(config), "--set", "student.lr=0.5", "--from", "train")
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert student.stat().st_mtime_ns != stamps[student]
+    assert yaml.safe_load((root / "config.yaml").read_text())["student"]["lr"] == 0.5
+
 
 def test_unknown_stage_and_bad_method_are_user_errors(tmp_path, tiny_model_dir):
     config = write_config(tmp_path, tiny_model_dir)

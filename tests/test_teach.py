@@ -251,3 +251,28 @@ def test_answer_f1_filter_grades_span_answers_against_every_alias():
     assert stats["dropped"] == {"answer_f1": 1, "has_output": 1}
     kept, _ = curate(recs, CurateSettings(filters=["answer_f1"], min_answer_f1=0.8))
     assert [r["example_id"] for r in kept] == ["2", "4"]
+
+
+def test_records_whose_fingerprint_was_lost_are_not_extended_by_another_teacher(tmp_path):
+    """Issue #24 (2): records without their fingerprint file were resumed by any other teacher, mixing in silently."""
+
+    def cfg(error_rate):
+        return TeachConfig(
+            task="synthetic_coin_flip",
+            limit=6,
+            run_dir=str(tmp_path),
+            cache="off",
+            teacher={"backend": "reference", "options": {"error_rate": error_rate}},
+        )
+
+    run_teach(cfg(0.0), progress=False)
+    records = tmp_path / "teacher" / "synthetic_coin_flip.jsonl"
+    before = records.read_bytes()
+    with pytest.raises(UserError, match="holds 6 records .*error_rate: 0.0 -> 0.5.*--force-new"):
+        run_teach(cfg(0.5), progress=False)  # the fingerprint names what changed
+    (tmp_path / "teacher" / "synthetic_coin_flip.fingerprint.json").unlink()
+    with pytest.raises(
+        UserError, match=r"holds 6 records .*\(no record of the settings that made them\); .*--force-new"
+    ):
+        run_teach(cfg(0.5).model_copy(update={"limit": 9}), progress=False)
+    assert records.read_bytes() == before  # nothing appended

@@ -5,8 +5,9 @@ What the engine does for every recipe (Fine-tune-CoT, Instruction-tuning-CoT, LM
 - validates ``--from`` / ``--until`` against the recipe's stage names before anything runs;
 - ``--from STAGE`` removes the outputs that STAGE and every later stage declared, so they are made again;
 - locks the run directory for the whole run: a second command on it is refused with the holder's PID;
-- refuses to resume under a config other than the recorded one unless ``--from`` names the stages to redo
-  (``--force-new`` keeps the old directory aside as ``<run_dir>.replaced-<time>`` and starts over);
+- refuses to resume under a config other than the recorded one unless ``--from`` names a stage at or before the
+  first one whose declared settings changed (run_record.py; ``--force-new`` keeps the old directory aside as
+  ``<run_dir>.replaced-<time>`` and starts over);
 - creates the run directory and writes the recipe's config to ``config.yaml`` once, before the first stage
   (a stage that records its own settings does so inside its own sub-folder, e.g. ``teacher/<task>.config.yaml``);
 - runs the stages in order and records each one's wall and CPU time in ``timings.json``. A stage that found its
@@ -26,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config, restoring_sets
+from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.models.pool import keeping_models
 from cotbridge.registry import Registry
+from cotbridge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 RESUMED_S = 1.0  # a stage that returned faster than this found its work done
@@ -47,6 +47,9 @@ class Stage:
     run: Callable[[], Any]
     outputs: Callable[[], list[Path]] = field(default=lambda: [])
     doc: str = ""
+    # Config keys (dotted prefixes) this stage's outputs depend on: a change redoes it and every later stage
+    # (run_record.RunRecord.check); keys no stage declares count as the first stage's.
+    settings: tuple[str, ...] = ()
 
 
 class Recipe(Protocol):
@@ -89,27 +92,6 @@ def remove_outputs(stages: list[Stage], from_stage: str) -> None:
             log.info("--from %s: removed %s", from_stage, path)
 
 
-def check_config(run_dir: Path, config: StrictModel, from_stage: str | None) -> None:
-    """A run directory's outputs belong to the config recorded there: resuming under another config would mix them
-    silently, so it is refused unless ``--from`` says which stages to redo."""
-    recorded = run_dir / "config.yaml"
-    if from_stage or not recorded.exists():
-        return
-    try:
-        old = yaml.safe_load(recorded.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{recorded}: unreadable ({type(e).__name__}); move it away or use another run_dir") from None
-    new = yaml.safe_load(dump_config(config))
-    changes = changed_keys(old, new)
-    if changes:
-        keep = restoring_sets(old, new, config)
-        hint = f", or keep the recorded values of changed defaults: {' '.join(keep)}" if keep else ""
-        raise UserError(
-            f"{run_dir} was made with another config ({describe_changes(changes)}): redo the stages it affects with "
-            f"--from STAGE, start over with --force-new, or set another run_dir{hint}"
-        )
-
-
 def set_aside(run_dir: Path) -> Path | None:
     """``--force-new``: keep the old run directory (nothing is deleted) as ``<run_dir>.replaced-<time>``."""
     if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -136,12 +118,12 @@ def run_recipe(
 
 
 def _run_locked(recipe: Recipe, from_stage: str | None, until: str | None) -> dict[str, Any]:
-    run_dir = recipe.run_dir
-    check_config(run_dir, recipe.config, from_stage)
+    run_dir, record = recipe.run_dir, RunRecord(recipe.run_dir)
     stages = recipe.stages()
+    record.check(recipe.config, stages, from_stage)
     if from_stage:
         remove_outputs(stages, from_stage)
-    (run_dir / "config.yaml").write_text(dump_config(recipe.config), encoding="utf-8")
+    record.write(recipe.config)
     timings_path = run_dir / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}
     results: dict[str, Any] = {}

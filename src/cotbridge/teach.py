@@ -25,7 +25,7 @@ from cotbridge.backends import BACKENDS, get_backend
 from cotbridge.backends.base import Request
 from cotbridge.backends.request_cache import CachedBackend, RequestCache, contiguous_runs, default_cache_path
 from cotbridge.backends.secrets import check_no_literal_secrets
-from cotbridge.config import StrictModel, changed_keys, describe_changes, dump_config
+from cotbridge.config import StrictModel, dump_config
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.records import TeacherRecord
@@ -40,6 +40,7 @@ from cotbridge.prompts.modes import (
     load_few_shot,
 )
 from cotbridge.record_file import RecordFile
+from cotbridge.run_record import refuse_if_changed
 from cotbridge.tasks import Example, parse_task_spec
 from cotbridge.tasks.base import answer_choices, choice_letters
 
@@ -149,16 +150,20 @@ class Teacher:
         return fp
 
     def check_fingerprint(self) -> None:
-        """Refuse to add records made with other settings to this record file (naming what changed)."""
+        """Refuse to add records made with other settings to this record file (naming what changed), or to add to
+        records whose settings are not on record (a lost fingerprint file: another teacher's records would mix in
+        silently). Claims an empty record file for these settings at once, before any record can be written."""
         path = self.folder / f"{self.stem}.fingerprint.json"
-        if len(self.records) and path.exists():
-            changes = changed_keys(read_json(path), self.fingerprint())
-            if changes:
-                raise UserError(
-                    f"{self.records.path} holds {len(self.records)} records made with other settings "
-                    f"({describe_changes(changes)}): rerun with --force-new to keep them aside and start over, "
-                    "or use another --run-dir"
-                )
+        if not len(self.records):
+            write_json(path, self.fingerprint())
+            return
+        made_with = "made with other settings" if path.exists() else "whose settings are not on record"
+        refuse_if_changed(
+            read_json(path) if path.exists() else None,
+            self.fingerprint(),
+            holder=f"{self.records.path} holds {len(self.records)} records {made_with}",
+            remedy="rerun with --force-new to keep them aside and start over, or use another --run-dir",
+        )
 
     def set_aside(self) -> None:
         """``--force-new``: move this record file and its companions to ``<stem>.replaced-<time>.*`` (nothing lost)."""
@@ -360,7 +365,6 @@ class Teacher:
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
         (self.run_dir / "teacher").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "teacher" / f"{self.stem}.config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
-        write_json(self.folder / f"{self.stem}.fingerprint.json", self.fingerprint())
         backend = self.open_backend()
         total = sum(len(s) for _, s in todo)
         bar = tqdm(total=total, desc=f"teach {self.task.name}", unit="sample", disable=not self.progress)

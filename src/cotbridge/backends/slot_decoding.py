@@ -156,7 +156,7 @@ class SlotDecoder:
         self.values = [v.index_select(0, index) for v in self.values]
         self.valid = self.valid.index_select(0, index)
         self.next_tok, self.pos = self.next_tok[index], self.pos[index]
-        self.row_start = self.row_start[index]
+        self.row_start = self.row_start[rows]  # kept on the CPU (read for column bookkeeping, never on the device)
         self.busy = [self.busy[i] for i in rows]
 
     def run(self, jobs: list[Job], on_done: Callable[[int, list[Finished]], None]) -> None:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from cotbridge import __version__
 from cotbridge.backends import get_backend
-from cotbridge.config import StrictModel, changed_keys, describe_changes
+from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.folder_lock import folder_lock
@@ -21,6 +21,7 @@ from cotbridge.inference.two_stage import sampling_temperature
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, load_few_shot
 from cotbridge.reporting.tables import markdown_table
+from cotbridge.run_record import refuse_if_changed
 from cotbridge.tasks import parse_task_spec
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,12 @@ def check_output(out: Path, cfg: EvalConfig) -> None:
             raise UserError(f"{out} already holds {', '.join(stale[:3])} from another run; choose another --output")
     else:
         old = read_json(recorded).get("config") or {}
-        changes = changed_keys({k: old.get(k) for k in SAME_EVALUATION}, {k: new.get(k) for k in SAME_EVALUATION})
-        if changes:
-            raise UserError(
-                f"{out} holds the files of another evaluation ({describe_changes(changes)}); choose another "
-                "--output (without one, each model and mode gets its own folder under runs/eval/)"
-            )
+        refuse_if_changed(
+            {k: old.get(k) for k in SAME_EVALUATION},
+            {k: new.get(k) for k in SAME_EVALUATION},
+            holder=f"{out} holds the files of another evaluation",
+            remedy="choose another --output (without one, each model and mode gets its own folder under runs/eval/)",
+        )
     write_json(marker, {"config": new})
 
 

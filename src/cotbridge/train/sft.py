@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cotbridge.config import changed_keys, describe_changes, restoring_sets
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.models.loading import base_record, record_pooled_base
+from cotbridge.run_record import refuse_if_changed
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
 
 log = logging.getLogger(__name__)
@@ -229,15 +229,14 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
     with folder_lock(out, "--output"):
         marker, new = out / "training.json", training_fingerprint(cfg, examples)
         if cfg.resume and last_checkpoint(out):
-            old = read_json(marker) if marker.exists() else None
-            changes = changed_keys(old, new) if old is not None else ["no record of what they were trained on"]
-            if changes:
-                moved = restoring_sets(old, new, cfg, prefix="config.") if old is not None else []
-                keep = f", or keep the recorded defaults: {' '.join(moved)}" if moved else ""
-                raise UserError(
-                    f"{out} holds checkpoints of another training run ({describe_changes(changes)}); choose another "
-                    f"--output, or delete the folder to start over{keep}"
-                )
+            refuse_if_changed(
+                read_json(marker) if marker.exists() else None,
+                new,
+                holder=f"{out} holds checkpoints of another training run",
+                remedy="choose another --output, or delete the folder to start over",
+                cfg=cfg,
+                prefix="config.",
+            )
         write_json(marker, new)
         # What the student saw, so that `cotbridge eval` can warn when it is tested on questions it trained on.
         write_jsonl(out / TRAINED_ON, [{"prompt": prompt_text(e.get("prompt"))} for e in examples])

@@ -47,26 +47,30 @@ class FinetuneCoT:
                 lambda: {m.name: self.teach(m) for m in distilled},
                 lambda: [self.teacher_records(m) for m in distilled],
                 "teacher rationales, D per question",
+                settings=("task", "data_dir", "train_limit", "teacher", "teach_mode", "methods"),
             ),
             Stage(
                 "curate",
                 lambda: {m.name: self.curate(m) for m in trained},
                 lambda: [self.run_dir / "data" / m.name for m in trained],
                 "student examples per method",
+                settings=("curate",),
             ),
             Stage(
                 "train",
                 lambda: {m.name: self.train(m) for m in trained},
                 lambda: [self.run_dir / "students" / m.name for m in trained],
                 "one student per method",
+                settings=("student",),
             ),
             Stage(
                 "eval",
                 lambda: {m.name: self.evaluate(m) for m in every},
                 lambda: [self.run_dir / "eval" / m.name for m in every],
                 "every method on the test split",
+                settings=("eval",),
             ),
-            Stage("report", self.report, lambda: [], "report.md / report.tex / plots"),
+            Stage("report", self.report, lambda: [], "report.md / report.tex / plots", settings=("name",)),
         ]
 
     # -- stages ---------------------------------------------------------------------------------------

@@ -58,25 +58,31 @@ class InstructionTuningCoT:
                 lambda: multiteacher.teach_all(self.cfg, progress=self.progress),
                 lambda: [d / "teacher", d / "released"],
                 "every (teacher, task) some row needs",
+                settings=("data_dir", "tasks", "teachers", "rows", "teach_mode", "teach_max_tokens"),
             ),
             Stage(
                 "merge",
                 lambda: {r.label(): len(self.merge(r)) for r in self.rows},
                 lambda: [d / "data"],
                 "filter, merge and deduplicate demonstrations per row",
+                settings=("merge", "template"),
             ),
             Stage(
                 "train",
                 lambda: {r.label(): self.train(r) for r in self.rows},
                 lambda: [d / "students"],
                 "one student per row",
+                settings=("student",),
             ),
-            Stage("eval", self.evaluate, lambda: [d / "eval"], "every student on every matrix task"),
+            Stage(
+                "eval", self.evaluate, lambda: [d / "eval"], "every student on every matrix task", settings=("eval",)
+            ),
             Stage(
                 "report",
                 lambda: self.report(self.evaluate()),
                 lambda: [d / "matrix.json", d / "matrix.md", d / "matrix.png"],
                 "the transfer matrix, family table and heatmap",
+                settings=("name",),
             ),
         ]
 

@@ -117,18 +117,46 @@ class LMGuidedCoT:
     def stages(self) -> list[Stage]:
         d = self.dir
         return [
-            Stage("teach", self.teach, lambda: [d / "teacher"], "the large model's CoT on training questions"),
             Stage(
-                "kd", self.kd, lambda: [d / "data", d / "writer" / "kd"], "distil correct rationales into the writer"
+                "teach",
+                self.teach,
+                lambda: [d / "teacher"],
+                "the large model's CoT on training questions",
+                settings=(
+                    "tasks",
+                    "data_dir",
+                    "context",
+                    "large",
+                    "seed",
+                    "kd.train_limit",
+                    "kd.samples",
+                    "kd.temperature",
+                ),
             ),
-            Stage("rl", self.rl, lambda: [d / "writer" / "rl"], "GRPO/RLOO on task reward + aspect scores"),
-            Stage("eval", self.evaluate, lambda: [d / "eval"], "the paper's rows on the test split"),
-            Stage("score", self.score, lambda: [d / "scores"], "rationale-quality scores"),
+            Stage(
+                "kd",
+                self.kd,
+                lambda: [d / "data", d / "writer" / "kd"],
+                "distil correct rationales into the writer",
+                settings=("kd", "writer"),
+            ),
+            Stage(
+                "rl",
+                self.rl,
+                lambda: [d / "writer" / "rl"],
+                "GRPO/RLOO on task reward + aspect scores",
+                settings=("rl",),
+            ),
+            Stage(
+                "eval", self.evaluate, lambda: [d / "eval"], "the paper's rows on the test split", settings=("eval",)
+            ),
+            Stage("score", self.score, lambda: [d / "scores"], "rationale-quality scores", settings=("score",)),
             Stage(
                 "report",
                 self.report,
                 lambda: [d / "report.md", d / "results.json", d / "reward_curve.png"],
                 "tables, reward curve, paper numbers",
+                settings=("name",),
             ),
         ]
 
