@@ -307,6 +307,7 @@ class OpenAIBackend(BatchAPIMixin):
         sem = asyncio.Semaphore(self.concurrency)
         out: list[list[Completion] | None] = [None] * len(requests)
         failed: list[BaseException] = []
+        unanswered: list[int] = []  # requests that raised (callbacks that raised are answered ones)
         bar = tqdm(
             total=len(requests), desc=f"openai ({self.model_id})", unit="req", disable=not progress, leave=False
         )
@@ -320,6 +321,7 @@ class OpenAIBackend(BatchAPIMixin):
                     comps = await self._run_request(client, req, f"request {i}")
                 except BaseException as e:
                     failed.append(e)
+                    unanswered.append(i)
                     self.usage.failed += 1
                     raise
             out[i] = comps
@@ -329,7 +331,11 @@ class OpenAIBackend(BatchAPIMixin):
                 post["cost"] = f"{self.usage.cost_usd:.4f}"
             bar.set_postfix(post, refresh=False)
             if on_result is not None:
-                on_result(i, comps)
+                try:
+                    on_result(i, comps)
+                except BaseException as e:  # the caller cannot keep results (e.g. its cache is full): stop sending
+                    failed.append(e)
+                    raise
 
         try:
             results = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)), return_exceptions=True)
@@ -338,15 +344,15 @@ class OpenAIBackend(BatchAPIMixin):
             await client.close()
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
-            done = sum(o is not None for o in out)
+            done = sum(o is not None for o in out)  # answered, whether or not the caller could keep them
             log.error(
-                "%d of %d requests failed; %d finished (delivered through on_result), %d not sent",
-                len(errors),
+                "%d of %d requests failed; %d answered (delivered through on_result), %d not sent",
+                len(unanswered),
                 len(requests),
                 done,
-                len(requests) - done - len(errors),
+                len(requests) - done - len(unanswered),
             )
-            raise errors[0]
+            raise failed[0] if failed else errors[0]
         return out  # type: ignore[return-value]
 
     async def _run_request(self, client: Any, req: Request, label: str) -> list[Completion]:
