@@ -1,6 +1,8 @@
 """Crash safety of `cotbridge teach`: a 300-request run against `cotbridge serve`, killed with SIGKILL at 5
 random points and resumed each time, must end with records identical to an uninterrupted run, and the
-server must never see again a request whose record was already written.
+server must never see again a request whose record was already written. Then two faults of the request cache:
+its disk fills up (a 192 KiB tmpfs; needs root to mount, else skipped) and another process holds its write lock;
+each run must stop with one line naming the cache, and the resume must send no request a second time.
 
 Run: .venv/bin/python bench/teach_crash_safety.py   (writes bench/results/teach_crash_safety.{json,md})
 """
@@ -26,7 +28,7 @@ TASK, N = "synthetic_arithmetic:k=2", 300
 KILLS, SEED = 5, 0
 
 
-def teach_cmd(url: str, run_dir: Path) -> list[str]:
+def teach_cmd(url: str, run_dir: Path, cache: Path | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -51,7 +53,7 @@ def teach_cmd(url: str, run_dir: Path) -> list[str]:
         "--set",
         "chunk_size=16",
         "--set",
-        f"cache={run_dir / 'cache.sqlite'}",
+        f"cache={cache or run_dir / 'cache.sqlite'}",
     ]
 
 
@@ -81,6 +83,70 @@ def _cache_size(path: Path) -> int:
         return 0
     with sqlite3.connect(path) as c:
         return c.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+
+def _stop_and_resume(url: str, log: Path, run_dir: Path, cache: Path, env: dict, fault, clear) -> dict:
+    """Start teach, apply ``fault`` once 100 records are written, let it stop, ``clear`` it, resume; count requests."""
+    records = run_dir / "teacher" / "synthetic_arithmetic.jsonl"
+    proc = subprocess.Popen(
+        teach_cmd(url, run_dir, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    while count_records(records) < 100 and proc.poll() is None:
+        time.sleep(0.005)
+    fault()
+    code, stderr = proc.wait(), proc.stderr.read().strip().splitlines()
+    stopped_at, sent_before_resume = count_records(records), len(logged_questions(log))
+    clear()
+    resumed = subprocess.run(teach_cmd(url, run_dir, cache), env=env, capture_output=True, text=True)
+    asked = logged_questions(log)
+    return {
+        "exit_code": code,
+        "message": (stderr[-1:] or [""])[0].replace(str(cache), "<cache>").replace(tempfile.gettempdir(), "<tmp>"),
+        "records_when_stopped": stopped_at,
+        "requests_before_resume": sent_before_resume,
+        "resume_exit_code": resumed.returncode,
+        "records": count_records(records),
+        "server_requests": len(asked),
+        "requests_sent_twice": len(asked) - len(set(asked)),
+    }
+
+
+def cache_faults(tmp: Path, oracle: OracleBackend, env: dict) -> dict:
+    import sqlite3
+
+    out = {}
+    # Another process takes the cache's write lock for longer than the busy timeout (10 s).
+    lock_dir, held = tmp / "locked", []
+    with running_server(oracle, latency_ms=20, request_log=tmp / "locked.log") as url:
+
+        def take_lock() -> None:
+            conn = sqlite3.connect(lock_dir / "cache.sqlite", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            held.append(conn)
+
+        out["locked"] = _stop_and_resume(
+            url, tmp / "locked.log", lock_dir, lock_dir / "cache.sqlite", env, take_lock, lambda: held[0].close()
+        )
+    # The cache's disk fills up: a small tmpfs, grown again before the resume ("free space").
+    mnt = tmp / "small_disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        out["disk_full"] = "skipped: mounting a tmpfs needs root"
+        return out
+    try:
+        with running_server(oracle, latency_ms=20, request_log=tmp / "full.log") as url:
+            out["disk_full"] = _stop_and_resume(
+                url,
+                tmp / "full.log",
+                tmp / "full",
+                mnt / "cache.sqlite",
+                env,
+                lambda: None,
+                lambda: subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True),
+            )
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+    return out
 
 
 def main() -> None:
@@ -159,7 +225,9 @@ def main() -> None:
             "records": len(both),
             "server_requests": len(both_asked),
         }
+        faults = cache_faults(tmp, oracle, env)
         result = {
+            "cache_faults": faults,
             "requests": N,
             "kills": kills,
             "reference_wall_s": round(ref_s, 2),
@@ -188,6 +256,19 @@ def main() -> None:
         f"the refused one said `{concurrent['refusal']}`; records identical to a single run: "
         f"**{concurrent['identical_to_single_run']}** ({concurrent['records']} records, "
         f"{concurrent['server_requests']} requests to the server for {N} questions)\n"
+        + "".join(_fault_line(name, f) for name, f in faults.items())
+    )
+
+
+def _fault_line(name: str, f: dict | str) -> str:
+    what = {"locked": "cache locked by another process", "disk_full": "cache's disk full (192 KiB tmpfs)"}[name]
+    if isinstance(f, str):
+        return f"- {what}: {f}\n"
+    return (
+        f"- {what}: teach exited {f['exit_code']} with {f['records_when_stopped']} records written and "
+        f"{f['requests_before_resume']} requests sent, saying `{f['message']}`; the resume exited "
+        f"{f['resume_exit_code']} with {f['records']} records after {f['server_requests']} requests in all: "
+        f"requests sent twice **{f['requests_sent_twice']}**\n"
     )
 
 
