@@ -134,3 +134,31 @@ def test_each_recipe_refuses_from_eval_after_its_student_training_changed(kind, 
     assert f"--from eval keeps stage {trained_by!r}" in str(e.value) and training in str(e.value)
     assert (before.run_dir / "eval" / "kept.json").exists()
     RunRecord(after.run_dir).check(after.config, after.stages(), trained_by)  # redoing the training is accepted
+
+
+def test_a_unit_runs_once_and_is_read_back_from_its_marker(tmp_path):
+    from cotbridge.engine import unit
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"steps": 3}
+
+    marker = tmp_path / "student" / "done.json"
+    assert unit(marker, make) == {"steps": 3} and calls == [1]
+    assert unit(marker, make) == {"steps": 3} and calls == [1]  # complete: read back, not redone
+
+    def writes_its_own_marker():
+        (tmp_path / "data.jsonl").write_text('{"a": 1}\n')
+        return tmp_path / "data.jsonl"
+
+    assert unit(tmp_path / "data.jsonl", writes_its_own_marker, read=lambda p: p) == tmp_path / "data.jsonl"
+    assert (tmp_path / "data.jsonl").read_text() == '{"a": 1}\n'  # its own marker is not overwritten
+
+    def crashes():
+        raise RuntimeError("killed mid-training")
+
+    with pytest.raises(RuntimeError):
+        unit(tmp_path / "other" / "done.json", crashes)
+    assert not (tmp_path / "other" / "done.json").exists()  # an unfinished unit is redone on the next run

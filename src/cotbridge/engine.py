@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
@@ -37,6 +37,7 @@ from cotbridge.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 RESUMED_S = 1.0  # a stage that returned faster than this found its work done
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +51,20 @@ class Stage:
     # Config keys (dotted prefixes) this stage's outputs depend on: a change redoes it and every later stage
     # (run_record.RunRecord.check); keys no stage declares count as the first stage's.
     settings: tuple[str, ...] = ()
+
+
+def unit(marker: Path, make: Callable[[], T], read: Callable[[Path], T] = read_json) -> T:
+    """One piece of a stage's work (a student, a method's data, an evaluation) that is complete when ``marker``
+    exists: then its result is read back, otherwise ``make`` does the work. ``make`` may write the marker itself
+    (last, once the work is whole); if it does not, its return value is written there as JSON. A stage is a list
+    of units, so a rerun after a crash redoes only the units whose marker is missing, and recipes hold no
+    skip-if-done checks of their own."""
+    if marker.exists():
+        return read(marker)
+    value = make()
+    if not marker.exists():
+        write_json(marker, value)
+    return value
 
 
 class Recipe(Protocol):

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.curate import CurateSettings, curate_file
-from cotbridge.engine import RECIPES, Stage, run_recipe
+from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
-from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
+from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
 from cotbridge.prompts.formats import FORMATS, vanilla_examples
 from cotbridge.recipes.finetune_cot.config import MethodSpec, RunConfig
 from cotbridge.tasks import parse_task_spec
@@ -95,8 +95,9 @@ class FinetuneCoT:
 
     def curate(self, m: MethodSpec) -> Path:
         out = self.run_dir / "data" / m.name
-        if (out / "train.jsonl").exists():
-            return out / "train.jsonl"
+        return unit(out / "train.jsonl", lambda: self._curate(m, out), read=lambda path: path)
+
+    def _curate(self, m: MethodSpec, out: Path) -> Path:
         if m.kind == "vanilla":
             questions = self.task.load("train", self.config.data_dir, **self.task_params)
             questions = questions[: self.config.train_limit or None]
@@ -104,8 +105,8 @@ class FinetuneCoT:
                 {"question": q.question, "gold": q.answer, "task": self.task.name, "example_id": q.id, "sample": 0}
                 for q in questions
             ]
-            write_jsonl(out / "train.jsonl", vanilla_examples(rows, self.task.answer_type))
             write_json(out / "curation.json", {"examples": len(rows), "format": "vanilla"})
+            write_jsonl(out / "train.jsonl", vanilla_examples(rows, self.task.answer_type))
         else:
             settings = CurateSettings(filters=self.config.curate.filters, dedupe=self.config.curate.dedupe)
             stats = curate_file(self.teach(m), out, m.format, self.task.answer_type, settings)
@@ -116,25 +117,27 @@ class FinetuneCoT:
         from cotbridge.train.sft import train_student
 
         out = self.run_dir / "students" / m.name
-        if (out / "done.json").exists():
-            return out
-        examples = list(read_jsonl(self.curate(m)))
-        stats = train_student(self.config.student.model_copy(update={"output_dir": str(out)}), examples)
-        write_json(out / "done.json", stats)
+        student = self.config.student.model_copy(update={"output_dir": str(out)})
+        unit(out / "done.json", lambda: train_student(student, list(read_jsonl(self.curate(m)))))
         return out
 
     def evaluate(self, m: MethodSpec) -> dict[str, Any]:
-        from cotbridge.evaluation.run import EvalConfig, run_eval
+        from cotbridge.evaluation.run import run_eval
 
-        out = self.run_dir / "eval" / m.name
-        if (out / "results.json").exists():
-            return read_json(out / "results.json")
+        return unit(
+            self.run_dir / "eval" / m.name / "results.json",
+            lambda: run_eval(self.eval_config(m), progress=self.progress),
+        )
+
+    def eval_config(self, m: MethodSpec) -> Any:
+        from cotbridge.evaluation.run import EvalConfig
+
         trained = m.kind != "prompt"
         student = self.config.student
         model = str(self.train(m)) if trained else student.model
         mode = "vanilla" if m.kind == "vanilla" else FORMATS.get(m.format).eval_mode if trained else m.mode
         ev = self.config.eval
-        cfg = EvalConfig(
+        return EvalConfig(
             model=model,
             gguf_file=None if trained else student.gguf_file,
             tasks=[self.config.task],
@@ -145,9 +148,8 @@ class FinetuneCoT:
             chat=m.chat or (trained and m.format == "chat"),
             batch_size=ev.batch_size,
             max_tokens=ev.max_tokens,
-            output=str(out),
+            output=str(self.run_dir / "eval" / m.name),
         )
-        return run_eval(cfg, progress=self.progress)
 
     def report(self) -> dict[str, Path]:
         from cotbridge.reporting.report import write_report

@@ -15,9 +15,10 @@ their files exist; ``--from STAGE`` removes that stage's outputs and the later o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from cotbridge.engine import RECIPES, Stage, run_recipe
+from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.recipes.instruct import multiteacher
@@ -92,16 +93,17 @@ class InstructionTuningCoT:
     # -- stages -------------------------------------------------------------------------------------------
     def merge(self, row: RowSpec) -> list[dict[str, Any]]:
         out = self.dir / "data" / row.label()
-        if (out / "train.jsonl").exists():
-            return list(read_jsonl(out / "train.jsonl"))
+        return unit(out / "train.jsonl", lambda: self._merge(row, out), read=lambda path: list(read_jsonl(path)))
+
+    def _merge(self, row: RowSpec, out: Path) -> list[dict[str, Any]]:
         per_teacher = multiteacher.load_teacher_records(self.cfg, row.task, row.teachers)
         demos, stats = multiteacher.merge_demonstrations(per_teacher, self.cfg.merge)
         answer_type = get_task(row.task.partition(":")[0]).answer_type
         examples = [
             {**to_instruction_example(d, self.template, answer_type), "question": d["question"]} for d in demos
         ]
-        write_jsonl(out / "train.jsonl", examples)
         write_json(out / "merge.json", {**stats, "row": row.label(), "task": row.task, "template": self.template.name})
+        write_jsonl(out / "train.jsonl", examples)
         log.info("%s: %d demonstrations from %s", row.label(), len(examples), ", ".join(row.teachers))
         return examples
 
@@ -109,15 +111,17 @@ class InstructionTuningCoT:
         from cotbridge.recipes.instruct.student import train_row
 
         out = self.dir / "students" / row.label()
-        if not (out / "done.json").exists():
+
+        def make() -> dict[str, Any]:
             examples = self.merge(row)
             if not examples:
                 raise UserError(
                     f"row {row.label()!r}: no demonstrations survived merging "
                     f"(see {self.dir}/data/{row.label()}/merge.json)"
                 )
-            stats = train_row(self.cfg.student, examples, out)
-            write_json(out / "done.json", stats)
+            return train_row(self.cfg.student, examples, out)
+
+        unit(out / "done.json", make)
         return str(out)
 
     def row_meta(self, row: RowSpec | None) -> dict[str, Any]:

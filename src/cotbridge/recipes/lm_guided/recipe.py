@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from cotbridge.engine import RECIPES, Stage, run_recipe
+from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
 from cotbridge.inference.two_stage import sampling_temperature
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
@@ -207,12 +207,13 @@ class LMGuidedCoT:
         return paths
 
     def kd_data(self) -> list[dict[str, Any]]:
+        out = self.dir / "data"
+        return unit(out / "kd.jsonl", lambda: self._kd_data(out), read=lambda path: list(read_jsonl(path)))
+
+    def _kd_data(self, out: Path) -> list[dict[str, Any]]:
         from cotbridge.curate import CurateSettings, curate
         from cotbridge.prompts.formats import clean_rationale
 
-        out = self.dir / "data"
-        if (out / "kd.jsonl").exists():
-            return list(read_jsonl(out / "kd.jsonl"))
         kd, data, stats = self.cfg.kd, [], {}
         settings = CurateSettings(filters=list(kd.filters))
         if kd.min_f1 is not None:  # graded correctness: F1 of the large model's answer against every gold alias
@@ -244,14 +245,16 @@ class LMGuidedCoT:
         from cotbridge.train.sft import train_student
 
         out = self.dir / "writer" / "kd"
-        if (out / "done.json").exists():
-            return out
-        data = self.kd_data()
-        w = self.cfg.writer
-        texts = [d["prompt"] + d["completion"] for d in data]  # what a trained tokenizer learns from
-        init = w.model or str(init_scratch_model(self.dir / "writer" / "init", w.scratch, texts))
-        stats = train_student(w.train.model_copy(update={"model": init, "output_dir": str(out)}), data)
-        write_json(out / "done.json", {**stats, "init": init, "examples": len(data)})
+
+        def make() -> dict[str, Any]:
+            data = self.kd_data()
+            w = self.cfg.writer
+            texts = [d["prompt"] + d["completion"] for d in data]  # what a trained tokenizer learns from
+            init = w.model or str(init_scratch_model(self.dir / "writer" / "init", w.scratch, texts))
+            stats = train_student(w.train.model_copy(update={"model": init, "output_dir": str(out)}), data)
+            return {**stats, "init": init, "examples": len(data)}
+
+        unit(out / "done.json", make)
         return out
 
     def rl(self) -> Path:
@@ -259,19 +262,20 @@ class LMGuidedCoT:
         from cotbridge.train.rl import train_rl
 
         out = self.dir / "writer" / "rl"
-        if (out / "done.json").exists():
-            return out
-        kd_path = self.kd()
-        prompts, by_key = [], {}
-        for task in self.tasks:
-            for ex in self.examples(task, "train", self.cfg.rl.train_limit):
-                key = f"{task.name}/{ex.id}"
-                by_key[key] = (task, ex)
-                prompts.append({"prompt": small_prompt(ex), "example_key": key})
-        self.hf()  # load the large model first, so the scorers find it in the pool
-        funcs, weights = build_rewards(self.cfg.rl, by_key, self.large(), self.prompts_for, pool=self.models)
-        stats = train_rl(self.cfg.rl.model_copy(update={"output_dir": str(out)}), kd_path, prompts, funcs, weights)
-        write_json(out / "done.json", stats)
+
+        def make() -> dict[str, Any]:
+            kd_path = self.kd()
+            prompts, by_key = [], {}
+            for task in self.tasks:
+                for ex in self.examples(task, "train", self.cfg.rl.train_limit):
+                    key = f"{task.name}/{ex.id}"
+                    by_key[key] = (task, ex)
+                    prompts.append({"prompt": small_prompt(ex), "example_key": key})
+            self.hf()  # load the large model first, so the scorers find it in the pool
+            funcs, weights = build_rewards(self.cfg.rl, by_key, self.large(), self.prompts_for, pool=self.models)
+            return train_rl(self.cfg.rl.model_copy(update={"output_dir": str(out)}), kd_path, prompts, funcs, weights)
+
+        unit(out / "done.json", make)
         return out
 
     def writer(self, which: str) -> Any:
@@ -338,11 +342,12 @@ class LMGuidedCoT:
 
     def score(self) -> dict[str, dict[str, Any]]:
         """{task: {row: {"scorer/aspect": {mean, n}}}}; scored items in scores/<task>.jsonl."""
+        out = self.dir / "scores"
+        return unit(out / "means.json", lambda: self._score(out))
+
+    def _score(self, out: Path) -> dict[str, dict[str, Any]]:
         from cotbridge.quality.scoring import build_scorers, mean_scores, score_items
 
-        out = self.dir / "scores"
-        if (out / "means.json").exists():
-            return read_json(out / "means.json")
         sc = self.cfg.score
         self.hf()
         options = {k: dict(v) for k, v in sc.options.items()}
@@ -370,7 +375,6 @@ class LMGuidedCoT:
                     scored[i]["scores"].update(rec["scores"])
             write_jsonl(out / f"{task.name}.jsonl", scored)
             means[task.name] = mean_scores(scored)
-        write_json(out / "means.json", means)
         return means
 
     def report(self) -> dict[str, Any]:
