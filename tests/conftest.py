@@ -1,9 +1,12 @@
-"""Shared fixtures: paths to ../shared/data, a tiny causal LM built from a config, scripted backends."""
+"""Shared fixtures: paths to ../shared/data, a tiny causal LM built from a config, scripted backends; a helper that
+keeps timings out of equality checks."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COTBRIDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 SMOLLM2_DIR = SHARED_DATA / "models" / "smollm2-135m-instruct-q4_1"
 RE2 = SHARED_DATA / "teacher_rationales" / "rereading_re2"
+
+# Keys whose values are measured, not computed: wall_time_s, wall_s, cpu_s, latency_s, tokens_per_s, *_seconds,
+# train_runtime, created. Two runs with the same inputs differ in them (0.01 vs 0.0 s on a slower CPU).
+TIMING_KEY = re.compile(r"(?:_s|seconds|_per_second|runtime)$|^created$")
+
+
+def without_timings(value: Any) -> Any:
+    """``value`` with every timing key dropped at any depth, for comparing results, summaries and records of two
+    runs; everything else is compared as it is."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not TIMING_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_timings(v) for v in value)
+    return value
+
 
 CORPUS = [
     "Q: Tom has 3 apples and buys 4 more. How many apples does he have?",

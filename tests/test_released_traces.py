@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from cotbridge.errors import DataError
 from cotbridge.released_traces import import_traces
 
 QUESTION = "What is $\\frac{1}{2} + \\frac{1}{4}$?"
@@ -132,3 +133,51 @@ def test_traces_to_a_student_dataset_that_keeps_think(tmp_path):
     table = stats["checker_table"]
     assert sum(table[k] for k in ("both_correct", "only_rules", "only_checker", "both_wrong")) == 3
     assert table["only_rules"] == 1 and "records' verdicts vs number" in cur.stdout
+
+
+def openr1_row(**changes):
+    return {**ROWS["openr1_math"][0], **changes}
+
+
+def test_a_null_gold_answer_is_unverified_not_the_gold_none(tmp_path):
+    """`answer: null` used to become the gold "None": every trace scored wrong against it, the real gold lost."""
+    source = tmp_path / "null_answer.jsonl"
+    source.write_text(json.dumps(openr1_row(answer=None)) + "\n")
+    out = tmp_path / "teacher.jsonl"
+    summary = import_traces(str(source), "openr1_math", "math500", out)
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["gold"] for r in recs] == [None, None, None]
+    assert [r["correct"] for r in recs] == [None, None, None]  # unverified: the correct filter drops them
+    assert [r["source_correct"] for r in recs] == [True, False, False]  # the dataset's own verdicts are kept
+    assert summary["unverified"] == 3 and summary["correct"] == 0  # counted: the CLI prints "3 without a gold answer"
+    trusted = import_traces(str(source), "openr1_math", "math500", tmp_path / "trusted.jsonl", assume_correct=True)
+    assert trusted["correct"] == 1  # --assume-correct keeps the source's own verdicts, not all three
+    blank = tmp_path / "blank_answer.jsonl"
+    blank.write_text(json.dumps(openr1_row(answer="  ")) + "\n")
+    assert import_traces(str(blank), "openr1_math", "math500", tmp_path / "blank.jsonl")["unverified"] == 3
+
+
+def cli_traces(source, layout, out):
+    return subprocess.run(
+        [sys.executable, "-m", "cotbridge", "traces", str(source), "--layout", layout, "--task", "math500", "-o", out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_generations_as_a_string_are_refused_with_the_row_and_field(tmp_path):
+    """A string where OpenR1-Math lists its generations used to become one record per character."""
+    source = tmp_path / "string_generations.jsonl"
+    # as a JSON-encoded list: read as one trace it would train on brackets and quotes
+    source.write_text(json.dumps(openr1_row(generations=json.dumps(ROWS["openr1_math"][0]["generations"]))) + "\n")
+    out = tmp_path / "teacher.jsonl"
+    done = cli_traces(source, "openr1_math", out)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # (above it: the datasets library's progress bars)
+    assert f"{source}: row 0: 'generations' is a str, not a list of traces" in last
+    assert "one-element list" in last  # what to do
+    assert not out.exists()  # nothing half-imported
+    source.write_text(json.dumps(openr1_row(generations=["<think>1/2 + 1/4</think> \\boxed{\\frac34}", None])) + "\n")
+    with pytest.raises(DataError, match=r"row 0: 'generations'\[1\] is null"):
+        import_traces(str(source), "openr1_math", "math500", out)

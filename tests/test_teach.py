@@ -11,7 +11,7 @@ from cotbridge.curate import curate
 from cotbridge.errors import DataError, UserError
 from cotbridge.record_file import RecordFile
 from cotbridge.teach import TeachConfig, run_teach
-from tests.conftest import RE2, SHARED_DATA
+from tests.conftest import RE2, SHARED_DATA, without_timings
 
 
 def load(path):
@@ -19,7 +19,7 @@ def load(path):
 
 
 def strip_time(recs):
-    return sorted(({k: v for k, v in r.items() if k != "created"} for r in recs), key=lambda r: r["key"])
+    return sorted((without_timings(r) for r in recs), key=lambda r: r["key"])
 
 
 def test_reference_teacher_filter_matches_known_ground_truth(tmp_path):
@@ -276,3 +276,32 @@ def test_records_whose_fingerprint_was_lost_are_not_extended_by_another_teacher(
     ):
         run_teach(cfg(0.5).model_copy(update={"limit": 9}), progress=False)
     assert records.read_bytes() == before  # nothing appended
+
+
+@pytest.mark.parametrize("mode", [None, "zero_shot_cot_single", "few_shot_cot"])
+@pytest.mark.parametrize("chat", [False, True])
+def test_the_oracle_teacher_is_always_right_in_every_teach_mode(tmp_path, mode, chat):
+    """The oracle used to score 0% in the default mode: stage 2 repeated its rationale, whose first number is the
+    sample index, and zero-shot-CoT's answer stage reads the first number."""
+    few_shot = tmp_path / "few_shot.json"
+    few_shot.write_text(
+        json.dumps({"synthetic_arithmetic": {"prompt": "Q: What is 1 plus 9?\nA: 1 + 9 = 10. The answer is 10."}})
+    )
+    chosen = {"mode": mode} if mode else {}  # None: the default mode
+    cfg = TeachConfig(
+        task="synthetic_arithmetic:k=5",
+        limit=6,
+        samples=2,
+        chat=chat,
+        run_dir=str(tmp_path),
+        cache="off",
+        teacher={"backend": "oracle"},
+        few_shot_prompts=str(few_shot) if mode == "few_shot_cot" else None,
+        **chosen,
+    )
+    assert cfg.mode == (mode or "zero_shot_cot")
+    summary = run_teach(cfg, progress=False)
+    recs = load(tmp_path / "teacher" / "synthetic_arithmetic.jsonl")
+    assert len(recs) == 12 and summary["accuracy"] == 1.0
+    assert all(r["correct"] and r["prediction"] == r["gold"] for r in recs)
+    assert len({r["rationale"] for r in recs}) == 12  # diverse samples stay distinct

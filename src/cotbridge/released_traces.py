@@ -4,8 +4,10 @@ become teacher records with provenance, so curation, training and the reports tr
 Each layout is read through ``datasets`` (a hub id, or local JSON/JSONL/Parquet files) and turned into one record per
 trace: the question, the thinking and the final response kept apart (``answers/thinking.py``), the dataset's own
 answer as the gold where it has one (checked with the task's answer type, math-verify for ``math``), and where the
-trace came from (dataset, layout, row, generation). Without a gold answer a trace is recorded as unverified
-(``correct`` is None) and the ``correct`` filter drops it; ``--assume-correct`` keeps the source's own filtering.
+trace came from (dataset, layout, row, generation). Without a gold answer (none in the layout, or a row's answer
+null or blank) a trace is recorded as unverified (``correct`` is None), counted in the summary, and the ``correct``
+filter drops it; ``--assume-correct`` keeps the source's own filtering. A row that is not its layout's shape is
+refused with the row and field named.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ Layout = Callable[[dict[str, Any]], Iterator[Trace]]
 LAYOUTS: Registry[Layout] = Registry("trace dataset layout")
 
 
+class BadRow(ValueError):
+    """A row that does not have its layout's shape; the message names the field and what to do."""
+
+
+def gold_answer(value: Any) -> str | None:
+    """The dataset's answer as the gold, or None (unverified) when the row has none: missing, null or blank.
+    (``str(None)`` used to make "None" the gold, and every trace of the row was scored wrong against it.)"""
+    if value is None or not str(value).strip():
+        return None
+    return str(value)
+
+
 def _turns(messages: list[dict[str, Any]], role_key: str, text_key: str, user: str, assistant: str) -> tuple[str, str]:
     question = next((m[text_key] for m in messages if m.get(role_key) == user), None)
     answer = next((m[text_key] for m in reversed(messages) if m.get(role_key) == assistant), None)
@@ -57,7 +71,7 @@ def openthoughts(row: dict[str, Any]) -> Iterator[Trace]:
         .replace("<|begin_of_solution|>", "")
         .replace("<|end_of_solution|>", "")
     )
-    yield Trace(question, text, row.get("ground_truth_solution") or row.get("answer"))
+    yield Trace(question, text, gold_answer(row.get("ground_truth_solution")) or gold_answer(row.get("answer")))
 
 
 @LAYOUTS.register("mixture_of_thoughts")
@@ -65,16 +79,29 @@ def mixture_of_thoughts(row: dict[str, Any]) -> Iterator[Trace]:
     """Mixture-of-Thoughts: ``messages`` [{role, content}], the assistant's content ``<think>…</think>`` then the
     answer; no separate gold answer."""
     question, text = _turns(row["messages"], "role", "content", "user", "assistant")
-    yield Trace(question, text, row.get("answer"))
+    yield Trace(question, text, gold_answer(row.get("answer")))
 
 
 @LAYOUTS.register("openr1_math")
 def openr1_math(row: dict[str, Any]) -> Iterator[Trace]:
     """OpenR1-Math-220k: ``problem``, ``answer`` and several ``generations`` (each ``<think>…</think>`` + solution)
     with the dataset's ``correctness_math_verify`` per generation."""
+    problem, generations, gold = row["problem"], row["generations"], gold_answer(row["answer"])
+    if problem is None:
+        raise BadRow("'problem' is null: fill in the row's question or leave the row out")
+    # Refused rather than read as one generation: OpenR1-Math always lists its generations, parallel to
+    # correctness_math_verify, so a string here is a mis-converted column (often a JSON-encoded list, which would
+    # become one trace with brackets and quotes in it) or another dataset's layout, not one trace.
+    if not isinstance(generations, list):
+        raise BadRow(
+            f"'generations' is a {type(generations).__name__}, not a list of traces (OpenR1-Math's layout); "
+            "if each row holds one trace, write it as a one-element list"
+        )
     verdicts = row.get("correctness_math_verify") or []
-    for j, text in enumerate(row["generations"]):
-        yield Trace(str(row["problem"]), str(text), str(row["answer"]), j, verdicts[j] if j < len(verdicts) else None)
+    for j, text in enumerate(generations):
+        if not isinstance(text, str):
+            raise BadRow(f"'generations'[{j}] is {'null' if text is None else type(text).__name__}, not a trace")
+        yield Trace(str(problem), text, gold, j, verdicts[j] if j < len(verdicts) else None)
 
 
 def load_rows(source: str, split: str = "train") -> Any:
@@ -116,6 +143,8 @@ def import_traces(
             traces = list(convert(dict(row)))
         except (KeyError, TypeError) as e:
             raise DataError(source, f"row {i}: not the {layout} layout (missing {e})") from None
+        except BadRow as e:
+            raise DataError(source, f"row {i}: {e}") from None
         for t in traces:
             key = f"{i}#{t.generation}"
             if key in records:
@@ -126,7 +155,9 @@ def import_traces(
                 correct, prediction = v.correct, v.prediction
             else:
                 unverified += 1
-                correct, prediction = (True if assume_correct else None), None
+                # --assume-correct trusts the source: its own verdict where it gave one (OpenR1-Math), else True
+                source_verdict = True if t.source_correct is None else t.source_correct
+                correct, prediction = (source_verdict if assume_correct else None), None
             new.append(
                 {
                     "key": key,
