@@ -12,7 +12,11 @@ then close, answer 200 with a malformed JSON body, or drop the connection withou
 
 The request log (JSON lines) records what the server received: time, endpoint, sha256 of the
 canonical body, the body, the status returned and the fault injected. Headers — and so the
-``Authorization`` header — are never logged.
+``Authorization`` header — are never logged. A log that cannot be written (disk full, read-only,
+folder removed) never stops the server answering: one warning, then it retries, counting the lines dropped.
+
+Hostile or malformed bodies (too large, not JSON, nested too deeply, lone surrogates, wrong field types)
+get a 4xx with an OpenAI-shaped error naming the field, and the server goes on serving.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import select
 import socket
@@ -40,7 +45,9 @@ from cotbridge.errors import UserError
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # default; a chat request is kilobytes, and each parsed body sits in memory
+MAX_JSON_DEPTH = 64  # a chat body nests ~5 levels; deeper ones only exhaust the stack (json.loads recurses)
+LOG_RETRY_S = 30.0  # a request log that failed is tried again after this long
 MALFORMED_BODY = (
     b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
 )
@@ -141,6 +148,40 @@ class BadRequest(ValueError):
         self.param, self.status = param, status
 
 
+def parse_body(raw: bytes) -> Any:
+    """The JSON body, or BadRequest: not JSON, nested deeper than MAX_JSON_DEPTH, or holding a lone surrogate."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:  # json.loads recurses per level: 100,000 brackets reach the interpreter's limit
+        raise BadRequest(f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    # Iterative, so checking depth cannot itself recurse; `top` is the top-level field, named in the error.
+    stack: list[tuple[Any, int, str | None]] = [(body, 0, None)]
+    while stack:
+        node, depth, top = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii():
+                try:
+                    node.encode()
+                except UnicodeEncodeError:  # a "\ud800" escape: a backend's tokenizer cannot take it
+                    raise BadRequest(
+                        "request body holds a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF escape)", top
+                    ) from None
+            continue
+        if isinstance(node, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise BadRequest(f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)", top)
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    key_top = top if depth else k
+                    stack.append((k, depth + 1, key_top))
+                    stack.append((v, depth + 1, key_top))
+            else:
+                stack.extend((v, depth + 1, top) for v in node)
+    return body
+
+
 def _num(body: dict, key: str, default: float, lo: float, hi: float) -> float:
     v = body.get(key)
     if v is None:
@@ -159,6 +200,13 @@ def _int(body: dict, key: str, default: int | None, lo: int, hi: int) -> int | N
     return v
 
 
+def _bool(body: dict, key: str) -> bool:
+    v = body.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise BadRequest(f"{key} must be true or false, got {v!r}", key)
+    return bool(v)
+
+
 def _content(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
@@ -175,7 +223,7 @@ def _content(content: Any, where: str) -> str:
 
 
 def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
-    if body.get("stream"):
+    if _bool(body, "stream"):
         raise BadRequest("streaming is not supported by this server", "stream")
     stop = body.get("stop")
     if stop is None:
@@ -206,7 +254,7 @@ def chat_request(body: dict) -> Request:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{j}] must be an object with a role", "messages")
         messages.append({"role": m["role"], "content": _content(m.get("content"), f"messages[{j}]")})
-    continue_final = bool(body.get("continue_final_message", False))
+    continue_final = _bool(body, "continue_final_message")
     if continue_final and messages[-1]["role"] != "assistant":
         raise BadRequest("continue_final_message needs a final assistant message", "continue_final_message")
     return Request(messages=messages, continue_final=continue_final, **_common(body, 128))
@@ -222,9 +270,14 @@ def completion_requests(body: dict) -> list[Request]:
 
 
 def canonical_sha256(body: Any) -> str:
-    return hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    ).hexdigest()
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(_utf8(text)).hexdigest()
+
+
+def _utf8(json_text: str) -> bytes:
+    """JSON text as UTF-8. A lone surrogate (it can only sit inside a JSON string) becomes its ``\\udXXX`` escape,
+    which is still valid JSON for the same string, where plain ``encode()`` would raise."""
+    return json_text.encode("utf-8", "backslashreplace")
 
 
 # -- the server -----------------------------------------------------------------------------------------
@@ -251,6 +304,24 @@ class _Handler(BaseHTTPRequestHandler):
         return path[3:] if path.startswith("/v1/") else path
 
     def do_GET(self) -> None:  # noqa: N802
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer(self._post)
+
+    def _answer(self, handle: Callable[[], None]) -> None:
+        """Run ``handle``; an error it did not foresee is a 500 to the client, not a dropped connection."""
+        self._responded = False
+        try:
+            handle()
+        except Exception as e:
+            log.exception("%s %s failed", self.command, self.path)
+            if self._responded:  # the response is partly out: the connection cannot carry another
+                self.close_connection = True
+            else:
+                self._send_json(500, _error(f"internal server error: {type(e).__name__}", "server_error"))
+
+    def _get(self) -> None:
         app = self.server.app
         route = self._route()
         if route == "/health":
@@ -268,21 +339,21 @@ class _Handler(BaseHTTPRequestHandler):
         app.log_request_entry(self.path, None, status, None)
         self._send_json(status, body)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def _post(self) -> None:
         app = self.server.app
         route = self._route()
         try:
             raw = self._read_body()
         except BadRequest as e:
             app.log_request_entry(self.path, None, e.status, None)
-            self.close_connection = True
             self._send_json(e.status, _error(str(e), "invalid_request_error"))
+            self._linger_close()
             return
         try:
-            body = json.loads(raw) if raw else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            body = parse_body(raw) if raw else None
+        except BadRequest as e:  # logged as text: re-encoding a body nested this deep could recurse as well
             app.log_request_entry(self.path, raw.decode("utf-8", "replace"), 400, None)
-            self._send_json(400, _error(f"request body is not valid JSON: {e}", "invalid_request_error"))
+            self._send_json(400, _error(str(e), "invalid_request_error", e.param))
             return
         if route not in ("/chat/completions", "/completions"):
             app.log_request_entry(self.path, body, 404, None)
@@ -293,6 +364,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error("request body must be a JSON object", "invalid_request_error"))
             return
         asked = body.get("model")
+        if asked is not None and not isinstance(asked, str):
+            app.log_request_entry(self.path, body, 400, None)
+            self._send_json(400, _error(f"model must be a string, got {asked!r}", "invalid_request_error", "model"))
+            return
         if (
             asked is not None and asked != app.model_name and not app.any_model
         ):  # as the OpenAI API: an unknown model is a 404, not a stand-in
@@ -345,9 +420,27 @@ class _Handler(BaseHTTPRequestHandler):
             n = int(length)
         except ValueError:
             raise BadRequest("bad Content-Length") from None
-        if n < 0 or n > MAX_BODY_BYTES:
-            raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
+        if n < 0:
+            raise BadRequest("bad Content-Length")
+        limit = self.server.app.max_body_bytes
+        if n > limit:  # refused before reading a byte of it
+            raise BadRequest(f"request body of {n} bytes is larger than this server's limit of {limit}", status=413)
         return self.rfile.read(n)
+
+    def _linger_close(self) -> None:
+        """Close after an error sent before the body was read. Closing a socket with unread data makes the kernel
+        send a reset, which can destroy the error response before the client reads it; so stop sending, then read
+        and discard what the client still sends, for a second at most."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.2)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and self.connection.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def _inject(self, fault: str, body: dict) -> None:
         app = self.server.app
@@ -380,9 +473,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_raw(status, json.dumps(obj, ensure_ascii=False).encode(), "application/json", headers)
+        self._send_raw(status, _utf8(json.dumps(obj, ensure_ascii=False)), "application/json", headers)
 
     def _send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._responded = True
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -430,6 +524,85 @@ def _response_body(route: str, model: str, reqs: list[Request], comps: list[list
     }
 
 
+class RequestLog:
+    """The request log: appends one JSON line per request, and never lets a failed write fail the request.
+
+    When a write fails (disk full, read-only file system, folder removed) the line is dropped, one warning names the
+    file, the error and the fix, and writing is tried again every ``retry_s`` seconds, since the usual causes (a full
+    disk, a remount) pass while the server keeps running; lines that arrive in between are dropped and counted. The
+    count is reported when writing works again and at close.
+    """
+
+    def __init__(self, path: str | Path, retry_s: float = LOG_RETRY_S):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retry_s = retry_s
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._failing = False
+        self._failed_at = 0.0
+        self._fd: int | None = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # as open(): umask applies
+
+    def write(self, line: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._failing and time.monotonic() - self._failed_at < self.retry_s:
+                self.dropped += 1
+                return
+            try:
+                self._append(line)
+            except OSError as e:
+                self.dropped += 1
+                self._failed_at = time.monotonic()
+                if not self._failing:
+                    self._failing = True
+                    log.warning(
+                        "request log %s cannot be written (%s): requests are still answered but not logged; "
+                        "free disk space or make the file writable (retrying every %g s, dropped lines are counted)",
+                        self.path,
+                        e,
+                        self.retry_s,
+                    )
+                return
+            if self._failing:
+                self._failing = False
+                log.warning("request log %s is written again; %d line(s) were dropped so far", self.path, self.dropped)
+
+    def _append(self, line: bytes) -> None:
+        if self._fd is None or os.fstat(self._fd).st_nlink == 0:  # removed: writes would vanish into the unlinked file
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._fd = self._open()  # raises while the folder is gone
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(line)
+            while view:  # a nearly full disk takes part of the line, then raises ENOSPC on the rest
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            try:  # no torn line: readers of the log see whole entries only
+                os.ftruncate(self._fd, size)
+            except OSError:
+                pass
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self.dropped:
+                log.warning("request log %s: %d line(s) could not be written, dropped", self.path, self.dropped)
+
+
 class OpenAICompatServer:
     """An OpenAI-compatible server over ``backend`` (anything with ``generate(requests)``).
 
@@ -448,9 +621,11 @@ class OpenAICompatServer:
         latency_ms: float = 0.0,
         request_log: str | Path | None = None,
         any_model: bool = False,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ):
         """``any_model``: answer requests for any model name (an in-process stand-in for an API in tests);
-        otherwise a request for another model than ``model_name`` is a 404 ``model_not_found``, as OpenAI's."""
+        otherwise a request for another model than ``model_name`` is a 404 ``model_not_found``, as OpenAI's.
+        ``max_body_bytes``: a larger request body is refused with a 413 from its Content-Length, unread."""
         self.backend = backend
         self.model_name = model_name or getattr(backend, "model_id", None) or "cotbridge"
         self.any_model = any_model
@@ -459,14 +634,15 @@ class OpenAICompatServer:
         if latency_ms < 0:
             raise UserError(f"latency_ms must not be negative, got {latency_ms}")
         self.latency_s = latency_ms / 1000
+        if max_body_bytes < 1:
+            raise UserError(f"max_body_bytes must be positive, got {max_body_bytes}")
+        self.max_body_bytes = max_body_bytes
         self.stopping = threading.Event()
         self._gen_lock = threading.Lock()
-        self._log_lock = threading.Lock()
-        self._log_file = None
-        if request_log is not None:
-            p = Path(request_log)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = p.open("a", encoding="utf-8")
+        try:  # at start a log that cannot be opened is the user's to fix, before anything is served unlogged
+            self.request_log = RequestLog(request_log) if request_log is not None else None
+        except OSError as e:
+            raise UserError(f"cannot open the request log {request_log}: {e.strerror or e}") from None
         try:
             self.httpd = _HTTPServer((host, port), _Handler)
         except OSError as e:
@@ -494,7 +670,7 @@ class OpenAICompatServer:
                     self.backend.interrupt = None
 
     def log_request_entry(self, endpoint: str, body: Any, status: int | None, fault: str | None) -> None:
-        if self._log_file is None:
+        if self.request_log is None:
             return
         entry = {
             "time": round(time.time(), 6),
@@ -504,17 +680,11 @@ class OpenAICompatServer:
             "status": status,
             "fault": fault,
         }
-        line = json.dumps(entry, ensure_ascii=False)
-        with self._log_lock:
-            if self._log_file is not None:
-                self._log_file.write(line + "\n")
-                self._log_file.flush()
+        self.request_log.write(_utf8(json.dumps(entry, ensure_ascii=False) + "\n"))
 
     def close_log(self) -> None:
-        with self._log_lock:
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
+        if self.request_log is not None:
+            self.request_log.close()
 
     def serve_forever(self) -> None:
         try:

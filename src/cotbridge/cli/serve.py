@@ -34,8 +34,16 @@ def serve_cmd(
         float, typer.Option(metavar="MS", help="extra latency per request, slept outside the generation lock")
     ] = 0.0,
     request_log: Annotated[
-        Optional[str], typer.Option(metavar="FILE", help="append every received request to this JSONL file")
+        Optional[str],
+        typer.Option(
+            metavar="FILE",
+            help="append every received request to this JSONL file (if it cannot be written, requests are still "
+            "answered: one warning, retried every 30 s, dropped lines counted)",
+        ),
     ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option(metavar="MB", help="refuse request bodies larger than this with a 413, unread")
+    ] = 8.0,
     model_name: Annotated[
         Optional[str],
         typer.Option(
@@ -49,6 +57,8 @@ def serve_cmd(
     spec = parse_faults(faults)  # bad specs fail before the model loads
     if latency_ms < 0:
         raise UserError(f"--latency-ms must not be negative, got {latency_ms}")
+    if not 0 < max_body_mb < 1024 * 1024:
+        raise UserError(f"--max-body-mb must be between 0 and 1048576 (1 TiB), got {max_body_mb}")
     from cotbridge.backends.hf import HFBackend
 
     backend = HFBackend(model, gguf_file=gguf_file, batch_size=batch_size)
@@ -60,6 +70,7 @@ def serve_cmd(
         latency_ms=latency_ms,
         request_log=request_log,
         model_name=model_name or model,
+        max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)),
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         log = logging.getLogger("cotbridge.server")
