@@ -12,6 +12,8 @@ STAMP_MIN := $(VENV_MIN)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	# Headless Chromium from Debian for the browser tests of `cotbridge view` (Playwright drives it; no download).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[train,api,test]'

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cotbridge.cli import curate, eval_cmd, instruct, lmguided, run, score, serve, tasks, teach, traces, train
+from cotbridge.cli import curate, eval_cmd, instruct, lmguided, run, score, serve, tasks, teach, traces, train, view
 from cotbridge.cli.help_format import Command, with_settings
 from cotbridge.errors import UserError
 
@@ -57,6 +57,7 @@ app.command("instruct", cls=Command)(instruct.instruct_cmd)
 app.command("lmguided", cls=Command)(lmguided.lmguided_cmd)
 app.command("score", cls=with_settings(score.SETTINGS, score.SETTINGS_NOTE))(score.score_cmd)
 app.command("serve", cls=Command)(serve.serve_cmd)
+app.command("view", cls=Command)(view.view_cmd)
 
 
 def main() -> None:

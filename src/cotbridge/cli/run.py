@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from cotbridge.cli.recipe_command import recipe_command
+from cotbridge.cli.view import write_beside
 
 
 def print_summary(cfg: Any, summary: dict[str, Any]) -> None:
@@ -14,6 +15,7 @@ def print_summary(cfg: Any, summary: dict[str, Any]) -> None:
         for task, m in res.items():
             typer.echo(f"{method:>24} {task}: accuracy {m['accuracy']:.3f} ± {m['accuracy_stderr']:.3f} (n={m['n']})")
     typer.echo(f"report: {summary['report'].get('report.md', cfg.directory() / 'report.md')}")
+    write_beside(cfg.directory())  # every question of the run, in one page a browser opens from disk
 
 
 run_cmd = recipe_command(

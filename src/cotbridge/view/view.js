@@ -1,0 +1,446 @@
+/* cotbridge view: the per-question list of a run (or two side by side). Data comes from the JSON block; every
+   string from the run reaches the page through textContent, never as markup. Rows render lazily, a chunk at a
+   time as the reader scrolls, so a 10,000-question run opens at once. */
+(function () {
+  "use strict";
+  var t0 = performance.now();
+  var D = JSON.parse(document.getElementById("cb-data").textContent);
+  var rows = D.rows, cols = D.columns, pairs = D.pairs || [];
+  var CHUNK = 40, FOLD_CHARS = 420, FOLD_LINES = 6;
+  var state = { list: [], shown: 0, current: -1 };
+  var rowsEl = document.getElementById("rows"), moreEl = document.getElementById("more");
+  var toolbar = document.getElementById("toolbar");
+  window.cbTimings = { parse_ms: performance.now() - t0 };
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function add(parent) {
+    for (var i = 1; i < arguments.length; i++) if (arguments[i]) parent.appendChild(arguments[i]);
+    return parent;
+  }
+  function option(sel, value, text) {
+    var o = el("option", null, text);
+    o.value = value;
+    sel.appendChild(o);
+    return o;
+  }
+
+  /* ---- questions: derived fields ---- */
+  rows.forEach(function (r, i) {
+    r.i = i;
+    r.hasOut = r.o.some(function (o) { return o; });
+    var outs = r.o.filter(function (o) { return o; });
+    r.nRight = outs.filter(function (o) { return o.c; }).length;
+    r.nWrong = outs.length - r.nRight;
+    r.tRight = (r.T || []).some(function (t) { return t.c; });
+    var reasons = {};
+    (r.T || []).forEach(function (t) {
+      Object.keys(t.v || {}).forEach(function (m) { reasons[t.v[m]] = true; });
+    });
+    r.reasons = reasons;
+    r.olen = 0;
+    outs.forEach(function (o) { (o.S || []).forEach(function (s) { r.olen = Math.max(r.olen, (s.o || "").length); }); });
+    r.tlen = 0;
+    (r.T || []).forEach(function (t) { r.tlen = Math.max(r.tlen, (t.r || "").length + (t.th || "").length); });
+  });
+  function hay(r) {
+    if (r.hay === undefined) {
+      var parts = [r.q, r.g, r.id, r.t];
+      r.o.forEach(function (o) {
+        if (o) { parts.push(o.p); (o.S || []).forEach(function (s) { parts.push(s.o, s.th, s.a, s.p); }); }
+      });
+      (r.T || []).forEach(function (t) { parts.push(t.r, t.th, t.a, t.p); });
+      r.hay = parts.filter(function (x) { return x !== undefined && x !== null; }).join("\n").toLowerCase();
+    }
+    return r.hay;
+  }
+  function flipped(r, p, kind) {
+    var a = r.o[p.a], b = r.o[p.b];
+    if (!a || !b) return false;
+    return kind === "fixed" ? !a.c && b.c : a.c && !b.c;
+  }
+
+  /* ---- toolbar ---- */
+  var controls = {};
+  function labelled(text, input) {
+    var l = el("label", null, text);
+    l.appendChild(input);
+    toolbar.appendChild(l);
+    return input;
+  }
+  function count(pred) { return rows.filter(pred).length; }
+  function buildToolbar() {
+    var search = el("input");
+    search.type = "search";
+    search.id = "search";
+    search.placeholder = "search questions and outputs  ( / )";
+    controls.search = labelled("", search);
+
+    var part = el("select");
+    part.id = "f-part";
+    option(part, "", "all questions (" + rows.length + ")");
+    option(part, "eval", "evaluated (" + count(function (r) { return r.hasOut; }) + ")");
+    option(part, "teach", "with teacher samples (" + count(function (r) { return r.T; }) + ")");
+    controls.part = labelled("show", part);
+
+    controls.cols = cols.map(function (c, i) {
+      var s = el("select");
+      s.id = "f-col-" + i;
+      s.dataset.col = i;
+      option(s, "", "any");
+      option(s, "ok", "✓ correct (" + count(function (r) { return r.o[i] && r.o[i].c; }) + ")");
+      option(s, "bad", "✗ wrong (" + count(function (r) { return r.o[i] && !r.o[i].c; }) + ")");
+      return labelled(c.label, s);
+    });
+
+    var special = el("select");
+    special.id = "f-special";
+    option(special, "", "any");
+    if (cols.length > 1) {
+      option(special, "disagree", "methods disagree (" + count(function (r) { return r.nRight && r.nWrong; }) + ")");
+      option(special, "allwrong", "all wrong (" + count(function (r) { return r.hasOut && !r.nRight; }) + ")");
+    }
+    option(special, "trsw", "teacher right, student wrong (" + count(function (r) { return r.tRight && r.nWrong; }) + ")");
+    pairs.forEach(function (p, j) {
+      option(special, "fixed:" + j, p.method + ": wrong in A → right in B (" + p.fixed + ")");
+      option(special, "broken:" + j, p.method + ": right in A → wrong in B (" + p.broken + ")");
+    });
+    controls.special = labelled("questions", special);
+
+    if ((D.verdicts || []).length) {
+      var verdict = el("select");
+      verdict.id = "f-verdict";
+      option(verdict, "", "any");
+      D.verdicts.forEach(function (v) {
+        var n = count(function (r) { return r.reasons[v]; });
+        option(verdict, v, (v === "kept" ? "a sample kept" : "a sample dropped: " + v) + " (" + n + ")");
+      });
+      controls.verdict = labelled("curation", verdict);
+    }
+
+    var sort = el("select");
+    sort.id = "f-sort";
+    option(sort, "", "in order");
+    option(sort, "olen", "longest output first");
+    option(sort, "tlen", "longest teacher rationale first");
+    option(sort, "qlen", "longest question first");
+    option(sort, "qshort", "shortest question first");
+    controls.sort = labelled("sort", sort);
+
+    add(toolbar, el("span", null, ""));
+    var c = el("span", null, "");
+    c.id = "count";
+    toolbar.appendChild(c);
+    toolbar.appendChild(el("div", "keys", "keys: j / k next / previous question · o open or fold it · / search · Esc leave the search · each # is a permalink"));
+    toolbar.hidden = false;
+
+    var timer = null;
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(apply, 150);
+    });
+    [part, special, sort].concat(controls.cols, controls.verdict ? [controls.verdict] : []).forEach(function (s) {
+      s.addEventListener("change", apply);
+    });
+  }
+
+  /* ---- filtering ---- */
+  function matches(r, f) {
+    if (f.part === "eval" && !r.hasOut) return false;
+    if (f.part === "teach" && !r.T) return false;
+    for (var i = 0; i < f.cols.length; i++) {
+      var want = f.cols[i];
+      if (!want) continue;
+      var o = r.o[i];
+      if (!o || (want === "ok") !== o.c) return false;
+    }
+    if (f.special === "disagree" && !(r.nRight && r.nWrong)) return false;
+    if (f.special === "allwrong" && !(r.hasOut && !r.nRight)) return false;
+    if (f.special === "trsw" && !(r.tRight && r.nWrong)) return false;
+    if (f.special.indexOf(":") > 0) {
+      var kv = f.special.split(":");
+      if (!flipped(r, pairs[+kv[1]], kv[0])) return false;
+    }
+    if (f.verdict && !r.reasons[f.verdict]) return false;
+    if (f.q && hay(r).indexOf(f.q) < 0) return false;
+    return true;
+  }
+  function current() {
+    return {
+      q: controls.search.value.trim().toLowerCase(),
+      part: controls.part.value,
+      cols: controls.cols.map(function (s) { return s.value; }),
+      special: controls.special.value,
+      verdict: controls.verdict ? controls.verdict.value : "",
+      sort: controls.sort.value,
+    };
+  }
+  var SORTS = {
+    olen: function (a, b) { return b.olen - a.olen; },
+    tlen: function (a, b) { return b.tlen - a.tlen; },
+    qlen: function (a, b) { return b.q.length - a.q.length; },
+    qshort: function (a, b) { return a.q.length - b.q.length; },
+  };
+  function apply() {
+    var f = current();
+    var list = rows.filter(function (r) { return matches(r, f); });
+    if (SORTS[f.sort]) list.sort(function (a, b) { return SORTS[f.sort](a, b) || a.i - b.i; });
+    state.list = list;
+    state.shown = 0;
+    state.current = -1;
+    rowsEl.textContent = "";
+    document.getElementById("count").textContent = list.length + " of " + rows.length + " questions";
+    if (!list.length) rowsEl.appendChild(el("p", "empty", "No question matches these filters."));
+    renderMore();
+  }
+
+  /* ---- rendering ---- */
+  function renderMore(upTo) {
+    var end = Math.min(state.list.length, Math.max(state.shown + CHUNK, upTo === undefined ? 0 : upTo + 1));
+    var frag = document.createDocumentFragment();
+    for (var j = state.shown; j < end; j++) frag.appendChild(renderRow(state.list[j], j));
+    rowsEl.appendChild(frag);
+    state.shown = end;
+    if (!window.cbTimings.first_rows_ms) window.cbTimings.first_rows_ms = performance.now() - t0;
+  }
+
+  function foldable(text, cls) {
+    if (!text) return el("div", "text empty-out " + (cls || ""), "(empty output)");
+    var box = el("div", "text " + (cls || ""), text);
+    var lines = (text.match(/\n/g) || []).length + 1;
+    if (text.length <= FOLD_CHARS && lines <= FOLD_LINES) return box;
+    box.classList.add("fold");
+    var wrap = el("div");
+    var btn = el("button", "more", "show all (" + text.length + " characters)");
+    btn.type = "button";
+    btn.addEventListener("click", function () { toggleFold(box, btn, text.length); });
+    return add(wrap, box, btn);
+  }
+  function toggleFold(box, btn, n) {
+    var open = box.classList.toggle("open");
+    btn.textContent = open ? "fold" : "show all (" + n + " characters)";
+  }
+  function thinkBlock(text) {
+    var d = el("details", "think");
+    add(d, el("summary", null, "thinking (" + text.split(/\s+/).length + " words)"), foldable(text));
+    return d;
+  }
+  function scoresLine(sc) {
+    if (!sc) return null;
+    var parts = Object.keys(sc).map(function (k) {
+      var v = sc[k];
+      return k + " " + (typeof v === "number" ? v.toFixed(2) : String(v));
+    });
+    return parts.length ? el("div", "scores", "quality: " + parts.join(" · ")) : null;
+  }
+  function mark(ok) { return ok === true ? "✓" : ok === false ? "✗" : "?"; }
+  function answerText(p) { return p === undefined || p === null ? "(no answer)" : String(p); }
+
+  function sampleBody(s, diffAgainst) {
+    var body = el("div", "body");
+    if (s.th) body.appendChild(thinkBlock(s.th));
+    if (diffAgainst !== undefined) body.appendChild(diffBlock(diffAgainst, s.o || ""));
+    else body.appendChild(foldable(s.o || ""));
+    if (s.a) body.appendChild(el("div", "ans", "answer step: " + s.a.trim()));
+    add(body, scoresLine(s.sc));
+    return body;
+  }
+
+  function outputBox(r, i) {
+    var o = r.o[i], c = cols[i];
+    if (!o) {
+      var none = el("div", "out");
+      add(none, add(el("div", "ohead"), el("span", "lbl", c.label), el("span", null, "not evaluated on this question")));
+      return none;
+    }
+    var box = el("div", "out " + (o.c ? "ok" : "bad"));
+    box.dataset.col = i;
+    var head = el("div", "ohead");
+    add(head, el("span", "lbl", mark(o.c) + " " + c.label), el("span", null, "answer: " + answerText(o.p)));
+    var S = o.S || [];
+    if (S.length > 1) head.appendChild(el("span", null, "vote of " + S.length + " samples, " + S.filter(function (s) { return s.c; }).length + " right"));
+    if (S.length && S[0].f === "length") head.appendChild(el("span", null, "cut at the token limit"));
+    if (o.f1 !== undefined) head.appendChild(el("span", null, "EM " + o.em + " · F1 " + o.f1));
+    var other = partnerOf(i);
+    var against = other !== null && r.o[other] && r.o[other].S && r.o[other].S.length && S.length && other < i
+      ? (r.o[other].S[0].o || "") : undefined;
+    if (against !== undefined && against !== (S[0].o || "")) head.appendChild(el("span", "diffnote", "words changed from A marked"));
+    box.appendChild(head);
+    if (S.length === 1) box.appendChild(sampleBody(S[0], against));
+    else if (S.length > 1) {
+      box.appendChild(sampleBody(S[0], against));
+      var det = el("details", "samples");
+      det.appendChild(el("summary", null, "all " + S.length + " samples"));
+      S.forEach(function (s, k) {
+        var one = el("div", "ts");
+        add(one, add(el("div", "ohead"), el("span", "lbl", "#" + k + " " + mark(s.c)), el("span", null, "answer: " + answerText(s.p))), sampleBody(s));
+        det.appendChild(one);
+      });
+      box.appendChild(det);
+    }
+    add(box, scoresLine(o.sc));
+    return box;
+  }
+  function partnerOf(i) {
+    for (var j = 0; j < pairs.length; j++) {
+      if (pairs[j].a === i) return pairs[j].b;
+      if (pairs[j].b === i) return pairs[j].a;
+    }
+    return null;
+  }
+
+  /* word diff (LCS) of A's output against B's, shown in B's box: deleted words struck, inserted ones marked */
+  function diffBlock(a, b) {
+    var x = a.split(/(\s+)/), y = b.split(/(\s+)/);
+    if (a === b || x.length * y.length > 4000000) return foldable(b);
+    var n = x.length, m = y.length, L = [];
+    for (var i = 0; i <= n; i++) L.push(new Uint16Array(m + 1));
+    for (i = n - 1; i >= 0; i--)
+      for (var j = m - 1; j >= 0; j--) L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+    var box = el("div", "text");
+    i = 0; j = 0;
+    function put(cls, s) { box.appendChild(cls ? el("span", cls, s) : document.createTextNode(s)); }
+    while (i < n || j < m) {
+      if (i < n && j < m && x[i] === y[j]) { put(null, y[j]); i++; j++; }
+      else if (i < n && (j >= m || L[i + 1][j] >= L[i][j + 1])) { put("d-del", x[i]); i++; }
+      else { put("d-ins", y[j]); j++; }
+    }
+    box.title = "words of A's output struck, B's new words highlighted";
+    var wrap = el("div");
+    if (b.length > FOLD_CHARS || a.length > FOLD_CHARS) {
+      box.classList.add("fold");
+      var btn = el("button", "more", "show all (" + b.length + " characters)");
+      btn.type = "button";
+      btn.addEventListener("click", function () { toggleFold(box, btn, b.length); });
+      return add(wrap, box, btn);
+    }
+    return add(wrap, box);
+  }
+
+  function teacherBlock(r) {
+    var T = r.T;
+    var det = el("details", "teacher");
+    var right = T.filter(function (t) { return t.c; }).length;
+    var kept = T.filter(function (t) { return Object.keys(t.v || {}).some(function (m) { return t.v[m] === "kept"; }); }).length;
+    var hasVerdicts = T.some(function (t) { return t.v; });
+    det.appendChild(el("summary", null, "teacher: " + T.length + " sample" + (T.length === 1 ? "" : "s") + ", " + right + " right" + (hasVerdicts ? ", " + kept + " kept for training" : "")));
+    if (!r.hasOut) det.open = true;
+    var list = el("div", "tlist");
+    T.forEach(function (t) {
+      var box = el("div", "ts");
+      var head = el("div", "ohead");
+      add(head, el("span", "lbl", mark(t.c) + " " + t.src + (t.n !== undefined ? " #" + t.n : "")), el("span", null, "answer: " + answerText(t.p)));
+      if (t.f === "length") head.appendChild(el("span", null, "cut at the token limit"));
+      Object.keys(t.v || {}).forEach(function (m) {
+        var v = t.v[m];
+        head.appendChild(el("span", "verdict " + (v === "kept" ? "kept" : "dropped"), m + ": " + (v === "kept" ? "kept" : "dropped (" + v + ")")));
+      });
+      box.appendChild(head);
+      var body = el("div", "body");
+      if (t.th) body.appendChild(thinkBlock(t.th));
+      body.appendChild(foldable(t.r || ""));
+      if (t.a) body.appendChild(el("div", "ans", "answer step: " + t.a.trim()));
+      add(body, scoresLine(t.sc));
+      box.appendChild(body);
+      list.appendChild(box);
+    });
+    det.appendChild(list);
+    return det;
+  }
+
+  function renderRow(r, pos) {
+    var art = el("article", "q");
+    art.id = "q-" + r.i;
+    art.dataset.pos = pos;
+    art.tabIndex = -1;
+    var head = el("div", "qhead");
+    var link = el("a", "perma", "#" + (r.i + 1));
+    link.href = "#q=" + encodeURIComponent(r.k);
+    link.title = "permalink to this question";
+    add(head, link, el("span", "where", r.t + " · " + r.s + " · " + r.id), el("span", "gold", "gold: " + r.g));
+    var badges = el("span", "badges");
+    r.o.forEach(function (o, i) {
+      if (o) badges.appendChild(el("span", "badge " + (o.c ? "ok" : "bad"), mark(o.c) + " " + cols[i].label));
+    });
+    head.appendChild(badges);
+    art.appendChild(head);
+    art.appendChild(foldable(r.q || "", "qtext"));
+    if (r.hasOut) {
+      var outs = el("div", "outs");
+      r.o.forEach(function (o, i) { outs.appendChild(outputBox(r, i)); });
+      art.appendChild(outs);
+    }
+    if (r.T) art.appendChild(teacherBlock(r));
+    return art;
+  }
+
+  /* ---- lazy loading, permalinks, keys ---- */
+  if ("IntersectionObserver" in window) {
+    new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; }) && state.shown < state.list.length) renderMore();
+    }, { rootMargin: "1200px 0px" }).observe(moreEl);
+  }
+  window.addEventListener("scroll", function () {
+    if (state.shown < state.list.length && moreEl.getBoundingClientRect().top < window.innerHeight + 1200) renderMore();
+  }, { passive: true });
+
+  function focusPos(pos) {
+    if (pos < 0 || pos >= state.list.length) return;
+    if (pos >= state.shown) renderMore(pos);
+    var old = rowsEl.querySelector(".q.current");
+    if (old) old.classList.remove("current");
+    var node = document.getElementById("q-" + state.list[pos].i);
+    node.classList.add("current");
+    node.scrollIntoView({ block: "start" });
+    node.focus({ preventScroll: true });
+    state.current = pos;
+    history.replaceState(null, "", "#q=" + encodeURIComponent(state.list[pos].k));
+  }
+  function openHash() {
+    var m = /^#q=(.+)$/.exec(location.hash);
+    if (!m) return;
+    var key;
+    try { key = decodeURIComponent(m[1]); } catch (e) { return; }
+    var pos = state.list.findIndex(function (r) { return r.k === key; });
+    if (pos < 0 && rows.some(function (r) { return r.k === key; })) {
+      resetFilters();
+      pos = state.list.findIndex(function (r) { return r.k === key; });
+    }
+    if (pos >= 0) focusPos(pos);
+  }
+  function resetFilters() {
+    controls.search.value = "";
+    [controls.part, controls.special, controls.sort].concat(controls.cols, controls.verdict ? [controls.verdict] : []).forEach(function (s) { s.value = ""; });
+    apply();
+  }
+  function toggleRow(pos) {
+    var node = document.getElementById("q-" + state.list[pos].i);
+    var folds = node.querySelectorAll(".fold");
+    var open = !(folds.length && folds[0].classList.contains("open"));
+    folds.forEach(function (f) { f.classList.toggle("open", open); });
+    node.querySelectorAll("button.more").forEach(function (b) { b.textContent = open ? "fold" : "show all"; });
+    node.querySelectorAll("details").forEach(function (d) { d.open = open; });
+  }
+  document.addEventListener("keydown", function (e) {
+    var tag = (e.target && e.target.tagName) || "";
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") {
+      if (e.key === "Escape") e.target.blur();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "j") { focusPos(Math.min(state.current + 1, state.list.length - 1)); e.preventDefault(); }
+    else if (e.key === "k") { focusPos(Math.max(state.current - 1, 0)); e.preventDefault(); }
+    else if ((e.key === "o" || e.key === "Enter") && state.current >= 0) { toggleRow(state.current); e.preventDefault(); }
+    else if (e.key === "/") { controls.search.focus(); e.preventDefault(); }
+  });
+  window.addEventListener("hashchange", openHash);
+
+  buildToolbar();
+  apply();
+  openHash();
+  window.cbTimings.ready_ms = performance.now() - t0;
+})();

@@ -1,0 +1,150 @@
+"""`cotbridge view` pages in a real browser: Debian's Chromium, driven by Playwright from PyPI (no browser download).
+The page is opened from a file:// URL; rows render lazily, filters and search change the rows shown, the
+side-by-side counts are right, hostile text never runs. Screenshots go to the test's tmp_path, and to bench/results/
+when $COTBRIDGE_SCREENSHOTS is set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cotbridge.view import write_view
+from tests.conftest import REPO
+from tests.view_runs import PAYLOAD, synthesize_run
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).is_file()), None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on this machine: `make setup` installs it (apt-get install chromium)"
+)
+N = 150  # more than the first chunk of rows the page renders (40), so lazy rendering is exercised
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: make setup")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("view-browser")
+    a = synthesize_run(tmp / "quickstart", N, payload_at=3, name=PAYLOAD)
+    b = synthesize_run(tmp / "quickstart_b", N, seed=1, accuracy={"finetune_cot": 0.5}, report=False)
+    return tmp, a, b
+
+
+def open_page(browser, path: Path, fragment: str = ""):
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    page.goto(path.resolve().as_uri() + fragment)
+    page.wait_for_selector("article.q")
+    return page, problems
+
+
+def shown(page) -> int:
+    return int(page.text_content("#count").split(" of ")[0])
+
+
+def until(check, timeout_s: float = 10.0) -> None:
+    """Poll from Python: the page's CSP forbids the string evaluation page.wait_for_function would use."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < end, "the page did not get there in time"
+        time.sleep(0.05)
+
+
+def keep(page, tmp_path: Path, name: str) -> Path:
+    """The top of the page (summary, toolbar, first questions) as a PNG."""
+    shot = tmp_path / name
+    page.evaluate("window.scrollTo(0, 0)")  # a sticky toolbar is drawn where the scroll left it
+    page.screenshot(path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1300, "height": 2600})
+    if os.environ.get("COTBRIDGE_SCREENSHOTS"):
+        (REPO / "bench" / "results").mkdir(exist_ok=True)
+        shutil.copy(shot, REPO / "bench" / "results" / name)
+    return shot
+
+
+def test_rows_filters_search_keys_and_hostile_text(browser, runs, tmp_path):
+    tmp, a, _ = runs
+    html = write_view([tmp / "quickstart"])
+    page, problems = open_page(browser, html)
+    total = N + N  # test questions, then the training questions the teacher answered
+    assert page.text_content("#count") == f"{total} of {total} questions"
+    first = page.locator("article.q").count()
+    assert 0 < first < total  # lazily: the first chunk only
+    page.mouse.wheel(0, 200000)
+    until(lambda: page.locator("article.q").count() > first)
+
+    page.select_option("#f-col-2", "ok")  # finetune_cot right
+    assert shown(page) == len(a["right"]["finetune_cot"])
+    page.select_option("#f-col-0", "bad")  # ... and zero_shot_cot wrong
+    assert shown(page) == len(a["right"]["finetune_cot"] - a["right"]["zero_shot_cot"])
+    assert all("✗ zero_shot_cot" in t for t in page.locator("article.q .badges").all_text_contents())
+    page.select_option("#f-col-0", "")
+    page.select_option("#f-col-2", "")
+    page.select_option("#f-verdict", "duplicate")
+    dup_questions = {r["example_id"] for recs in a["teacher"].values() for r in recs}
+    assert 0 < shown(page) <= len(dup_questions)
+    page.select_option("#f-verdict", "")
+
+    page.fill("#search", "test-17")  # a question id: searched with the text
+    until(lambda: shown(page) == 1)
+    assert page.locator("article.q").count() == 1 and "test-17" in page.text_content("article.q .where")
+    page.fill("#search", "")
+    until(lambda: shown(page) == total)
+
+    # hostile text is shown as text and never runs
+    payload_row = page.locator("#q-3")
+    assert PAYLOAD in payload_row.locator(".qtext").text_content()
+    assert page.evaluate("window.__pwned") is None and not any("dialog" in p for p in problems)
+    assert page.locator("img[src=x]").count() == 0
+
+    # keyboard: j moves to the next question and puts its permalink in the address
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert page.locator("article.q.current").get_attribute("id") == "q-1"
+    assert page.evaluate("location.hash") == "#q=" + "synthetic_coin_flip%3Atest%3Atest-1"
+    shot = keep(page, tmp_path, "view_quickstart.png")
+    assert shot.stat().st_size > 10_000
+    assert problems == [], problems
+
+
+def test_a_permalink_opens_its_question(browser, runs):
+    tmp, _, _ = runs
+    html = tmp / "quickstart" / "view.html"
+    if not html.exists():
+        write_view([tmp / "quickstart"])
+    page, problems = open_page(browser, html, "#q=synthetic_coin_flip%3Atest%3Atest-120")
+    page.wait_for_selector("article.q.current")
+    assert page.locator("article.q.current").get_attribute("id") == "q-120"  # beyond the first chunk
+    assert page.locator("#q-120").is_visible() and problems == []
+
+
+def test_side_by_side_counts_and_flip_filter(browser, runs, tmp_path):
+    tmp, a, b = runs
+    html = write_view([tmp / "quickstart", tmp / "quickstart_b"])
+    page, problems = open_page(browser, html)
+    fixed = {m: len(b["right"][m] - a["right"][m]) for m in a["right"]}
+    broken = {m: len(a["right"][m] - b["right"][m]) for m in a["right"]}
+    for m in a["right"]:
+        assert page.text_content(f'#flips b[data-flip="fixed"][data-method="{m}"]') == str(fixed[m])
+        assert page.text_content(f'#flips b[data-flip="broken"][data-method="{m}"]') == str(broken[m])
+    assert f"{sum(fixed.values())} fixed" in page.text_content("#flips")
+    page.select_option("#f-special", "fixed:2")  # finetune_cot: wrong in A, right in B
+    assert shown(page) == fixed["finetune_cot"] > 0
+    page.select_option("#f-special", "broken:2")
+    assert shown(page) == broken["finetune_cot"] > 0
+    keep(page, tmp_path, "view_compare.png")
+    assert page.evaluate("window.__pwned") is None and problems == [], problems
