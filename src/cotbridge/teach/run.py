@@ -1,0 +1,142 @@
+"""``cotbridge teach``'s job, in the pipeline's order: plan (questions x samples still owed) -> budget (cost
+estimate, cap) -> generate (chunks through the cached backend, or the Batch API) -> records -> summary.
+
+Re-running the same command resumes: finished samples are skipped, and calls that were paid for but not yet
+recorded come back from the request cache. Records are appended whole and fsynced per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from cotbridge.backends.base import Request
+from cotbridge.backends.secrets import check_no_literal_secrets
+from cotbridge.config import dump_config
+from cotbridge.folder_lock import folder_lock
+from cotbridge.jsonl import read_json
+from cotbridge.tasks import Example
+from cotbridge.teach import batch
+from cotbridge.teach.budget import Budget
+from cotbridge.teach.config import TeachConfig
+from cotbridge.teach.generate import open_backend, run_chunk
+from cotbridge.teach.plan import AnswerBuilder, Plan
+from cotbridge.teach.records import TeacherRecords
+from cotbridge.teach.summary import say_interrupted, summarize
+
+log = logging.getLogger(__name__)
+
+
+class Teacher:
+    """One task's teach run: owns the plan, the budget, the backend and the record file."""
+
+    def __init__(
+        self,
+        cfg: TeachConfig,
+        backend: Any = None,
+        progress: bool = True,
+        examples: list[Example] | None = None,
+        answer_request: AnswerBuilder | None = None,
+    ):
+        """``examples`` / ``answer_request``: see Plan.build; ``backend``: a ready backend object."""
+        check_no_literal_secrets(cfg.teacher.options)
+        self.cfg, self.progress, self.backend = cfg, progress, backend
+        self.plan = Plan.build(cfg, examples, answer_request)
+        self.run_dir = Path(cfg.run_dir)
+        self.records = TeacherRecords(self.run_dir / "teacher", self.plan, force_new=cfg.force_new)
+        self.budget = Budget(self.plan, spent=sum(r.get("cost_usd") or 0.0 for r in self.records.values()))
+
+    def open_backend(self) -> Any:
+        self.backend = open_backend(self.cfg, self.backend)
+        return self.backend
+
+    def teacher_info(self) -> dict[str, Any]:
+        return {
+            "backend": self.cfg.teacher.backend,
+            "model": getattr(self.backend, "model_id", self.cfg.teacher.model),
+        }
+
+    # -- the Batch API instead of live calls ------------------------------------------------------------
+    def pending_requests(self) -> list[tuple[str, Request]]:
+        return batch.pending_requests(self.open_backend(), self.plan, self.plan.owed(self.records.keys()))
+
+    def export_batch(self, path: str | Path) -> int:
+        return batch.export_batch(self.open_backend(), self.budget.within(self.pending_requests()), path)
+
+    def import_batch(self, path: str | Path) -> int:
+        return batch.import_batch(self.open_backend(), self.pending_requests(), path)
+
+    # -- a live run ---------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        with folder_lock(self.run_dir, "--run-dir"):
+            before, spent_before = len(self.records), self.budget.spent
+            try:
+                return self._teach()
+            except KeyboardInterrupt:
+                # Every record is appended whole, and the calls in flight were cached as they arrived: say what was
+                # kept, what it cost and how to go on; the CLI then exits 130.
+                new, spent = len(self.records) - before, self.budget.spent - spent_before
+                say_interrupted(len(self.records), self.records.path, new, spent)
+                raise
+
+    def _teach(self) -> dict[str, Any]:
+        self.records.check_fingerprint()
+        todo = self.plan.owed(self.records.keys())
+        summary_path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
+        if self.cfg.dry_run:
+            est = self.budget.estimate(todo)
+            log.info("dry run: %s", est)
+            return {"dry_run": est, "records": len(self.records)}
+        if not todo:
+            log.info("%s: all %d records already present; nothing to do", self.plan.task.name, len(self.records))
+            # A resumed run that calls nothing leaves the record of the run that did the work as it was.
+            return read_json(summary_path) if summary_path.exists() else self.summarize(None)
+        # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
+        config_copy = self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml"
+        config_copy.parent.mkdir(parents=True, exist_ok=True)
+        config_copy.write_text(dump_config(self.cfg), encoding="utf-8")
+        backend = self.open_backend()
+        total, name = sum(len(s) for _, s in todo), self.plan.task.name
+        bar = tqdm(total=total, desc=f"teach {name}", unit="sample", disable=not self.progress)
+        tokens, stopped = 0, None  # completion tokens of this run, all chunks
+        try:
+            for start in range(0, len(todo), self.cfg.chunk_size):
+                chunk = todo[start : start + self.cfg.chunk_size]
+                if stopped := self.budget.stop_before(chunk):
+                    break
+                done_before_chunk = bar.n
+                generated = run_chunk(backend, self.plan, chunk, on_done=bar.update)  # the bar moves per sample
+                new = self.records.add(generated, self.teacher_info())
+                self.budget.spent += sum(r.get("cost_usd") or 0.0 for r in new)
+                tokens += sum(r["usage"]["completion_tokens"] for r in new)
+                bar.update(done_before_chunk + len(new) - bar.n)  # backends that report no progress
+                bar.set_postfix(
+                    calls=getattr(backend, "misses", len(new)),
+                    cache_hits=getattr(backend, "hits", 0),
+                    tokens=tokens,
+                    cost=f"{self.budget.spent:.4f}",
+                )
+        finally:  # closed before any error message, so the message is the last line
+            bar.close()
+        return self.summarize(stopped)
+
+    def summarize(self, stopped: str | None) -> dict[str, Any]:
+        path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
+        return summarize(self.plan, self.records.values(), self.teacher_info(), self.backend, stopped, path)
+
+
+def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
+    """The teach command: the run directory is locked from before the records are read until the last is written."""
+    with folder_lock(cfg.run_dir, "--run-dir"):
+        teacher = Teacher(cfg, backend=backend, progress=progress)
+        if cfg.batch_export:
+            teacher.records.check_fingerprint()
+            return {"batch_exported": teacher.export_batch(cfg.batch_export), "path": cfg.batch_export}
+        if cfg.batch_import:
+            teacher.records.check_fingerprint()
+            imported = teacher.import_batch(cfg.batch_import)
+            return {**teacher.run(), "batch_imported": imported}
+        return teacher.run()
