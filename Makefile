@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/finetune_cot_svamp.py
 	$(PY) bench/instruction_tuning_matrix.py
 	$(PY) bench/lm_guided_cot.py
+	$(PY) bench/view_scale.py
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

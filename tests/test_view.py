@@ -199,6 +199,55 @@ def test_eval_outputs_with_a_think_block_fold_it_apart(tmp_path):
     assert out["th"] == "let me see" and out["o"] == "The answer is yes."
 
 
+def test_lm_guided_and_instruct_layouts(tmp_path):
+    """LM-guided runs keep metrics in eval/<row>/<task>.metrics.json and score rationales (scores/<task>.jsonl);
+    instruct runs keep eval/<row>/<task>.json cells and eval/test_sets.json."""
+    made = synthesize_run(tmp_path / "lmg", 6, methods=("cot", "guided"), report=False)
+    root = tmp_path / "lmg"
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    cfg.pop("methods")
+    cfg.update(
+        {"large": {"model": "big"}, "eval": {"split": "validation", "rows": [{"name": "guided"}, {"name": "cot"}]}}
+    )
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    items = []
+    for row in ("cot", "guided"):
+        d = root / "eval" / row
+        (d / f"{TASK}.metrics.json").write_text(json.dumps(read_json(d / "results.json")["results"][TASK]))
+        (d / "results.json").unlink()
+        scores = [{"grounding": {"overlap": {"score": i / 10, "raw": None}}} for i in range(6)]
+        items += [
+            {"key": f"{row}/test-{i}#0", "row": row, "example_id": f"test-{i}", "sample": 0, "scores": scores[i]}
+            for i in range(6)
+        ]
+    (root / "scores").mkdir()
+    (root / "scores" / f"{TASK}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    data = embedded(write_view([root]))
+    assert [c["method"] for c in data["columns"]] == ["guided", "cot"]  # eval.rows' order
+    rows = {r["id"]: r for r in data["rows"] if any(r["o"])}
+    assert rows["test-4"]["o"][0]["S"][0]["sc"] == {"grounding/overlap": 0.4}
+    assert rows["test-4"]["k"] == f"{TASK}:validation:test-4"  # the split from config.yaml when no results.json
+    assert sum(r["o"][1]["c"] for r in rows.values()) == len(made["right"]["cot"])
+    assert "disagree with the reported metrics" not in (root / "view.html").read_text()
+
+    inst = tmp_path / "inst"
+    synthesize_run(inst, 5, methods=("base", "gsm8k<-gpt"), report=False)
+    (inst / "eval" / "test_sets.json").write_text(json.dumps({TASK: {"split": "dev", "n": 5}}))
+    for row in ("base", "gsm8k<-gpt"):
+        d = inst / "eval" / row
+        cell = {"row": row, "task": TASK, "ids": [], "metrics": read_json(d / "results.json")["results"][TASK]}
+        (d / f"{TASK}.json").write_text(json.dumps(cell))
+        (d / "results.json").unlink()
+    (inst / "matrix.md").write_text("# matrix\n\n| row | x |\n|---|---|\n| gsm8k<-gpt | **50.0** |\n")
+    page = write_view([inst])
+    data = embedded(page)
+    assert {c["method"] for c in data["columns"]} == {"base", "gsm8k<-gpt"}
+    assert all(r["s"] == "dev" for r in data["rows"] if any(r["o"]))
+    text = page.read_text()
+    assert "<td>gsm8k&lt;-gpt</td>" in text and "<strong>50.0</strong>" in text  # matrix.md, escaped
+    assert "disagree with the reported metrics" not in text
+
+
 # -- bad input: one line, exit 2 -------------------------------------------------------------------------------------
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     empty = tmp_path / "empty"

@@ -24,8 +24,9 @@ N = 150  # more than the first chunk of rows the page renders (40), so lazy rend
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: make setup")
-    with sync_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # the test extra: missing it is a broken setup, not a skip
+
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield b
         b.close()
@@ -67,8 +68,12 @@ def until(check, timeout_s: float = 10.0) -> None:
 def keep(page, tmp_path: Path, name: str) -> Path:
     """The top of the page (summary, toolbar, first questions) as a PNG."""
     shot = tmp_path / name
-    page.evaluate("window.scrollTo(0, 0)")  # a sticky toolbar is drawn where the scroll left it
-    page.screenshot(path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1300, "height": 2600})
+    # A tall window rather than a full-page capture: rows outside the window are not painted (content-visibility),
+    # and a sticky toolbar is drawn where the scroll left it.
+    page.set_viewport_size({"width": 1300, "height": 2600})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(shot))
     if os.environ.get("COTBRIDGE_SCREENSHOTS"):
         (REPO / "bench" / "results").mkdir(exist_ok=True)
         shutil.copy(shot, REPO / "bench" / "results" / name)
@@ -130,6 +135,19 @@ def test_a_permalink_opens_its_question(browser, runs):
     page.wait_for_selector("article.q.current")
     assert page.locator("article.q.current").get_attribute("id") == "q-120"  # beyond the first chunk
     assert page.locator("#q-120").is_visible() and problems == []
+
+
+def test_the_summary_reads_without_javascript(browser, runs):
+    tmp, a, _ = runs
+    html = write_view([tmp / "quickstart"])
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(html.resolve().as_uri())
+    assert page.locator("#accuracy").is_visible() and page.locator("#curation").is_visible()
+    n = len(a["right"]["finetune_cot"])
+    assert f"{n} / {N}" in page.text_content("#accuracy")
+    assert "needs JavaScript" in page.text_content("main") and page.locator("article.q").count() == 0
+    context.close()
 
 
 def test_side_by_side_counts_and_flip_filter(browser, runs, tmp_path):

@@ -77,7 +77,7 @@ def collect_run(root: Path) -> Source:
     summary["teachers"] = [teacher_summary(f) for f in teacher_files if f.name in teacher_records]
     verdicts = curation_verdicts(root, teacher_records, summary)
     for name, records in teacher_records.items():
-        add_teacher_records(src, Path(name).stem, records, verdicts.get(name, {}), root / "teacher" / name)
+        add_teacher_records(src, teacher_label(name), records, verdicts.get(name, {}), root / "teacher" / name)
 
     method_dirs = sorted(d for d in (root / "eval").glob("*") if d.is_dir()) if (root / "eval").is_dir() else []
     order = method_order(summary.get("config"), [d.name for d in method_dirs])
@@ -177,6 +177,12 @@ def metrics_of(d: Path, task: str, results: dict[str, Any]) -> dict[str, Any]:
         data = read_json(cell)
         return data.get("metrics", {}) if isinstance(data, dict) else {}
     return {}
+
+
+def teacher_label(file_name: str) -> str:
+    """What a sample's source is called in the page: ``D3`` for ``<task>.D3.jsonl``, else the file's stem."""
+    stem = Path(file_name).stem
+    return stem.split(".", 1)[1] if "." in stem else stem
 
 
 def teacher_summary(f: Path) -> dict[str, Any]:
@@ -441,7 +447,7 @@ def collect_file(f: Path) -> Source:
     if "example_id" in rec and "sample" in rec:
         src = new_source(f, "teacher" if "scores" not in rec else "scores")
         recs = [r for _n, r in records_with_lines(f, ("example_id", "sample"), "a teacher record")]
-        add_teacher_records(src, f.stem.split(".")[-1] if "." in f.stem else "teacher", recs, {}, f)
+        add_teacher_records(src, teacher_label(f.name), recs, {}, f)
         src["summary"]["teachers"] = [teacher_summary(f)]
         return src
     if "scores" in rec:
