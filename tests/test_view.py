@@ -163,6 +163,14 @@ def test_eval_folder_teacher_records_and_scored_items(tmp_path):
     ev = collect(root / "eval" / "vanilla")  # a `cotbridge eval` output folder
     assert ev["kind"] == "eval" and ev["methods"] == ["vanilla"] and len(ev["questions"]) == 8
 
+    predictions = tmp_path / "predictions"  # `cotbridge eval --predictions`: the scored text sits on the record
+    predictions.mkdir()
+    (predictions / "results.json").write_text(json.dumps({"task": TASK, "results": {}}))
+    scored_line = {"line": 1, "id": "7", "gold": "yes", "output": "so yes", "samples": [{"prediction": "yes"}]}
+    (predictions / f"{TASK}.jsonl").write_text(json.dumps({**scored_line, "prediction": "yes", "correct": True}))
+    (row,) = embedded(write_view([predictions]))["rows"]
+    assert row["o"][0]["S"][0]["o"] == "so yes" and row["o"][0]["c"] is True
+
     traces = tmp_path / "traces.jsonl"  # a `cotbridge traces` import: thinking kept apart from the response
     rec = {
         "key": "0#0", "task": "math500", "split": "train", "example_id": "0", "sample": 0, "question": "1+1?",
@@ -220,6 +228,8 @@ def test_lm_guided_and_instruct_layouts(tmp_path):
             {"key": f"{row}/test-{i}#0", "row": row, "example_id": f"test-{i}", "sample": 0, "scores": scores[i]}
             for i in range(6)
         ]
+    lmg_curation = {TASK: {"records": 4, "kept": 3, "dropped": {"answer_f1": 1}, "filters": ["answer_f1"]}}
+    (root / "data" / "curation.json").write_text(json.dumps(lmg_curation))
     (root / "scores").mkdir()
     (root / "scores" / f"{TASK}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
     data = embedded(write_view([root]))
@@ -228,7 +238,8 @@ def test_lm_guided_and_instruct_layouts(tmp_path):
     assert rows["test-4"]["o"][0]["S"][0]["sc"] == {"grounding/overlap": 0.4}
     assert rows["test-4"]["k"] == f"{TASK}:validation:test-4"  # the split from config.yaml when no results.json
     assert sum(r["o"][1]["c"] for r in rows.values()) == len(made["right"]["cot"])
-    assert "disagree with the reported metrics" not in (root / "view.html").read_text()
+    text = (root / "view.html").read_text()
+    assert "disagree with the reported metrics" not in text and f"<td>data/{TASK}</td>" in text
 
     inst = tmp_path / "inst"
     synthesize_run(inst, 5, methods=("base", "gsm8k<-gpt"), report=False)

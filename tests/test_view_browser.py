@@ -121,6 +121,10 @@ def test_rows_filters_search_keys_and_hostile_text(browser, runs, tmp_path):
     page.keyboard.press("j")
     assert page.locator("article.q.current").get_attribute("id") == "q-1"
     assert page.evaluate("location.hash") == "#q=" + "synthetic_coin_flip%3Atest%3Atest-1"
+    page.keyboard.press("k")  # back to the first, whose long outputs are folded; o unfolds them
+    assert page.locator("#q-0 .fold").count() > 0 and page.locator("#q-0 .fold.open").count() == 0
+    page.keyboard.press("o")
+    assert page.locator("#q-0 .fold.open").count() == page.locator("#q-0 .fold").count()
     shot = keep(page, tmp_path, "view_quickstart.png")
     assert shot.stat().st_size > 10_000
     assert problems == [], problems

@@ -215,6 +215,9 @@ def curation_verdicts(
         method = stats_file.parent.name if stats_file.parent != data else "data"
         if not isinstance(stats, dict):
             continue
+        if stats and all(isinstance(v, dict) and "filters" in v for v in stats.values()):  # lm_guided: per task
+            curation.update({f"{method}/{task}": v for task, v in stats.items()})
+            continue
         curation[method] = stats
         source = Path(str(stats.get("source") or ""))
         if source.name not in teacher_records or "filters" not in stats:
@@ -312,11 +315,14 @@ def add_eval_records(src: Source, method: str, task: str, split: str, path: Path
 
 def eval_output(rec: dict[str, Any]) -> dict[str, Any]:
     samples = []
-    for s in rec.get("samples") or []:
-        trace = split_thinking(str(s.get("output") or ""))
+    raw = rec.get("samples") or []
+    for s in raw:
+        # `cotbridge eval --predictions` keeps the one scored text beside its verdict, on the record
+        text = str(s.get("output", rec.get("output") if len(raw) == 1 else "") or "")
+        trace = split_thinking(text)
         samples.append(
             {
-                "output": trace.response if trace.thinking is not None else str(s.get("output") or ""),
+                "output": trace.response if trace.thinking is not None else text,
                 "thinking": trace.thinking,
                 "answer_output": s.get("answer_output"),
                 "prediction": s.get("prediction"),

@@ -431,6 +431,7 @@
       if (e.key === "Escape") e.target.blur();
       return;
     }
+    if (e.key === "Enter" && (tag === "BUTTON" || tag === "A" || tag === "SUMMARY")) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === "j") { focusPos(Math.min(state.current + 1, state.list.length - 1)); e.preventDefault(); }
     else if (e.key === "k") { focusPos(Math.max(state.current - 1, 0)); e.preventDefault(); }
