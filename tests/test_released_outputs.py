@@ -36,8 +36,9 @@ def test_agreement_with_recorded_scores(tmp_path, task, filename, gold, generati
     assert len(lines) == m["n"]  # one scored record per input record, none dropped
 
 
-def test_id_field_indexes_the_test_split(tmp_path):
-    """GSM8K ids are line numbers of test.jsonl: scoring by id must equal scoring by the file's own target."""
+def test_id_field_matches_the_test_split_ids(tmp_path):
+    """GSM8K ids are line numbers of test.jsonl (the task's test-N): scoring by id must equal scoring by the file's
+    own target."""
     data_dir = RE2.parents[1]
     by_id = score_predictions(
         "gsm8k",
@@ -45,6 +46,7 @@ def test_id_field_indexes_the_test_split(tmp_path):
         "cot.generation.0",
         tmp_path / "a",
         id_field="id",
+        id_template="test-{}",
         data_dir=str(data_dir),
     )
     by_gold = score_predictions(

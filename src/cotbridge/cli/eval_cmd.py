@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,6 +12,21 @@ from cotbridge.errors import UserError
 
 SETTINGS = "cotbridge.evaluation.run:EvalConfig"  # the keys listed under --help
 SetOpt = set_option("k=8")
+
+
+def at_least(low: float, what: str) -> Callable[..., Any]:
+    """An option callback that refuses a value below ``low`` while the command line is parsed (before a model or a
+    file is touched), in the one-line form every user error takes."""
+
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        if value is not None and value < low:
+            name = (param.opts or [f"--{param.name}"])[0]
+            raise UserError(
+                f"{name} {value}: must be greater than or equal to {low} ({what}); pass {name} {low} or more"
+            )
+        return value
+
+    return check
 
 
 def eval_cmd(
@@ -32,16 +48,37 @@ def eval_cmd(
         ),
     ] = None,
     k: Annotated[
-        Optional[int], typer.Option(metavar="N", help="samples per question; k>1 is self-consistency (majority vote)")
+        Optional[int],
+        typer.Option(
+            metavar="N",
+            callback=at_least(1, "samples per question"),
+            help="samples per question; k>1 is self-consistency (majority vote)",
+        ),
     ] = None,
     temperature: Annotated[
-        Optional[float], typer.Option(metavar="FLOAT", help="sampling temperature (default 0, or 0.7 when k>1)")
+        Optional[float],
+        typer.Option(
+            metavar="FLOAT",
+            callback=at_least(0, "the sampling temperature"),
+            help="sampling temperature (default 0, or 0.7 when k>1)",
+        ),
     ] = None,
     limit: Annotated[
-        Optional[int], typer.Option(metavar="N", help="evaluate the first N examples of each task")
+        Optional[int],
+        typer.Option(
+            metavar="N", callback=at_least(1, "examples per task"), help="evaluate the first N examples of each task"
+        ),
     ] = None,
-    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="sequences per generation batch")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="max new tokens (stage 1)")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            metavar="N", callback=at_least(1, "sequences per generation batch"), help="sequences per generation batch"
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        Optional[int],
+        typer.Option(metavar="N", callback=at_least(1, "new tokens per answer"), help="max new tokens (stage 1)"),
+    ] = None,
     chat: Annotated[
         Optional[bool], typer.Option("--chat/--no-chat", help="wrap prompts in the model's chat template")
     ] = None,
@@ -60,7 +97,24 @@ def eval_cmd(
         Optional[str], typer.Option(metavar="FIELD", help="dotted path of the gold answer in --predictions records")
     ] = None,
     id_field: Annotated[
-        Optional[str], typer.Option(metavar="FIELD", help="dotted path of an index into the task's split")
+        Optional[str],
+        typer.Option(
+            metavar="FIELD",
+            help="dotted path of the record's id, matched to the ids of the task's split (--split, default test); "
+            "the record's question, where it has one, must be that id's question",
+        ),
+    ] = None,
+    id_template: Annotated[
+        str,
+        typer.Option(metavar="TEMPLATE", help="how a record's id reads as a split id, e.g. 'test-{}' for GSM8K's"),
+    ] = "{}",
+    question_field: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="FIELD",
+            help="with --id-field: dotted path of the record's question, checked against the split's "
+            "(default: its question or input field, if any)",
+        ),
     ] = None,
     reference_field: Annotated[
         Optional[str], typer.Option(metavar="FIELD", help="dotted path of a recorded 0/1 score to compare with")
@@ -95,9 +149,12 @@ def eval_cmd(
             output or "runs/scored",
             gold_field=gold_field,
             id_field=id_field,
+            id_template=id_template,
+            question_field=question_field,
             reference_field=reference_field,
             pipeline=pipeline or "default",
             data_dir=data_dir,
+            split=split or "test",
             compare_checker=compare_checker,
         )
         print_results(summary["results"], output or "runs/scored")

@@ -31,18 +31,18 @@ class EvalConfig(StrictModel):
     model: str | None = None
     backend: str = "hf"
     gguf_file: str | None = None
-    batch_size: int = 16
+    batch_size: int = Field(default=16, ge=1)
     dtype: str = "auto"
     tasks: list[str] = ["synthetic_arithmetic"]
     split: str = "test"
     data_dir: str | None = None
     limit: int | None = Field(default=None, ge=1)
     mode: str = "zero_shot_cot"
-    k: int = 1
-    temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
-    top_p: float = 1.0
-    max_tokens: int | None = None
-    answer_max_tokens: int | None = None
+    k: int = Field(default=1, ge=1)  # samples per question; k>1 is self-consistency
+    temperature: float | None = Field(default=None, ge=0)  # None: 0 for k=1, 0.7 for self-consistency
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    answer_max_tokens: int | None = Field(default=None, ge=1)
     stop: list[str] | None = None
     chat: bool = False
     generic_trigger: bool = False
