@@ -83,6 +83,7 @@ def test_help_shows_no_python_types(command):
 
 
 def config_classes():
+    from cotbridge.curate import CurateConfig
     from cotbridge.evaluation.run import EvalConfig
     from cotbridge.quality.score_file import ScoreConfig
     from cotbridge.recipes.finetune_cot.config import RunConfig
@@ -95,6 +96,7 @@ def config_classes():
     return {
         "eval": (EvalConfig, None, {}),
         "teach": (TeachConfig, None, {}),
+        "curate": (CurateConfig, None, {}),
         "train": (TrainConfig, None, {}),
         "score": (ScoreConfig, None, {"input": "in.jsonl", "output": "out.jsonl"}),
         "run": (RunConfig, REPO / "examples" / "quickstart.yaml", {}),
@@ -216,3 +218,70 @@ def test_unknown_until_stage_is_a_user_error(tmp_path):
     )
     assert done.returncode == 2 and "--until: unknown stage 'trian'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not Path(tmp_path / "run").exists()
+
+
+# Commands whose options stand for config keys: their help is the key's comment, so it cannot drift from the config.
+GENERATED = {"teach": "cotbridge.cli.teach", "curate": "cotbridge.cli.curate"}
+
+
+@pytest.mark.parametrize("command", sorted(GENERATED))
+def test_every_option_is_a_config_key_that_defaults_to_the_config(command):
+    import importlib
+
+    from cotbridge.cli.help_format import field_comments, key_field, load_object
+
+    module = importlib.import_module(GENERATED[command])
+    cls = load_object(module.SETTINGS)
+    click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    own = {p.name for p in click_cmd.params} - {"config", "set_", "help"}
+    assert own == set(module.OPTIONS), own ^ set(module.OPTIONS)  # no option outside the config, none left out
+    text = " ".join(help_text(command, columns=400).split())
+    for param in click_cmd.params:
+        if param.name not in module.OPTIONS:
+            continue
+        assert param.default is None, param.name  # left out, an option never overrides --config / --set
+        holder, leaf = key_field(cls, module.OPTIONS[param.name])  # a KeyError if the key is not in the config
+        comment = " ".join(field_comments(holder).get(leaf, "").split())
+        assert comment and comment in text, (param.name, comment)
+        assert f"(config: {module.OPTIONS[param.name]})" in text
+
+
+def test_teach_help_names_every_registered_backend_and_mode():
+    from cotbridge.backends import BACKENDS
+    from cotbridge.teach.config import TEACH_MODES
+
+    text = " ".join(help_text("teach", columns=400).split())
+    assert "oracle" in BACKENDS.names()
+    assert f"one of: {', '.join(BACKENDS.names())}" in text and f"one of: {', '.join(TEACH_MODES)}" in text
+
+
+def test_teach_with_a_tag_prints_the_file_it_wrote(tmp_path):
+    res = CliRunner().invoke(
+        app,
+        ["teach", "--task", "synthetic_coin_flip", "--limit", "3", "--run-dir", str(tmp_path), "--set", "tag=v2"],
+        prog_name="cotbridge",
+    )
+    assert res.exit_code == 0, res.output
+    printed = res.output.strip().splitlines()[-1].removeprefix("wrote ")
+    assert printed.endswith("synthetic_coin_flip.v2.jsonl") and Path(printed).exists()
+
+
+def test_curate_takes_its_settings_from_a_config_file(tmp_path):
+    teach = ["teach", "--task", "synthetic_coin_flip", "--limit", "6", "--run-dir", str(tmp_path), "-D", "2"]
+    assert CliRunner().invoke(app, teach).exit_code == 0
+    cfg = tmp_path / "curate.yaml"
+    cfg.write_text(
+        f"records: {tmp_path / 'teacher' / 'synthetic_coin_flip.jsonl'}\noutput: {tmp_path / 'data'}\n"
+        "decontaminate: false\nfilters: [has_output]\n"
+    )
+    res = CliRunner().invoke(app, ["curate", "--config", str(cfg), "--set", "dedupe=true"], prog_name="cotbridge")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "data" / "train.jsonl").exists() and "of 12 records" in res.output
+    import json
+
+    from cotbridge.errors import UserError
+
+    stats = json.loads((tmp_path / "data" / "curation.json").read_text())
+    assert stats["filters"] == ["has_output"] and stats["dedupe"] is True  # the file's filters, --set's dedupe
+    missing = CliRunner().invoke(app, ["curate", "--set", "dedupe=true"], prog_name="cotbridge")
+    assert isinstance(missing.exception, UserError) and "needs RECORDS and --output" in str(missing.exception)

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from cotbridge.answers.squad import best_over_golds
 from cotbridge.answers.thinking import join_thinking
+from cotbridge.config import StrictModel
 from cotbridge.errors import DataError, UserError
 from cotbridge.registry import Registry
 
@@ -41,6 +44,36 @@ class CurateSettings:
     rationale: str = "final"  # "final" (the response), "thinking" (the trace) or "both" (<think>trace</think> answer)
     max_thinking_words: int | None = None
     compare_checker: str | None = None  # e.g. "math": report where it and the records' own verdicts disagree
+
+
+class CurateConfig(StrictModel):
+    """``cotbridge curate``'s settings (the command's options, a --config YAML and --set all land here)."""
+
+    records: str | None = None  # teacher records JSONL (RUN_DIR/teacher/TASK.jsonl)
+    output: str | None = None  # output folder for train.jsonl and curation.json
+    format: str = "finetune_cot"  # the student format
+    filters: list[str] = ["has_output", "correct"]  # curation filters, applied in order
+    dedupe: bool = False  # drop repeated rationales of one question
+    min_answer_f1: float = Field(default=0.5, ge=0, le=1)  # the answer_f1 filter's threshold (span answers, token F1)
+    min_rationale_words: int = Field(default=1, ge=0)  # the length filter's bounds
+    max_rationale_words: int = Field(default=512, ge=1)
+    # Drop records whose question overlaps a test question of any registered task (13-gram, exact or fuzzy); what
+    # was dropped and why goes to OUTPUT/decontamination.json
+    decontaminate: bool = True
+    data_dir: str | None = None  # where the test splits are read from; default $COTBRIDGE_DATA_DIR, else the HF hub
+    # For reasoning-model records: what the student learns: final (the response), thinking (the trace) or both
+    # (<think>trace</think> then the response); unfinished traces are always dropped
+    rationale: str = "final"
+    max_thinking_words: int | None = Field(default=None, ge=1)  # drop records whose thinking trace is longer
+    # Also check each record's final output with this answer type (math: math-verify) and report where it disagrees
+    # with the record's own verdict (curation.json: checker_table)
+    compare_checker: str | None = None
+    hf_dataset: bool = False  # also save a Hugging Face dataset
+    push_to_hub: str | None = None  # push the dataset to this hub repo (token from the environment)
+
+    def settings(self) -> CurateSettings:
+        keys = set(CurateSettings.__dataclass_fields__) & set(type(self).model_fields)
+        return CurateSettings(**{k: getattr(self, k) for k in keys})
 
 
 def answer_f1_at_least(rec: dict[str, Any], settings: CurateSettings) -> bool:

@@ -48,9 +48,11 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug 
 
 app.command("tasks", cls=Command)(tasks.tasks_cmd)
 app.command("eval", cls=with_settings(eval_cmd.SETTINGS))(eval_cmd.eval_cmd)
-app.command("teach", cls=with_settings(teach.SETTINGS))(teach.teach_cmd)
+app.command("teach", cls=with_settings(teach.SETTINGS, options=teach.OPTIONS, choices=teach.CHOICES))(teach.teach_cmd)
 app.command("traces", cls=Command)(traces.traces_cmd)
-app.command("curate", cls=Command)(curate.curate_cmd)
+app.command("curate", cls=with_settings(curate.SETTINGS, options=curate.OPTIONS, choices=curate.CHOICES))(
+    curate.curate_cmd
+)
 app.command("train", cls=with_settings(train.SETTINGS, train.SETTINGS_NOTE))(train.train_cmd)
 app.command("run", cls=Command)(run.run_cmd)
 app.command("instruct", cls=Command)(instruct.instruct_cmd)

@@ -2,7 +2,9 @@
 from its pydantic model when the help is rendered, so the list cannot drift from the code.
 
 Each key shows as ``key=default`` (what ``--set`` takes, defaults in YAML) with the comment written next to the
-field in the config class.
+field in the config class. A command's options that stand for config keys (``OPTIONS``: option name -> dotted
+key) take their help from the same comment, with the default and, where the key names a registered thing, the
+names registered now (``CHOICES``: dotted key -> "module:REGISTRY"): the help is written once, in the config class.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from typer.core import TyperCommand
 class Command(TyperCommand):
     """Typer's command, with arguments listed by their metavar only (Typer appends a Python type, ``FILE <str>``)."""
 
+    config: str = ""  # "module:Class" whose keys the options stand for
+    options: dict[str, str] = {}  # option (parameter) name -> dotted config key
+    choices: dict[str, str] = {}  # dotted config key -> "module:NAMES" (a Registry, or a tuple/list of names)
+
     def format_options(self, ctx: Any, formatter: Any) -> None:
         args, opts = [], []
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is None:
                 continue
+            if param.name in self.options:
+                record = (record[0], option_help(self.config, self.options[param.name], self.choices))
             if param.param_type_name == "argument":
                 args.append((param.metavar or param.name.upper(), record[1]))
             else:
@@ -36,8 +44,11 @@ class Command(TyperCommand):
                     formatter.write_dl(rows)
 
 
-def with_settings(config: str, note: str = "") -> type[Command]:
-    """A command class whose help ends with the keys of ``config`` ("module:Class", imported only for --help)."""
+def with_settings(
+    config: str, note: str = "", options: dict[str, str] | None = None, choices: dict[str, str] | None = None
+) -> type[Command]:
+    """A command class whose help ends with the keys of ``config`` ("module:Class", imported only for --help), and
+    whose ``options`` (parameter name -> dotted key) take their help from those keys' comments."""
 
     class SettingsCommand(Command):
         def format_epilog(self, ctx: Any, formatter: Any) -> None:
@@ -51,7 +62,45 @@ def with_settings(config: str, note: str = "") -> type[Command]:
                     formatter.write_paragraph()
                 formatter.write_dl(config_keys(cls))
 
+    SettingsCommand.config, SettingsCommand.options = config, dict(options or {})
+    SettingsCommand.choices = dict(choices or {})
     return SettingsCommand
+
+
+def load_object(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def key_field(cls: Any, dotted: str) -> tuple[Any, str]:
+    """(the model class holding the last part of ``dotted``, that field's name); KeyError if there is none."""
+    *sections, leaf = dotted.split(".")
+    for part in sections:
+        cls = cls.model_fields[part].annotation
+    if leaf not in cls.model_fields:
+        raise KeyError(dotted)
+    return cls, leaf
+
+
+def option_help(config: str, dotted: str, choices: dict[str, str]) -> str:
+    """An option's help: the comment beside its config key, the names it takes now, and its default."""
+    cls, leaf = key_field(load_object(config), dotted)
+    text = field_comments(cls).get(leaf, "")
+    if dotted in choices:
+        names = load_object(choices[dotted])
+        names = names.names() if hasattr(names, "names") else list(names)
+        text = f"{text}; one of: {', '.join(names)}" if text else f"one of: {', '.join(names)}"
+    field = cls.model_fields[leaf]
+    default = field.get_default(call_default_factory=True)
+    if default is not None and default is not False and not hasattr(default, "model_dump"):
+        text += f" [default: {yaml_value(default)}]"
+    return f"{text} (config: {dotted})".strip()
+
+
+def config_flags(given: dict[str, Any], options: dict[str, str]) -> dict[str, Any]:
+    """The options given on the command line as {dotted key: value}; an option left out (None: every option
+    defaults to it, flags included) leaves the config's value alone."""
+    return {options[name]: value for name, value in given.items() if name in options and value is not None}
 
 
 def config_keys(cls: Any, prefix: str = "") -> list[tuple[str, str]]:

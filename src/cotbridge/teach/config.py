@@ -28,34 +28,34 @@ TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
 
 
 class TeacherConfig(StrictModel):
-    backend: str = "reference"
-    model: str | None = None
+    backend: str = "reference"  # the teacher's backend
+    model: str | None = None  # teacher model id or path (replay: the JSONL file of released outputs)
     options: dict[str, Any] = {}  # passed to the backend: base_url, api_key_env, concurrency, path, error_rate, ...
 
 
 class TeachConfig(StrictModel):
-    task: str = "synthetic_arithmetic"
-    split: str = "train"
-    data_dir: str | None = None
+    task: str = "synthetic_arithmetic"  # task name, or name:key=value,... for a parametrised task
+    split: str = "train"  # which split the teacher answers
+    data_dir: str | None = None  # folder with task data; default $COTBRIDGE_DATA_DIR, else the HF hub
     limit: int | None = Field(default=None, ge=1)  # the first N questions; None: all of them
     teacher: TeacherConfig = TeacherConfig()
-    mode: str = "zero_shot_cot"
-    samples: int = 1  # D: rationales per question (diverse reasoning when > 1)
-    temperature: float | None = None  # None: 0 for one sample, 0.7 for diverse reasoning
-    max_tokens: int = 128
-    answer_max_tokens: int = 32
-    generic_trigger: bool = False
-    few_shot_prompts: str | None = None
-    chat: bool = False
-    pipeline: str | None = None
+    mode: str = "zero_shot_cot"  # prompt mode: zero_shot_cot is two-stage (rationale, then the answer)
+    samples: int = Field(default=1, ge=1)  # D: rationales per question (diverse reasoning when > 1)
+    temperature: float | None = Field(default=None, ge=0)  # None: 0 for one sample, 0.7 for diverse reasoning
+    max_tokens: int = Field(default=128, ge=1)  # rationale length
+    answer_max_tokens: int = Field(default=32, ge=1)  # answer length (two-stage modes)
+    generic_trigger: bool = False  # "The answer is" instead of the task's own answer trigger
+    few_shot_prompts: str | None = None  # few_shot_cot: a JSON file of exemplars
+    chat: bool = False  # wrap prompts in the teacher's chat template (local instruction-tuned teachers)
+    pipeline: str | None = None  # answer extraction for the records' correctness (default: the mode's)
     seed: int = 0
-    run_dir: str = "runs/teach"
+    run_dir: str = "runs/teach"  # records go to RUN_DIR/teacher/TASK[.TAG].jsonl
     cache: str | None = (
         None  # SQLite file; default $COTBRIDGE_CACHE or ~/.cache/cotbridge/requests.sqlite; "off" disables
     )
-    chunk_size: int = 64  # questions per chunk; records are made durable after each chunk
-    max_cost: float | None = None  # USD; the run stops cleanly before a chunk that could pass it
-    dry_run: bool = False
+    chunk_size: int = Field(default=64, ge=1)  # questions per chunk; records are made durable after each chunk
+    max_cost: float | None = Field(default=None, ge=0)  # USD; the run stops cleanly before a chunk that could pass it
+    dry_run: bool = False  # estimate tokens and cost of what is left; call nothing
     tag: str | None = None  # names the record file <task>.<tag>.jsonl, so runs with other settings sit side by side
     batch_export: str | None = None  # write the missing calls as OpenAI Batch API input JSONL, call nothing
     batch_import: str | None = None  # load Batch API output into the cache, then run (two-stage: export again)

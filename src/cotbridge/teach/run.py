@@ -135,8 +135,9 @@ def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> d
         if cfg.batch_export:
             teacher.records.check_fingerprint()
             return {"batch_exported": teacher.export_batch(cfg.batch_export), "path": cfg.batch_export}
+        done = {"records_file": str(teacher.records.path)}  # where they are, whatever the tag (not in summary.json)
         if cfg.batch_import:
             teacher.records.check_fingerprint()
             imported = teacher.import_batch(cfg.batch_import)
-            return {**teacher.run(), "batch_imported": imported}
-        return teacher.run()
+            return {**teacher.run(), **done, "batch_imported": imported}
+        return {**teacher.run(), **done}

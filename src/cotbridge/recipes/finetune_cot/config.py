@@ -30,8 +30,8 @@ class CurateSpec(StrictModel):
 class EvalSpec(StrictModel):
     split: str = "test"
     limit: int | None = Field(default=None, ge=1)
-    batch_size: int = 16
-    max_tokens: int | None = None
+    batch_size: int = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
 
 
 class RunConfig(StrictModel):
