@@ -221,7 +221,7 @@ def test_unknown_until_stage_is_a_user_error(tmp_path):
 
 
 # Commands whose options stand for config keys: their help is the key's comment, so it cannot drift from the config.
-GENERATED = {"teach": "cotbridge.cli.teach", "curate": "cotbridge.cli.curate"}
+GENERATED = {"teach": "cotbridge.cli.teach", "curate": "cotbridge.cli.curate", "eval": "cotbridge.cli.eval_cmd"}
 
 
 @pytest.mark.parametrize("command", sorted(GENERATED))
@@ -233,7 +233,7 @@ def test_every_option_is_a_config_key_that_defaults_to_the_config(command):
     module = importlib.import_module(GENERATED[command])
     cls = load_object(module.SETTINGS)
     click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    own = {p.name for p in click_cmd.params} - {"config", "set_", "help"}
+    own = {p.name for p in click_cmd.params} - {"config", "set_", "help"} - set(getattr(module, "SCORING", ()))
     assert own == set(module.OPTIONS), own ^ set(module.OPTIONS)  # no option outside the config, none left out
     text = " ".join(help_text(command, columns=400).split())
     for param in click_cmd.params:
@@ -285,3 +285,15 @@ def test_curate_takes_its_settings_from_a_config_file(tmp_path):
     assert stats["filters"] == ["has_output"] and stats["dedupe"] is True  # the file's filters, --set's dedupe
     missing = CliRunner().invoke(app, ["curate", "--set", "dedupe=true"], prog_name="cotbridge")
     assert isinstance(missing.exception, UserError) and "needs RECORDS and --output" in str(missing.exception)
+
+
+def test_eval_help_lists_every_prompt_mode_and_students_get_their_own_default_folders(tmp_path):
+    from cotbridge.evaluation.run import EvalConfig
+    from cotbridge.prompts.modes import PROMPT_MODES
+
+    text = " ".join(help_text("eval", columns=400).split())
+    assert "chat_cot" in PROMPT_MODES.names() and f"one of: {', '.join(PROMPT_MODES.names())}" in text
+    a, b = tmp_path / "run_a" / "student", tmp_path / "run_b" / "student"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    assert EvalConfig(model=str(a)).output_dir() != EvalConfig(model=str(b)).output_dir()

@@ -47,7 +47,9 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug 
 
 
 app.command("tasks", cls=Command)(tasks.tasks_cmd)
-app.command("eval", cls=with_settings(eval_cmd.SETTINGS))(eval_cmd.eval_cmd)
+app.command("eval", cls=with_settings(eval_cmd.SETTINGS, options=eval_cmd.OPTIONS, choices=eval_cmd.CHOICES))(
+    eval_cmd.eval_cmd
+)
 app.command("teach", cls=with_settings(teach.SETTINGS, options=teach.OPTIONS, choices=teach.CHOICES))(teach.teach_cmd)
 app.command("traces", cls=Command)(traces.traces_cmd)
 app.command("curate", cls=with_settings(curate.SETTINGS, options=curate.OPTIONS, choices=curate.CHOICES))(

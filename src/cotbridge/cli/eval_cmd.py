@@ -7,7 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cotbridge.cli.options import ConfigOpt, DataDirOpt, OutputOpt, set_option
+from cotbridge.cli.help_format import config_flags
+from cotbridge.cli.options import ConfigOpt, set_option
 from cotbridge.errors import UserError
 
 SETTINGS = "cotbridge.evaluation.run:EvalConfig"  # the keys listed under --help
@@ -29,75 +30,64 @@ def at_least(low: float, what: str) -> Callable[..., Any]:
     return check
 
 
+# Options that stand for EvalConfig keys (help: the key's comment); the --predictions options are scoring's own.
+OPTIONS = {
+    "task": "tasks",
+    "model": "model",
+    "mode": "mode",
+    "k": "k",
+    "temperature": "temperature",
+    "limit": "limit",
+    "batch_size": "batch_size",
+    "max_tokens": "max_tokens",
+    "chat": "chat",
+    "few_shot_prompts": "few_shot_prompts",
+    "split": "split",
+    "pipeline": "pipeline",
+    "data_dir": "data_dir",
+    "output": "output",
+}
+CHOICES = {"mode": "cotbridge.prompts.modes:PROMPT_MODES", "pipeline": "cotbridge.answers.extract:PIPELINES"}
+SCORING = (  # the --predictions path's own options: no EvalConfig behind them
+    "predictions",
+    "text_field",
+    "gold_field",
+    "id_field",
+    "id_template",
+    "question_field",
+    "reference_field",
+    "compare_checker",
+)
+Str, Int, Float = Optional[str], Optional[int], Optional[float]
+
+
 def eval_cmd(
-    task: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--task", "-t", metavar="TASK", help="task name, or name:key=value for synthetic tasks (repeatable)"
-        ),
-    ] = None,
-    model: Annotated[
-        Optional[str], typer.Option(metavar="MODEL", help="hub id, local folder, .gguf file or embedded name")
-    ] = None,
-    mode: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="MODE",
-            help="prompt mode: zero_shot, zero_shot_cot, zero_shot_cot_single, few_shot_cot, "
-            "finetune_cot, vanilla, natural",
-        ),
-    ] = None,
-    k: Annotated[
-        Optional[int],
-        typer.Option(
-            metavar="N",
-            callback=at_least(1, "samples per question"),
-            help="samples per question; k>1 is self-consistency (majority vote)",
-        ),
-    ] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="TASK")] = None,
+    model: Annotated[Str, typer.Option(metavar="MODEL")] = None,
+    mode: Annotated[Str, typer.Option(metavar="MODE")] = None,
+    k: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "samples per question"))] = None,
     temperature: Annotated[
-        Optional[float],
-        typer.Option(
-            metavar="FLOAT",
-            callback=at_least(0, "the sampling temperature"),
-            help="sampling temperature (default 0, or 0.7 when k>1)",
-        ),
+        Float, typer.Option(metavar="FLOAT", callback=at_least(0, "the sampling temperature"))
     ] = None,
-    limit: Annotated[
-        Optional[int],
-        typer.Option(
-            metavar="N", callback=at_least(1, "examples per task"), help="evaluate the first N examples of each task"
-        ),
-    ] = None,
+    limit: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "examples per task"))] = None,
     batch_size: Annotated[
-        Optional[int],
-        typer.Option(
-            metavar="N", callback=at_least(1, "sequences per generation batch"), help="sequences per generation batch"
-        ),
+        Int, typer.Option(metavar="N", callback=at_least(1, "sequences per generation batch"))
     ] = None,
-    max_tokens: Annotated[
-        Optional[int],
-        typer.Option(metavar="N", callback=at_least(1, "new tokens per answer"), help="max new tokens (stage 1)"),
-    ] = None,
-    chat: Annotated[
-        Optional[bool], typer.Option("--chat/--no-chat", help="wrap prompts in the model's chat template")
-    ] = None,
-    few_shot_prompts: Annotated[
-        Optional[str], typer.Option(metavar="FILE", help="few-shot exemplars JSON ({task: {prompt}}) for few_shot_cot")
-    ] = None,
-    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="train or test")] = None,
+    max_tokens: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "new tokens per answer"))] = None,
+    chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat")] = None,
+    few_shot_prompts: Annotated[Str, typer.Option(metavar="FILE")] = None,
+    split: Annotated[Str, typer.Option(metavar="SPLIT")] = None,
     predictions: Annotated[
-        Optional[str],
-        typer.Option(metavar="FILE", help="score this JSONL of recorded outputs instead of running a model"),
+        Str, typer.Option(metavar="FILE", help="score this JSONL of recorded outputs instead of running a model")
     ] = None,
     text_field: Annotated[
         str, typer.Option(metavar="FIELD", help="dotted path of the output text in --predictions records")
     ] = "output",
     gold_field: Annotated[
-        Optional[str], typer.Option(metavar="FIELD", help="dotted path of the gold answer in --predictions records")
+        Str, typer.Option(metavar="FIELD", help="dotted path of the gold answer in --predictions records")
     ] = None,
     id_field: Annotated[
-        Optional[str],
+        Str,
         typer.Option(
             metavar="FIELD",
             help="dotted path of the record's id, matched to the ids of the task's split (--split, default test); "
@@ -109,7 +99,7 @@ def eval_cmd(
         typer.Option(metavar="TEMPLATE", help="how a record's id reads as a split id, e.g. 'test-{}' for GSM8K's"),
     ] = "{}",
     question_field: Annotated[
-        Optional[str],
+        Str,
         typer.Option(
             metavar="FIELD",
             help="with --id-field: dotted path of the record's question, checked against the split's "
@@ -117,77 +107,59 @@ def eval_cmd(
         ),
     ] = None,
     reference_field: Annotated[
-        Optional[str], typer.Option(metavar="FIELD", help="dotted path of a recorded 0/1 score to compare with")
+        Str, typer.Option(metavar="FIELD", help="dotted path of a recorded 0/1 score to compare with")
     ] = None,
-    pipeline: Annotated[
-        Optional[str],
-        typer.Option(metavar="NAME", help="answer-extraction pipeline (default, finetune_cot, answer_stage, lmeval)"),
-    ] = None,
+    pipeline: Annotated[Str, typer.Option(metavar="NAME")] = None,
     compare_checker: Annotated[
-        Optional[str],
+        Str,
         typer.Option(
             metavar="TYPE",
             help="with --predictions: also check every output with this answer type (math: math-verify) and "
             "report where it and the task's rules disagree",
         ),
     ] = None,
-    data_dir: DataDirOpt = None,
+    data_dir: Annotated[Str, typer.Option(metavar="DIR")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    output: OutputOpt = None,
+    output: Annotated[Str, typer.Option("--output", "-o", metavar="DIR")] = None,
 ) -> None:
     """Evaluate a model on tasks (or score recorded outputs with --predictions)."""
+    given = locals()
     if predictions:
-        from cotbridge.evaluation.predictions import score_predictions
-
-        if not task or len(task) != 1:
-            raise UserError("--predictions scores one task: pass exactly one --task")
-        summary = score_predictions(
-            task[0],
-            predictions,
-            text_field,
-            output or "runs/scored",
-            gold_field=gold_field,
-            id_field=id_field,
-            id_template=id_template,
-            question_field=question_field,
-            reference_field=reference_field,
-            pipeline=pipeline or "default",
-            data_dir=data_dir,
-            split=split or "test",
-            compare_checker=compare_checker,
-        )
-        print_results(summary["results"], output or "runs/scored")
-        for name, m in summary["results"].items():
-            if "checker_table" in m:
-                t = m["checker_table"]
-                typer.echo(
-                    f"{name}: task rules vs {m['checker']}: both right {t['both_correct']}, only the rules "
-                    f"{t['only_rules']}, only {m['checker']} {t['only_checker']}, both wrong {t['both_wrong']}"
-                )
+        score_recorded({**given, "split": split or "test", "output": output or "runs/scored"})
         return
     from cotbridge.config import load_config
     from cotbridge.evaluation.run import EvalConfig, run_eval
 
-    flags = dict(
-        tasks=task,
-        model=model,
-        mode=mode,
-        k=k,
-        temperature=temperature,
-        limit=limit,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        chat=chat,
-        few_shot_prompts=few_shot_prompts,
-        split=split,
-        pipeline=pipeline,
-        data_dir=data_dir,
-        output=output,
-    )
-    cfg = load_config(EvalConfig, config, set_, flags)
+    cfg = load_config(EvalConfig, config, set_, config_flags(given, OPTIONS))
     summary = run_eval(cfg)
     print_results(summary["results"], str(cfg.output_dir()))
+
+
+def score_recorded(given: dict[str, Any]) -> None:
+    """``--predictions``: recorded outputs scored by the task's rules (no model, no EvalConfig)."""
+    from cotbridge.evaluation.predictions import score_predictions
+
+    if not given["task"] or len(given["task"]) != 1:
+        raise UserError("--predictions scores one task: pass exactly one --task")
+    options = ("gold_field", "id_field", "id_template", "question_field", "reference_field", "data_dir", "split")
+    summary = score_predictions(
+        given["task"][0],
+        given["predictions"],
+        given["text_field"],
+        given["output"],
+        pipeline=given["pipeline"] or "default",
+        compare_checker=given["compare_checker"],
+        **{name: given[name] for name in options},
+    )
+    print_results(summary["results"], given["output"])
+    for name, m in summary["results"].items():
+        if "checker_table" in m:
+            t = m["checker_table"]
+            typer.echo(
+                f"{name}: task rules vs {m['checker']}: both right {t['both_correct']}, only the rules "
+                f"{t['only_rules']}, only {m['checker']} {t['only_checker']}, both wrong {t['both_wrong']}"
+            )
 
 
 def print_results(results: dict, output: str) -> None:

@@ -28,28 +28,30 @@ log = logging.getLogger(__name__)
 
 
 class EvalConfig(StrictModel):
-    model: str | None = None
-    backend: str = "hf"
-    gguf_file: str | None = None
-    batch_size: int = Field(default=16, ge=1)
+    model: str | None = None  # hub id, local folder, .gguf file or embedded name
+    backend: str = "hf"  # how the model is run
+    gguf_file: str | None = None  # the .gguf file inside a hub repo or folder that holds several
+    batch_size: int = Field(default=16, ge=1)  # sequences per generation batch
     dtype: str = "auto"
-    tasks: list[str] = ["synthetic_arithmetic"]
-    split: str = "test"
-    data_dir: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    mode: str = "zero_shot_cot"
+    tasks: list[str] = ["synthetic_arithmetic"]  # task names, or name:key=value for synthetic tasks
+    split: str = "test"  # which split is evaluated
+    data_dir: str | None = None  # folder with task data; default $COTBRIDGE_DATA_DIR, else the HF hub
+    limit: int | None = Field(default=None, ge=1)  # evaluate the first N examples of each task
+    mode: str = "zero_shot_cot"  # prompt mode
     k: int = Field(default=1, ge=1)  # samples per question; k>1 is self-consistency
     temperature: float | None = Field(default=None, ge=0)  # None: 0 for k=1, 0.7 for self-consistency
     top_p: float = Field(default=1.0, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)  # max new tokens of stage 1 (None: the mode's)
     answer_max_tokens: int | None = Field(default=None, ge=1)
     stop: list[str] | None = None
-    chat: bool = False
+    chat: bool = False  # wrap prompts in the model's chat template
     generic_trigger: bool = False
-    few_shot_prompts: str | None = None
-    pipeline: str | None = None
+    few_shot_prompts: str | None = None  # few-shot exemplars JSON ({task: {prompt}}) for few_shot_cot
+    pipeline: str | None = None  # answer-extraction pipeline (default: the mode's)
     seed: int = 0
-    output: str | None = None  # default runs/eval/<model>/<mode>[-k<k>]: evaluations of other models never collide
+    # default runs/eval/<model>/<mode>[-k<k>] (a local folder's parent joins its name: students/a and students/b
+    # never share a folder); evaluations of other models never collide
+    output: str | None = None
     # Request cache: default <output>/requests.sqlite, so a rerun after a crash (or of a finished evaluation) asks
     # the model only for what is not there yet: no paid call twice. "off" disables it.
     cache: str | None = None
@@ -57,7 +59,9 @@ class EvalConfig(StrictModel):
     def output_dir(self) -> Path:
         if self.output:
             return Path(self.output)
-        model = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.model or "model").name.removesuffix(".gguf")).strip("_")
+        path = Path(self.model or "model")
+        name = f"{path.parent.name}_{path.name}" if path.is_dir() and path.parent.name else path.name
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", name.removesuffix(".gguf")).strip("_")
         return Path("runs") / "eval" / (model or "model") / (self.mode + (f"-k{self.k}" if self.k > 1 else ""))
 
     def decoding(self) -> Decoding:
