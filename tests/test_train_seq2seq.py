@@ -165,6 +165,7 @@ def test_dev_callback_logs_accuracy_each_epoch_and_selects_the_best(tmp_path):
         save_total_limit=1,
         dev_max_tokens=8,
         dev_select_best=True,
+        packing=False,  # steps counted in rows of 4 (a GPU packs by default: fewer, fuller rows)
     )
     stats = train_student(cfg, examples(8), tiny_model(tok), tok, dev_examples=dev_examples(), task="multiarith")
     assert [h["step"] for h in stats["dev"]] == [2, 4]  # 8 examples / batch 4 = 2 steps an epoch
@@ -197,6 +198,7 @@ def test_dev_callback_with_lora_every_other_epoch(tmp_path):
         dev_max_tokens=4,
         dev_every_epochs=2,
         dev_select_best=True,
+        packing=False,  # steps counted in rows of 4 (a GPU packs by default: fewer, fuller rows)
     )
     stats = train_student(cfg, examples(8), tiny_model(tok), tok, dev_examples=dev_examples(2), task="multiarith")
     assert [h["step"] for h in stats["dev"]] == [4, 6]  # epoch 2, then after the last step (epoch 3)
