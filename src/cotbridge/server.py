@@ -6,9 +6,9 @@ Standard library only (``http.server``). Endpoints: ``POST /v1/chat/completions`
 Generation calls into the backend are serialised with a lock (a torch model is not thread-safe);
 injected latency (``latency_ms``) is slept outside the lock, so concurrent clients overlap it.
 
-Fault injection (``faults="rate=0.3,seed=0,kinds=429,500,hang,malformed,drop"``) makes a request,
-before any generation, answer 429 with ``Retry-After``, 500, hang past the client's timeout and
-then close, answer 200 with a malformed JSON body, or drop the connection without a response.
+The wire format (request parsing, response and error bodies) is backends/openai_wire.py, shared with the client;
+fault injection (``faults="rate=0.3,seed=0,kinds=429,500,hang,malformed,drop"``: 429, 500, a hang, a malformed
+body or a dropped connection, before any generation) is backends/fault_injection.py.
 
 The request log (JSON lines) records what the server received: time, endpoint, sha256 of the
 canonical body, the body, the status returned and the fault injected. Headers — and so the
@@ -21,263 +21,40 @@ get a 4xx with an OpenAI-shaped error naming the field, and the server goes on s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import random
 import select
 import socket
 import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cotbridge.backends.base import Completion, Request, truncate_at_stop
+from cotbridge.backends.base import Completion, GenerationInterrupted, Request
+from cotbridge.backends.fault_injection import FaultInjector, FaultSpec, parse_faults
+from cotbridge.backends.openai_wire import (
+    ROUTES,
+    BadRequest,
+    canonical_sha256,
+    check_model,
+    error_body,
+    json_bytes,
+    models_body,
+    parse_body,
+    parse_requests,
+    response_body,
+)
 from cotbridge.errors import UserError
+
+__all__ = ["FaultSpec", "OpenAICompatServer", "RequestLog", "canonical_sha256", "parse_faults", "running_server"]
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
 MAX_BODY_BYTES = 8 * 1024 * 1024  # default; a chat request is kilobytes, and each parsed body sits in memory
-MAX_JSON_DEPTH = 64  # a chat body nests ~5 levels; deeper ones only exhaust the stack (json.loads recurses)
 LOG_RETRY_S = 30.0  # a request log that failed is tried again after this long
-MALFORMED_BODY = (
-    b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
-)
-
-
-# -- fault injection -------------------------------------------------------------------------------
-@dataclass
-class FaultSpec:
-    """What to inject: with probability ``rate``, one of ``kinds`` (chosen by a seeded RNG)."""
-
-    rate: float = 0.0
-    seed: int = 0
-    kinds: tuple[str, ...] = FAULT_KINDS
-    retry_after: float = 1.0  # seconds, sent in the 429's Retry-After header
-    hang_s: float = 5.0  # how long a "hang" holds the connection before closing it (beyond the client timeout)
-    max: int | None = None  # at most this many faults in all (then every request succeeds)
-
-    def __post_init__(self) -> None:
-        self.kinds = tuple(str(k) for k in self.kinds)
-        bad = [k for k in self.kinds if k not in FAULT_KINDS]
-        if bad or not self.kinds:
-            raise UserError(
-                f"unknown fault kind(s) {', '.join(map(repr, bad)) or '(none given)'}; "
-                f"choose from {', '.join(FAULT_KINDS)}"
-            )
-        if not 0.0 <= self.rate <= 1.0:
-            raise UserError(f"fault rate must be between 0 and 1, got {self.rate}")
-        if self.retry_after < 0 or self.hang_s < 0 or (self.max is not None and self.max < 0):
-            raise UserError("fault retry_after, hang_s and max must not be negative")
-
-
-_FAULT_KEYS = {"rate": float, "seed": int, "kinds": str, "retry_after": float, "hang_s": float, "max": int}
-
-
-def parse_faults(spec: str | None) -> FaultSpec | None:
-    """Parse ``"rate=0.3,seed=0,kinds=429,500,hang,retry_after=0.2,hang_s=5,max=10"``.
-
-    Items are comma-separated ``key=value``; the comma-separated values after ``kinds=`` (or
-    values joined with ``|`` or ``+``) are the kinds. Unknown keys or kinds are a UserError.
-    """
-    if spec is None or not spec.strip():
-        return None
-    values: dict[str, Any] = {}
-    kinds: list[str] = []
-    last = None
-    kinds_given = False
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if "=" not in item:
-            if last != "kinds":
-                raise UserError(f"fault spec {spec!r}: {item!r} is not key=value (keys: {', '.join(_FAULT_KEYS)})")
-            kinds.append(item)
-            continue
-        key, _, value = (s.strip() for s in item.partition("="))
-        if key not in _FAULT_KEYS:
-            raise UserError(f"fault spec {spec!r}: unknown key {key!r} (keys: {', '.join(_FAULT_KEYS)})")
-        last = key
-        if key == "kinds":
-            kinds_given = True
-            kinds.extend(k for k in value.replace("|", "+").split("+") if k)
-            continue
-        try:
-            values[key] = _FAULT_KEYS[key](value)
-        except ValueError:
-            raise UserError(
-                f"fault spec {spec!r}: {key}={value!r} is not a valid {_FAULT_KEYS[key].__name__}"
-            ) from None
-    if kinds_given and not kinds:
-        raise UserError(f"fault spec {spec!r}: kinds= names no kind")
-    if kinds:
-        values["kinds"] = tuple(kinds)
-    return FaultSpec(**values)
-
-
-class FaultInjector:
-    def __init__(self, spec: FaultSpec):
-        self.spec = spec
-        self._rng = random.Random(spec.seed)
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-
-    def draw(self) -> str | None:
-        with self._lock:
-            if self.spec.max is not None and sum(self.counts.values()) >= self.spec.max:
-                return None
-            if self._rng.random() >= self.spec.rate:
-                return None
-            kind = self._rng.choice(self.spec.kinds)
-            self.counts[kind] += 1
-            return kind
-
-
-# -- request parsing ---------------------------------------------------------------------------------
-class BadRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.param, self.status = param, status
-
-
-def parse_body(raw: bytes) -> Any:
-    """The JSON body, or BadRequest: not JSON, nested deeper than MAX_JSON_DEPTH, or holding a lone surrogate."""
-    try:
-        body = json.loads(raw)
-    except RecursionError:  # json.loads recurses per level: 100,000 brackets reach the interpreter's limit
-        raise BadRequest(f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
-        raise BadRequest(f"request body is not valid JSON: {e}") from None
-    # Iterative, so checking depth cannot itself recurse; `top` is the top-level field, named in the error.
-    stack: list[tuple[Any, int, str | None]] = [(body, 0, None)]
-    while stack:
-        node, depth, top = stack.pop()
-        if isinstance(node, str):
-            if not node.isascii():
-                try:
-                    node.encode()
-                except UnicodeEncodeError:  # a "\ud800" escape: a backend's tokenizer cannot take it
-                    raise BadRequest(
-                        "request body holds a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF escape)", top
-                    ) from None
-            continue
-        if isinstance(node, (dict, list)):
-            if depth >= MAX_JSON_DEPTH:
-                raise BadRequest(f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)", top)
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    key_top = top if depth else k
-                    stack.append((k, depth + 1, key_top))
-                    stack.append((v, depth + 1, key_top))
-            else:
-                stack.extend((v, depth + 1, top) for v in node)
-    return body
-
-
-def _num(body: dict, key: str, default: float, lo: float, hi: float) -> float:
-    v = body.get(key)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise BadRequest(f"{key} must be a number in [{lo}, {hi}], got {v!r}", key)
-    return float(v)
-
-
-def _int(body: dict, key: str, default: int | None, lo: int, hi: int) -> int | None:
-    v = body.get(key)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise BadRequest(f"{key} must be an integer in [{lo}, {hi}], got {v!r}", key)
-    return v
-
-
-def _bool(body: dict, key: str) -> bool:
-    v = body.get(key)
-    if v is not None and not isinstance(v, bool):
-        raise BadRequest(f"{key} must be true or false, got {v!r}", key)
-    return bool(v)
-
-
-def _content(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        parts = []
-        for p in content:
-            if not (isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)):
-                raise BadRequest(f"{where}: only text content parts are supported", "messages")
-            parts.append(p["text"])
-        return "".join(parts)
-    if content is None:
-        return ""
-    raise BadRequest(f"{where}: content must be a string or a list of text parts", "messages")
-
-
-def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
-    if _bool(body, "stream"):
-        raise BadRequest("streaming is not supported by this server", "stream")
-    stop = body.get("stop")
-    if stop is None:
-        stop = []
-    elif isinstance(stop, str):
-        stop = [stop]
-    elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise BadRequest("stop must be a string or a list of strings", "stop")
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _int(body, key, default_max_tokens, 1, 1_000_000)
-    seed = _int(body, "seed", 0, -(2**63), 2**63 - 1)
-    return dict(
-        n=_int(body, "n", 1, 1, 128),
-        temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_num(body, "top_p", 1.0, 0.0, 1.0),
-        max_tokens=max_tokens,
-        stop=stop,
-        seed=seed or 0,
-    )
-
-
-def chat_request(body: dict) -> Request:
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise BadRequest("messages must be a non-empty list", "messages")
-    messages = []
-    for j, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise BadRequest(f"messages[{j}] must be an object with a role", "messages")
-        messages.append({"role": m["role"], "content": _content(m.get("content"), f"messages[{j}]")})
-    continue_final = _bool(body, "continue_final_message")
-    if continue_final and messages[-1]["role"] != "assistant":
-        raise BadRequest("continue_final_message needs a final assistant message", "continue_final_message")
-    return Request(messages=messages, continue_final=continue_final, **_common(body, 128))
-
-
-def completion_requests(body: dict) -> list[Request]:
-    prompt = body.get("prompt")
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise BadRequest("prompt must be a string or a non-empty list of strings", "prompt")
-    common = _common(body, 16)
-    return [Request(prompt=p, **common) for p in prompts]
-
-
-def canonical_sha256(body: Any) -> str:
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(_utf8(text)).hexdigest()
-
-
-def _utf8(json_text: str) -> bytes:
-    """JSON text as UTF-8. A lone surrogate (it can only sit inside a JSON string) becomes its ``\\udXXX`` escape,
-    which is still valid JSON for the same string, where plain ``encode()`` would raise."""
-    return json_text.encode("utf-8", "backslashreplace")
 
 
 # -- the server -----------------------------------------------------------------------------------------
@@ -319,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._responded:  # the response is partly out: the connection cannot carry another
                 self.close_connection = True
             else:
-                self._send_json(500, _error(f"internal server error: {type(e).__name__}", "server_error"))
+                self._send_json(500, error_body(f"internal server error: {type(e).__name__}", "server_error"))
 
     def _get(self) -> None:
         app = self.server.app
@@ -327,17 +104,15 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/health":
             status, body = 200, {"status": "ok"}
         elif route == "/models":
-            status, body = (
-                200,
-                {
-                    "object": "list",
-                    "data": [{"id": app.model_name, "object": "model", "created": 0, "owned_by": "cotbridge"}],
-                },
-            )
+            status, body = 200, models_body(app.model_name)
         else:
-            status, body = 404, _error(f"no route GET {self.path}", "invalid_request_error")
+            status, body = 404, error_body(f"no route GET {self.path}", "invalid_request_error")
         app.log_request_entry(self.path, None, status, None)
         self._send_json(status, body)
+
+    def _refuse(self, e: BadRequest, logged: Any) -> None:
+        self.server.app.log_request_entry(self.path, logged, e.status, None)
+        self._send_json(e.status, e.body())
 
     def _post(self) -> None:
         app = self.server.app
@@ -345,42 +120,20 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_body()
         except BadRequest as e:
-            app.log_request_entry(self.path, None, e.status, None)
-            self._send_json(e.status, _error(str(e), "invalid_request_error"))
+            self._refuse(e, None)
             self._linger_close()
             return
         try:
             body = parse_body(raw) if raw else None
         except BadRequest as e:  # logged as text: re-encoding a body nested this deep could recurse as well
-            app.log_request_entry(self.path, raw.decode("utf-8", "replace"), 400, None)
-            self._send_json(400, _error(str(e), "invalid_request_error", e.param))
+            self._refuse(e, raw.decode("utf-8", "replace"))
             return
-        if route not in ("/chat/completions", "/completions"):
-            app.log_request_entry(self.path, body, 404, None)
-            self._send_json(404, _error(f"no route POST {self.path}", "invalid_request_error"))
-            return
-        if not isinstance(body, dict):
-            app.log_request_entry(self.path, body, 400, None)
-            self._send_json(400, _error("request body must be a JSON object", "invalid_request_error"))
-            return
-        asked = body.get("model")
-        if asked is not None and not isinstance(asked, str):
-            app.log_request_entry(self.path, body, 400, None)
-            self._send_json(400, _error(f"model must be a string, got {asked!r}", "invalid_request_error", "model"))
-            return
-        if (
-            asked is not None and asked != app.model_name and not app.any_model
-        ):  # as the OpenAI API: an unknown model is a 404, not a stand-in
-            app.log_request_entry(self.path, body, 404, None)
-            self._send_json(
-                404,
-                _error(
-                    f"The model {asked!r} does not exist: this server serves {app.model_name!r}",
-                    "invalid_request_error",
-                    "model",
-                    "model_not_found",
-                ),
-            )
+        try:
+            if route not in ROUTES.values():
+                raise BadRequest(f"no route POST {self.path}", status=404)
+            asked = check_model(body, app.model_name, app.any_model)
+        except BadRequest as e:
+            self._refuse(e, body)
             return
         fault = app.injector.draw() if app.injector else None
         if fault is not None:
@@ -389,24 +142,23 @@ class _Handler(BaseHTTPRequestHandler):
         if app.latency_s > 0:
             time.sleep(app.latency_s)  # outside the generation lock: concurrent clients overlap it
         try:
-            reqs = [chat_request(body)] if route == "/chat/completions" else completion_requests(body)
+            reqs = parse_requests(route, body)
         except BadRequest as e:
-            app.log_request_entry(self.path, body, 400, None)
-            self._send_json(400, _error(str(e), "invalid_request_error", e.param))
+            self._refuse(e, body)
             return
         try:
             comps = app.generate(reqs, client_gone=lambda: _peer_closed(self.connection))
+        except GenerationInterrupted:
+            log.info("%s: generation stopped, the client is gone or the server is stopping", self.path)
+            app.log_request_entry(self.path, body, 499, None)
+            self.close_connection = True
+            return
         except Exception as e:  # a backend failure is the server's error, not the client's
-            if type(e).__name__ == "GenerationInterrupted":
-                log.info("%s: generation stopped, the client is gone or the server is stopping", self.path)
-                app.log_request_entry(self.path, body, 499, None)
-                self.close_connection = True
-                return
             log.exception("generation failed")
             app.log_request_entry(self.path, body, 500, None)
-            self._send_json(500, _error(f"generation failed: {type(e).__name__}: {e}", "server_error"))
+            self._send_json(500, error_body(f"generation failed: {type(e).__name__}: {e}", "server_error"))
             return
-        resp = _response_body(route, asked if app.any_model and asked else app.model_name, reqs, comps)
+        resp = response_body(route, asked if app.any_model and asked else app.model_name, reqs, comps)
         app.log_request_entry(self.path, body, 200, None)
         self._send_json(200, resp)
 
@@ -444,26 +196,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _inject(self, fault: str, body: dict) -> None:
         app = self.server.app
-        spec = app.injector.spec  # type: ignore[union-attr]
-        status = {"429": 429, "500": 500, "malformed": 200}.get(fault)
-        app.log_request_entry(self.path, body, status, fault)
+        reply = app.injector.reply(fault)  # type: ignore[union-attr]
+        app.log_request_entry(self.path, body, reply.status, fault)
         log.info("injecting fault %s on %s", fault, self.path)
-        if fault == "429":
-            ra = spec.retry_after
-            self._send_json(
-                429,
-                _error("Rate limit reached (injected fault)", "rate_limit_error", code="rate_limit_exceeded"),
-                {"Retry-After": str(int(ra)) if float(ra).is_integer() else f"{ra:g}"},
-            )
-        elif fault == "500":
-            self._send_json(500, _error("The server had an error (injected fault)", "server_error"))
-        elif fault == "malformed":
-            self._send_raw(200, MALFORMED_BODY, "application/json")
-        elif fault == "hang":
-            app.stopping.wait(spec.hang_s)  # longer than the client's timeout; ends early when the server stops
-            self._drop()
-        elif fault == "drop":
-            self._drop()
+        if reply.body is not None:
+            self._send_raw(reply.status or 200, reply.body, "application/json", reply.headers)
+            return
+        if reply.hang_s:  # longer than the client's timeout; ends early when the server stops
+            app.stopping.wait(reply.hang_s)
+        self._drop()
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -473,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_raw(status, _utf8(json.dumps(obj, ensure_ascii=False)), "application/json", headers)
+        self._send_raw(status, json_bytes(obj), "application/json", headers)
 
     def _send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self._responded = True
@@ -487,41 +228,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout) — nothing to tell it
             self.close_connection = True
-
-
-def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
-def _response_body(route: str, model: str, reqs: list[Request], comps: list[list[Completion]]) -> dict[str, Any]:
-    choices: list[dict[str, Any]] = []
-    prompt_tokens = completion_tokens = 0
-    for req, cs in zip(reqs, comps):
-        prompt_tokens += max((c.prompt_tokens for c in cs), default=0)  # one prompt, billed once
-        for c in cs:
-            completion_tokens += c.completion_tokens
-            text, cut = truncate_at_stop(c.text, req.stop)  # for backends that ignore stop strings
-            finish = "stop" if cut else c.finish_reason
-            if route == "/chat/completions":
-                message: dict[str, Any] = {"role": "assistant", "content": text}
-                if c.extra.get("reasoning"):
-                    message["reasoning_content"] = c.extra["reasoning"]
-                choices.append({"index": len(choices), "message": message, "finish_reason": finish, "logprobs": None})
-            else:
-                choices.append({"index": len(choices), "text": text, "finish_reason": finish, "logprobs": None})
-    chat = route == "/chat/completions"
-    return {
-        "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
 
 
 class RequestLog:
@@ -680,7 +386,7 @@ class OpenAICompatServer:
             "status": status,
             "fault": fault,
         }
-        self.request_log.write(_utf8(json.dumps(entry, ensure_ascii=False) + "\n"))
+        self.request_log.write(json_bytes(entry) + b"\n")
 
     def close_log(self) -> None:
         if self.request_log is not None:

@@ -61,6 +61,12 @@ class Backend(Protocol):
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
 
 
+class GenerationInterrupted(RuntimeError):
+    """A generation stopped early because its caller no longer wants the result. A backend that can stop early (hf)
+    has an ``interrupt`` attribute: a caller (``cotbridge serve``: client gone, or shutting down) sets it to a check
+    polled while generating, and a check that turns true ends ``generate`` with this error."""
+
+
 def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)

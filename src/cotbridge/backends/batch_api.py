@@ -1,6 +1,7 @@
 """OpenAI Batch API files: export requests as Batch input JSONL, import Batch output (any order) by custom_id.
 
-A mixin of OpenAIBackend: it reuses the backend's request bodies and response parsing.
+A mixin of OpenAIBackend: each line's body is the backend's request body, and each result is read as a response
+(backends/openai_wire.py, the one wire format).
 """
 
 from __future__ import annotations
@@ -12,19 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.backends.base import Completion, Request
+from cotbridge.backends.openai_wire import ROUTES, Malformed, check_shape
 from cotbridge.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class _Malformed(Exception):
-    pass
-
-
 class BatchAPIMixin:
     api: str
     request_body: Any
-    _check_shape: Any
     _completions: Any
     _account: Any
     _redact: Any
@@ -38,7 +35,7 @@ class BatchAPIMixin:
             raise UserError(f"{len(ids)} custom_ids for {len(requests)} requests")
         if len(set(ids)) != len(ids) or not all(isinstance(c, str) and c for c in ids):
             raise UserError("custom_ids must be distinct non-empty strings")
-        url = "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+        url = "/v1" + ROUTES[self.api]
         lines = [
             json.dumps(
                 {"custom_id": cid, "method": "POST", "url": url, "body": self.request_body(req)}, ensure_ascii=False
@@ -95,8 +92,8 @@ class BatchAPIMixin:
                     continue
                 body = resp.get("body")
                 try:
-                    self._check_shape(body)
-                except _Malformed as e:
+                    check_shape(body)
+                except Malformed as e:
                     raise DataError(p, f"custom_id {cid!r}: response body: {e}", line=lineno) from None
                 req = (requests or {}).get(cid)
                 comps = self._completions(body, list(req.stop) if req else [], 0.0, price_factor)  # type: ignore[arg-type]

@@ -14,7 +14,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
+from cotbridge.backends.base import (
+    BACKENDS,
+    Completion,
+    GenerationInterrupted,
+    Request,
+    ResultCallback,
+    truncate_at_stop,
+)
 from cotbridge.backends.kv_cache import cache_argument
 from cotbridge.errors import UserError
 from cotbridge.models.loading import load_model_and_tokenizer
@@ -278,10 +285,6 @@ class HFBackend:
 
 DECODING = ("auto", "slots", "batches")
 BACKENDS.add("hf", HFBackend)
-
-
-class GenerationInterrupted(RuntimeError):
-    """A generation stopped early because ``HFBackend.interrupt`` said its result is no longer wanted."""
 
 
 class _Interrupt:

@@ -9,7 +9,8 @@ a 200 whose body is not a usable completion (bad JSON, no choices) — is retrie
 call. Every attempt, the SDK's retries included, goes through this module's HTTP client, which
 applies the optional requests- and tokens-per-minute limits (token buckets), counts retries
 (``usage.retries``) and logs each one as a warning. ``on_result`` fires as each request
-finishes, so callers can persist paid results before the batch ends.
+finishes, so callers can persist paid results before the batch ends. The bodies sent and read are
+backends/openai_wire.py's, the one wire format (``cotbridge serve`` reads and answers the same).
 
 The API key comes only from the environment variable named by ``api_key_env``; it is never
 logged or put into an exception message. A local server (loopback / private address) needs none.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 import os
 import random
@@ -40,17 +40,14 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
+from cotbridge.backends import openai_wire as wire
 from cotbridge.backends import pricing
-from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback, truncate_at_stop
-from cotbridge.backends.batch_api import BatchAPIMixin, _Malformed
+from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback
+from cotbridge.backends.batch_api import BatchAPIMixin
 from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url, parse_retry_after
 from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
-
-OPENAI_MAX_STOP = 4  # the API takes at most 4 stop strings; the rest are applied locally
-_CHAT_KEYS = {"model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"}
-_COMPLETION_KEYS = {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed"}
 
 
 class BackendError(RuntimeError):
@@ -75,17 +72,6 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _split_evenly(total: int, k: int) -> list[int]:
-    base, rem = divmod(int(total or 0), k)
-    return [base + (1 if j < rem else 0) for j in range(k)]
-
-
-def _finish(reason: Any, cut: bool) -> str:
-    if cut or reason in (None, "", "stop", "eos", "eos_token", "stop_sequence"):
-        return "stop"
-    return str(reason)  # "length" as is; rarer values ("content_filter", "tool_calls") are kept, not hidden
 
 
 class _Call:
@@ -239,30 +225,15 @@ class OpenAIBackend(BatchAPIMixin):
     # -- request bodies ------------------------------------------------------------------------------
     def request_body(self, req: Request, n: int | None = None, sample_offset: int = 0) -> dict[str, Any]:
         """The JSON body sent for ``req`` (``n`` samples starting at sample ``first_sample + sample_offset``)."""
-        body: dict[str, Any] = {"model": self.model_id}
-        if self.api == "chat":
-            body["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt}]
-            if req.continue_final:
-                if self.official:
-                    raise UserError(
-                        "the OpenAI API cannot continue a final assistant message (continue_final); "
-                        "use a plain prompt or a compatible server such as vLLM"
-                    )
-                body.update(continue_final_message=True, add_generation_prompt=False)  # vLLM / cotbridge serve
-        else:
-            if req.prompt is None:
-                raise UserError(
-                    "api='completions' takes plain prompts, and this request has chat messages; use api='chat'"
-                )
-            body["prompt"] = req.prompt
-        body.update(n=req.n if n is None else n, temperature=req.temperature, top_p=req.top_p)
-        body[self.token_param] = req.max_tokens
-        if req.stop:
-            body["stop"] = list(req.stop[:OPENAI_MAX_STOP])
-        if req.seed:
-            start = req.first_sample + sample_offset  # distinct seeds for distinct sample ranges (caching, top-ups)
-            body["seed"] = req.seed if start == 0 else req.seed * 100_003 + start
-        return body
+        return wire.request_body(
+            req,
+            model=self.model_id,
+            api=self.api,
+            token_param=self.token_param,
+            official=self.official,
+            n=n,
+            sample_offset=sample_offset,
+        )
 
     def _estimate_tokens(self, req: Request, n: int) -> int:
         return pricing.estimate_prompt_tokens(req.prompt, req.messages) + n * req.max_tokens
@@ -377,9 +348,7 @@ class OpenAIBackend(BatchAPIMixin):
                 self.usage.cost_usd += c.extra["cost_usd"]
 
     async def _post(self, client: Any, body: dict[str, Any]) -> bytes:
-        keys = _CHAT_KEYS if self.api == "chat" else _COMPLETION_KEYS
-        std = {k: v for k, v in body.items() if k in keys}
-        extra = {k: v for k, v in body.items() if k not in keys}
+        std, extra = wire.split_extensions(self.api, body)
         endpoint = client.chat.completions if self.api == "chat" else client.completions
         raw = await endpoint.with_raw_response.create(**std, extra_body=extra or None)
         return raw.http_response.content
@@ -395,8 +364,8 @@ class OpenAIBackend(BatchAPIMixin):
             sdk = client
             while True:
                 try:
-                    data = self._parse_json(await self._post(sdk, body))
-                except _Malformed as e:  # a 200 the SDK accepted; retried here, on the call's one budget
+                    data = wire.parse_response(await self._post(sdk, body))
+                except wire.Malformed as e:  # a 200 the SDK accepted; retried here, on the call's one budget
                     call.failed("malformed response")
                     if call.attempts > self.max_retries:
                         raise self._failure(call, "malformed response", "malformed response", str(e)) from None
@@ -439,69 +408,22 @@ class OpenAIBackend(BatchAPIMixin):
         return text.replace(key, "***") if key and key != "EMPTY" and len(key) >= 4 else text
 
     def _error_detail(self, body: Any) -> str:
-        msg = body.get("message") if isinstance(body, dict) else body
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            msg = body["error"].get("message")
+        msg = wire.error_message(body)
         return self._redact(str(msg)[:300]) if msg else ""
-
-    def _parse_json(self, content: bytes) -> dict[str, Any]:
-        try:
-            data = json.loads(content)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _Malformed(
-                f"invalid JSON ({type(e).__name__} at char {getattr(e, 'pos', '?')}, {len(content)} bytes)"
-            ) from None
-        self._check_shape(data)
-        return data
-
-    def _check_shape(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise _Malformed(f"expected a JSON object, got {type(data).__name__}")
-        if isinstance(data.get("error"), dict):
-            raise _Malformed(f"error in a 200 response: {str(data['error'].get('message'))[:200]}")
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-            raise _Malformed("no list of choices")
-        for c in choices:
-            if "message" in c:
-                if not isinstance(c["message"], dict):
-                    raise _Malformed("choice.message is not an object")
-            elif not isinstance(c.get("text"), str):
-                raise _Malformed("a choice has neither message nor text")
 
     def _completions(
         self, data: dict[str, Any], stop: list[str], latency: float, price_factor: float = 1.0
     ) -> list[Completion]:
-        """Completions from a response body. Usage totals are split evenly over the choices (the prompt
-        is billed once per call), so summing the completions' tokens and costs gives the call's."""
-        choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)
-        if not choices:
-            return []
-        usage = data.get("usage") or {}
-        k = len(choices)
-        ptoks = _split_evenly(usage.get("prompt_tokens") or 0, k)
-        ctoks = _split_evenly(usage.get("completion_tokens") or 0, k)
-        details = usage.get("completion_tokens_details") or {}
-        out = []
-        for j, ch in enumerate(choices):
-            extra: dict[str, Any] = {}
-            if "message" in ch:
-                msg = ch["message"]
-                text = msg.get("content") or ""
-                reasoning = msg.get("reasoning_content") or msg.get("reasoning")  # vLLM / DeepSeek style
-                if reasoning:
-                    extra["reasoning"] = reasoning
-            else:
-                text = ch.get("text") or ""
-            text, cut = truncate_at_stop(text, stop)
-            c = pricing.cost(self.model_id, ptoks[j], ctoks[j], self.prices)
-            if c is None and data.get("model"):
-                c = pricing.cost(str(data["model"]), ptoks[j], ctoks[j], self.prices)
-            extra["cost_usd"] = None if c is None else c * price_factor
-            if details.get("reasoning_tokens"):
-                extra["reasoning_tokens"] = _split_evenly(details["reasoning_tokens"], k)[j]
-            out.append(Completion(text, _finish(ch.get("finish_reason"), cut), ptoks[j], ctoks[j], latency, extra))
-        return out
+        """Completions from a response body, each priced (``extra["cost_usd"]``, times ``price_factor``) by this
+        backend's model or else the model the response names."""
+
+        def cost(prompt_tokens: int, completion_tokens: int, named: str | None) -> float | None:
+            c = pricing.cost(self.model_id, prompt_tokens, completion_tokens, self.prices)
+            if c is None and named:
+                c = pricing.cost(named, prompt_tokens, completion_tokens, self.prices)
+            return None if c is None else c * price_factor
+
+        return wire.completions_from_body(data, stop, latency, cost)
 
 
 BACKENDS.add("openai", OpenAIBackend)
