@@ -124,3 +124,12 @@ def test_dequantised_copies_of_gguf_files_that_are_gone_are_removed(tmp_path):
     (tmp_path / "deq" / "unrecorded").mkdir()  # a copy from an older version: not ours to judge
     assert loading.remove_orphaned_copies(tmp_path / "deq") == [tmp_path / "deq" / "orphan"]
     assert sorted(p.name for p in (tmp_path / "deq").iterdir()) == ["kept", "unrecorded"]
+
+
+def test_native_bf16_can_be_forced_off_to_run_as_on_a_cpu_without_it(monkeypatch):
+    from cotbridge.models import loading
+
+    monkeypatch.setenv("COTBRIDGE_CPU_BF16", "0")
+    assert loading.cpu_has_native_bf16() is False
+    monkeypatch.setenv("COTBRIDGE_CPU_BF16", "1")
+    assert loading.cpu_has_native_bf16() is True

@@ -5,6 +5,7 @@ or a model embedded in a PyPI package. Shared by generation (``backends.hf``), t
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,11 @@ def remove_orphaned_copies(root: Path) -> list[Path]:
 
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 in hardware (AVX512-BF16, AMX): bf16 matrix products run at 2-4x fp32's
-    speed there; elsewhere bf16 is emulated and slower than fp32."""
+    speed there; elsewhere bf16 is emulated and slower than fp32. ``COTBRIDGE_CPU_BF16=0`` says no on any CPU (how
+    the test suite is run as on a CPU without it), ``=1`` yes."""
+    forced = os.environ.get("COTBRIDGE_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
     except OSError:  # not Linux: stay in fp32
