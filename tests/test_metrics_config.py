@@ -59,8 +59,12 @@ def test_a_run_directory_under_a_moved_default_names_the_set_that_resumes_it(tmp
     import yaml
 
     from cotbridge.config import dump_config
-    from cotbridge.engine import check_config
     from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.finetune_cot.recipe import FinetuneCoT
+    from cotbridge.run_record import RunRecord
+
+    def check_config(run_dir, cfg, from_stage):
+        RunRecord(run_dir).check(cfg, FinetuneCoT(cfg, progress=False).stages(), from_stage)
 
     recipe = tmp_path / "run.yaml"
     recipe.write_text("name: r\ntask: synthetic_coin_flip:k=4\nteacher: {backend: reference}\nstudent: {lr: 0.001}\n")
