@@ -195,6 +195,12 @@ def no_task_records(path: Path) -> Path:
         ("eval-predictions-out", lambda d: [d / "plain-file" / "out"], ["plain-file"]),
         ("curate-out", lambda d: [d / "plain-file" / "data"], ["plain-file"]),
         ("train-out", lambda d: [d / "plain-file" / "student"], ["plain-file", "choose another --output"]),
+        # counts out of range, refused before anything runs (issue #24)
+        ("teach", lambda d: ["--samples", "0"], ["samples", "greater than or equal to 1"]),
+        ("eval", lambda d: ["--k", "0", "--model", "x"], ["--k 0", "greater than or equal to 1"]),
+        ("curate", lambda d: [d / "r.jsonl", "--min-answer-f1", "2"], ["min_answer_f1", "less than or equal to 1"]),
+        # a request cache that cannot be opened: named, with what to do (a locked or full one: test_cache_durability)
+        ("teach-cache", lambda d: [f"cache={d / 'plain-file' / 'c.sqlite'}"], ["plain-file", "request cache"]),
         # an unreachable API server
         (
             "teach-api",
@@ -269,7 +275,7 @@ def test_fault_matrix(tmp_path, command, fault, needles):
     elif command == "train-out":
         (tmp_path / "rows.jsonl").write_text('{"prompt": "Q ###", "completion": " A --> 1"}\n')
         args = ["train", tmp_path / "rows.jsonl", "-o", *extra]
-    elif command == "teach-cache":
+    elif command == "teach-cache":  # a paid teacher: its cache is opened before the first call (none is made)
         args = [
             "teach",
             "--task",
@@ -277,7 +283,11 @@ def test_fault_matrix(tmp_path, command, fault, needles):
             "--limit",
             "1",
             "--teacher",
-            "oracle",
+            "openai",
+            "--teacher-model",
+            "m",
+            "--set",
+            "teacher.options.base_url=http://127.0.0.1:9/v1",
             "--run-dir",
             tmp_path / "r",
             "--set",
