@@ -253,10 +253,27 @@ def curate_file(
     stats.update({"source": str(records_path), "format": fmt, "examples": len(examples)})
     write_json(out / "curation.json", stats)
     if hf_dataset or push_to_hub:
+        from dataclasses import asdict
+
         from datasets import Dataset
+
+        from cotbridge.reporting.dataset_card import dataset_card, teach_summary_of
 
         ds = Dataset.from_list(examples)
         ds.save_to_disk(str(out / "hf_dataset"))
+        card = dataset_card(records, examples, stats, asdict(settings), teach_summary_of(records_path))
+        card.save(out / "hf_dataset" / "README.md")
         if push_to_hub:
-            ds.push_to_hub(push_to_hub)  # needs the user's HF token in the environment
+            push_with_card(ds, card, push_to_hub)
     return stats
+
+
+def push_with_card(ds: Any, card: Any, repo: str) -> None:
+    """The dataset and its card to the hub (the user's HF token from the environment). The card goes first:
+    ``Dataset.push_to_hub`` keeps a README already in the repo and adds its own metadata (splits, sizes) to it,
+    where a card pushed after would drop that metadata."""
+    from huggingface_hub import HfApi
+
+    HfApi().create_repo(repo, repo_type="dataset", exist_ok=True)
+    card.push_to_hub(repo, repo_type="dataset")
+    ds.push_to_hub(repo)

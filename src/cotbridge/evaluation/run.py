@@ -265,4 +265,16 @@ def _evaluate_into(
     (out / "results.md").write_text(
         markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"), encoding="utf-8"
     )
+    write_inspect_logs_softly(out)
     return summary
+
+
+def write_inspect_logs_softly(out: Path) -> None:
+    """Inspect logs beside the results (``inspect view`` opens them): an export for another tool's viewer, so a
+    failure costs a warning, never the evaluation."""
+    from cotbridge.evaluation.inspect_log import write_inspect_logs
+
+    try:
+        write_inspect_logs(out)
+    except Exception as e:  # noqa: BLE001
+        log.warning("no Inspect log written in %s: %s: %s", out, type(e).__name__, e)
