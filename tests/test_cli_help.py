@@ -89,6 +89,7 @@ def config_classes():
     from cotbridge.recipes.finetune_cot.config import RunConfig
     from cotbridge.recipes.instruct.config import InstructConfig
     from cotbridge.recipes.lm_guided.config import LMGuidedConfig
+    from cotbridge.recipes.on_policy.config import OnPolicyRunConfig
     from cotbridge.teach import TeachConfig
     from cotbridge.train.config import TrainConfig
 
@@ -102,6 +103,8 @@ def config_classes():
         "run": (RunConfig, REPO / "examples" / "quickstart.yaml", {}),
         "instruct": (InstructConfig, REPO / "recipes" / "instruction_tuning_replay_offline.yaml", {}),
         "lmguided": (LMGuidedConfig, REPO / "recipes" / "lm_guided_cot_offline.yaml", {}),
+        "onpolicy": (OnPolicyRunConfig, REPO / "recipes" / "on_policy_offline.yaml", {}),
+        "preflight": (OnPolicyRunConfig, REPO / "recipes" / "on_policy_offline.yaml", {}),
     }
 
 
@@ -154,7 +157,8 @@ def test_teach_help_lists_dotted_teacher_keys():
 def test_recipe_from_help_lists_the_recipes_stages():
     from cotbridge.engine import RECIPES, stage_names
 
-    for command, recipe in (("run", "finetune_cot"), ("instruct", "instruct"), ("lmguided", "lm_guided")):
+    recipes = (("run", "finetune_cot"), ("instruct", "instruct"), ("lmguided", "lm_guided"), ("onpolicy", "on_policy"))
+    for command, recipe in recipes:
         cls, path, flags = config_classes()[command]
         stages = stage_names(RECIPES.get(recipe)(load_config(cls, path, None, flags)))
         text = " ".join(help_text(command).split())

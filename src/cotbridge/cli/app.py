@@ -11,7 +11,22 @@ from typing import Annotated
 
 import typer
 
-from cotbridge.cli import curate, eval_cmd, instruct, lmguided, run, score, serve, tasks, teach, traces, train, view
+from cotbridge.cli import (
+    curate,
+    eval_cmd,
+    instruct,
+    lmguided,
+    onpolicy,
+    preflight,
+    run,
+    score,
+    serve,
+    tasks,
+    teach,
+    traces,
+    train,
+    view,
+)
 from cotbridge.cli.help_format import Command, with_settings
 from cotbridge.errors import UserError
 
@@ -59,6 +74,8 @@ app.command("train", cls=with_settings(train.SETTINGS, train.SETTINGS_NOTE))(tra
 app.command("run", cls=Command)(run.run_cmd)
 app.command("instruct", cls=Command)(instruct.instruct_cmd)
 app.command("lmguided", cls=Command)(lmguided.lmguided_cmd)
+app.command("onpolicy", cls=Command)(onpolicy.onpolicy_cmd)
+app.command("preflight", cls=Command)(preflight.preflight_cmd)
 app.command("score", cls=with_settings(score.SETTINGS, score.SETTINGS_NOTE))(score.score_cmd)
 app.command("serve", cls=Command)(serve.serve_cmd)
 app.command("view", cls=Command)(view.view_cmd)

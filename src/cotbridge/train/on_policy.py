@@ -144,6 +144,10 @@ def build_on_policy_trainer(cfg: OnPolicyConfig, examples: list[dict[str, Any]],
         peft_config=lora_config(cfg, "CAUSAL_LM") if cfg.lora else None,
         callbacks=callbacks,
     )
+    # The Trainer counts the loss's token denominator from the dataset's completion labels, before GKD swaps in the
+    # student's samples: the wrong count on every on-policy step, and zero for prompt-only rows (an infinite loss,
+    # NaN weights). Without it, GKD's loss averages over the tokens each step actually trains on.
+    trainer.model_accepts_loss_kwargs = False
     trainer.truncation = truncation
     return trainer
 
