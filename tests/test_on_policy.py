@@ -375,3 +375,28 @@ def test_prompt_only_rows_train_on_the_students_samples_with_a_finite_loss(stude
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_rows_mark_the_completion_end_with_eos_and_keep_prompt_only_rows_without_one():
+    from cotbridge.train.on_policy import tokenized
+    from tests.conftest import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    prompt, completion = "Q: Tom has 3 apples. ###", " 3 + 4 = 7. --> 7"
+    row = tokenized({"prompt": prompt, "completion": completion}, tok, 512)
+    n = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert row["input_ids"][:n] == tok(prompt, add_special_tokens=False)["input_ids"]
+    assert row["completion_mask"] == [0] * n + [1] * (len(row["input_ids"]) - n)
+    assert row["input_ids"][-1] == tok.eos_token_id and tok.decode(row["input_ids"][n:-1]) == completion
+    bare = tokenized({"prompt": prompt}, tok, 512)
+    assert bare["input_ids"] == row["input_ids"][:n] and not any(bare["completion_mask"])
+    cut = tokenized({"prompt": prompt, "completion": completion}, tok, n + 2)
+    assert len(cut["input_ids"]) == len(cut["completion_mask"]) == n + 2
+    chat = tokenized(
+        {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "yes"}]},
+        tok,
+        512,
+    )
+    assert chat["prompt"] == "<user>hi\n<assistant>" and tok.decode(chat["input_ids"]).startswith(
+        chat["prompt"] + "yes"
+    )

@@ -85,15 +85,17 @@ def tokenized(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[
         head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         whole = tokenizer.apply_chat_template(prompt + list(completion), tokenize=False) if completion else head
         prompt, completion = head, whole[len(head) :] if whole.startswith(head) else whole
-    prompt_ids = tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
+    # No special tokens added: the hf backend encodes prompts so when it evaluates the student, and a chat template
+    # writes its own.
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] if completion else []
     if completion_ids and not chat and completion_ids[-1] != tokenizer.eos_token_id:
         completion_ids.append(tokenizer.eos_token_id)
-    ids = (prompt_ids + completion_ids)[:max_length]
+    mask = [0] * len(prompt_ids) + [1] * len(completion_ids)
     return {
         "prompt": prompt,
-        "input_ids": ids,
-        "completion_mask": ([0] * len(prompt_ids) + [1] * len(ids))[: len(ids)],
+        "input_ids": (prompt_ids + completion_ids)[:max_length],
+        "completion_mask": mask[:max_length],
     }
 
 
