@@ -64,9 +64,9 @@ def test_the_server_side_refuses_in_openai_shape():
         "code": "model_not_found",
     }
     with pytest.raises(wire.BadRequest) as e:
-        wire.parse_requests(wire.ROUTES["chat"], {"messages": [{"role": "user", "content": "q"}], "stream": True})
-    assert (e.value.status, e.value.param) == (400, "stream")  # no streaming on either side
-    assert wire.error_message(e.value.body()) == "streaming is not supported by this server"
+        wire.check_parameters(wire.ROUTES["chat"], {"messages": [{"role": "user", "content": "q"}], "echo": True})
+    assert (e.value.status, e.value.param) == (400, "echo")  # the completions API's, not chat's
+    assert wire.error_message(e.value.body()).startswith("unsupported parameter 'echo' for /chat/completions")
 
 
 def test_a_malformed_body_is_malformed_to_the_client():

@@ -1,7 +1,10 @@
 """An OpenAI-compatible HTTP server over any Backend, for local teachers, tests and benchmarks.
 
 Standard library only (``http.server``). Endpoints: ``POST /v1/chat/completions``,
-``POST /v1/completions``, ``GET /v1/models``, ``GET /health`` (the ``/v1`` prefix is optional).
+``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health`` (the ``/v1`` prefix is
+optional). Over a local model (hf) it also answers log-probs (``logprobs``, ``top_logprobs``, ``echo``, vLLM's
+``prompt_logprobs``; backends/openai_logprobs.py) and token-id prompts; ``stream: true`` gets server-sent events
+(backends/openai_stream.py). A parameter it does not act on gets a 400 naming it.
 
 Generation calls into the backend are serialised with a lock (a torch model is not thread-safe);
 injected latency (``latency_ms``) is slept outside the lock, so concurrent clients overlap it.
@@ -32,18 +35,26 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+from cotbridge.backends import openai_logprobs
 from cotbridge.backends.base import Completion, GenerationInterrupted, Request
 from cotbridge.backends.fault_injection import FaultInjector, FaultSpec, parse_faults
+from cotbridge.backends.openai_stream import stream_events
 from cotbridge.backends.openai_wire import (
     ROUTES,
     BadRequest,
+    Extras,
     canonical_sha256,
     check_model,
+    check_model_error,
+    check_parameters,
     error_body,
     json_bytes,
+    model_body,
     models_body,
     parse_body,
+    parse_extras,
     parse_requests,
     response_body,
 )
@@ -105,6 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 200, {"status": "ok"}
         elif route == "/models":
             status, body = 200, models_body(app.model_name)
+        elif route.startswith("/models/"):
+            asked = unquote(route[len("/models/") :])
+            if asked == app.model_name or app.any_model:
+                status, body = 200, model_body(asked)
+            else:
+                status, body = 404, check_model_error(asked, app.model_name)
         else:
             status, body = 404, error_body(f"no route GET {self.path}", "invalid_request_error")
         app.log_request_entry(self.path, None, status, None)
@@ -142,12 +159,14 @@ class _Handler(BaseHTTPRequestHandler):
         if app.latency_s > 0:
             time.sleep(app.latency_s)  # outside the generation lock: concurrent clients overlap it
         try:
-            reqs = parse_requests(route, body)
+            check_parameters(route, body)
+            reqs, extras = parse_requests(route, body), parse_extras(route, body)
+            openai_logprobs.prepare(app.backend, reqs, extras)
         except BadRequest as e:
             self._refuse(e, body)
             return
         try:
-            comps = app.generate(reqs, client_gone=lambda: _peer_closed(self.connection))
+            comps, scores = app.answer(route, reqs, extras, client_gone=lambda: _peer_closed(self.connection))
         except GenerationInterrupted:
             log.info("%s: generation stopped, the client is gone or the server is stopping", self.path)
             app.log_request_entry(self.path, body, 499, None)
@@ -158,9 +177,12 @@ class _Handler(BaseHTTPRequestHandler):
             app.log_request_entry(self.path, body, 500, None)
             self._send_json(500, error_body(f"generation failed: {type(e).__name__}: {e}", "server_error"))
             return
-        resp = response_body(route, asked if app.any_model and asked else app.model_name, reqs, comps)
+        resp = response_body(route, asked if app.any_model and asked else app.model_name, reqs, comps, scores)
         app.log_request_entry(self.path, body, 200, None)
-        self._send_json(200, resp)
+        if extras.stream:
+            self._send_raw(200, stream_events(resp, extras.include_usage), "text/event-stream")
+        else:
+            self._send_json(200, resp)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -374,6 +396,17 @@ class OpenAICompatServer:
             finally:
                 if hasattr(self.backend, "interrupt"):
                     self.backend.interrupt = None
+
+    def answer(
+        self, route: str, reqs: list[Request], extras: Extras, client_gone: Callable[[], bool] | None = None
+    ) -> tuple[list[list[Completion]], list[list[dict[str, Any]]] | None]:
+        """The completions of ``reqs`` (none generated for a request of 0 new tokens), and each choice's log-prob
+        fields when ``extras`` asks for them or for echo (scored under the generation lock: the same model)."""
+        comps = openai_logprobs.generate(self.backend, reqs, lambda rs: self.generate(rs, client_gone))
+        if not (extras.scored or extras.echo):
+            return comps, None
+        with self._gen_lock:
+            return comps, openai_logprobs.choice_scores(route, self.backend, reqs, comps, extras)
 
     def log_request_entry(self, endpoint: str, body: Any, status: int | None, fault: str | None) -> None:
         if self.request_log is None:

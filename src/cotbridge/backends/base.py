@@ -23,6 +23,10 @@ class Request:
     seed: int = 0
     continue_final: bool = False
     first_sample: int = 0  # the samples are indices first_sample .. first_sample+n-1 (cache keys, seeds)
+    # A prompt given as token ids (serve's /completions takes them); ``prompt`` then holds their decoded text, for
+    # logs and for backends that read only text. Only a backend with ``encode`` (hf) uses the ids themselves.
+    prompt_ids: list[int] | None = None
+    token_ids: bool = False  # also return each completion's token ids, in extra["token_ids"] (serve's log-probs)
     meta: dict[str, Any] = field(
         default_factory=dict
     )  # task/example info for replay & reference; not sent, not cached

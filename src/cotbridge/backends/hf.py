@@ -108,13 +108,36 @@ class HFBackend:
             continue_final_message=req.continue_final,
         )
 
+    def encode(self, requests: list[Request]) -> list[list[int]]:
+        """Each request's prompt as the token ids the model reads: its ``prompt_ids`` as given, else its rendered
+        text (T5-style tokenizers end the encoder input with </s>, as in training; decoder-only prompts get no
+        BOS/EOS)."""
+        texts = [self.render(r) for r in requests if r.prompt_ids is None]
+        special = bool(self.model.config.is_encoder_decoder)
+        encoded = iter(self.tokenizer(texts, add_special_tokens=special)["input_ids"] if texts else [])
+        return [list(r.prompt_ids) if r.prompt_ids is not None else next(encoded) for r in requests]
+
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the model has logits for (a valid id is below it)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def score(self, seqs: list[list[int]], top_n: int) -> list[list[Any]]:
+        """The log-prob of each token of each sequence given those before it, with the ``top_n`` most likely
+        there (:func:`cotbridge.backends.token_logprobs.sequence_logprobs`)."""
+        from cotbridge.backends.token_logprobs import sequence_logprobs
+
+        if self.model.config.is_encoder_decoder:
+            raise UserError(f"{self.model_id} is an encoder-decoder model: token log-probs need a causal LM")
+        return sequence_logprobs(self.model, seqs, top_n)
+
     def generate(
         self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
     ) -> list[list[Completion]]:
         if self.decoding == "slots":
             return self._generate_in_slots(requests, progress, on_result)
-        texts = [self.render(r) for r in requests]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        prompts = self.encode(requests)
+        lengths = [len(ids) for ids in prompts]
         # Requests that share generation settings can share a batch; inside a group, sort by length
         # so padding is small.
         groups: dict[tuple, list[int]] = {}
@@ -138,7 +161,7 @@ class HFBackend:
             per_batch = max(1, self.batch_size // requests[idx[0]].n)
             for start in range(0, len(idx), per_batch):
                 chunk = idx[start : start + per_batch]
-                for i, comps in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
+                for i, comps in zip(chunk, self._generate_batch([prompts[i] for i in chunk], requests[chunk[0]])):
                     out[i] = comps
                     if on_result is not None:
                         on_result(i, comps)
@@ -151,7 +174,7 @@ class HFBackend:
     ) -> list[list[Completion]]:
         from cotbridge.backends.slot_decoding import Job, SlotDecoder
 
-        prompts = self.tokenizer([self.render(r) for r in requests], add_special_tokens=False)["input_ids"]
+        prompts = self.encode(requests)
         jobs = [
             Job(p, r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample)
             for p, r in zip(prompts, requests)
@@ -171,7 +194,10 @@ class HFBackend:
                 text, hit_stop = truncate_at_stop(self.tokenizer.decode(f.tokens, skip_special_tokens=True), req.stop)
                 finished = f.hit_eos or hit_stop or len(f.tokens) < req.max_tokens
                 used = len(f.tokens) + int(f.hit_eos)
-                comps.append(Completion(text, "stop" if finished else "length", len(prompts[i]), used, f.latency_s))
+                extra = {"token_ids": list(f.tokens)} if req.token_ids else {}
+                comps.append(
+                    Completion(text, "stop" if finished else "length", len(prompts[i]), used, f.latency_s, extra)
+                )
             out[i] = comps
             bar.update(1)
             if on_result is not None:
@@ -215,13 +241,10 @@ class HFBackend:
         finally:
             self.prefixes = None
 
-    def _generate_batch(self, texts: list[str], req: Request) -> list[list[Completion]]:
+    def _generate_batch(self, prompts: list[list[int]], req: Request) -> list[list[Completion]]:
         import torch
 
-        # T5-style tokenizers end the encoder input with </s>, as in training; decoder-only prompts get no BOS/EOS.
-        enc = self.tokenizer(
-            texts, return_tensors="pt", padding=True, add_special_tokens=self.model.config.is_encoder_decoder
-        ).to(self.model.device)
+        enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.model.device)
         sample = req.temperature > 0
         gen_kw: dict[str, Any] = dict(
             max_new_tokens=req.max_tokens,
@@ -256,7 +279,7 @@ class HFBackend:
             seqs = self.model.generate(**enc, **gen_kw)
         if interrupt is not None and interrupt.fired:
             raise GenerationInterrupted("generation abandoned: its caller is gone")
-        latency = (time.perf_counter() - t0) / len(texts)
+        latency = (time.perf_counter() - t0) / len(prompts)
         # Decoder-only outputs repeat the prompt; encoder-decoder outputs are the decoder start token + the new tokens.
         new = seqs[:, 1:] if self.model.config.is_encoder_decoder else seqs[:, enc["input_ids"].shape[1] :]
         eos = ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
@@ -273,7 +296,12 @@ class HFBackend:
                 results.append([])
             results[-1].append(
                 Completion(
-                    text, "stop" if finished else "length", prompt_lens[row // req.n], n_tokens or len(ids), latency
+                    text,
+                    "stop" if finished else "length",
+                    prompt_lens[row // req.n],
+                    n_tokens or len(ids),
+                    latency,
+                    {"token_ids": ids} if req.token_ids else {},
                 )
             )
         return results

@@ -5,8 +5,9 @@ Client side: ``request_body`` (a Request → the JSON body sent, and written to 
 ``completions_from_body`` (a response body → Completions; ``Malformed`` when it is not a usable completion),
 ``error_message`` (the message of an error body). Server side: ``parse_body`` (bytes → JSON, refusing hostile
 bodies), ``check_model`` and ``parse_requests`` (a body → Requests), ``response_body`` / ``models_body`` (Completions →
-the JSON answered), ``error_body`` / ``BadRequest`` (OpenAI-shaped errors naming the field). There is no streaming:
-the server refuses ``stream: true`` and the client never asks for it.
+the JSON answered), ``error_body`` / ``BadRequest`` (OpenAI-shaped errors naming the field), ``parse_extras`` (what
+a body asks beyond text: log-probs, echo, vLLM's prompt_logprobs, streaming). The shapes of log-probs and of a
+streamed answer are openai_logprobs.py and openai_stream.py. The client never streams.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cotbridge.backends.base import Completion, Request, truncate_at_stop
@@ -225,10 +227,19 @@ def check_model(body: Any, served: str, any_model: bool) -> str | None:
     if asked is not None and not isinstance(asked, str):
         raise BadRequest(f"model must be a string, got {asked!r}", "model")
     if asked is not None and asked != served and not any_model:
-        raise BadRequest(
-            f"The model {asked!r} does not exist: this server serves {served!r}", "model", 404, "model_not_found"
-        )
+        raise _unknown_model(asked, served)
     return asked
+
+
+def _unknown_model(asked: str, served: str) -> BadRequest:
+    return BadRequest(
+        f"The model {asked!r} does not exist: this server serves {served!r}", "model", 404, "model_not_found"
+    )
+
+
+def check_model_error(asked: str, served: str) -> dict[str, Any]:
+    """The 404 body for a model this server does not serve (``GET /v1/models/{id}``)."""
+    return _unknown_model(asked, served).body()
 
 
 def _num(body: dict, key: str, default: float, lo: float, hi: float) -> float:
@@ -271,9 +282,93 @@ def _content(content: Any, where: str) -> str:
     raise BadRequest(f"{where}: content must be a string or a list of text parts", "messages")
 
 
+# What the server reads of each route's body. A parameter outside these is refused with a 400 naming it, never
+# ignored with a 200 (a client that asks for something gets it, or hears why not); NEUTRAL ones are taken only at
+# the value that changes nothing.
+SERVED_KEYS = {
+    "chat": {"model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"}
+    | {"logprobs", "top_logprobs", "stream", "stream_options", "continue_final_message", "add_generation_prompt"},
+    "completions": {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed", "logprobs", "echo"}
+    | {"stream", "stream_options", "prompt_logprobs"},
+}
+NEUTRAL = {  # parameter -> (is it at its no-op value?, that value, as said in the refusal)
+    "user": (lambda v: v is None or isinstance(v, str), "any string (it is only a label)"),
+    "metadata": (lambda v: v is None or isinstance(v, dict), "an object (it is only a label)"),
+    "frequency_penalty": (lambda v: v in (None, 0), "0"),
+    "presence_penalty": (lambda v: v in (None, 0), "0"),
+    "repetition_penalty": (lambda v: v in (None, 1), "1"),
+    "logit_bias": (lambda v: not v, "{}"),
+    "best_of": (lambda v: v in (None, 1), "1"),
+    "suffix": (lambda v: v in (None, ""), "null"),
+    "response_format": (lambda v: v in (None, {"type": "text"}), '{"type": "text"}'),
+}
+
+
+def check_parameters(route: str, body: dict) -> None:
+    """Refuse any parameter this server does not act on, naming it."""
+    api = "chat" if route == ROUTES["chat"] else "completions"
+    for key, value in body.items():
+        if key in SERVED_KEYS[api]:
+            continue
+        if key in NEUTRAL:
+            ok, neutral = NEUTRAL[key]
+            if ok(value):
+                continue
+            raise BadRequest(f"{key} is not supported by this server; only {neutral} is accepted", key)
+        raise BadRequest(
+            f"unsupported parameter {key!r} for {ROUTES[api]}; this server reads "
+            f"{', '.join(sorted(SERVED_KEYS[api]))}",
+            key,
+        )
+
+
+@dataclass
+class Extras:
+    """What a body asks beyond generated text. ``logprobs``: log-probs of each completion token with this many
+    alternatives (None: not asked); ``echo``: the prompt comes back before the completion, with its log-probs when
+    ``logprobs`` is asked; ``prompt_logprobs``: vLLM's per-prompt-token alternatives by token id; ``stream``: the
+    answer as server-sent events, ``include_usage`` adding a final usage chunk."""
+
+    logprobs: int | None = None
+    echo: bool = False
+    prompt_logprobs: int | None = None
+    stream: bool = False
+    include_usage: bool = False
+
+    @property
+    def scored(self) -> bool:
+        return self.logprobs is not None or self.prompt_logprobs is not None
+
+
+def parse_extras(route: str, body: dict) -> Extras:
+    """The log-prob, echo and streaming options of a body at ``route`` (after ``check_parameters``)."""
+    from cotbridge.backends.token_logprobs import MAX_TOP
+
+    stream = _bool(body, "stream")
+    options = body.get("stream_options")
+    if options is not None:
+        if not stream:
+            raise BadRequest("stream_options is only allowed with stream: true", "stream_options")
+        if not isinstance(options, dict) or set(options) - {"include_usage"}:
+            raise BadRequest('stream_options takes only {"include_usage": true|false}', "stream_options")
+    include_usage = _bool(options or {}, "include_usage")
+    if route == ROUTES["chat"]:
+        top = _int(body, "top_logprobs", None, 0, MAX_TOP)
+        if top is not None and not _bool(body, "logprobs"):
+            raise BadRequest("top_logprobs needs logprobs: true", "top_logprobs")
+        return Extras(
+            logprobs=(top or 0) if _bool(body, "logprobs") else None, stream=stream, include_usage=include_usage
+        )
+    return Extras(
+        logprobs=_int(body, "logprobs", None, 0, MAX_TOP),
+        echo=_bool(body, "echo"),
+        prompt_logprobs=_int(body, "prompt_logprobs", None, 0, MAX_TOP),
+        stream=stream,
+        include_usage=include_usage,
+    )
+
+
 def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
-    if _bool(body, "stream"):
-        raise BadRequest("streaming is not supported by this server", "stream")
     stop = body.get("stop")
     if stop is None:
         stop = []
@@ -282,7 +377,9 @@ def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
     elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
         raise BadRequest("stop must be a string or a list of strings", "stop")
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _int(body, key, default_max_tokens, 1, 1_000_000)
+    # 0 new tokens is a request to score the prompt alone (echo / prompt_logprobs), as the completions API allows
+    scoring_only = body.get("echo") is True or body.get("prompt_logprobs") is not None
+    max_tokens = _int(body, key, default_max_tokens, 0 if scoring_only else 1, 1_000_000)
     seed = _int(body, "seed", 0, -(2**63), 2**63 - 1)
     return dict(
         n=_int(body, "n", 1, 1, 128),
@@ -306,16 +403,36 @@ def chat_request(body: dict) -> Request:
     continue_final = _bool(body, "continue_final_message")
     if continue_final and messages[-1]["role"] != "assistant":
         raise BadRequest("continue_final_message needs a final assistant message", "continue_final_message")
+    if body.get("add_generation_prompt") is not None and _bool(body, "add_generation_prompt") == continue_final:
+        raise BadRequest(
+            "add_generation_prompt must be the opposite of continue_final_message (a new assistant turn, or the "
+            "last one continued)",
+            "add_generation_prompt",
+        )
     return Request(messages=messages, continue_final=continue_final, **_common(body, 128))
 
 
+def _is_ids(p: Any) -> bool:
+    return isinstance(p, list) and bool(p) and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
+
+
 def completion_requests(body: dict) -> list[Request]:
+    """One Request per prompt: a string, a list of strings, a list of token ids, or a list of such lists (the four
+    forms the completions API takes). A token-id prompt keeps its ids in ``prompt_ids``; ``prompt`` is left empty
+    for the server to fill with their text."""
     prompt = body.get("prompt")
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise BadRequest("prompt must be a string or a non-empty list of strings", "prompt")
+    prompts = [prompt] if isinstance(prompt, str) or _is_ids(prompt) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) or _is_ids(p) for p in prompts):
+        raise BadRequest(
+            "prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids "
+            "(each non-empty)",
+            "prompt",
+        )
     common = _common(body, 16)
-    return [Request(prompt=p, **common) for p in prompts]
+    return [
+        Request(prompt=p, **common) if isinstance(p, str) else Request(prompt="", prompt_ids=list(p), **common)
+        for p in prompts
+    ]
 
 
 def parse_requests(route: str, body: dict) -> list[Request]:
@@ -323,24 +440,34 @@ def parse_requests(route: str, body: dict) -> list[Request]:
     return [chat_request(body)] if route == ROUTES["chat"] else completion_requests(body)
 
 
-def response_body(route: str, model: str, reqs: list[Request], comps: list[list[Completion]]) -> dict[str, Any]:
-    """The answer to ``reqs`` at ``route``: one choice per completion, stop strings applied, usage summed."""
+def response_body(
+    route: str,
+    model: str,
+    reqs: list[Request],
+    comps: list[list[Completion]],
+    scores: list[list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The answer to ``reqs`` at ``route``: one choice per completion, stop strings applied, usage summed. ``scores``
+    (one dict per completion, from openai_logprobs.choice_scores) adds each choice's log-prob fields, and with echo
+    its prompt text."""
     chat = route == ROUTES["chat"]
     choices: list[dict[str, Any]] = []
     prompt_tokens = completion_tokens = 0
-    for req, cs in zip(reqs, comps):
+    for i, (req, cs) in enumerate(zip(reqs, comps)):
         prompt_tokens += max((c.prompt_tokens for c in cs), default=0)  # one prompt, billed once
-        for c in cs:
+        for j, c in enumerate(cs):
             completion_tokens += c.completion_tokens
             text, cut = truncate_at_stop(c.text, req.stop)  # for backends that ignore stop strings
             finish = "stop" if cut else c.finish_reason
+            extra = dict(scores[i][j]) if scores is not None else {"logprobs": None}
             if chat:
                 message: dict[str, Any] = {"role": "assistant", "content": text}
                 if c.extra.get("reasoning"):
                     message["reasoning_content"] = c.extra["reasoning"]
-                choices.append({"index": len(choices), "message": message, "finish_reason": finish, "logprobs": None})
+                choices.append({"index": len(choices), "message": message, "finish_reason": finish, **extra})
             else:
-                choices.append({"index": len(choices), "text": text, "finish_reason": finish, "logprobs": None})
+                text = extra.pop("echo_text", "") + text
+                choices.append({"index": len(choices), "text": text, "finish_reason": finish, **extra})
     return {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion" if chat else "text_completion",
@@ -355,9 +482,14 @@ def response_body(route: str, model: str, reqs: list[Request], comps: list[list[
     }
 
 
+def model_body(model: str) -> dict[str, Any]:
+    """``GET /v1/models/{model}``: the model object."""
+    return {"id": model, "object": "model", "created": 0, "owned_by": "cotbridge"}
+
+
 def models_body(model: str) -> dict[str, Any]:
     """``GET /v1/models``: the one model served."""
-    return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "cotbridge"}]}
+    return {"object": "list", "data": [model_body(model)]}
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -55,6 +55,9 @@ def request_key(kind: str, model: str, req: Request, sample_index: int, salt: st
         "seed": req.seed,
         "sample": sample_index,
         **({"salt": salt} if salt is not None else {}),
+        # Only when set, so that the keys of every cache written before these fields existed stay as they were.
+        **({"prompt_ids": req.prompt_ids} if req.prompt_ids is not None else {}),
+        **({"token_ids": True} if req.token_ids else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
