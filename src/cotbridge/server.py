@@ -100,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, handle: Callable[[], None]) -> None:
         """Run ``handle``; an error it did not foresee is a 500 to the client, not a dropped connection."""
         self._responded = False
+        if self.server.app.stopping.is_set():  # a kept-alive connection outlives the listener: end it too
+            self.close_connection = True
+            self._send_json(503, error_body("the server is shutting down", "server_error"))
+            return
         try:
             handle()
         except Exception as e:

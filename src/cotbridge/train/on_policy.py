@@ -40,6 +40,11 @@ class OnPolicyConfig(TrainConfig):
         default=0.9, gt=0
     )  # sampling temperature of the student's (and seq_kd teacher's) samples
     max_new_tokens: int = Field(default=128, ge=1)  # length of each sampled completion
+    # An OpenAI-compatible server of the teacher (vLLM, cotbridge serve: http://host:port/v1) that grades the
+    # student's samples with prompt_logprobs, instead of a copy in this process (TRL's ServerDistillationTrainer:
+    # top-1 support, on-policy only). The pre-flight compares it with the in-process teacher once.
+    teacher_url: str | None = None
+    served_tolerance: float = Field(default=0.1, gt=0)  # pre-flight: nats the served teacher may differ by
     lr: float = 1e-4
     epochs: float = 1  # every step samples: an epoch costs far more than an SFT epoch
     # GKD generates from each batch's prompts: packed rows and length-sorted batches have no place here.
@@ -71,7 +76,20 @@ def check_pair(cfg: OnPolicyConfig, chat: bool = False, top_k: int = 20) -> list
     from cotbridge.train.preflight import preflight
 
     student = load_model_and_tokenizer(cfg.model, cfg.gguf_file, cfg.dtype)
-    return preflight(student, load_teacher(cfg), chat=chat, top_k=top_k)
+    return preflight(
+        student,
+        load_teacher(cfg),
+        chat=chat,
+        top_k=top_k,
+        served_url=api_base(cfg.teacher_url) if cfg.teacher_url else None,
+        served_tolerance=cfg.served_tolerance,
+    )
+
+
+def api_base(url: str) -> str:
+    """``url`` ending in /v1, as the openai SDK takes it (TRL's VLLMClient takes it without)."""
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
 
 
 def tokenized(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
@@ -101,8 +119,13 @@ def tokenized(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[
 
 def build_on_policy_trainer(cfg: OnPolicyConfig, examples: list[dict[str, Any]], callbacks: list[Any] | None = None):
     """A GKDTrainer over ``examples`` (prompt, optional completion); the teacher is loaded first, so that a GPU batch
-    of "auto" is sized from the memory the teacher leaves."""
+    of "auto" is sized from the memory the teacher leaves. With ``teacher_url``, TRL's ServerDistillationTrainer."""
     import warnings
+
+    if cfg.teacher_url:
+        from cotbridge.train.served_teacher import build_served_teacher_trainer
+
+        return build_served_teacher_trainer(cfg, examples, callbacks)
 
     from datasets import Dataset
 
@@ -178,7 +201,13 @@ def _train(cfg: OnPolicyConfig, examples: list[dict[str, Any]], callbacks: list[
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    if cfg.teacher_url:
+        from cotbridge.train.served_teacher import teacher_faults_as_user_errors
+
+        with teacher_faults_as_user_errors(cfg, trainer):
+            result = trainer.train(resume_from_checkpoint=resume)
+    else:
+        result = trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, cfg)
     history = trainer.state.log_history
     return {
@@ -190,7 +219,7 @@ def _train(cfg: OnPolicyConfig, examples: list[dict[str, Any]], callbacks: list[
         **{f"examples_{k}": v for k, v in trainer.truncation.items()},
         "world_size": trainer.args.world_size,
         "batch_size": trainer.state.train_batch_size,
-        "teacher": cfg.teacher,
+        "teacher": cfg.teacher_url or cfg.teacher,
         "lmbda": cfg.lmbda,
         "beta": cfg.beta,
     }

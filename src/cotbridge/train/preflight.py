@@ -9,11 +9,14 @@ one line saying what differs and what to do (:class:`~cotbridge.errors.UserError
    end- and start-of-sequence tokens, and output layers of the same width (the number of logits);
 2. the chat templates, where prompts go through one;
 3. the teacher's log-probs on a fixed sequence: finite, a distribution, and at least ``top_k`` wide;
-4. a served teacher's log-probs against the in-process ones: skipped while no served teacher is configured.
+4. a served teacher (``distill.teacher_url``: vLLM or ``cotbridge serve``), asked as TRL's server distillation asks
+   (the fixed text as token ids, ``prompt_logprobs``): it answers, at least ``top_k`` wide, with the actual token's
+   log-prob at every position, each within ``tolerance`` nats of the in-process teacher's. Skipped without a URL.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -134,12 +137,58 @@ def check_teacher_logprobs(teacher: Any, tokenizer: Any, top_k: int) -> Check:
     )
 
 
-def served_check() -> Check:
+def served_check(url: str | None, teacher: Any, tokenizer: Any, top_k: int, tolerance: float) -> Check:
+    if url is None:
+        return Check(
+            "served_teacher", "skip", "no served teacher configured (distill.teacher_url): nothing to compare"
+        )
+    import openai
+
+    ids = tokenizer(FIXED_TEXT)["input_ids"]
+    full, _, _ = teacher_logprobs(teacher, ids, top_k)
+    client = openai.OpenAI(
+        base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "none", max_retries=2, timeout=120
+    )
+    fix = "start it (cotbridge serve MODEL, or vllm serve MODEL) or remove distill.teacher_url"
+    try:
+        model = client.models.list().data[0].id
+        resp = client.completions.create(model=model, prompt=ids, max_tokens=1, extra_body={"prompt_logprobs": top_k})
+    except openai.APIConnectionError as e:
+        raise UserError(f"cannot reach the served teacher at {url} ({e.__cause__ or e}): {fix}") from None
+    except openai.APIStatusError as e:
+        raise UserError(
+            f"the served teacher at {url} refused a prompt_logprobs request ({e.status_code}: {e.message}): it must "
+            "return vLLM's prompt_logprobs (vLLM, cotbridge serve)"
+        ) from None
+    positions = (resp.choices[0].model_extra or {}).get("prompt_logprobs") if resp.choices else None
+    if not isinstance(positions, list) or len(positions) != len(ids):
+        raise UserError(
+            f"the served teacher at {url} ({model}) returned no prompt_logprobs for the {len(ids)} tokens it was "
+            "sent: it must return vLLM's prompt_logprobs (vLLM, cotbridge serve)"
+        )
+    worst, at = 0.0, 0
+    for pos in range(1, len(ids)):
+        entry = positions[pos] or {}
+        actual = entry.get(str(ids[pos]))
+        if actual is None or len(entry) < top_k:
+            raise UserError(
+                f"the served teacher at {url} ({model}) returned {len(entry)} log-probs at position {pos}, without "
+                f"the actual token's or under top_k={top_k}: serve it with a larger --max-logprobs, or lower top_k"
+            )
+        gap = abs(float(actual["logprob"]) - full[pos - 1, ids[pos]].item())
+        if gap > worst:
+            worst, at = gap, pos
+    if worst > tolerance:
+        raise UserError(
+            f"the served teacher at {url} ({model}) and the in-process teacher disagree by up to {worst:.3f} nats "
+            f"(position {at} of a fixed text; tolerance {tolerance}): it serves another model, other weights or a "
+            "lower precision; serve distill.teacher as configured, or raise distill.served_tolerance"
+        )
     return Check(
         "served_teacher",
-        "skip",
-        "no served teacher configured (only the in-process teacher exists yet: cotbridge serve returns no log-probs), "
-        "so there is nothing to compare it with",
+        "pass",
+        f"{model} at {url}: {len(ids) - 1} positions within {worst:.3f} nats of the in-process teacher "
+        f"(tolerance {tolerance}), top-{top_k} returned",
     )
 
 
@@ -149,6 +198,8 @@ def preflight(
     *,
     chat: bool = False,
     top_k: int = 20,
+    served_url: str | None = None,
+    served_tolerance: float = 0.1,
 ) -> list[dict[str, str]]:
     """Every check on (student model or config, tokenizer) and (teacher model, tokenizer); the first failure raises
     one line. Only the student's config and tokenizer are read."""
@@ -160,6 +211,6 @@ def preflight(
         compare_output_width(s_config, t_model.config),
         compare_chat_templates(s_tok, t_tok, chat),
         check_teacher_logprobs(t_model, s_tok, top_k),
-        served_check(),
+        served_check(served_url, t_model, s_tok, top_k, served_tolerance),
     ]
     return [asdict(c) for c in checks]
