@@ -175,6 +175,16 @@ def no_task_records(path: Path) -> Path:
     return path
 
 
+def small_window_eval(path: Path) -> list:
+    """A tiny model with a window of 64 positions and one GSM8K question far longer than that."""
+    from tests.test_context_window import save_small_window_model
+
+    (path / "data" / "gsm8k").mkdir(parents=True)
+    (path / "data" / "gsm8k" / "test.jsonl").write_text(json.dumps({"question": "apples " * 80, "answer": "#### 1"}))
+    model = save_small_window_model(path / "model")
+    return ["--model", model, "--task", "gsm8k", "--data-dir", path / "data"]
+
+
 @pytest.mark.parametrize(
     "command,fault,needles",
     [
@@ -201,6 +211,12 @@ def no_task_records(path: Path) -> Path:
         ("curate", lambda d: [d / "r.jsonl", "--min-answer-f1", "2"], ["min_answer_f1", "less than or equal to 1"]),
         # a request cache that cannot be opened: named, with what to do (a locked or full one: test_cache_durability)
         ("teach-cache", lambda d: [f"cache={d / 'plain-file' / 'c.sqlite'}"], ["plain-file", "request cache"]),
+        # no prompt fits the model's context window: refused in one line, nothing evaluated (issue #24)
+        (
+            "eval-window",
+            small_window_eval,
+            ["gsm8k: none of the 1 prompts fits", "context window of 64 tokens", "a longer context window"],
+        ),
         # an unreachable API server
         (
             "teach-api",
@@ -244,6 +260,8 @@ def test_fault_matrix(tmp_path, command, fault, needles):
         ]
     elif command == "eval":
         args = ["eval", "--task", "synthetic_arithmetic", *extra]
+    elif command == "eval-window":
+        args = ["eval", *extra, "-o", tmp_path / "evaluated"]
     elif command == "eval-predictions":
         args = [
             "eval",

@@ -125,6 +125,9 @@ def curate(
     records: list[dict[str, Any]], settings: CurateSettings | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(kept records, statistics: kept/dropped per reason, per task)."""
+    from cotbridge.backends.base import CONTEXT_OVERFLOW
+    from cotbridge.inference.records import teacher_record_skipped
+
     settings = settings or CurateSettings()
     checks = [(name, FILTERS.get(name)) for name in settings.filters]
     kept, dropped = [], Counter()
@@ -132,8 +135,12 @@ def curate(
     if settings.rationale not in RATIONALE_SOURCES:
         raise UserError(f"rationale must be one of {', '.join(RATIONALE_SOURCES)}, got {settings.rationale!r}")
     for rec in sorted(records, key=lambda r: (r["example_id"], r["sample"])):
-        reason = thinking_problem(rec, settings) or next(
-            (name for name, check in checks if not check(rec, settings)), None
+        # A record the teacher never generated (its prompt does not fit the teacher's context window) is dropped
+        # whatever the filters: its empty rationale is not an example.
+        reason = (
+            (CONTEXT_OVERFLOW if teacher_record_skipped(rec) else None)
+            or thinking_problem(rec, settings)
+            or next((name for name, check in checks if not check(rec, settings)), None)
         )
         if reason is None and settings.dedupe:
             fp = (rec["example_id"], rationale_fingerprint(rec.get("rationale", "")))
@@ -155,6 +162,14 @@ def curate(
         "dedupe": settings.dedupe,
         "rationale": settings.rationale,
     }
+    if dropped[CONTEXT_OVERFLOW]:
+        log.warning(
+            "curation: dropped %d of %d records the teacher never generated (their prompt does not fit its context "
+            "window; curation.json: dropped.%s)",
+            dropped[CONTEXT_OVERFLOW],
+            len(records),
+            CONTEXT_OVERFLOW,
+        )
     return kept, stats
 
 

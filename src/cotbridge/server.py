@@ -4,7 +4,9 @@ Standard library only (``http.server``). Endpoints: ``POST /v1/chat/completions`
 ``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health`` (the ``/v1`` prefix is
 optional). Over a local model (hf) it also answers log-probs (``logprobs``, ``top_logprobs``, ``echo``, vLLM's
 ``prompt_logprobs``; backends/openai_logprobs.py) and token-id prompts; ``stream: true`` gets server-sent events
-(backends/openai_stream.py). A parameter it does not act on gets a 400 naming it.
+(backends/openai_stream.py). A parameter it does not act on gets a 400 naming it; so does a prompt (or an explicit
+``max_tokens``) that does not fit the served model's context window, before any generation
+(backends/context_window.py).
 
 Generation calls into the backend are serialised with a lock (a torch model is not thread-safe);
 injected latency (``latency_ms``) is slept outside the lock, so concurrent clients overlap it.
@@ -39,6 +41,7 @@ from urllib.parse import unquote
 
 from cotbridge.backends import openai_logprobs
 from cotbridge.backends.base import Completion, GenerationInterrupted, Request
+from cotbridge.backends.context_window import check_served
 from cotbridge.backends.fault_injection import FaultInjector, FaultSpec, parse_faults
 from cotbridge.backends.openai_stream import stream_events
 from cotbridge.backends.openai_wire import (
@@ -166,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             check_parameters(route, body)
             reqs, extras = parse_requests(route, body), parse_extras(route, body)
             openai_logprobs.prepare(app.backend, reqs, extras)
+            check_served(app.backend, route, body, reqs)  # a prompt longer than the model's window: a 400, as vLLM
         except BadRequest as e:
             self._refuse(e, body)
             return

@@ -39,11 +39,24 @@ class Request:
 @dataclass
 class Completion:
     text: str
-    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    finish_reason: str  # "stop" (EOS or a stop string), "length", or CONTEXT_OVERFLOW (not generated)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# The finish_reason of a request that was not generated because its prompt does not fit the model's context window
+# (backends/context_window.py): its text is empty and ``extra["skipped"]`` says why, with both numbers. Evaluation
+# counts it as skipped (and wrong), teaching records it and curation never trains on it.
+CONTEXT_OVERFLOW = "context_overflow"
+
+
+def skipped_reason(c: Completion | None) -> str | None:
+    """Why ``c`` was not generated (a prompt that does not fit the context window), or None: it was."""
+    if c is None or c.finish_reason != CONTEXT_OVERFLOW:
+        return None
+    return str(c.extra.get("skipped") or "the prompt does not fit the model's context window")
 
 
 # Called as soon as one request's completions exist (before the whole batch returns), so callers

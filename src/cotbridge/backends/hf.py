@@ -131,12 +131,50 @@ class HFBackend:
             raise UserError(f"{self.model_id} is an encoder-decoder model: token log-probs need a causal LM")
         return sequence_logprobs(self.model, seqs, top_n)
 
+    @property
+    def context_window(self) -> int | None:
+        """The most positions the model takes, prompt and completion together (None: unknown, nothing checked)."""
+        from cotbridge.backends.context_window import context_window
+
+        return context_window(self.model, self.tokenizer)
+
     def generate(
         self, requests: list[Request], progress: bool = True, on_result: ResultCallback | None = None
     ) -> list[list[Completion]]:
-        if self.decoding == "slots":
-            return self._generate_in_slots(requests, progress, on_result)
+        """A request whose prompt does not fit the context window is not generated: its completions say why
+        (finish_reason ``context_overflow``); one whose ``max_tokens`` does not fit gets what fits
+        (backends/context_window.py). Nothing is truncated."""
+        from cotbridge.backends.context_window import fit_to_window, skipped_completions
+
         prompts = self.encode(requests)
+        encoder_decoder = bool(self.model.config.is_encoder_decoder)
+        fit = fit_to_window(requests, [len(p) for p in prompts], self.context_window, encoder_decoder)
+        out: list[list[Completion]] = [[] for _ in requests]
+        for i, reason in fit.skipped.items():
+            out[i] = skipped_completions(requests[i], reason)
+            if on_result is not None:
+                on_result(i, out[i])
+        todo = [i for i in range(len(requests)) if i not in fit.skipped]
+        if not todo:
+            return out
+        done = (lambda j, comps: on_result(todo[j], comps)) if on_result is not None else None
+        reqs, ids = [fit.requests[i] for i in todo], [prompts[i] for i in todo]
+        made = (
+            self._generate_in_slots(reqs, ids, progress, done)
+            if self.decoding == "slots"
+            else self._generate_in_batches(reqs, ids, progress, done)
+        )
+        for i, comps in zip(todo, made):
+            out[i] = comps
+        return out
+
+    def _generate_in_batches(
+        self,
+        requests: list[Request],
+        prompts: list[list[int]],
+        progress: bool,
+        on_result: ResultCallback | None,
+    ) -> list[list[Completion]]:
         lengths = [len(ids) for ids in prompts]
         # Requests that share generation settings can share a batch; inside a group, sort by length
         # so padding is small.
@@ -170,11 +208,14 @@ class HFBackend:
         return out
 
     def _generate_in_slots(
-        self, requests: list[Request], progress: bool, on_result: ResultCallback | None
+        self,
+        requests: list[Request],
+        prompts: list[list[int]],
+        progress: bool,
+        on_result: ResultCallback | None,
     ) -> list[list[Completion]]:
         from cotbridge.backends.slot_decoding import Job, SlotDecoder
 
-        prompts = self.encode(requests)
         jobs = [
             Job(p, r.n, r.temperature, r.top_p, r.max_tokens, tuple(r.stop), r.seed, r.first_sample)
             for p, r in zip(prompts, requests)

@@ -165,5 +165,8 @@ def score_recorded(given: dict[str, Any]) -> None:
 def print_results(results: dict, output: str) -> None:
     for name, m in results.items():
         extra = "".join(f"  {key} {m[key]:.3f}" for key in ("em", "f1", "agreement") if key in m)
+        if m.get("skipped"):  # prompts longer than the model's context window: in n, counted wrong
+            sk = m["skipped"]
+            extra += f"  skipped {sk['count']} questions / {sk['samples']} samples, counted wrong ({sk['reason']})"
         typer.echo(f"{name}: accuracy {m['accuracy']:.3f} ± {m['accuracy_stderr']:.3f} (n={m['n']}){extra}")
     typer.echo(f"wrote {output}/results.json")

@@ -86,6 +86,12 @@ def describe(summary: dict[str, Any]) -> str:
         f"{summary['accuracy']:.3f}, {summary['questions_with_a_correct_sample']}/{summary['questions']} "
         f"questions with a correct sample, cost ${summary['cost_usd']:.4f}"
     ]
+    if summary.get("skipped"):
+        sk = summary["skipped"]
+        lines.append(
+            f"skipped {sk['count']} records of {sk['questions']} questions, not generated ({sk['reason']}): "
+            "counted wrong, never curated"
+        )
     if summary["stopped"]:
         lines.append(f"stopped early: {summary['stopped']}")
     return "\n".join([*lines, f"wrote {summary['records_file']}"])

@@ -24,7 +24,8 @@ LOG_VERSION = 2  # inspect_ai's LOG_SCHEMA_VERSION: a reader refuses a higher on
 SCORER = "match"
 # Inspect's own logs start with the creation time, ':' and '+' made '-'
 LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}[:-]\d{2}[:-]\d{2}[^_]*_(?P<task>[^_]+)_[^_]+\.json$")
-STOP_REASONS = {"stop": "stop", "length": "max_tokens"}  # anything else is Inspect's "unknown"
+# anything else is Inspect's "unknown"; a prompt longer than the context window is Inspect's "model_length"
+STOP_REASONS = {"stop": "stop", "length": "max_tokens", "context_overflow": "model_length"}
 NOT_METRICS = {"n", "k", "wall_time_s"}  # counts and timings in results.json, not scores
 
 
@@ -174,7 +175,9 @@ def eval_sample(rec: dict[str, Any], model: str) -> dict[str, Any]:
                 "model": model,
                 # the answer stage's own output and this sample's verdict: the viewer shows message metadata
                 "metadata": {
-                    k: s[k] for k in ("answer_output", "prediction", "correct", "rule", "finish_reason") if k in s
+                    k: s[k]
+                    for k in ("answer_output", "prediction", "correct", "rule", "finish_reason", "skipped")
+                    if k in s
                 },
             },
             "stop_reason": STOP_REASONS.get(s.get("finish_reason") or "", "unknown"),
@@ -234,6 +237,8 @@ def eval_sample(rec: dict[str, Any], model: str) -> dict[str, Any]:
 
 def explanation(rec: dict[str, Any], samples: list[dict[str, Any]]) -> str:
     prediction, gold = rec.get("prediction"), rec.get("gold")
+    if rec.get("skipped"):
+        return f"not asked: {rec['skipped']}; counted wrong; gold {gold!r}"
     if prediction is None:
         return f"no answer found in the output; gold {gold!r}"
     if len(samples) > 1:

@@ -245,6 +245,7 @@ def _evaluate_into(
         t0 = time.perf_counter()
         records, metrics = evaluate_examples(task, examples, backend, cfg.mode, ctx, cfg.decoding(), progress=progress)
         metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
+        say_skipped(task.name, metrics, backend.model_id)
         write_jsonl(out / f"{task.name}.jsonl", records)
         results[task.name] = metrics
         task_info[task.name] = {
@@ -267,6 +268,31 @@ def _evaluate_into(
     )
     write_inspect_logs_softly(out)
     return summary
+
+
+def say_skipped(task: str, metrics: dict[str, Any], model: str) -> None:
+    """One warning for the questions whose prompt does not fit the model's context window (recorded in their
+    records and counted in results.json: wrong, never left out of accuracy); an error when that is every question."""
+    skipped = metrics.get("skipped")
+    if not skipped:
+        return
+    if skipped["count"] == metrics["n"]:
+        raise UserError(
+            f"{task}: none of the {metrics['n']} prompts fits {model}'s context window ({skipped['reason']}, question "
+            f"{skipped['first_ids'][0]}): nothing was evaluated; use a shorter prompt mode (fewer few-shot exemplars) "
+            "or a model with a longer context window"
+        )
+    log.warning(
+        "%s: %d of %d questions not asked (%d samples not generated) because their prompt does not fit %s's context "
+        "window, e.g. %s (question %s): counted as wrong; see 'skipped' in results.json and in their records",
+        task,
+        skipped["count"],
+        metrics["n"],
+        skipped["samples"],
+        model,
+        skipped["reason"],
+        skipped["first_ids"][0],
+    )
 
 
 def write_inspect_logs_softly(out: Path) -> None:

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cotbridge.answers.score import is_correct, score_output
+from cotbridge.answers.score import Verdict, is_correct, score_output
 from cotbridge.answers.squad import best_over_golds, normalize_answer
 from cotbridge.backends.base import Backend, Request
 from cotbridge.evaluation.metrics import majority_vote, mean_and_stderr, pass_at_k, pass_k_values
@@ -80,7 +80,9 @@ def score_example(
     scored = [
         EvalSample.from_sample(
             s,
-            score_output(
+            not_generated(task.answer_type)
+            if s.skipped
+            else score_output(
                 s.final.text,
                 ex.golds,
                 task.answer_type,
@@ -93,9 +95,25 @@ def score_example(
         for s in samples
     ]
     voted = vote(task, ex, [s.verdict.prediction for s in scored])
+    reasons = [s.skipped for s in scored]
     return EvalRecord(
-        id=ex.id, question=ex.question, gold=ex.answer, prompt=prompt_of(req), samples=scored, **voted
+        id=ex.id,
+        question=ex.question,
+        gold=ex.answer,
+        prompt=prompt_of(req),
+        samples=scored,
+        skipped=reasons[0] if reasons and all(reasons) else None,  # no sample at all: the question was not asked
+        **voted,
     ).to_dict()
+
+
+def not_generated(answer_type: str) -> Verdict:
+    """The verdict of a sample that was not generated (its prompt does not fit the context window): no answer,
+    wrong, incomplete."""
+    verdict = Verdict(None, False, False, False, False, None)
+    if answer_type == "span":
+        verdict.em, verdict.f1 = 0.0, 0.0
+    return verdict
 
 
 def vote(task: Task, ex: Example, predictions: list[str | None]) -> dict[str, Any]:
@@ -121,6 +139,9 @@ def aggregate(task: Task, records: list[dict[str, Any]], k: int) -> dict[str, An
         "complete": rate("complete"),
         "invalid": sum(s["prediction"] is None for s in samples) / max(1, len(samples)),
     }
+    skipped = skipped_summary(records)
+    if skipped is not None:
+        metrics["skipped"] = skipped
     if task.answer_type == "span":
         metrics["em"], metrics["em_stderr"] = mean_and_stderr([r["em"] for r in records])
         metrics["f1"], metrics["f1_stderr"] = mean_and_stderr([r["f1"] for r in records])
@@ -131,3 +152,20 @@ def aggregate(task: Task, records: list[dict[str, Any]], k: int) -> dict[str, An
                 pass_at_k(k, sum(s["correct"] for s in r["samples"]), kk) for r in records
             ) / len(records)
     return metrics
+
+
+def skipped_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What was not generated because its prompt does not fit the model's context window (None: nothing). ``count``:
+    questions not asked at all (they stay in every denominator, as wrong: accuracy is never inflated by leaving
+    them out); ``samples``: samples not generated (a question's answer prompt can overflow for some samples only);
+    ``reason``: the first one's; ``first_ids``: the first questions concerned."""
+    hit = [r for r in records if any(s.get("skipped") for s in r["samples"])]
+    if not hit:
+        return None
+    first = next(s["skipped"] for s in hit[0]["samples"] if s.get("skipped"))
+    return {
+        "count": sum(bool(r.get("skipped")) for r in records),
+        "samples": sum(bool(s.get("skipped")) for r in hit for s in r["samples"]),
+        "reason": first,
+        "first_ids": [r["id"] for r in hit[:5]],
+    }

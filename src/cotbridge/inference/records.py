@@ -12,7 +12,7 @@ from typing import Any
 
 from cotbridge.answers.score import Verdict
 from cotbridge.answers.thinking import split_thinking
-from cotbridge.backends.base import Completion, Request
+from cotbridge.backends.base import CONTEXT_OVERFLOW, Completion, Request
 from cotbridge.inference.two_stage import TwoStageSample
 
 
@@ -30,6 +30,7 @@ class EvalSample:
     usage: dict[str, int]
     verdict: Verdict
     answer_output: str | None = None
+    skipped: str | None = None  # why it was not generated (a prompt longer than the model's context window)
 
     @classmethod
     def from_sample(cls, s: TwoStageSample, verdict: Verdict) -> EvalSample:
@@ -40,12 +41,15 @@ class EvalSample:
             usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
             verdict=verdict,
             answer_output=s.answer.text if s.answer is not None else None,
+            skipped=s.skipped,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"output": self.output, "finish_reason": self.finish_reason, "usage": self.usage}
         if self.answer_output is not None:
             d["answer_output"] = self.answer_output
+        if self.skipped is not None:
+            d["skipped"] = self.skipped
         return {**d, **self.verdict.to_dict()}
 
 
@@ -62,6 +66,7 @@ class EvalRecord:
     correct: bool
     em: float | None = None
     f1: float | None = None
+    skipped: str | None = None  # no sample was generated, and why: the question counts as wrong
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -75,6 +80,8 @@ class EvalRecord:
         }
         if self.em is not None:
             d["em"], d["f1"] = self.em, self.f1
+        if self.skipped is not None:
+            d["skipped"] = self.skipped
         return d
 
 
@@ -127,7 +134,10 @@ class TeacherRecord:
             verdict=verdict,
             usage=usage,
             cost_usd=cost or None,
-            extra={k: v for k, v in s.output.extra.items() if k not in ("cost_usd", "reasoning")},
+            extra={
+                **{k: v for k, v in s.output.extra.items() if k not in ("cost_usd", "reasoning")},
+                **({"skipped": s.skipped} if s.skipped else {}),  # not generated: curation never trains on it
+            },
             **fields,
         )
 
@@ -140,3 +150,13 @@ class TeacherRecord:
         d.update({k: v[k] for k in ("prediction", "correct", "contains_answer", "correct_format", "complete", "rule")})
         out = {**d, "usage": usage, "cost_usd": cost, "extra": extra, "created": created}
         return {**out, **thinking} if thinking["thinking"] is not None else out
+
+
+def teacher_record_skipped(rec: dict[str, Any]) -> str | None:
+    """Why a teacher record (its JSON) holds no generated sample: its prompt, or its answer's, did not fit the
+    teacher's context window. None: it was generated."""
+    reason = (rec.get("extra") or {}).get("skipped")
+    finish = rec.get("finish_reason") or {}
+    if reason is None and isinstance(finish, dict) and CONTEXT_OVERFLOW in finish.values():
+        reason = "the prompt does not fit the teacher's context window"
+    return str(reason) if reason else None

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cotbridge.backends.base import Backend, Completion, Request
+from cotbridge.backends.base import Backend, Completion, Request, skipped_reason
 
 # (index of the stage-1 request, the stage-1 request, the rationale) -> the stage-2 request
 AnswerRequestBuilder = Callable[[int, Request, str], Request]
@@ -32,6 +32,14 @@ class TwoStageSample:
     def final(self) -> Completion:
         """The completion the answer is read from."""
         return self.answer if self.answer is not None else self.output
+
+    @property
+    def skipped(self) -> str | None:
+        """Why this sample was not generated (a prompt, of stage 1 or of stage 2, that does not fit the model's
+        context window), or None."""
+        return skipped_reason(self.output) or (
+            f"answer {skipped_reason(self.answer)}" if skipped_reason(self.answer) else None
+        )
 
 
 def sampling_temperature(temperature: float | None, samples: int) -> float:
@@ -111,7 +119,11 @@ def _two_stage(
     samples = [[TwoStageSample(req, c, clean(c)) for c in comps] for req, comps in zip(requests, outputs)]
     if answer_request is None:
         return samples
-    flat = [(i, s) for i, row in enumerate(samples) for s in row]
+    # A rationale that was not generated (its prompt does not fit the context window) gets no answer: the answer's
+    # prompt repeats that prompt, so it would not fit either.
+    flat = [(i, s) for i, row in enumerate(samples) for s in row if skipped_reason(s.output) is None]
+    if on_done is not None and len(flat) < sum(map(len, samples)):
+        on_done(sum(map(len, samples)) - len(flat))  # the skipped samples are done
     for i, s in flat:
         s.answer_request = answer_request(i, s.request, s.rationale)
     answers = generate_answers(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cotbridge.inference.records import teacher_record_skipped
 from cotbridge.jsonl import write_json
 from cotbridge.teach.plan import Plan
 
@@ -37,6 +38,25 @@ def summarize(
         "cache": {"hits": getattr(backend, "hits", 0), "calls": getattr(backend, "misses", 0)},
         "stopped": stopped,
     }
+    skipped = [(r, teacher_record_skipped(r)) for r in records]
+    skipped = [(r, why) for r, why in skipped if why]
+    if skipped:
+        # Recorded (a rerun does not ask again), counted wrong, never curated into training data.
+        summary["skipped"] = {
+            "count": len(skipped),
+            "questions": len({r["example_id"] for r, _ in skipped}),
+            "reason": skipped[0][1],
+            "first_ids": list(dict.fromkeys(r["example_id"] for r, _ in skipped))[:5],
+        }
+        log.warning(
+            "%s: %d of %d records hold no sample: the prompt does not fit the teacher's context window, e.g. %s "
+            "(question %s); they count as wrong and curation never trains on them",
+            plan.task.name,
+            len(skipped),
+            len(records),
+            skipped[0][1],
+            skipped[0][0]["example_id"],
+        )
     write_json(path, summary)
     return summary
 
