@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/instruction_tuning_matrix.py
 	$(PY) bench/lm_guided_cot.py
 	$(PY) bench/view_scale.py
+	$(PY) bench/on_policy_speed.py
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

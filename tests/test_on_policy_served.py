@@ -43,7 +43,8 @@ def test_preflight_compares_the_served_teacher_with_the_in_process_one(
         c["name"]: c for c in check_pair(on_policy_config(student_dir, tiny_model_dir, tmp_path, teacher_url=url))
     }
     assert (
-        checks["served_teacher"]["status"] == "pass" and "positions within 0.00" in checks["served_teacher"]["detail"]
+        checks["served_teacher"]["status"] == "pass"
+        and "0.000 nats a token from the in-process teacher" in checks["served_teacher"]["detail"]
     )
     without = {c["name"]: c for c in check_pair(on_policy_config(student_dir, tiny_model_dir, tmp_path))}
     assert without["served_teacher"]["status"] == "skip"
@@ -57,7 +58,9 @@ def test_preflight_refuses_a_server_of_other_weights(student_dir, tiny_model_dir
 
     with running_server(HFBackend(str(student_dir), dtype="float32"), model_name="impostor") as url:
         cfg = on_policy_config(student_dir, tiny_model_dir, tmp_path, teacher_url=url, served_tolerance=0.001)
-        with pytest.raises(UserError, match=r"impostor\) and the in-process teacher disagree by up to \d+\.\d+ nats"):
+        with pytest.raises(
+            UserError, match=r"impostor\) and the in-process teacher disagree by \d+\.\d+ nats a token"
+        ):
             check_pair(cfg)
 
 

@@ -200,3 +200,24 @@ def test_the_event_stream_is_well_formed(served):
     assert {c["choices"][0]["index"] for c in chunks} == {0, 1} and all(
         c["object"] == "text_completion" for c in chunks
     )
+
+
+def test_a_scored_one_token_request_takes_one_pass_and_chooses_as_generation_does(client, fp32_backend, monkeypatch):
+    """max_tokens 1 with log-probs (TRL's grading, lm-eval's log-likelihood): the scoring pass also chooses the token,
+    greedily the same one generation chooses, and a seeded draw is repeatable."""
+    calls = []
+    generate = fp32_backend.generate
+    monkeypatch.setattr(fp32_backend, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
+    prompts = ["Q: 2+2?", "Alice flips the coin.", "Tom has 3 apples"]
+    for p in prompts:
+        fused = client.completions.create(model="tiny", prompt=p, max_tokens=1, logprobs=0, temperature=0)
+        assert calls == []  # no generation: one forward pass scored and chose
+        plain = client.completions.create(model="tiny", prompt=p, max_tokens=1, temperature=0)
+        calls.clear()
+        assert fused.choices[0].text == plain.choices[0].text
+        assert fused.choices[0].logprobs.tokens == [plain.choices[0].text]
+    kw = dict(model="tiny", prompt="Q:", max_tokens=1, logprobs=1, temperature=1.0, seed=7)
+    draws = {client.completions.create(**kw).choices[0].text for _ in range(3)}
+    assert len(draws) == 1
+    others = {client.completions.create(**{**kw, "seed": s}).choices[0].text for s in range(8)}
+    assert len(others) > 1  # the seed decides the draw

@@ -410,7 +410,7 @@ class OpenAICompatServer:
     ) -> tuple[list[list[Completion]], list[list[dict[str, Any]]] | None]:
         """The completions of ``reqs`` (none generated for a request of 0 new tokens), and each choice's log-prob
         fields when ``extras`` asks for them or for echo (scored under the generation lock: the same model)."""
-        comps = openai_logprobs.generate(self.backend, reqs, lambda rs: self.generate(rs, client_gone))
+        comps = openai_logprobs.generate(self.backend, reqs, lambda rs: self.generate(rs, client_gone), extras)
         if not (extras.scored or extras.echo):
             return comps, None
         with self._gen_lock:

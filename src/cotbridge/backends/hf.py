@@ -122,14 +122,19 @@ class HFBackend:
         """How many token ids the model has logits for (a valid id is below it)."""
         return int(self.model.get_output_embeddings().weight.shape[0])
 
-    def score(self, seqs: list[list[int]], top_n: int) -> list[list[Any]]:
+    def score(self, seqs: list[list[int]], top_n: int, pick: list[Any] | None = None) -> list[list[Any]]:
         """The log-prob of each token of each sequence given those before it, with the ``top_n`` most likely
         there (:func:`cotbridge.backends.token_logprobs.sequence_logprobs`)."""
         from cotbridge.backends.token_logprobs import sequence_logprobs
 
         if self.model.config.is_encoder_decoder:
             raise UserError(f"{self.model_id} is an encoder-decoder model: token log-probs need a causal LM")
-        return sequence_logprobs(self.model, seqs, top_n)
+        return sequence_logprobs(self.model, seqs, top_n, pick)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """The token ids that end a generation (the tokenizer's EOS and the generation config's)."""
+        return ({self.tokenizer.eos_token_id} | self._eos_ids()) - {None}
 
     @property
     def context_window(self) -> int | None:

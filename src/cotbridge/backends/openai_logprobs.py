@@ -44,10 +44,17 @@ def prepare(backend: Any, reqs: list[Request], extras: Extras) -> None:
         r.token_ids = extras.scored
 
 
-def generate(backend: Any, reqs: list[Request], generate_fn: Any) -> list[list[Completion]]:
+def fused(backend: Any, req: Request, extras: Extras) -> bool:
+    """One new token of one sample, scored: the forward pass that scores the prompt also chooses the token, so the
+    request costs one pass, not a generation and a scoring pass (TRL's teacher grading and lm-eval's
+    log-likelihood requests are all of this kind: max_tokens 1)."""
+    return extras.scored and req.max_tokens == 1 and req.n == 1 and hasattr(backend, "score")
+
+
+def generate(backend: Any, reqs: list[Request], generate_fn: Any, extras: Extras) -> list[list[Completion]]:
     """``generate_fn(reqs)`` for the requests that ask for new tokens; a request for 0 (scoring its prompt alone)
-    gets ``n`` empty completions without a generation."""
-    asking = [i for i, r in enumerate(reqs) if r.max_tokens > 0]
+    gets ``n`` empty completions without a generation, and a ``fused`` one is left empty for ``choice_scores``."""
+    asking = [i for i, r in enumerate(reqs) if r.max_tokens > 0 and not fused(backend, r, extras)]
     made = generate_fn([reqs[i] for i in asking]) if asking else []
     out: list[list[Completion]] = [[] for _ in reqs]
     for i, comps in zip(asking, made):
@@ -62,14 +69,19 @@ def generate(backend: Any, reqs: list[Request], generate_fn: Any) -> list[list[C
 def choice_scores(
     route: str, backend: Any, reqs: list[Request], comps: list[list[Completion]], extras: Extras
 ) -> list[list[dict[str, Any]]]:
-    """The log-prob fields of each choice, and ``echo_text``: the prompt an echoed choice begins with."""
+    """The log-prob fields of each choice, and ``echo_text``: the prompt an echoed choice begins with. A ``fused``
+    request's completion is made here, into ``comps``."""
     chat = route == ROUTES["chat"]
     top_n = max(extras.logprobs or 0, extras.prompt_logprobs or 0)
     prompts = backend.encode(reqs) if extras.scored else [[] for _ in reqs]
     out: list[list[dict[str, Any]]] = []
-    for req, prompt_ids, cs in zip(reqs, prompts, comps):
-        kept = [_kept_ids(backend, req, c) for c in cs] if extras.scored else [[] for _ in cs]
-        scored = backend.score([prompt_ids + ids for ids in kept], top_n) if extras.scored else None
+    for i, (req, prompt_ids) in enumerate(zip(reqs, prompts)):
+        if extras.scored and fused(backend, req, extras):
+            ids, entries = _one_token(backend, req, prompt_ids, top_n, comps[i])
+            kept, scored = [ids], [entries]
+        else:
+            kept = [_kept_ids(backend, req, c) for c in comps[i]] if extras.scored else [[] for _ in comps[i]]
+            scored = backend.score([prompt_ids + ids for ids in kept], top_n) if extras.scored else None
         fields = []
         for j, ids in enumerate(kept):
             entries = scored[j] if scored is not None else []
@@ -87,6 +99,24 @@ def choice_scores(
             fields.append(f)
         out.append(fields)
     return out
+
+
+def _one_token(
+    backend: Any, req: Request, prompt_ids: list[int], top_n: int, into: list[Completion]
+) -> tuple[list[int], list[TokenLogprob | None]]:
+    """Score the prompt and choose the token after it in one pass; the completion goes ``into`` the request's list
+    (an end-of-sequence token ends it empty, as generation does)."""
+    from cotbridge.backends.token_logprobs import next_token_picker
+
+    picker = next_token_picker(req.temperature, req.top_p, req.seed * 100_003 + req.first_sample)
+    (entries,) = backend.score([prompt_ids], top_n, pick=[picker])
+    token = entries[-1].token
+    if token in backend.stop_ids:
+        ids, entries, text, finish = [], entries[:-1], "", "stop"
+    else:
+        ids, text, finish = [token], backend.tokenizer.decode([token], skip_special_tokens=True), "length"
+    into[:] = [Completion(text, finish, len(prompt_ids), 1, extra={"token_ids": ids})]
+    return ids, entries
 
 
 def _kept_ids(backend: Any, req: Request, c: Completion) -> list[int]:

@@ -7,7 +7,7 @@ sampling temperature or top-p, as vLLM returns them by default. Position 0 has n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,27 +26,59 @@ class TokenLogprob:
     top: list[tuple[int, float]] = field(default_factory=list)
 
 
-def sequence_logprobs(model: Any, seqs: Sequence[Sequence[int]], top_n: int) -> list[list[TokenLogprob | None]]:
+# Chooses the next token from the log-probs [V] after a sequence (greedy, or sampled: see ``next_token_picker``).
+Picker = Callable[[Any], int]
+
+
+def sequence_logprobs(
+    model: Any, seqs: Sequence[Sequence[int]], top_n: int, pick: Sequence[Picker | None] | None = None
+) -> list[list[TokenLogprob | None]]:
     """For each sequence, one entry per position (``None`` at position 0), from one forward pass of ``model`` (a
-    causal LM) over the sequence. Sequences go one at a time: no padding can shift a position's numbers."""
+    causal LM) over the sequence. Sequences go one at a time: no padding can shift a position's numbers. ``pick``:
+    for a sequence with a picker, the same pass also chooses the token after it, and its entry comes last (a
+    one-token completion scored without a second pass)."""
     import torch
 
     if not 0 <= top_n <= MAX_TOP:
         raise ValueError(f"top_n must be in [0, {MAX_TOP}], got {top_n}")
     device = next(model.parameters()).device
     out: list[list[TokenLogprob | None]] = []
-    for seq in seqs:
-        ids = list(seq)
+    for i, seq in enumerate(seqs):
+        ids, picker = list(seq), pick[i] if pick is not None else None
         entries: list[TokenLogprob | None] = [None]
-        if len(ids) > 1:
+        if len(ids) > 1 or (ids and picker is not None):
             with torch.inference_mode():
-                logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1]
+                logits = model(input_ids=torch.tensor([ids], device=device)).logits[0]
+            if picker is not None:
+                ids.append(picker(torch.log_softmax(logits[-1].float(), dim=-1)))
+            else:
+                logits = logits[:-1]
             for start in range(0, logits.shape[0], ROWS_PER_PASS):
                 entries.extend(
                     _rows(logits[start : start + ROWS_PER_PASS], ids[start + 1 : start + 1 + ROWS_PER_PASS], top_n)
                 )
         out.append(entries[: len(ids)] if ids else [])
     return out
+
+
+def next_token_picker(temperature: float, top_p: float, seed: int) -> Picker:
+    """Greedy at temperature 0, else a draw from the temperature-scaled distribution cut to its top-p nucleus, from
+    a generator seeded with ``seed``."""
+    import torch
+
+    def pick(logprobs: Any) -> int:
+        if temperature == 0:
+            return int(logprobs.argmax())
+        probs = torch.softmax(logprobs / temperature, dim=-1)
+        if top_p < 1:
+            ordered, order = probs.sort(descending=True)
+            outside = ordered.cumsum(0) - ordered >= top_p  # keep the smallest head whose mass reaches top_p
+            probs = probs.clone()
+            probs[order[outside]] = 0
+        generator = torch.Generator(device=probs.device).manual_seed(seed)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    return pick
 
 
 def _rows(logits: Any, targets: list[int], top_n: int) -> list[TokenLogprob]:

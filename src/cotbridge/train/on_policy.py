@@ -44,7 +44,7 @@ class OnPolicyConfig(TrainConfig):
     # student's samples with prompt_logprobs, instead of a copy in this process (TRL's ServerDistillationTrainer:
     # top-1 support, on-policy only). The pre-flight compares it with the in-process teacher once.
     teacher_url: str | None = None
-    served_tolerance: float = Field(default=0.1, gt=0)  # pre-flight: nats the served teacher may differ by
+    served_tolerance: float = Field(default=0.1, gt=0)  # pre-flight: mean nats a token the served teacher may differ
     lr: float = 1e-4
     epochs: float = 1  # every step samples: an epoch costs far more than an SFT epoch
     # GKD generates from each batch's prompts: packed rows and length-sorted batches have no place here.

@@ -11,7 +11,8 @@ one line saying what differs and what to do (:class:`~cotbridge.errors.UserError
 3. the teacher's log-probs on a fixed sequence: finite, a distribution, and at least ``top_k`` wide;
 4. a served teacher (``distill.teacher_url``: vLLM or ``cotbridge serve``), asked as TRL's server distillation asks
    (the fixed text as token ids, ``prompt_logprobs``): it answers, at least ``top_k`` wide, with the actual token's
-   log-prob at every position, each within ``tolerance`` nats of the in-process teacher's. Skipped without a URL.
+   log-prob at every position, on average within ``tolerance`` nats of the in-process teacher's. Skipped without
+   a URL.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def served_check(url: str | None, teacher: Any, tokenizer: Any, top_k: int, tole
             f"the served teacher at {url} ({model}) returned no prompt_logprobs for the {len(ids)} tokens it was "
             "sent: it must return vLLM's prompt_logprobs (vLLM, cotbridge serve)"
         )
-    worst, at = 0.0, 0
+    gaps = []
     for pos in range(1, len(ids)):
         entry = positions[pos] or {}
         actual = entry.get(str(ids[pos]))
@@ -175,20 +176,23 @@ def served_check(url: str | None, teacher: Any, tokenizer: Any, top_k: int, tole
                 f"the served teacher at {url} ({model}) returned {len(entry)} log-probs at position {pos}, without "
                 f"the actual token's or under top_k={top_k}: serve it with a larger --max-logprobs, or lower top_k"
             )
-        gap = abs(float(actual["logprob"]) - full[pos - 1, ids[pos]].item())
-        if gap > worst:
-            worst, at = gap, pos
-    if worst > tolerance:
+        gaps.append(abs(float(actual["logprob"]) - full[pos - 1, ids[pos]].item()))
+    # The mean, not the largest: bf16 against fp32 moves single positions by ~0.2 nats (bench/on_policy_speed.py),
+    # while another model or other weights move the mean by nats.
+    mean, worst = sum(gaps) / len(gaps), max(gaps)
+    at = gaps.index(worst) + 1
+    if mean > tolerance:
         raise UserError(
-            f"the served teacher at {url} ({model}) and the in-process teacher disagree by up to {worst:.3f} nats "
-            f"(position {at} of a fixed text; tolerance {tolerance}): it serves another model, other weights or a "
-            "lower precision; serve distill.teacher as configured, or raise distill.served_tolerance"
+            f"the served teacher at {url} ({model}) and the in-process teacher disagree by {mean:.3f} nats a token "
+            f"on average (up to {worst:.3f} at position {at} of a fixed text; tolerance {tolerance}): it serves "
+            "another model, other weights or a lower precision; serve distill.teacher as configured, or raise "
+            "distill.served_tolerance"
         )
     return Check(
         "served_teacher",
         "pass",
-        f"{model} at {url}: {len(ids) - 1} positions within {worst:.3f} nats of the in-process teacher "
-        f"(tolerance {tolerance}), top-{top_k} returned",
+        f"{model} at {url}: {len(gaps)} positions, {mean:.3f} nats a token from the in-process teacher on average "
+        f"(at most {worst:.3f}; tolerance {tolerance}), top-{top_k} returned",
     )
 
 
