@@ -46,7 +46,8 @@ mkdir -p "$RES"
 # 1. The tests that touch the device: training (weights moved, LoRA, packing), generation, RL, the local server.
 t=$(date +%s)
 TESTS="tests/test_train.py tests/test_train_seq2seq.py tests/test_hf_backend.py tests/test_slot_decoding.py tests/test_rl.py
-       tests/test_openai_backend.py tests/test_teach_http.py tests/test_lmguided.py tests/test_instruct_merge.py"
+       tests/test_openai_backend.py tests/test_teach_http.py tests/test_lmguided.py tests/test_instruct_merge.py
+       tests/test_serve_logprobs.py tests/test_on_policy_served.py"
 timeout $([ "$SMOKE" = 1 ] && echo 300 || echo 150) $PY -m pytest -q -m "not slow" -p no:cacheprovider $TESTS >/tmp/gpu_tests.log 2>&1
 step "fast tests on the GPU ($(echo $TESTS | wc -w) files)" "$(tail -1 /tmp/gpu_tests.log | tr '|' '/')" "$t"
 grep -E "^(FAILED|ERROR)" /tmp/gpu_tests.log | head -20 | sed 's/^/    /' >>"$LOG"
@@ -69,6 +70,13 @@ if [ "$SMOKE" = 1 ]; then SC="--questions 2 -k 2 --batch-sizes 16"; else SC="--q
 $PY bench/self_consistency_speed.py $SC --out $RES/gpu_self_consistency_speed >/tmp/gpu_sc.log 2>&1
 step "self-consistency generation" "exit $? ($(grep -E '^\| (batches|slots)' $RES/gpu_self_consistency_speed.md 2>/dev/null | awk -F'|' '{printf "%s at batch%s:%ss; ", $2, $3, $4}'))" "$t"
 
+# 4b. On-policy distillation: the GKD loop's sampling and grading, and a served teacher's, against their plain parts.
+t=$(date +%s)
+if [ "$SMOKE" = 1 ]; then OP="--smoke"; else OP="--out $RES/gpu_on_policy_speed"; fi
+$PY bench/on_policy_speed.py $OP >/tmp/gpu_op.log 2>&1; rc=$?
+rm -f $RES/gpu_on_policy_speed.json  # the .md holds every figure; the tool brings back 8 files at most
+step "on-policy loop vs its parts" "exit $rc ($(grep -E '^\| (in-process|served)' $RES/gpu_on_policy_speed.md 2>/dev/null | awk -F'|' '{printf "%s%s:%s; ", $2, $3, $6}'))" "$t"
+
 # 5. Fine-tune-CoT on SVAMP, real teacher (gpt-4o-mini replayed), the paper's split sizes.
 t=$(date +%s)
 # 20 epochs take ~3 min a student on an H200: with steps 1-4 that ran past the device tool's 600 s call limit
@@ -77,9 +85,9 @@ $PY bench/finetune_cot_svamp.py $SV --run-dir runs/gpu_svamp --out $RES/gpu_fine
 step "Fine-tune-CoT SVAMP ($SV)" "exit $? ($(grep -E '^\| (zero_shot_cot|vanilla|finetune_cot) ' $RES/gpu_finetune_cot_svamp.md 2>/dev/null | head -3 | awk -F'|' '{printf "%s%s; ", $2, $3}'))" "$t"
 
 echo >>"$LOG"; echo "Total: $(( $(date +%s) - T0 )) s. Logs of each step: /tmp/gpu_*.log on the machine (the last lines below)." >>"$LOG"
-for f in /tmp/gpu_tests.log /tmp/gpu_quickstart.log /tmp/gpu_train.log /tmp/gpu_sc.log /tmp/gpu_svamp.log; do
+for f in /tmp/gpu_tests.log /tmp/gpu_quickstart.log /tmp/gpu_train.log /tmp/gpu_sc.log /tmp/gpu_op.log /tmp/gpu_svamp.log; do
   { echo; echo "### $f"; echo '```'; tail -5 "$f" 2>/dev/null; echo '```'; } >>"$LOG"
 done
 cat "$LOG"
-if [ -n "${OUT:-}" ]; then cp $RES/gpu_* "$OUT"/ 2>/dev/null; fi  # 7 files: the tool brings back 8 at most
+if [ -n "${OUT:-}" ]; then cp $RES/gpu_* "$OUT"/ 2>/dev/null; fi  # 8 files: the tool brings back 8 at most
 true

@@ -15,6 +15,7 @@ the in-process teacher's (the pre-flight's tolerance). Results: bench/results/on
 
     .venv/bin/python bench/on_policy_speed.py            # ~10 min on 2 cores
     .venv/bin/python bench/on_policy_speed.py --smoke    # 1 step a loop, results not written
+    python3 bench/on_policy_speed.py --out bench/results/gpu_on_policy_speed   # on a GPU (bench/gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def render(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "on_policy_speed"), help="results path stem")
     args = parser.parse_args()
     s = SMOKE if args.smoke else FULL
     from _results import write_results
@@ -255,7 +257,7 @@ def main() -> None:
     if args.smoke:
         print(render(result))
     else:
-        write_results(ROOT / "bench" / "results" / "on_policy_speed", result, render)
+        write_results(args.out, result, render)
 
 
 if __name__ == "__main__":
