@@ -88,3 +88,31 @@ def test_two_cpu_processes_split_the_data_and_only_the_main_one_writes(tmp_path)
     assert (out / "adapter" / "adapter_model.safetensors").exists() and not any("lora_" in k for k in merged)
     assert (out / "tokenizer.json").exists()
     print(f"accelerate launch, 2 CPU processes: {elapsed:.1f} s")
+
+
+def test_on_policy_distillation_runs_in_two_cpu_processes(tmp_path):
+    """The same launcher with --trainer on_policy: each process samples its share of the prompts and a frozen
+    teacher in each process grades them; 8 prompts, batch 2 a process: 2 steps, both processes counted."""
+    from safetensors.torch import load_file
+
+    from cotbridge.models.truncated import truncated_copy
+
+    tok = build_tiny_tokenizer()
+    teacher, out = tmp_path / "teacher", tmp_path / "out"
+    tiny_model(tok).save_pretrained(teacher)
+    tok.save_pretrained(teacher)
+    student = truncated_copy(str(teacher), tmp_path / "student", layers=1)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Q: Tom has {i} apples. ###"} for i in range(8)])
+    settings = {"model": str(student), "teacher": str(teacher), "teacher_dtype": "float32", "lora": False}
+    settings |= {"lr": 1e-2, "batch_size": 2, "max_new_tokens": 4, "logging_steps": 1, "mixed_precision": "no"}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(settings))
+    args = ["--data", str(tmp_path / "prompts.jsonl"), "--config", str(tmp_path / "cfg.yaml"), "--output", str(out)]
+    cmd, env = launch_command(
+        [*args, "--trainer", "on_policy"], num_processes=2, cpu=True, port=free_port(), threads_per_process=1
+    )
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["world_size"] == 2 and stats["global_step"] == 2 and stats["examples"] == 8, stats
+    before, after = load_file(student / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(not before[k].equal(after[k]) for k in before)  # the distilled student moved

@@ -2,6 +2,7 @@
 
     accelerate launch --multi_gpu --num_processes 2 -m cotbridge.train.launch_entry \\
         --data train.jsonl --config student.yaml [--set lr=1e-4] [--dev dev.jsonl --task multiarith]
+        [--trainer on_policy]   # on-policy distillation (train/on_policy.py) instead of SFT
 
 Every process runs :func:`train_from_files` -> :func:`~cotbridge.train.sft.train_student` unchanged:
 the Trainer reads the process group that ``accelerate launch`` set up (gloo on CPU, NCCL on GPUs),
@@ -48,6 +49,20 @@ def read_dev_examples(path: str | Path) -> list[Any]:
     return out
 
 
+# trainer name -> (its config class, its training function), "module:attribute", imported when chosen
+TRAINERS = {
+    "sft": ("cotbridge.train.config:TrainConfig", "cotbridge.train.sft:train_student"),
+    "on_policy": ("cotbridge.train.on_policy:OnPolicyConfig", "cotbridge.train.on_policy:train_on_policy"),
+}
+
+
+def _load(spec: str) -> Any:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def train_from_files(
     data: str | Path,
     config: str | Path | None = None,
@@ -56,18 +71,27 @@ def train_from_files(
     dev: str | Path | None = None,
     task: str | None = None,
     stats_file: str | Path | None = None,
+    trainer: str = "sft",
 ) -> dict[str, Any]:
-    """Load the config (defaults < YAML < ``--set`` < flags) and the data; train; write the stats (main process)."""
+    """Load the config (defaults < YAML < ``--set`` < flags) and the data; train with ``trainer`` (sft: SFT on
+    prompt/completion rows; on_policy: on-policy distillation toward ``teacher`` from the rows' prompts); write the
+    stats (main process)."""
     from cotbridge.config import load_config
     from cotbridge.jsonl import read_jsonl, write_json
-    from cotbridge.train.config import TrainConfig
-    from cotbridge.train.sft import train_student
 
-    cfg = load_config(TrainConfig, config, sets, flags)
+    if trainer not in TRAINERS:
+        raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
+    config_class, train = (_load(spec) for spec in TRAINERS[trainer])
+    cfg = load_config(config_class, config, sets, flags)
     if (dev is None) != (task is None):
         raise UserError("--dev and --task go together: the task's rules score the dev examples")
     examples = list(read_jsonl(data))
-    stats = train_student(cfg, examples, dev_examples=read_dev_examples(dev) if dev else None, task=task)
+    if trainer == "sft":
+        stats = train(cfg, examples, dev_examples=read_dev_examples(dev) if dev else None, task=task)
+    elif dev:
+        raise UserError(f"--dev scores SFT students during training; the {trainer} trainer takes no --dev")
+    else:
+        stats = train(cfg, examples)
     if _is_main_process():
         write_json(stats_file or Path(cfg.output_dir) / STATS_FILE, {**stats, "output_dir": cfg.output_dir})
     return stats
@@ -134,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev", help="dev examples JSONL (id, question, answer) scored during training")
     p.add_argument("--task", help="the task whose rules score --dev")
     p.add_argument("--stats", help=f"stats JSON path (default: <output_dir>/{STATS_FILE})")
+    p.add_argument("--trainer", default="sft", choices=list(TRAINERS), help="sft or on_policy")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         stats = train_from_files(
-            a.data, a.config, a.sets, {"model": a.model, "output_dir": a.output}, a.dev, a.task, a.stats
+            a.data, a.config, a.sets, {"model": a.model, "output_dir": a.output}, a.dev, a.task, a.stats, a.trainer
         )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
