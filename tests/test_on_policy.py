@@ -400,3 +400,15 @@ def test_rows_mark_the_completion_end_with_eos_and_keep_prompt_only_rows_without
     assert chat["prompt"] == "<user>hi\n<assistant>" and tok.decode(chat["input_ids"]).startswith(
         chat["prompt"] + "yes"
     )
+
+
+def test_a_teacher_that_does_not_fit_is_one_line(student_dir, tiny_model_dir, tmp_path, monkeypatch):
+    import cotbridge.models.loading as loading
+    from cotbridge.train.on_policy import load_teacher
+
+    def out_of_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 15.26 GiB")
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", out_of_memory)
+    with pytest.raises(UserError, match=r"does not fit in memory beside the student .*distill.teacher_url"):
+        load_teacher(on_policy_config(student_dir, tiny_model_dir, tmp_path))

@@ -55,11 +55,20 @@ class OnPolicyConfig(TrainConfig):
 
 def load_teacher(cfg: OnPolicyConfig) -> tuple[Any, Any]:
     """The teacher, frozen (eval mode, no gradients), on the device the student trains on, and its tokenizer."""
+    import torch
+
     from cotbridge.models.loading import load_model_and_tokenizer
 
-    teacher, tokenizer = load_model_and_tokenizer(
-        cfg.teacher, cfg.teacher_gguf_file, cfg.teacher_dtype, generation=True
-    )
+    try:
+        teacher, tokenizer = load_model_and_tokenizer(
+            cfg.teacher, cfg.teacher_gguf_file, cfg.teacher_dtype, generation=True
+        )
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        raise UserError(
+            f"the teacher {cfg.teacher} does not fit in memory beside the student ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}): load it in bfloat16 "
+            "(distill.teacher_dtype), serve it on another device (distill.teacher_url), or use a smaller teacher"
+        ) from None
     if getattr(teacher.config, "is_encoder_decoder", False):
         raise UserError(f"teacher {cfg.teacher} is an encoder-decoder model: on-policy distillation needs a causal LM")
     teacher.requires_grad_(False)
