@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from cotbridge.backends import openai_requests as requests_in
 from cotbridge.backends import openai_wire as wire
 from cotbridge.backends.base import Completion, Request
 from cotbridge.backends.fault_injection import MALFORMED_BODY
@@ -12,7 +13,7 @@ from cotbridge.backends.fault_injection import MALFORMED_BODY
 
 def over_the_wire(body: dict) -> dict:
     """A body as the other side reads it: encoded, sent, parsed."""
-    return wire.parse_body(wire.json_bytes(body))
+    return requests_in.parse_body(wire.json_bytes(body))
 
 
 @pytest.mark.parametrize(
@@ -29,9 +30,9 @@ def over_the_wire(body: dict) -> dict:
 def test_a_request_and_its_answer_survive_the_round_trip(api, req, token_param):
     req.seed = 7
     body = over_the_wire(wire.request_body(req, model="m", api=api, token_param=token_param))
-    assert wire.check_model(body, "m", any_model=False) == "m"
+    assert requests_in.check_model(body, "m", any_model=False) == "m"
     route = wire.ROUTES[api]
-    (got,) = wire.parse_requests(route, body)
+    (got,) = requests_in.parse_requests(route, body)
     for field in ("prompt", "messages", "n", "temperature", "top_p", "max_tokens", "stop", "seed"):
         assert getattr(got, field) == getattr(req, field), field
 
@@ -55,7 +56,7 @@ def test_reasoning_and_cost_are_read_back():
 
 def test_the_server_side_refuses_in_openai_shape():
     with pytest.raises(wire.BadRequest) as e:
-        wire.check_model({"model": "other"}, "m", any_model=False)
+        requests_in.check_model({"model": "other"}, "m", any_model=False)
     assert e.value.status == 404
     assert e.value.body()["error"] == {
         "message": "The model 'other' does not exist: this server serves 'm'",
@@ -64,7 +65,9 @@ def test_the_server_side_refuses_in_openai_shape():
         "code": "model_not_found",
     }
     with pytest.raises(wire.BadRequest) as e:
-        wire.check_parameters(wire.ROUTES["chat"], {"messages": [{"role": "user", "content": "q"}], "echo": True})
+        requests_in.check_parameters(
+            wire.ROUTES["chat"], {"messages": [{"role": "user", "content": "q"}], "echo": True}
+        )
     assert (e.value.status, e.value.param) == (400, "echo")  # the completions API's, not chat's
     assert wire.error_message(e.value.body()).startswith("unsupported parameter 'echo' for /chat/completions")
 

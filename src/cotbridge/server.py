@@ -43,22 +43,24 @@ from cotbridge.backends import openai_logprobs
 from cotbridge.backends.base import Completion, GenerationInterrupted, Request
 from cotbridge.backends.context_window import check_served
 from cotbridge.backends.fault_injection import FaultInjector, FaultSpec, parse_faults
+from cotbridge.backends.openai_requests import (
+    Extras,
+    check_model,
+    check_model_error,
+    check_parameters,
+    parse_body,
+    parse_extras,
+    parse_requests,
+)
 from cotbridge.backends.openai_stream import stream_events
 from cotbridge.backends.openai_wire import (
     ROUTES,
     BadRequest,
-    Extras,
     canonical_sha256,
-    check_model,
-    check_model_error,
-    check_parameters,
     error_body,
     json_bytes,
     model_body,
     models_body,
-    parse_body,
-    parse_extras,
-    parse_requests,
     response_body,
 )
 from cotbridge.errors import UserError

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from cotbridge.backends.base import Completion, Request, truncate_at_stop
-from cotbridge.backends.openai_wire import ROUTES, BadRequest, Extras
+from cotbridge.backends.openai_requests import Extras
+from cotbridge.backends.openai_wire import ROUTES, BadRequest
 from cotbridge.backends.token_logprobs import TokenLogprob, text_offsets, token_strings, tokens_within
 
 
