@@ -17,6 +17,7 @@ from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
 from cotbridge.prompts.formats import FORMATS, vanilla_examples
+from cotbridge.recipes.eval_stage import evaluate_model
 from cotbridge.recipes.finetune_cot.config import MethodSpec, RunConfig
 from cotbridge.tasks import parse_task_spec
 from cotbridge.teach import TeachConfig, run_teach
@@ -122,33 +123,20 @@ class FinetuneCoT:
         return out
 
     def evaluate(self, m: MethodSpec) -> dict[str, Any]:
-        from cotbridge.evaluation.run import run_eval
-
-        return unit(
-            self.run_dir / "eval" / m.name / "results.json",
-            lambda: run_eval(self.eval_config(m), progress=self.progress),
-        )
-
-    def eval_config(self, m: MethodSpec) -> Any:
-        from cotbridge.evaluation.run import EvalConfig
-
         trained = m.kind != "prompt"
         student = self.config.student
-        model = str(self.train(m)) if trained else student.model
         mode = "vanilla" if m.kind == "vanilla" else FORMATS.get(m.format).eval_mode if trained else m.mode
-        ev = self.config.eval
-        return EvalConfig(
-            model=model,
+        return evaluate_model(
+            self.run_dir,
+            m.name,
+            model=str(self.train(m)) if trained else student.model,
             gguf_file=None if trained else student.gguf_file,
-            tasks=[self.config.task],
-            split=ev.split,
+            task=self.config.task,
             data_dir=self.config.data_dir,
-            limit=ev.limit,
+            spec=self.config.eval,
             mode=mode,
             chat=m.chat or (trained and m.format == "chat"),
-            batch_size=ev.batch_size,
-            max_tokens=ev.max_tokens,
-            output=str(self.run_dir / "eval" / m.name),
+            progress=self.progress,
         )
 
     def report(self) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from cotbridge.curate import CurateSettings, curate_file
 from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.jsonl import read_jsonl
 from cotbridge.prompts.formats import FORMATS
+from cotbridge.recipes.eval_stage import evaluate_model
 from cotbridge.recipes.on_policy.config import OnPolicyRunConfig
 from cotbridge.tasks import parse_task_spec
 from cotbridge.teach import TeachConfig, run_teach
@@ -172,22 +173,18 @@ class OnPolicy:
         return unit(out / "done.json", lambda: train_on_policy(cfg, self.prompts()))
 
     def evaluate(self, method: str) -> dict[str, Any]:
-        from cotbridge.evaluation.run import EvalConfig, run_eval
-
-        c, out = self.config, self.run_dir / "eval" / method
-        cfg = EvalConfig(
+        c = self.config
+        return evaluate_model(
+            self.run_dir,
+            method,
             model=str(self.run_dir / "students" / method),
-            tasks=[c.task],
-            split=c.eval.split,
+            task=c.task,
             data_dir=c.data_dir,
-            limit=c.eval.limit,
+            spec=c.eval,
             mode=FORMATS.get(c.format).eval_mode,
             chat=uses_chat(c.format),
-            batch_size=c.eval.batch_size,
-            max_tokens=c.eval.max_tokens,
-            output=str(out),
+            progress=self.progress,
         )
-        return unit(out / "results.json", lambda: run_eval(cfg, progress=self.progress))
 
     def report(self) -> dict[str, Path]:
         from cotbridge.reporting.report import write_report
