@@ -142,7 +142,7 @@ def test_an_id_named_twice_is_refused(tmp_path):
 def test_k_0_is_refused_when_the_command_line_is_read(tmp_path):
     """--k 0 used to run and report an accuracy of 0; now nothing runs and no folder is made."""
     done = cli("eval", "--task", "synthetic_arithmetic", "--model", "x", "--k", "0", "-o", tmp_path / "out")
-    assert_one_line_error(done, "--k 0: must be greater than or equal to 1", "pass --k 1 or more")
+    assert_one_line_error(done, "--k 0: must be greater than or equal to 1 (config key k)")
     assert not (tmp_path / "out").exists()
 
 
@@ -153,10 +153,14 @@ def test_k_0_is_refused_when_the_command_line_is_read(tmp_path):
         (["--limit", "0"], "--limit 0: must be greater than or equal to 1"),
         (["--batch-size", "0"], "--batch-size 0: must be greater than or equal to 1"),
         (["--max-tokens", "0"], "--max-tokens 0: must be greater than or equal to 1"),
-        (["--temperature", "-0.5"], "--temperature -0.5: must be greater than or equal to 0"),
-        (["--set", "k=0"], "config key 'k': Input should be greater than or equal to 1"),
-        (["--set", "answer_max_tokens=0"], "config key 'answer_max_tokens': Input should be greater than or equal"),
-        (["--set", "top_p=0"], "config key 'top_p': Input should be greater than 0"),
+        (["--temperature", "-0.5"], "--temperature -0.5: must be greater than or equal to 0 and less than or equal"),
+        (
+            ["--temperature", "2.5"],
+            "--temperature 2.5: must be greater than or equal to 0 and less than or equal to 2",
+        ),
+        (["--set", "k=0"], "config key 'k': 0 is out of range: must be greater than or equal to 1"),
+        (["--set", "answer_max_tokens=0"], "config key 'answer_max_tokens': 0 is out of range: must be greater than"),
+        (["--set", "top_p=0"], "config key 'top_p': 0 is out of range: must be greater than 0 and less than or equal"),
         # checked before --predictions is read: the file does not exist
         (["--k", "0", "--predictions", "missing.jsonl", "--gold-field", "t"], "--k 0: must be greater than"),
     ],

@@ -211,4 +211,4 @@ def test_cli_serve_rejects_a_bad_max_body_size_before_loading_the_model():
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2 and "--max-body-mb must be between 0 and" in done.stderr
+    assert done.returncode == 2 and "--max-body-mb 0.0: must be greater than 0 and less than 1048576" in done.stderr

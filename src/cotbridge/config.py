@@ -1,24 +1,33 @@
 """Typed configs loaded from YAML with command-line overrides (default < YAML < --set < flags).
 
-Unknown keys are errors that name the key and where it came from.
+Unknown keys are errors that name the key and where it came from; a number outside its key's range (the ``Field``
+bounds ge/gt/le/lt every numeric key carries) is refused naming the key and the whole range.
 """
 
 from __future__ import annotations
 
 import shlex
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
-from cotbridge.errors import UserError
+from cotbridge.errors import UserError, range_words
 
 C = TypeVar("C", bound="StrictModel")
 
 
+SEED_MAX = 2**32 - 1  # numpy's (transformers.set_seed seeds it): every seed key is in [0, SEED_MAX]
+TEMPERATURE_MAX = 2  # OpenAI's ceiling; sampling above it is noise
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused in every float key: no setting means "forever" or "undefined" (null does, where allowed)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def load_config(
@@ -41,7 +50,7 @@ def load_config(
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise UserError(describe_validation_error(e, source)) from None
+        raise UserError(describe_validation_error(e, source, cls)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -71,15 +80,81 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
-def describe_validation_error(e: ValidationError, source: str) -> str:
-    msgs = []
+RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number")
+
+
+def describe_validation_error(e: ValidationError, source: str, cls: type[BaseModel] | None = None) -> str:
+    """One message per key that failed: an unknown key by name, a number out of range with the key's whole range (and
+    its other choices: batch_size's 'auto'); a key whose union tried several types gets their complaints joined."""
+    unknown, ranges, other = [], {}, {}
     for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key, field = resolve_loc(cls, err["loc"]) if cls is not None else (".".join(map(str, err["loc"])), None)
+        bounds = field_bounds(field) if field is not None else {}
         if err["type"] == "extra_forbidden":
-            msgs.append(f"unknown config key {key!r}")
-        else:
-            msgs.append(f"config key {key!r}: {err['msg']}")
+            unknown.append(f"unknown config key {key!r}")
+        elif err["type"] in RANGE_ERRORS and bounds:
+            choices = "".join(f" or {choice!r}" for choice in literal_choices(field.annotation))  # type: ignore[union-attr]
+            finite = "a finite number " if err["type"] == "finite_number" else ""
+            ranges[key] = f"{err['input']!r} is out of range: must be {finite}{range_words(bounds)}{choices}"
+        elif err["msg"] not in other.setdefault(key, []):
+            other[key].append(err["msg"])
+    msgs = unknown + [
+        f"config key {key!r}: {ranges.get(key) or ', or '.join(other[key])}" for key in {**other, **ranges}
+    ]
     return f"{source}: " + "; ".join(msgs)
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types a field's annotation allows: unions and Optional flattened, Annotated unwrapped."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def literal_choices(annotation: Any) -> list[Any]:
+    """The Literal values a field's annotation allows beside its numbers (batch_size: 'auto')."""
+    return [v for m in _members(annotation) if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
+
+
+def field_bounds(field: FieldInfo) -> dict[str, float]:
+    """A config field's numeric range {ge, gt, le, lt} (empty: none), from ``Field(ge=...)`` or from the Annotated
+    number inside a union (``Annotated[int, Field(ge=1)] | Literal["auto"]``)."""
+    metadata = list(field.metadata)
+    annotation = field.annotation
+    for arg in typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ():
+        if typing.get_origin(arg) is typing.Annotated:
+            for meta in typing.get_args(arg)[1:]:
+                metadata += getattr(meta, "metadata", [meta])
+    return {
+        op: getattr(m, op) for m in metadata for op in ("ge", "gt", "le", "lt") if getattr(m, op, None) is not None
+    }
+
+
+def resolve_loc(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, FieldInfo | None]:
+    """A pydantic error location as the dotted key a user writes (union members' tags such as 'constrained-int' or
+    "literal['auto']" dropped), and the field it ends at (None where it ends in a list item or a mapping's value)."""
+    parts: list[str] = []
+    field: FieldInfo | None = None
+    current: list[Any] = [cls]
+    for part in loc:
+        for t in (m for c in current for m in _members(c)):
+            origin, args = typing.get_origin(t), typing.get_args(t)
+            if isinstance(part, str) and isinstance(t, type) and issubclass(t, BaseModel) and part in t.model_fields:
+                field = t.model_fields[part]
+                current = [field.annotation]
+                break
+            if isinstance(part, int) and origin in (list, tuple, set, frozenset) and args:
+                field, current = None, [args[0]]
+                break
+            if isinstance(part, str) and origin is dict and len(args) == 2:
+                field, current = None, [args[1]]
+                break
+        else:
+            continue  # a union member's tag: not part of the key
+        parts.append(str(part))
+    return ".".join(parts) or ".".join(map(str, loc)), field
 
 
 def dump_config(cfg: BaseModel) -> str:

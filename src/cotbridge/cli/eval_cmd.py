@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,23 +13,8 @@ from cotbridge.errors import UserError
 SETTINGS = "cotbridge.evaluation.run:EvalConfig"  # the keys listed under --help
 SetOpt = set_option("k=8")
 
-
-def at_least(low: float, what: str) -> Callable[..., Any]:
-    """An option callback that refuses a value below ``low`` while the command line is parsed (before a model or a
-    file is touched), in the one-line form every user error takes."""
-
-    def check(param: typer.CallbackParam, value: Any) -> Any:
-        if value is not None and value < low:
-            name = (param.opts or [f"--{param.name}"])[0]
-            raise UserError(
-                f"{name} {value}: must be greater than or equal to {low} ({what}); pass {name} {low} or more"
-            )
-        return value
-
-    return check
-
-
-# Options that stand for EvalConfig keys (help: the key's comment); the --predictions options are scoring's own.
+# Options that stand for EvalConfig keys (help: the key's comment; range: the key's, checked while the command line is
+# parsed, before --predictions or a model is looked at); the --predictions options are scoring's own.
 OPTIONS = {
     "task": "tasks",
     "model": "model",
@@ -65,15 +49,11 @@ def eval_cmd(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="TASK")] = None,
     model: Annotated[Str, typer.Option(metavar="MODEL")] = None,
     mode: Annotated[Str, typer.Option(metavar="MODE")] = None,
-    k: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "samples per question"))] = None,
-    temperature: Annotated[
-        Float, typer.Option(metavar="FLOAT", callback=at_least(0, "the sampling temperature"))
-    ] = None,
-    limit: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "examples per task"))] = None,
-    batch_size: Annotated[
-        Int, typer.Option(metavar="N", callback=at_least(1, "sequences per generation batch"))
-    ] = None,
-    max_tokens: Annotated[Int, typer.Option(metavar="N", callback=at_least(1, "new tokens per answer"))] = None,
+    k: Annotated[Int, typer.Option(metavar="N")] = None,
+    temperature: Annotated[Float, typer.Option(metavar="FLOAT")] = None,
+    limit: Annotated[Int, typer.Option(metavar="N")] = None,
+    batch_size: Annotated[Int, typer.Option(metavar="N")] = None,
+    max_tokens: Annotated[Int, typer.Option(metavar="N")] = None,
     chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat")] = None,
     few_shot_prompts: Annotated[Str, typer.Option(metavar="FILE")] = None,
     split: Annotated[Str, typer.Option(metavar="SPLIT")] = None,

@@ -5,6 +5,9 @@ Each key shows as ``key=default`` (what ``--set`` takes, defaults in YAML) with 
 field in the config class. A command's options that stand for config keys (``OPTIONS``: option name -> dotted
 key) take their help from the same comment, with the default and, where the key names a registered thing, the
 names registered now (``CHOICES``: dotted key -> "module:REGISTRY"): the help is written once, in the config class.
+So is the range: a numeric option that stands for a key is checked against the key's ``Field`` bounds while the
+command line is parsed, and every range-checked option (these and :func:`~cotbridge.cli.options.in_range`'s) shows
+its range in ``--help``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ import inspect
 import io
 import textwrap
 import tokenize
+from collections.abc import Callable
 from typing import Any
 
+import click
 from typer.core import TyperCommand
+
+from cotbridge.cli.options import checked
+from cotbridge.errors import range_short
 
 
 class Command(TyperCommand):
@@ -26,14 +34,22 @@ class Command(TyperCommand):
     options: dict[str, str] = {}  # option (parameter) name -> dotted config key
     choices: dict[str, str] = {}  # dotted config key -> "module:NAMES" (a Registry, or a tuple/list of names)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # a number standing for a config key takes the key's range, checked at parse time
+            if param.name in self.options and param.callback is None and is_numeric(param):
+                param.callback = key_range(self.config, self.options[param.name])
+
     def format_options(self, ctx: Any, formatter: Any) -> None:
         args, opts = [], []
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is None:
                 continue
-            if param.name in self.options:
+            if param.name in self.options:  # the key's range is in the key's help
                 record = (record[0], option_help(self.config, self.options[param.name], self.choices))
+            elif param_bounds(param):
+                record = (record[0], f"{record[1]} [{range_short(param_bounds(param))}]".strip())  # type: ignore[arg-type]
             if param.param_type_name == "argument":
                 args.append((param.metavar or param.name.upper(), record[1]))
             else:
@@ -67,6 +83,37 @@ def with_settings(
     return SettingsCommand
 
 
+def is_numeric(param: click.Parameter) -> bool:
+    """Whether an option takes an int or a float (Typer keeps the annotation, Optional stripped; click a type)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        return descriptor.annotation in (int, float)
+    return isinstance(getattr(param, "type", None), (click.types.IntParamType, click.types.FloatParamType))
+
+
+def param_bounds(param: click.Parameter) -> dict[str, float] | None:
+    """The range an option is checked against at parse time (None: it is not range-checked)."""
+    bounds = getattr(param.callback, "bounds", None)
+    return bounds() if bounds is not None else None
+
+
+def key_range(config: str, dotted: str) -> Callable[..., Any]:
+    """The parse-time check (a click callback) of an option that stands for ``dotted`` of ``config``
+    ("module:Class"): the key's own Field bounds, read (and the config imported) only when the option is given."""
+
+    def check(ctx: Any, param: click.Parameter, value: Any) -> Any:
+        return value if value is None else checked(param, value, check.bounds(), f"config key {dotted}")  # type: ignore[attr-defined]
+
+    def bounds() -> dict[str, float]:
+        from cotbridge.config import field_bounds
+
+        cls, leaf = key_field(load_object(config), dotted)
+        return field_bounds(cls.model_fields[leaf])
+
+    check.bounds = bounds  # type: ignore[attr-defined]
+    return check
+
+
 def load_object(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -94,7 +141,18 @@ def option_help(config: str, dotted: str, choices: dict[str, str]) -> str:
     default = field.get_default(call_default_factory=True)
     if default is not None and default is not False and not hasattr(default, "model_dump"):
         text += f" [default: {yaml_value(default)}]"
-    return f"{text} (config: {dotted})".strip()
+    return f"{text}{field_range(field)} (config: {dotted})".strip()
+
+
+def field_range(field: Any) -> str:
+    """`` [0<=x<=1]`` for a bounded config field (with its other choices: `` [x>=1 or auto]``), else ""."""
+    from cotbridge.config import field_bounds, literal_choices
+
+    bounds = field_bounds(field)
+    if not bounds:
+        return ""
+    others = "".join(f" or {yaml_value(choice)}" for choice in literal_choices(field.annotation))
+    return f" [{range_short(bounds)}{others}]"
 
 
 def config_flags(given: dict[str, Any], options: dict[str, str]) -> dict[str, Any]:
@@ -116,11 +174,12 @@ def config_keys(cls: Any, prefix: str = "") -> list[tuple[str, str]]:
         if isinstance(nested, type) and issubclass(nested, BaseModel):
             rows += config_keys(nested, key + ".")
             continue
+        comment = (comments.get(name, "") + field_range(field)).strip()
         if field.default is PydanticUndefined and field.default_factory is None:
-            rows.append((key, ("(required) " + comments.get(name, "")).strip()))
+            rows.append((key, ("(required) " + comment).strip()))
         else:
             default = field.get_default(call_default_factory=True)
-            rows.append((f"{key}={yaml_value(default)}", comments.get(name, "")))
+            rows.append((f"{key}={yaml_value(default)}", comment))
     return rows
 
 

@@ -1,11 +1,17 @@
-"""Options shared by several commands, defined once (names, metavars and help)."""
+"""Options shared by several commands, defined once (names, metavars and help), and the range check every numeric
+option takes while the command line is parsed (:func:`in_range`; options that stand for config keys get their
+key's range from :mod:`.help_format`)."""
 
 from __future__ import annotations
 
+import math
 import shlex
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
+
+from cotbridge.errors import UserError, range_words
 
 DataDirOpt = Annotated[
     Optional[str],
@@ -48,3 +54,30 @@ def from_option(stages: str) -> Any:
     return Annotated[
         Optional[str], typer.Option("--from", metavar="STAGE", help=f"redo this stage and the later ones: {stages}")
     ]
+
+
+def in_range(what: str = "", **bounds: float) -> Callable[..., Any]:
+    """An option callback that refuses a value outside ``bounds`` (``ge``, ``gt``, ``le``, ``lt``) while the command
+    line is parsed, before a model or a file is touched, in the one-line form every user error takes (exit 2);
+    ``what`` says what the number is. ``--help`` shows the range (``check.bounds()``, which Typer's wrapper keeps)."""
+
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        return checked(param, value, bounds, what)
+
+    check.bounds = lambda: bounds  # type: ignore[attr-defined]
+    return check
+
+
+def checked(param: Any, value: Any, bounds: dict[str, float], what: str = "") -> Any:
+    """``value`` if it lies in ``bounds`` (None: the option was left out), else a UserError naming the option, the
+    value and the whole range."""
+    if value is None:
+        return value
+    finite = math.isfinite(value)
+    if finite and all(
+        {"ge": value >= b, "gt": value > b, "le": value <= b, "lt": value < b}[op] for op, b in bounds.items()
+    ):
+        return value
+    name = (param.opts or [f"--{param.name}"])[0]
+    must = range_words(bounds) if finite else f"a finite number {range_words(bounds)}".strip()
+    raise UserError(f"{name} {value}: must be {must}" + (f" ({what})" if what else ""))

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cotbridge.errors import UserError
+from cotbridge.cli.options import in_range
+
+MAX_BODY_MB = 1024 * 1024  # 1 TiB: a larger limit is a typo
 
 
 def serve_cmd(
@@ -17,8 +19,12 @@ def serve_cmd(
         str,
         typer.Option(metavar="HOST", help="address to listen on (the server has no authentication: keep it local)"),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="port (0 picks a free one)")] = 8000,
-    batch_size: Annotated[int, typer.Option(metavar="N", help="sequences per generation batch")] = 16,
+    port: Annotated[
+        int, typer.Option(metavar="PORT", callback=in_range(ge=0, le=65535), help="port (0 picks a free one)")
+    ] = 8000,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", callback=in_range(ge=1), help="sequences per generation batch")
+    ] = 16,
     gguf_file: Annotated[
         Optional[str], typer.Option(metavar="FILE", help="GGUF file inside a model folder holding several")
     ] = None,
@@ -31,7 +37,10 @@ def serve_cmd(
         ),
     ] = None,
     latency_ms: Annotated[
-        float, typer.Option(metavar="MS", help="extra latency per request, slept outside the generation lock")
+        float,
+        typer.Option(
+            metavar="MS", callback=in_range(ge=0), help="extra latency per request, slept outside the generation lock"
+        ),
     ] = 0.0,
     request_log: Annotated[
         Optional[str],
@@ -42,7 +51,12 @@ def serve_cmd(
         ),
     ] = None,
     max_body_mb: Annotated[
-        float, typer.Option(metavar="MB", help="refuse request bodies larger than this with a 413, unread")
+        float,
+        typer.Option(
+            metavar="MB",
+            callback=in_range("megabytes; 1048576 is 1 TiB", gt=0, lt=MAX_BODY_MB),
+            help="refuse request bodies larger than this with a 413, unread",
+        ),
     ] = 8.0,
     model_name: Annotated[
         Optional[str],
@@ -54,11 +68,7 @@ def serve_cmd(
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
     from cotbridge.server import OpenAICompatServer, parse_faults
 
-    spec = parse_faults(faults)  # bad specs fail before the model loads
-    if latency_ms < 0:
-        raise UserError(f"--latency-ms must not be negative, got {latency_ms}")
-    if not 0 < max_body_mb < 1024 * 1024:
-        raise UserError(f"--max-body-mb must be between 0 and 1048576 (1 TiB), got {max_body_mb}")
+    spec = parse_faults(faults)  # bad specs fail before the model loads (numbers are range-checked when parsed)
     from cotbridge.backends.hf import HFBackend
 
     backend = HFBackend(model, gguf_file=gguf_file, batch_size=batch_size)

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from cotbridge.cli.options import in_range
+
 
 def traces_cmd(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="hub dataset id, or local .jsonl/.json/.parquet")],
@@ -17,7 +19,9 @@ def traces_cmd(
         str, typer.Option("--output", "-o", metavar="FILE", help="teacher records JSONL (RUN_DIR/teacher/NAME.jsonl)")
     ],
     split: Annotated[str, typer.Option(metavar="SPLIT", help="the dataset's split")] = "train",
-    limit: Annotated[Optional[int], typer.Option(metavar="N", min=1, help="the first N rows")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(metavar="N", callback=in_range(ge=1), help="the first N rows")
+    ] = None,
     assume_correct: Annotated[
         bool, typer.Option("--assume-correct", help="traces without a gold answer count as correct (source-filtered)")
     ] = False,

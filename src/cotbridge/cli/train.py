@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cotbridge.cli.options import ConfigOpt, OutputOpt, set_option
+from cotbridge.cli.options import ConfigOpt, OutputOpt, in_range, set_option
 
 SETTINGS = "cotbridge.train.config:TrainConfig"  # the keys listed under --help
 SETTINGS_NOTE = "--model sets model and --output sets output_dir."
@@ -24,7 +24,8 @@ def train_cmd(
     ] = None,
     task: Annotated[Optional[str], typer.Option(metavar="TASK", help="the task whose rules score --dev")] = None,
     num_processes: Annotated[
-        int, typer.Option(metavar="N", help="data-parallel processes through accelerate launch")
+        int,
+        typer.Option(metavar="N", callback=in_range(ge=1), help="data-parallel processes through accelerate launch"),
     ] = 1,
     output: OutputOpt = None,
     config: ConfigOpt = None,

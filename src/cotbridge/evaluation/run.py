@@ -13,7 +13,7 @@ from pydantic import Field
 
 from cotbridge import __version__
 from cotbridge.backends import get_backend
-from cotbridge.config import StrictModel
+from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.folder_lock import folder_lock
@@ -39,7 +39,8 @@ class EvalConfig(StrictModel):
     limit: int | None = Field(default=None, ge=1)  # evaluate the first N examples of each task
     mode: str = "zero_shot_cot"  # prompt mode
     k: int = Field(default=1, ge=1)  # samples per question; k>1 is self-consistency
-    temperature: float | None = Field(default=None, ge=0)  # None: 0 for k=1, 0.7 for self-consistency
+    # None: 0 for k=1, 0.7 for self-consistency
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)  # max new tokens of stage 1 (None: the mode's)
     answer_max_tokens: int | None = Field(default=None, ge=1)
@@ -48,7 +49,7 @@ class EvalConfig(StrictModel):
     generic_trigger: bool = False
     few_shot_prompts: str | None = None  # few-shot exemplars JSON ({task: {prompt}}) for few_shot_cot
     pipeline: str | None = None  # answer-extraction pipeline (default: the mode's)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     # default runs/eval/<model>/<mode>[-k<k>] (a local folder's parent joins its name: students/a and students/b
     # never share a folder); evaluations of other models never collide
     output: str | None = None

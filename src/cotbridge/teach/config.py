@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cotbridge.config import StrictModel
+from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 
 # What determines a record: a rerun with other values would mix records of two settings in one file.
 # (limit and samples may grow: the records already made stay valid.)
@@ -41,14 +41,15 @@ class TeachConfig(StrictModel):
     teacher: TeacherConfig = TeacherConfig()
     mode: str = "zero_shot_cot"  # prompt mode: zero_shot_cot is two-stage (rationale, then the answer)
     samples: int = Field(default=1, ge=1)  # D: rationales per question (diverse reasoning when > 1)
-    temperature: float | None = Field(default=None, ge=0)  # None: 0 for one sample, 0.7 for diverse reasoning
+    # None: 0 for one sample, 0.7 for diverse reasoning
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
     max_tokens: int = Field(default=128, ge=1)  # rationale length
     answer_max_tokens: int = Field(default=32, ge=1)  # answer length (two-stage modes)
     generic_trigger: bool = False  # "The answer is" instead of the task's own answer trigger
     few_shot_prompts: str | None = None  # few_shot_cot: a JSON file of exemplars
     chat: bool = False  # wrap prompts in the teacher's chat template (local instruction-tuned teachers)
     pipeline: str | None = None  # answer extraction for the records' correctness (default: the mode's)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     run_dir: str = "runs/teach"  # records go to RUN_DIR/teacher/TASK[.TAG].jsonl
     cache: str | None = (
         None  # SQLite file; default $COTBRIDGE_CACHE or ~/.cache/cotbridge/requests.sqlite; "off" disables

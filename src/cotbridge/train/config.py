@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from cotbridge.config import StrictModel
+from pydantic import Field
+
+from cotbridge.config import SEED_MAX, StrictModel
 from cotbridge.models import loading
 
 log = logging.getLogger(__name__)
@@ -17,20 +19,21 @@ class TrainConfig(StrictModel):
     model: str = "smollm2-135m-instruct"  # hub id, folder, .gguf, or an embedded model name
     gguf_file: str | None = None
     lora: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
+    lora_r: int = Field(default=8, ge=1)  # LoRA rank
+    lora_alpha: int = Field(default=16, ge=1)
     # PEFT's default. Dropout draws a mask for every LoRA layer's input: on a CPU that was ~30% of a SmolLM2-135M
     # step (6.8 s -> 4.7 s at batch 8 without it).
-    lora_dropout: float = 0.0
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: list[str] | str = "all-linear"
-    lr: float = 3e-4  # Fine-tune-CoT's setting
-    epochs: float = 20
-    max_steps: int = -1
+    lr: float = Field(default=3e-4, gt=0, le=1)  # Fine-tune-CoT's setting
+    epochs: float = Field(default=20, gt=0)
+    max_steps: int = Field(default=-1, ge=-1)  # N > 0: stop after N optimizer steps; -1 (or 0): epochs decide
     # Rows per step and process (under accelerate launch the global batch is this times the processes). "auto": 8 on
     # a CPU; on a GPU the largest power of two up to 64 that its free memory holds (train/batch_fit.py).
-    batch_size: int | Literal["auto"] = "auto"
-    grad_accum: int = 1
-    max_length: int = 512  # tokens; encoder-decoder students apply it to the input and the target separately
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    grad_accum: int = Field(default=1, ge=1)  # batches whose gradients add up to one optimizer step
+    # tokens; encoder-decoder students apply it to the input and the target separately
+    max_length: int = Field(default=512, ge=1)
     group_by_length: bool = True  # batches of similar length waste less compute on padding
     # Pack several examples into each max_length row (TRL's best-fit packing, padding-free), so a batch holds tokens
     # instead of padding. Packed examples stay apart: transformers reads the restarting position_ids as a
@@ -43,13 +46,16 @@ class TrainConfig(StrictModel):
         False  # TRL turns it on by default: ~30% more compute to save memory small students do not need
     )
     lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
+    # the fraction of steps the learning rate warms up over (transformers reads warmup_steps < 1 as a ratio, 1 as a
+    # step: hence below 1)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
     save_strategy: str = "epoch"
-    save_steps: int = 500
-    save_total_limit: int | None = 2  # rotation never removes the best dev checkpoint
-    logging_steps: int = 5
-    seed: int = 0
+    save_steps: int = Field(default=500, ge=1)  # save_strategy steps: every N steps
+    # checkpoints kept (None: all); rotation never removes the best dev checkpoint
+    save_total_limit: int | None = Field(default=2, ge=1)
+    logging_steps: int = Field(default=5, ge=1)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     report_to: list[str] | str = "none"
     dtype: str = "auto"
     # bf16 autocast: "auto" uses it on GPUs that support it and on CPUs with native bf16 instructions (avx512_bf16 /
@@ -59,10 +65,10 @@ class TrainConfig(StrictModel):
     resume: bool = True  # continue from the last checkpoint in output_dir if there is one
     # Dev accuracy (only when train_student gets dev examples): greedy decoding in dev_mode, scored by the task's
     # rules.
-    dev_every_epochs: int = 1  # score every N epochs, and always after the last step
+    dev_every_epochs: int = Field(default=1, ge=1)  # score every N epochs, and always after the last step
     dev_mode: str = "finetune_cot"  # prompt mode the student is evaluated in (the --mode choices of `cotbridge eval`)
-    dev_max_tokens: int | None = None  # None: the prompt mode's default
-    dev_batch_size: int = 16
+    dev_max_tokens: int | None = Field(default=None, ge=1)  # None: the prompt mode's default
+    dev_batch_size: int = Field(default=16, ge=1)
     dev_select_best: bool = False  # save the best dev epoch's weights instead of the last epoch's
 
 

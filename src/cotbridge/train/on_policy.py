@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from cotbridge.config import TEMPERATURE_MAX
 from cotbridge.errors import UserError
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
 
@@ -37,7 +38,7 @@ class OnPolicyConfig(TrainConfig):
     beta: float = Field(default=1.0, ge=0, le=1)  # 0 forward KL, 0.5 JSD, 1 reverse KL (mode-seeking, as in Tinker)
     seq_kd: bool = False  # steps not on the student's samples train on the teacher's samples, not the dataset's
     temperature: float = Field(
-        default=0.9, gt=0
+        default=0.9, gt=0, le=TEMPERATURE_MAX
     )  # sampling temperature of the student's (and seq_kd teacher's) samples
     max_new_tokens: int = Field(default=128, ge=1)  # length of each sampled completion
     # An OpenAI-compatible server of the teacher (vLLM, cotbridge serve: http://host:port/v1) that grades the
@@ -45,8 +46,8 @@ class OnPolicyConfig(TrainConfig):
     # top-1 support, on-policy only). The pre-flight compares it with the in-process teacher once.
     teacher_url: str | None = None
     served_tolerance: float = Field(default=0.1, gt=0)  # pre-flight: mean nats a token the served teacher may differ
-    lr: float = 1e-4
-    epochs: float = 1  # every step samples: an epoch costs far more than an SFT epoch
+    lr: float = Field(default=1e-4, gt=0, le=1)
+    epochs: float = Field(default=1, gt=0)  # every step samples: an epoch costs far more than an SFT epoch
     # GKD generates from each batch's prompts: packed rows and length-sorted batches have no place here.
     packing: Literal[False] = False
     group_by_length: Literal[False] = False

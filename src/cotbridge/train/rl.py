@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cotbridge.allocator import keep_freed_memory
-from cotbridge.config import StrictModel
+from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
 from cotbridge.registry import Registry
 from cotbridge.train.config import checkpointing_kwargs, use_bf16
@@ -41,19 +41,19 @@ class RLConfig(StrictModel):
     task_metric: Literal["f1", "em"] = "f1"
     aspect_scorers: dict[str, str] = {}  # aspect -> scorer name; unset aspects use DEFAULT_ASPECT_SCORERS, else judge
     scorer_options: dict[str, dict[str, Any]] = {}  # scorer name -> constructor options (e.g. judge backend)
-    lr: float = 1e-4
-    steps: int = 40
-    batch_size: int = 8  # completions per step; prompts per step = batch_size / num_generations
-    num_generations: int = 4
-    beta: float = 0.04  # KL penalty towards the reference (the distilled model)
-    temperature: float = 1.0
-    max_completion_length: int = 48
+    lr: float = Field(default=1e-4, gt=0, le=1)
+    steps: int = Field(default=40, ge=1)
+    batch_size: int = Field(default=8, ge=1)  # completions per step; prompts per step = batch_size / num_generations
+    num_generations: int = Field(default=4, ge=2)  # completions per prompt: the group advantages compare (2 or more)
+    beta: float = Field(default=0.04, ge=0)  # KL penalty towards the reference (the distilled model)
+    temperature: float = Field(default=1.0, gt=0, le=TEMPERATURE_MAX)  # sampling temperature of the completions
+    max_completion_length: int = Field(default=48, ge=1)
     train_limit: int | None = Field(default=None, ge=1)  # training questions per task used as RL prompts
     lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    seed: int = 0
-    logging_steps: int = 1
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    logging_steps: int = Field(default=1, ge=1)
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # as TrainConfig: bf16 autocast where the hardware has it
     output_dir: str = "runs/rl/writer"
 

@@ -9,21 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cotbridge.config import StrictModel
+from pydantic import Field
+
+from cotbridge.config import SEED_MAX, StrictModel
 from cotbridge.errors import UserError
 
 
 class ScratchSpec(StrictModel):
     tokenizer: str = "smollm2-135m-instruct"  # hub id, folder, .gguf or embedded name; unused with train_vocab
     # Train a byte-level BPE of this size on the writer's training texts instead. With a tiny model the output
-    # layer over a 49k vocabulary is ~97% of the compute and most of its rows never see a gradient.
-    train_vocab: int | None = None
-    hidden_size: int = 64
-    layers: int = 2
-    heads: int = 4
-    intermediate_size: int | None = None  # default 4 × hidden
-    max_position_embeddings: int = 1024
-    seed: int = 0
+    # layer over a 49k vocabulary is ~97% of the compute and most of its rows never see a gradient. At least the 256
+    # byte symbols and the 2 special tokens.
+    train_vocab: int | None = Field(default=None, ge=258)
+    hidden_size: int = Field(default=64, ge=1)
+    layers: int = Field(default=2, ge=1)
+    heads: int = Field(default=4, ge=1)  # attention heads
+    intermediate_size: int | None = Field(default=None, ge=1)  # default 4 × hidden
+    max_position_embeddings: int = Field(default=1024, ge=1)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> Any:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from cotbridge.config import StrictModel
+from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.teach import TeacherConfig
 from cotbridge.train.config import TrainConfig
 
@@ -18,8 +18,9 @@ class MethodSpec(StrictModel):
     mode: str = "zero_shot_cot"  # prompt baselines: the prompt mode
     chat: bool = False  # prompt baselines: wrap in the model's chat template
     format: str = "finetune_cot"  # distill: the student format
-    samples: int = 1  # distill: rationales per question (D)
-    temperature: float | None = None  # distill: None -> 0 for D=1, 0.7 for D>1
+    samples: int = Field(default=1, ge=1)  # distill: rationales per question (D)
+    # distill: None -> 0 for D=1, 0.7 for D>1
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
 
 
 class CurateSpec(StrictModel):

@@ -4,11 +4,11 @@ rows (what each student copy is tuned on) and the tasks of the transfer matrix."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from cotbridge.config import StrictModel
+from cotbridge.config import SEED_MAX, StrictModel
 from cotbridge.recipes.instruct.released import ReleasedSpec
 from cotbridge.train.config import TrainConfig
 
@@ -23,7 +23,7 @@ class TeacherTask(StrictModel):
     options: dict[str, Any] = {}  # merged over the teacher's backend options
     released: ReleasedSpec | None = None  # published outputs to convert and replay
     pipeline: str | None = None  # answer extraction for the correctness filter (default: 'default')
-    max_tokens: int | None = None  # rationale length (default: the run's teach_max_tokens)
+    max_tokens: int | None = Field(default=None, ge=1)  # rationale length (default: the run's teach_max_tokens)
 
 
 class TeacherSpec(StrictModel):
@@ -55,21 +55,24 @@ class RowSpec(StrictModel):
 class MergeSpec(StrictModel):
     filters: list[str] = ["has_output", "correct"]  # curation filters (cotbridge curate) applied per teacher
     dedupe: bool = True  # the same rationale for the same question (from any teacher) is kept once
-    max_per_question: int | None = None  # demonstrations per question across teachers (None: all)
-    max_demonstrations: int | None = None  # per row; equal sizes make teacher comparisons fair
-    seed: int = 0  # which demonstrations are kept when capping
+    # demonstrations per question across teachers (None: all)
+    max_per_question: int | None = Field(default=None, ge=1)
+    max_demonstrations: int | None = Field(default=None, ge=1)  # per row; equal sizes make teacher comparisons fair
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)  # which demonstrations are kept when capping
 
 
 class StudentConfig(TrainConfig):
     """TrainConfig with the paper's defaults (QLoRA SFT: r 8, alpha 16, dropout 0.1, lr 2e-4, batch 4,
     1 epoch, constant schedule, warmup 0.03) plus 4-bit loading and the student's family."""
 
-    lora_dropout: float = 0.1
-    lr: float = 2e-4
-    epochs: float = 1
-    batch_size: int | Literal["auto"] = 4  # the paper's; "auto" sizes it to a GPU (train/batch_fit.py)
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1)
+    lr: float = Field(default=2e-4, gt=0, le=1)
+    epochs: float = Field(default=1, gt=0)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = (
+        4  # the paper's; "auto" sizes it to a GPU (train/batch_fit.py)
+    )
     lr_scheduler: str = "constant_with_warmup"
-    warmup_ratio: float = 0.03
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     save_strategy: str = "no"
     quantization: Literal["4bit"] | None = None  # QLoRA; falls back to full-precision LoRA without CUDA + bitsandbytes
     family: str | None = None  # e.g. smollm: teachers of this family are "same-family"
@@ -78,11 +81,10 @@ class StudentConfig(TrainConfig):
 class MatrixEvalSpec(StrictModel):
     tasks: list[str] | None = None  # matrix columns; default: every row task
     split: str = "test"
-    limit: int | None = Field(
-        default=50, ge=1
-    )  # test questions per task, after removing any question a student trained on
-    max_tokens: int = 256
-    batch_size: int = 16
+    # test questions per task, after removing any question a student trained on
+    limit: int | None = Field(default=50, ge=1)
+    max_tokens: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     base: bool = True  # also evaluate the untuned student (row "base")
 
 
@@ -95,7 +97,7 @@ class InstructConfig(StrictModel):
     rows: list[RowSpec] | None = None  # None: one row per (task, teacher covering it)
     template: str = "ranaldi_freitas"  # built-in instruction template name or a YAML file
     teach_mode: str = "zero_shot_cot_single"
-    teach_max_tokens: int = 256
+    teach_max_tokens: int = Field(default=256, ge=1)
     merge: MergeSpec = MergeSpec()
     student: StudentConfig = StudentConfig()
     eval: MatrixEvalSpec = MatrixEvalSpec()

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cotbridge.config import StrictModel
+from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.quality.scorers import AUTOMATIC
 from cotbridge.recipes.lm_guided.inference import ContextSpec
 from cotbridge.train.config import TrainConfig
@@ -22,34 +22,35 @@ class LargeSpec(StrictModel):
     options: dict[str, Any] = {}  # backend options (base_url, api_key_env, concurrency, ...)
     chat: bool = True
     serve: bool = True  # hf only: the evaluation reaches the model through `cotbridge serve` (OpenAI-compatible HTTP)
-    batch_size: int = 16
-    rationale_max_tokens: int = 64
-    answer_max_tokens: int = 24
+    batch_size: int = Field(default=16, ge=1)
+    rationale_max_tokens: int = Field(default=64, ge=1)
+    answer_max_tokens: int = Field(default=24, ge=1)
 
 
 class WriterSpec(StrictModel):
     model: str | None = None  # a pretrained writer (hub id, folder); None: from scratch (see ``scratch``)
     scratch: ScratchSpec = ScratchSpec()
-    max_tokens: int = 48  # rationale length
-    batch_size: int = 16
+    max_tokens: int = Field(default=48, ge=1)  # rationale length
+    batch_size: int = Field(default=16, ge=1)
     train: TrainConfig = TrainConfig(lora=False, lr=1e-3, epochs=10, save_strategy="no", logging_steps=10)
 
 
 class KDSpec(StrictModel):
-    train_limit: int | None = Field(
-        default=100, ge=1
-    )  # training questions per task the large model writes rationales for
-    samples: int = 1
-    temperature: float | None = None
+    # training questions per task the large model writes rationales for
+    train_limit: int | None = Field(default=100, ge=1)
+    samples: int = Field(default=1, ge=1)  # rationales per training question
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
     filters: list[str] = ["has_output", "correct"]  # curate's filters; "correct" is exact match
-    min_f1: float | None = None  # instead of exact match, keep answers with at least this F1
+    # instead of exact match, keep answers with at least this F1
+    min_f1: float | None = Field(default=None, ge=0, le=1)
 
 
 class EvalRow(StrictModel):
     name: str
     rationale: Literal["none", "large", "kd", "rl"]
-    k: int = 1
-    temperature: float | None = None  # None: 0 for k=1, 0.7 for self-consistency
+    k: int = Field(default=1, ge=1)  # samples per question; k>1 is self-consistency
+    # None: 0 for k=1, 0.7 for self-consistency
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
 
 
 PAPER_ROWS = [
@@ -87,7 +88,7 @@ class LMGuidedConfig(StrictModel):
     eval: EvalSpec = EvalSpec()
     score: ScoreSpec = ScoreSpec()
     cache: str | None = None  # request cache file; default <run_dir>/requests.sqlite; "off" disables
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
     def directory(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cotbridge.backends.base import Backend, Completion, Request
 from cotbridge.config import StrictModel
 from cotbridge.evaluation.scoring import aggregate, score_example
@@ -43,9 +45,9 @@ class ContextSpec(StrictModel):
     """Which context paragraphs the models see, and how much of each (multi-hop contexts are long)."""
 
     paragraphs: Literal["all", "supporting", "first"] = "all"  # supporting: the gold paragraphs only
-    max_paragraphs: int | None = None
-    max_paragraph_words: int | None = None
-    max_words: int | None = None  # cap on the whole context, after the per-paragraph cap
+    max_paragraphs: int | None = Field(default=None, ge=1)  # None: every paragraph
+    max_paragraph_words: int | None = Field(default=None, ge=1)
+    max_words: int | None = Field(default=None, ge=1)  # cap on the whole context, after the per-paragraph cap
 
 
 def split_paragraphs(context: str) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from cotbridge.config import StrictModel
+from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
 from cotbridge.teach import TeacherConfig
 from cotbridge.train.config import TrainConfig
@@ -26,7 +26,8 @@ class RationaleSpec(StrictModel):
     teacher: TeacherConfig = TeacherConfig()  # who writes them (reference, replay, openai, hf, ...)
     mode: str = "zero_shot_cot"  # the teacher's prompt mode
     samples: int = Field(default=1, ge=1)  # rationales per training question
-    temperature: float | None = Field(default=None, ge=0)  # None: 0 for one sample, 0.7 for several
+    # None: 0 for one sample, 0.7 for several
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
     filters: list[str] = ["has_output", "correct"]  # curate's filters
     dedupe: bool = False
 
