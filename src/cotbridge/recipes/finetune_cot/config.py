@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from cotbridge.config import TEMPERATURE_MAX, StrictModel
+from cotbridge.recipes.eval_stage import EvalSpec
 from cotbridge.teach import TeacherConfig
 from cotbridge.train.config import TrainConfig
 
@@ -26,13 +27,6 @@ class MethodSpec(StrictModel):
 class CurateSpec(StrictModel):
     filters: list[str] = ["has_output", "correct"]
     dedupe: bool = False
-
-
-class EvalSpec(StrictModel):
-    split: str = "test"
-    limit: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=16, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
 
 
 class RunConfig(StrictModel):

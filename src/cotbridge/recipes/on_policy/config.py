@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
+from cotbridge.recipes.eval_stage import EvalSpec
 from cotbridge.teach import TeacherConfig
 from cotbridge.train.config import TrainConfig
 from cotbridge.train.on_policy import OnPolicyConfig
@@ -30,13 +31,6 @@ class RationaleSpec(StrictModel):
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
     filters: list[str] = ["has_output", "correct"]  # curate's filters
     dedupe: bool = False
-
-
-class EvalSpec(StrictModel):
-    split: str = "test"
-    limit: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=16, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
 
 
 class OnPolicyRunConfig(StrictModel):
