@@ -8,6 +8,7 @@ is re-entrant: a recipe holds its run directory and the teach stage it runs take
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -69,7 +70,10 @@ def _acquire(path: Path, option: str) -> int:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise UserError(f"{path}: cannot create or lock this folder ({e.strerror}); choose another {option}") from None
+        why = "a file stands where a folder belongs: " if e.errno in (errno.ENOTDIR, errno.EEXIST) else ""
+        raise UserError(
+            f"{path}: cannot create or lock this folder ({e.strerror}); {why}choose another {option}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -79,6 +83,9 @@ def _acquire(path: Path, option: str) -> int:
             f"{path} is in use by {holder} (another cotbridge command writing there); wait for it to finish "
             f"or choose another {option}"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # a full disk: the lock holds without its PID (a refusal then says "another process")
+        pass
     return fd

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cotbridge.errors import DataError
+from cotbridge.fileio import replacing, write_text
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -52,24 +52,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    """Write a whole file atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    """Write a whole file atomically (temp file + rename): a crash or a full disk never leaves half a file."""
+    with replacing(path) as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a whole JSON file atomically, as :func:`write_jsonl`."""
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def get_field(record: dict[str, Any], dotted: str, *, path: object = "<record>", line: int | None = None) -> Any:

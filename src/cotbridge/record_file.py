@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.errors import DataError
+from cotbridge.fileio import append_whole
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,7 @@ class RecordFile:
                 ) from None
             if not complete:
                 # A whole JSON object without its newline: keep it and finish the line.
-                with self.path.open("ab") as f:
-                    f.write(b"\n")
+                append_whole(self.path, b"\n")
             if not isinstance(rec, dict) or "key" not in rec:
                 raise DataError(self.path, "record without a 'key'", lineno)
             self.records[rec["key"]] = rec
@@ -58,13 +58,6 @@ class RecordFile:
         payload = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
         if not payload:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(payload)
-            while view:  # os.write may write less than asked; finish the job
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_whole(self.path, payload)  # all the chunk's lines or none (a full disk): never a torn line
         for r in records:
             self.records[r["key"]] = r

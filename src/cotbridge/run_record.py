@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from cotbridge.config import changed_items, changed_keys, describe_changes, dump_config, restoring_sets
 from cotbridge.errors import UserError
+from cotbridge.fileio import write_text
 
 CONFIG_FILE = "config.yaml"
 
@@ -112,5 +113,4 @@ class RunRecord:
         )
 
     def write(self, config: BaseModel) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(dump_config(config), encoding="utf-8")
+        write_text(self.path, dump_config(config))

@@ -15,6 +15,7 @@ from typing import Any
 from cotbridge.backends.base import Completion, Request
 from cotbridge.backends.openai_wire import ROUTES, Malformed, check_shape
 from cotbridge.errors import DataError, UserError
+from cotbridge.fileio import write_text
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,7 @@ class BatchAPIMixin:
             )
             for cid, req in zip(ids, requests)
         ]
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        return p
+        return write_text(path, "".join(line + "\n" for line in lines))
 
     def import_batch_results(
         self,

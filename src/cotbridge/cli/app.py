@@ -100,8 +100,40 @@ def main() -> None:
             raise
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             traceback.print_exc()
+        close_progress_bars()
         typer.echo(f"error: {message}", err=True)
         sys.exit(2)
+
+
+def close_progress_bars() -> None:
+    """Close the progress bars a failure left open (a trainer's, held by the traceback's frames): closed later, at
+    exit, they would print themselves again below the one-line error."""
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    for bar in list(getattr(std.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001  (a bar that cannot close must not hide the error)
+            pass
+
+
+# What to do about a file-system failure. Every writer replaces a file whole or appends whole records, so a failed
+# command leaves the files of earlier runs as they were and no half-written or temporary file.
+_KEPT = "files written before are kept"
+OS_ERROR_HINTS = {
+    errno.EACCES: f"check its permissions, or choose a folder you can write to ({_KEPT})",
+    errno.EPERM: f"check its permissions, or choose a folder you can write to ({_KEPT})",
+    errno.EROFS: f"the file system is read-only: choose a writable folder ({_KEPT})",
+    errno.ENOSPC: f"the disk is full: free some space and rerun ({_KEPT})",
+    errno.EDQUOT: f"the disk quota is used up: free some space and rerun ({_KEPT})",
+    errno.EFBIG: f"the file is too large for this file system: choose another folder ({_KEPT})",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a file stands where a folder belongs: move it or choose another path",
+    errno.EEXIST: "a file stands where a folder belongs: move it or choose another path",
+    errno.EISDIR: "a folder stands where a file belongs: choose another path",
+    errno.EAGAIN: "another process holds it: wait for it to finish",
+}
 
 
 def one_line_error(e: BaseException) -> str | None:
@@ -119,15 +151,9 @@ def one_line_error(e: BaseException) -> str | None:
         return f"{e}; check the server, the URL and the key, then rerun to resume (paid calls are cached)"
     if isinstance(e, UnicodeDecodeError):
         return f"a file is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8"
-    if isinstance(e, OSError):
+    if isinstance(e, OSError):  # writers name their file (cotbridge.fileio); what they wrote before is kept
         where = e.filename if e.filename is not None else "a file"
-        hint = {
-            errno.EACCES: "choose a folder you can write to",
-            errno.EROFS: "the file system is read-only: choose a writable folder",
-            errno.ENOSPC: "free some disk space",
-            errno.ENOENT: "check the path",
-        }.get(e.errno or 0, "check the path and its permissions")
-        return f"{where}: {e.strerror or e}; {hint}"
+        return f"{where}: {e.strerror or e}; {OS_ERROR_HINTS.get(e.errno or 0, 'check the path and its permissions')}"
     if isinstance(e, sqlite3.Error):
         return f"request cache: {e}; point $COTBRIDGE_CACHE (or the cache setting) at a writable file"
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":

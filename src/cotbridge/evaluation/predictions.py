@@ -16,6 +16,7 @@ from cotbridge.answers.score import score_output
 from cotbridge.errors import DataError, UserError
 from cotbridge.evaluation.prediction_ids import check_id_template, match_ids
 from cotbridge.evaluation.scoring import aggregate
+from cotbridge.fileio import write_text
 from cotbridge.folder_lock import LOCK_NAME, folder_lock
 from cotbridge.jsonl import get_field, read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.reporting.tables import markdown_table
@@ -132,8 +133,8 @@ def score_predictions(
             "disagreements": disagreements,
         }
         write_json(out_dir / "results.json", summary)
-        (out_dir / "results.md").write_text(
-            markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]"), encoding="utf-8"
+        write_text(
+            out_dir / "results.md", markdown_table({task.name: metrics}, title=f"{Path(path).name} [{text_field}]")
         )
         return summary
 

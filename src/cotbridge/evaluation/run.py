@@ -16,6 +16,7 @@ from cotbridge.backends import get_backend
 from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
+from cotbridge.fileio import write_text
 from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.two_stage import sampling_temperature
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
@@ -264,9 +265,7 @@ def _evaluate_into(
         "versions": software_versions(),
     }
     write_json(out / "results.json", summary)
-    (out / "results.md").write_text(
-        markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"), encoding="utf-8"
-    )
+    write_text(out / "results.md", markdown_table(results, title=f"{backend.model_id} — {cfg.mode}, k={cfg.k}"))
     write_inspect_logs_softly(out)
     return summary
 

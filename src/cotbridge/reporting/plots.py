@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cotbridge.fileio import replacing
 from cotbridge.reporting.rows import Row, check_rows, finite_or_none, format_params, row_labels, unique
 
 DPI = 150
@@ -33,8 +34,8 @@ def _colors(n: int) -> list[Any]:
 
 def save_figure(fig, path: str | Path, dpi: int) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    with replacing(path, binary=True) as f:  # a full disk leaves the previous plot, not half a PNG
+        fig.savefig(f, dpi=dpi, format="png")
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cotbridge.fileio import write_text
 from cotbridge.jsonl import write_json
 from cotbridge.reporting import plots
 from cotbridge.reporting.rows import METRIC_COLUMNS, METRIC_NAMES, Row, check_rows, finite_or_none
@@ -58,7 +59,7 @@ def write_report(rows: list[Row], out_dir: str | Path, title: str, notes: str = 
         md += [f"![{PLOT_FILES[Path(rel).stem]}]({rel})\n" for rel in paths]
     files = {"report.md": "\n".join(md).rstrip() + "\n", "report.tex": "\n".join(tex)}
     for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
+        write_text(out / name, text)
     write_json(
         out / "results_table.json",  # strict JSON: NaN becomes null
         [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from cotbridge.backends.base import Request
 from cotbridge.backends.secrets import check_no_literal_secrets
 from cotbridge.config import dump_config
+from cotbridge.fileio import write_text
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json
 from cotbridge.tasks import Example
@@ -96,8 +97,7 @@ class Teacher:
             return read_json(summary_path) if summary_path.exists() else self.summarize(None)
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
         config_copy = self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml"
-        config_copy.parent.mkdir(parents=True, exist_ok=True)
-        config_copy.write_text(dump_config(self.cfg), encoding="utf-8")
+        write_text(config_copy, dump_config(self.cfg))
         backend = self.open_backend()
         total, name = sum(len(s) for _, s in todo), self.plan.task.name
         bar = tqdm(total=total, desc=f"teach {name}", unit="sample", disable=not self.progress)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.errors import UserError
+from cotbridge.fileio import as_os_error, remove_tree, staged
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.models.loading import base_record, record_pooled_base
@@ -227,6 +228,9 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
         return
     out = Path(cfg.output_dir)
     with folder_lock(out, "--output"):
+        for partial in incomplete_checkpoints(out):  # a save cut short (a full disk, a kill): never resumed from
+            log.warning("%s: removing a checkpoint whose save did not finish", partial)
+            remove_tree(partial)
         marker, new = out / "training.json", training_fingerprint(cfg, examples)
         if cfg.resume and last_checkpoint(out):
             refuse_if_changed(
@@ -240,7 +244,27 @@ def training_folder(cfg: TrainConfig, examples: list[dict[str, Any]]) -> Iterato
         write_json(marker, new)
         # What the student saw, so that `cotbridge eval` can warn when it is tested on questions it trained on.
         write_jsonl(out / TRAINED_ON, [{"prompt": prompt_text(e.get("prompt"))} for e in examples])
-        yield
+        try:
+            yield
+        except BaseException as e:
+            for partial in incomplete_checkpoints(out):
+                remove_tree(partial)
+            failure = as_os_error(e, out) if isinstance(e, Exception) else None
+            if failure is None or failure is e:
+                raise
+            raise failure from e  # safetensors' or torch's own error for a checkpoint that could not be written
+
+
+def incomplete_checkpoints(out: Path) -> list[Path]:
+    """Checkpoint folders whose save did not finish: the Trainer writes ``trainer_state.json`` last."""
+    found = []
+    for folder in sorted(out.glob("checkpoint-*")):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            if folder.is_dir():
+                found.append(folder)
+    return found
 
 
 EAGER_ATTENTION_BYTES = 2 * 2**30  # attention weights eager attention may keep for the backward pass, all layers
@@ -334,13 +358,14 @@ def save_final(trainer: Any, cfg: TrainConfig) -> None:
     if trainer.is_world_process_zero():
         final = trainer.model
         base = None
-        base_record(cfg.output_dir).unlink(missing_ok=True)  # written again once the merged weights are on disk
-        if cfg.lora:
-            trainer.model.save_pretrained(Path(cfg.output_dir) / "adapter")
-            base = getattr(trainer.model.get_base_model(), "cotbridge_base", None)
-            final = trainer.model.merge_and_unload()
-        final.save_pretrained(cfg.output_dir)
-        trainer.processing_class.save_pretrained(cfg.output_dir)
+        with staged(cfg.output_dir) as stage:  # all files or none: a full disk keeps the previous student whole
+            if cfg.lora:
+                trainer.model.save_pretrained(stage / "adapter")
+                base = getattr(trainer.model.get_base_model(), "cotbridge_base", None)
+                final = trainer.model.merge_and_unload()
+            final.save_pretrained(stage)
+            trainer.processing_class.save_pretrained(stage)
+        base_record(cfg.output_dir).unlink(missing_ok=True)  # written again below, for these merged weights
         if base is not None:  # a base from the run's model pool: later loads rebuild the student from it
             record_pooled_base(cfg.output_dir, base)
     # No process returns before the model is on disk: a caller on any rank may load it next.

@@ -12,12 +12,12 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cotbridge.fileio import write_text
 from cotbridge.view.collect import Source, collect
 from cotbridge.view.model import column_counts, page_data
 
@@ -32,11 +32,7 @@ def write_view(paths: list[str | Path], out: str | Path | None = None) -> Path:
     sources = [collect(p) for p in paths]
     target = Path(out) if out else default_output(sources)
     text = render(sources)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text(target, text)
 
 
 def default_output(sources: list[Source]) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 
 from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
+from cotbridge.fileio import write_text
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from cotbridge.recipes.instruct import multiteacher
 from cotbridge.recipes.instruct.config import InstructConfig, RowSpec
@@ -234,7 +235,7 @@ class InstructionTuningCoT:
             f"![heatmap]({png.name})",
             "",
         ]
-        (self.dir / "matrix.md").write_text("\n".join(md), encoding="utf-8")
+        write_text(self.dir / "matrix.md", "\n".join(md))
         return summary
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from cotbridge.backends.replay import normalize_question
 from cotbridge.config import StrictModel
 from cotbridge.errors import DataError, UserError
+from cotbridge.fileio import write_text
 from cotbridge.jsonl import get_field, read_json, read_jsonl, write_jsonl
 from cotbridge.prompts.formats import clean_rationale
 from cotbridge.registry import Registry
@@ -114,7 +115,6 @@ def convert_released(spec: ReleasedSpec, task: str, out: Path, data_dir: str | N
         for ex_id, question, text in reader(src, task, data_dir):
             seen.setdefault(ex_id, {"example_id": ex_id, "question": question, "text": text})  # first copy wins
         write_jsonl(out, seen.values())
-        (out.with_suffix(".source.json")).write_text(
-            json.dumps({**spec.model_dump(), "task": task, "records": len(seen)})
-        )
+        source = {**spec.model_dump(), "task": task, "records": len(seen)}
+        write_text(out.with_suffix(".source.json"), json.dumps(source))
     return {"path": str(out), "id_field": "example_id", "text_field": "text"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cotbridge.fileio import write_text
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.train.rl import window_means
 
@@ -246,5 +247,5 @@ def write_lmguided_report(
             "",
             "![reward curve](reward_curve.png)",
         ]
-    (d / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(d / "report.md", "\n".join(lines) + "\n")
     return summary
