@@ -135,6 +135,7 @@ def test_checkpoints_from_the_old_default_batch_name_the_set_that_resumes_them(t
     old = training_fingerprint(TrainConfig(output_dir=str(tmp_path), batch_size=8), rows)
     write_json(tmp_path / "training.json", old)
     (tmp_path / "checkpoint-4").mkdir()
+    write_json(tmp_path / "checkpoint-4" / "trainer_state.json", {"global_step": 4})  # a finished save
     with pytest.raises(
         UserError,
         match=r"config.batch_size: 8 -> 'auto'.*keep the recorded values of changed defaults: --set batch_size=8$",
