@@ -62,9 +62,8 @@ def build_tiny_tokenizer():
     return fast
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer Llama with random weights, saved once so path-based loading is exercised."""
+def save_tiny_llama(out: Path, max_positions: int = 512) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and the tiny tokenizer, saved in ``out``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -77,16 +76,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,
     )
-    model = LlamaForCausalLM(cfg)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out)
+    LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with random weights, saved once so path-based loading is exercised."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

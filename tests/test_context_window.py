@@ -15,33 +15,14 @@ import pytest
 from cotbridge.backends.base import CONTEXT_OVERFLOW, Request
 from cotbridge.backends.context_window import context_window
 from cotbridge.backends.hf import HFBackend
-from tests.conftest import build_tiny_tokenizer
+from tests.conftest import save_tiny_llama
 
 WINDOW = 64
 
 
 def save_small_window_model(out):
     """conftest's tiny Llama, saved in ``out`` with a context window of 64 positions."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = build_tiny_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=WINDOW,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_llama(out, max_positions=WINDOW)
 
 
 @pytest.fixture(scope="module")

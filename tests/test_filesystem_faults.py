@@ -28,6 +28,10 @@ import yaml
 from tests.test_faults import HOLD_LOCK, assert_one_line_error, cli, snapshot
 from tests.test_released_traces import ROWS
 
+# ~2 minutes of subprocesses: run by `make test`, left out of test-min's lower-version pass (nothing here depends on
+# a library's version), which keeps CI inside its time on the slower CPU
+pytestmark = pytest.mark.slow
+
 SHIM = Path(__file__).with_name("fs_fault_shim.py")
 TEACH = ["teach", "--task", "synthetic_arithmetic", "--teacher", "reference", "-D", "2"]
 TRACES = ["--layout", "openr1_math", "--task", "math500"]
