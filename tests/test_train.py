@@ -14,7 +14,7 @@ from cotbridge.train.sft import build_trainer, scoring_completion_tokens_only, t
 from tests.conftest import build_tiny_tokenizer
 
 
-def tiny_model(tok):
+def tiny_model(tok, layers=2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -23,7 +23,7 @@ def tiny_model(tok):
             vocab_size=len(tok),
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             eos_token_id=tok.eos_token_id,
@@ -208,6 +208,62 @@ def test_lora_trains_adapters_and_leaves_base_weights(tmp_path):
         if "lora_" not in name:
             base = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(before[base], p.detach().cpu()), name
+
+
+def test_lora_layers_adapts_only_the_top_layers_and_the_backward_pass_stops_below_them(tmp_path):
+    tok = build_tiny_tokenizer()
+    model = tiny_model(tok, layers=4)
+    cfg = TrainConfig(lora=True, lora_layers=2, output_dir=str(tmp_path), max_steps=2, batch_size=4, lr=1e-2)
+    trainer = build_trainer(cfg, examples(), model, tok)
+    adapted = {n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if "lora_A" in n}
+    assert {int(n.split(".layers.")[1].split(".")[0]) for n in adapted} == {2, 3}
+    assert len(adapted) == 2 * 7  # all-linear: q, k, v, o, gate, up, down in each adapted layer; not the output head
+    assert [n for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_" not in n] == []
+    # What the layers below hand on carries no gradient: autograd records nothing there, so the backward pass ends
+    # at the lowest adapted layer.
+    grad_out: dict[int, bool] = {}
+
+    def record(index):
+        def hook(module, inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            grad_out[index] = hidden.requires_grad
+
+        return hook
+
+    layers = trainer.model.get_base_model().model.layers
+    handles = [layer.register_forward_hook(record(i)) for i, layer in enumerate(layers)]
+    lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    for h in handles:
+        h.remove()
+    assert grad_out == {0: False, 1: False, 2: True, 3: True}
+    params = dict(trainer.model.named_parameters())
+    assert all(not torch.equal(lora_before[n], params[n].detach()) for n in lora_before)
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"lora_layers": 5}, "has 4 layers, so it must be between 1 and 4"),
+        ({"lora_layers": 2, "lora_target_modules": "q_proj|v_proj"}, "a list of module names or all-linear"),
+    ],
+)
+def test_lora_layers_out_of_the_models_range_is_one_line(tmp_path, settings, message):
+    from cotbridge.errors import UserError
+
+    tok = build_tiny_tokenizer()
+    with pytest.raises(UserError, match=message):
+        build_trainer(
+            TrainConfig(output_dir=str(tmp_path), max_steps=1, **settings), examples(), tiny_model(tok, 4), tok
+        )
+
+
+def test_lora_layers_with_named_target_modules_adapts_those_in_the_top_layers(tmp_path):
+    tok = build_tiny_tokenizer()
+    cfg = TrainConfig(lora_layers=1, lora_target_modules=["q_proj", "v_proj"], output_dir=str(tmp_path), max_steps=1)
+    trainer = build_trainer(cfg, examples(), tiny_model(tok, 3), tok)
+    adapted = sorted(n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if "lora_A" in n)
+    assert [n[n.index("layers.") :] for n in adapted] == ["layers.2.self_attn.q_proj", "layers.2.self_attn.v_proj"]
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):

@@ -176,7 +176,7 @@ def build_on_policy_trainer(cfg: OnPolicyConfig, examples: list[dict[str, Any]],
         args=args,
         train_dataset=data,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg, "CAUSAL_LM") if cfg.lora else None,
+        peft_config=lora_config(cfg, "CAUSAL_LM", model) if cfg.lora else None,
         callbacks=callbacks,
     )
     # The Trainer counts the loss's token denominator from the dataset's completion labels, before GKD swaps in the

@@ -100,7 +100,7 @@ def build_seq2seq_trainer(
     if cfg.lora:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(cfg, "SEQ_2_SEQ_LM"))
+        model = get_peft_model(model, lora_config(cfg, "SEQ_2_SEQ_LM", model))
     return Seq2SeqTrainer(
         model=model,
         args=args,

@@ -78,7 +78,7 @@ def build_served_teacher_trainer(cfg: Any, examples: list[dict[str, Any]], callb
                 args=args,
                 train_dataset=Dataset.from_list([{"prompt": e["prompt"]} for e in examples]),
                 processing_class=tokenizer,
-                peft_config=lora_config(cfg, "CAUSAL_LM") if cfg.lora else None,
+                peft_config=lora_config(cfg, "CAUSAL_LM", model) if cfg.lora else None,
                 callbacks=callbacks,
             )
         except ConnectionError as e:

@@ -67,7 +67,7 @@ def build_trainer(
     args = SFTConfig(
         **training_args_kwargs(cfg, model), max_length=cfg.max_length, completion_only_loss=True, **packing
     )
-    peft_config = lora_config(cfg, "CAUSAL_LM") if cfg.lora else None
+    peft_config = lora_config(cfg, "CAUSAL_LM", model) if cfg.lora else None
     trainer = SFTTrainer(
         model=model,
         args=args,
