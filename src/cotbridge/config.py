@@ -161,11 +161,35 @@ def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+# Backend options that say how requests travel, not what comes back: changing them (a server replica added, more
+# concurrency, a longer timeout) leaves a run's outputs valid, so no settings check counts them.
+TRANSPORT_OPTIONS = frozenset(
+    {
+        "base_url",
+        "endpoints",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "endpoint_retries",
+        "endpoint_fail_after",
+        "endpoint_pause_s",
+        "rpm",
+        "tpm",
+        "backoff_base_s",
+        "backoff_max_s",
+    }
+)
+
+
 def changed_items(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted key, old value, new value) wherever two nested dicts differ (lists compared whole)."""
+    """(dotted key, old value, new value) wherever two nested dicts differ (lists compared whole); a backend's
+    ``options`` differing only in TRANSPORT_OPTIONS do not."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[tuple[str, Any, Any]] = []
+        transport = prefix == "options." or prefix.endswith(".options.")
         for key in list(old) + [k for k in new if k not in old]:
+            if transport and key in TRANSPORT_OPTIONS:
+                continue
             out += changed_items(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [(prefix.rstrip("."), old, new)]

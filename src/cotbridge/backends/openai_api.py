@@ -19,6 +19,12 @@ Max tokens: compatible servers (vLLM, llama.cpp, TGI, ``cotbridge serve``) all a
 ``max_tokens``; OpenAI's own chat API wants ``max_completion_tokens`` (its reasoning models reject
 ``max_tokens``). ``max_tokens_param="auto"`` therefore sends ``max_completion_tokens`` to
 api.openai.com chat and ``max_tokens`` everywhere else; pass the name to force one.
+
+Several servers (vLLM data-parallel replicas, several ``cotbridge serve``): ``base_url`` as a list, or ``endpoints``
+(URLs or ``{url, concurrency}``). ``concurrency`` is then each endpoint's; requests are spread by free room, an
+endpoint failing ``endpoint_fail_after`` times in a row is taken out for ``endpoint_pause_s``, and a request that
+failed on one goes to another (backends/endpoint_pool.py). The SDK retries ``endpoint_retries`` times within one
+endpoint before that; ``max_retries`` bounds the moves between endpoints.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from cotbridge.backends import openai_wire as wire
 from cotbridge.backends import pricing
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback
 from cotbridge.backends.batch_api import BatchAPIMixin
+from cotbridge.backends.endpoint_pool import Endpoint, EndpointPool, parse_endpoints
 from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url, parse_retry_after
 from cotbridge.errors import UserError
 
@@ -79,8 +86,8 @@ class _Call:
     malformed body — passes through ``_counting_client_class()``'s ``send``, which calls ``begin`` and
     ``failed``: so rate limits apply to every attempt, and each retry is counted and logged once."""
 
-    def __init__(self, backend: OpenAIBackend, label: str, estimate: int):
-        self.backend, self.label, self.estimate = backend, label, estimate
+    def __init__(self, backend: OpenAIBackend, label: str, estimate: int, budget: int):
+        self.backend, self.label, self.estimate, self.budget = backend, label, estimate, budget
         self.attempts = 0
         self.what: str | None = None  # how the last attempt failed, None while it has not
         self.retry_after: float | None = None
@@ -95,7 +102,7 @@ class _Call:
                 self.label,
                 self.what or "failed",
                 self.attempts,
-                be.max_retries,
+                self.budget,
                 time.perf_counter() - self.ended,
                 f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else "",
             )
@@ -154,7 +161,8 @@ class OpenAIBackend(BatchAPIMixin):
         self,
         model: str,
         *,
-        base_url: str | None = None,
+        base_url: str | list[str] | None = None,
+        endpoints: list[str | dict[str, Any]] | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         api: str = "chat",
         concurrency: int = 8,
@@ -166,11 +174,16 @@ class OpenAIBackend(BatchAPIMixin):
         backoff_max_s: float = 30,
         prices: str | Path | Mapping[str, Mapping[str, float]] | None = None,
         max_tokens_param: str = "auto",
+        endpoint_retries: int = 1,
+        endpoint_fail_after: int = 3,
+        endpoint_pause_s: float = 30,
     ):
         if api not in ("chat", "completions"):
             raise UserError(f"api must be 'chat' or 'completions', got {api!r}")
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_base_s < 0 or backoff_max_s < 0:
             raise UserError("concurrency must be ≥ 1, max_retries ≥ 0, timeout_s > 0 and backoff times ≥ 0")
+        if endpoint_retries < 0 or endpoint_fail_after < 1 or endpoint_pause_s < 0:
+            raise UserError("endpoint_retries must be ≥ 0, endpoint_fail_after ≥ 1 and endpoint_pause_s ≥ 0")
         if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
             raise UserError(
                 f"max_tokens_param must be auto, max_tokens or max_completion_tokens, got {max_tokens_param!r}"
@@ -180,10 +193,19 @@ class OpenAIBackend(BatchAPIMixin):
         except ImportError:
             raise UserError("the openai backend needs the openai package: pip install 'cotbridge[api]'") from None
         self.model_id = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
-        host = urlparse(self.base_url).hostname if self.base_url else "api.openai.com"
-        self.official = host == "api.openai.com"
-        self.local = is_local_url(self.base_url)
+        if base_url is None and endpoints is None:
+            base_url = os.environ.get("OPENAI_BASE_URL") or None
+        self.endpoints = parse_endpoints(base_url, endpoints, concurrency)
+        self.base_url = self.endpoints[0].url or None  # the first (or only) server; None: api.openai.com
+        hosts = [urlparse(e.url).hostname if e.url else "api.openai.com" for e in self.endpoints]
+        host = next((h for e, h in zip(self.endpoints, hosts) if not is_local_url(e.url or None)), hosts[0])
+        self.official = all(h == "api.openai.com" for h in hosts)
+        self.local = all(is_local_url(e.url or None) for e in self.endpoints)
+        self.endpoint_retries, self.endpoint_fail_after, self.endpoint_pause_s = (
+            endpoint_retries,
+            endpoint_fail_after,
+            endpoint_pause_s,
+        )
         self.api = api
         self.api_key_env = api_key_env
         key = os.environ.get(api_key_env) if api_key_env else None
@@ -220,7 +242,12 @@ class OpenAIBackend(BatchAPIMixin):
         self.usage = Usage(cost_usd=0.0 if self.priced else None)
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(model={self.model_id!r}, base_url={self.base_url!r}, api={self.api!r})"
+        where = [e.url for e in self.endpoints] if len(self.endpoints) > 1 else self.base_url
+        return f"OpenAIBackend(model={self.model_id!r}, base_url={where!r}, api={self.api!r})"
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per endpoint: its URL, concurrency, and the requests it answered and failed so far."""
+        return [e.stats() for e in self.endpoints]
 
     # -- request bodies ------------------------------------------------------------------------------
     def request_body(self, req: Request, n: int | None = None, sample_offset: int = 0) -> dict[str, Any]:
@@ -253,19 +280,22 @@ class OpenAIBackend(BatchAPIMixin):
         with ThreadPoolExecutor(1, thread_name_prefix="cotbridge-openai") as pool:  # called from inside a loop
             return pool.submit(asyncio.run, self._agenerate(requests, progress, on_result)).result()
 
-    def _client(self) -> Any:
+    def _client(self, endpoint: Endpoint | None = None) -> Any:
         import openai
 
-        # The SDK retries 408/409/429/5xx, timeouts and dropped connections (Retry-After honoured).
+        url = (endpoint or self.endpoints[0]).url or None
+        # The SDK retries 408/409/429/5xx, timeouts and dropped connections (Retry-After honoured); with several
+        # endpoints only endpoint_retries times, since another endpoint may answer at once.
+        retries = self.max_retries if len(self.endpoints) == 1 else min(self.max_retries, self.endpoint_retries)
         return openai.AsyncOpenAI(
             api_key=self._api_key,
-            base_url=self.base_url,
+            base_url=url,
             timeout=self.timeout_s,
-            max_retries=self.max_retries,
+            max_retries=retries,
             # A server on this machine is reached directly: an HTTP(S)_PROXY in the environment (common on
             # clusters) would otherwise route 127.0.0.1 through the proxy, which cannot reach it.
             http_client=_counting_client_class()(
-                timeout=self.timeout_s, trust_env=not is_local_url(self.base_url, loopback_only=True)
+                timeout=self.timeout_s, trust_env=not is_local_url(url, loopback_only=True)
             ),
         )
 
@@ -275,21 +305,22 @@ class OpenAIBackend(BatchAPIMixin):
         for bucket in (self._rpm, self._tpm):
             if bucket is not None:
                 bucket.bind()
-        sem = asyncio.Semaphore(self.concurrency)
+        pool = EndpointPool(self.endpoints, fail_after=self.endpoint_fail_after, pause_s=self.endpoint_pause_s)
+        room = asyncio.Semaphore(sum(e.concurrency for e in self.endpoints))  # the pool's waiters stay few
         out: list[list[Completion] | None] = [None] * len(requests)
         failed: list[BaseException] = []
         unanswered: list[int] = []  # requests that raised (callbacks that raised are answered ones)
         bar = tqdm(
             total=len(requests), desc=f"openai ({self.model_id})", unit="req", disable=not progress, leave=False
         )
-        client = self._client()
+        clients = {id(e): self._client(e) for e in self.endpoints}
 
         async def one(i: int, req: Request) -> None:
-            async with sem:
+            async with room:
                 if failed:  # after a failure, send nothing new; requests in flight still finish and are kept
                     return
                 try:
-                    comps = await self._run_request(client, req, f"request {i}")
+                    comps = await self._run_spread(pool, clients, req, f"request {i}")
                 except BaseException as e:
                     failed.append(e)
                     unanswered.append(i)
@@ -300,6 +331,8 @@ class OpenAIBackend(BatchAPIMixin):
             post = {"retries": self.usage.retries, "tokens": self.usage.completion_tokens}
             if self.usage.cost_usd is not None:
                 post["cost"] = f"{self.usage.cost_usd:.4f}"
+            if pool.several:
+                post["out"] = f"{len(pool.out())}/{len(pool.endpoints)}"
             bar.set_postfix(post, refresh=False)
             if on_result is not None:
                 try:
@@ -312,7 +345,13 @@ class OpenAIBackend(BatchAPIMixin):
             results = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)), return_exceptions=True)
         finally:
             bar.close()
-            await client.close()
+            for client in clients.values():
+                await client.close()
+            if pool.several:
+                log.info(
+                    "endpoints: %s",
+                    "; ".join(f"{e.url} answered {e.answered}, failed {e.failed}" for e in pool.endpoints),
+                )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             done = sum(o is not None for o in out)  # answered, whether or not the caller could keep them
@@ -326,12 +365,45 @@ class OpenAIBackend(BatchAPIMixin):
             raise failed[0] if failed else errors[0]
         return out  # type: ignore[return-value]
 
-    async def _run_request(self, client: Any, req: Request, label: str) -> list[Completion]:
+    async def _run_spread(
+        self, pool: EndpointPool, clients: dict[int, Any], req: Request, label: str
+    ) -> list[Completion]:
+        """``req`` on the pool's endpoints: one that fails it (its fault, not the request's) hands it to another,
+        at most ``max_retries`` times. With one endpoint, the SDK's retries are all."""
+        moves, last = 0, None
+        while True:
+            ep = await pool.acquire(avoid=last)
+            try:
+                comps = await self._run_request(clients[id(ep)], req, label, ep.url)
+            except BackendError as e:
+                fault = endpoint_fault(e.status)
+                await pool.release(ep, True if fault else None)
+                if not (fault and pool.several):
+                    raise
+                if moves >= self.max_retries:
+                    raise BackendError(
+                        f"{label}: no endpoint answered in {moves + 1} tries across {len(pool.endpoints)} endpoints "
+                        f"(max_retries={self.max_retries}); the last: {e}",
+                        status=e.status,
+                        attempts=e.attempts,
+                    ) from None
+                moves += 1
+                self.usage.retries += 1
+                log.warning("%s; moving it to another endpoint (%d/%d)", e, moves, self.max_retries)
+                last = ep
+                continue
+            except BaseException:
+                await pool.release(ep, None)
+                raise
+            await pool.release(ep, False)
+            return comps
+
+    async def _run_request(self, client: Any, req: Request, label: str, where: str | None = None) -> list[Completion]:
         comps: list[Completion] = []
         while len(comps) < req.n:  # a server that returns fewer choices than n (llama.cpp) is asked again
             want = req.n - len(comps)
             body = self.request_body(req, want, len(comps))
-            data, latency = await self._call(client, body, self._estimate_tokens(req, want), label)
+            data, latency = await self._call(client, body, self._estimate_tokens(req, want), label, where)
             got = self._completions(data, req.stop, latency)[:want]
             if not got:
                 raise BackendError(f"{label}: the server returned no choices", status=200)
@@ -354,11 +426,12 @@ class OpenAIBackend(BatchAPIMixin):
         return raw.http_response.content
 
     async def _call(
-        self, client: Any, body: dict[str, Any], estimate: int, label: str
+        self, client: Any, body: dict[str, Any], estimate: int, label: str, where: str | None = None
     ) -> tuple[dict[str, Any], float]:
         import openai
 
-        call = _Call(self, label, estimate)
+        call = _Call(self, label, estimate, budget=client.max_retries)
+        fail = functools.partial(self._failure, call, where=where)
         token = _CALL.set(call)
         try:
             sdk = client
@@ -367,22 +440,20 @@ class OpenAIBackend(BatchAPIMixin):
                     data = wire.parse_response(await self._post(sdk, body))
                 except wire.Malformed as e:  # a 200 the SDK accepted; retried here, on the call's one budget
                     call.failed("malformed response")
-                    if call.attempts > self.max_retries:
-                        raise self._failure(call, "malformed response", "malformed response", str(e)) from None
+                    if call.attempts > call.budget:
+                        raise fail("malformed response", "malformed response", str(e)) from None
                     cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (call.attempts - 1))
                     await asyncio.sleep(self._rng.uniform(0, cap))  # full jitter
-                    sdk = client.with_options(max_retries=self.max_retries - call.attempts)
+                    sdk = client.with_options(max_retries=call.budget - call.attempts)
                     continue
                 except openai.APIStatusError as e:
-                    raise self._failure(
-                        call, e.status_code, f"HTTP {e.status_code}", self._error_detail(e.body)
-                    ) from None
+                    raise fail(e.status_code, f"HTTP {e.status_code}", self._error_detail(e.body)) from None
                 except openai.APITimeoutError:
-                    raise self._failure(call, "timeout", "timeout") from None
+                    raise fail("timeout", "timeout") from None
                 except openai.APIConnectionError:
-                    raise self._failure(call, "connection error", "connection error") from None
+                    raise fail("connection error", "connection error") from None
                 except openai.OpenAIError as e:
-                    raise self._failure(call, type(e).__name__, type(e).__name__, str(e)) from None
+                    raise fail(type(e).__name__, type(e).__name__, str(e)) from None
                 if self._tpm is not None:
                     usage = data.get("usage") or {}
                     self._tpm.credit(estimate - int(usage.get("total_tokens") or estimate))
@@ -390,13 +461,15 @@ class OpenAIBackend(BatchAPIMixin):
         finally:
             _CALL.reset(token)
 
-    def _failure(self, call: _Call, status: int | str, what: str, detail: str = "") -> BackendError:
+    def _failure(
+        self, call: _Call, status: int | str, what: str, detail: str = "", where: str | None = None
+    ) -> BackendError:
         """The BackendError for a call that failed for good (the SDK has stopped retrying, or we have)."""
         tail = f": {detail}" if detail else ""
-        where = self.base_url or "https://api.openai.com/v1"  # named so an unreachable server is recognisable
-        if call.attempts > self.max_retries:
+        where = where or self.base_url or "https://api.openai.com/v1"  # named so an unreachable server is recognisable
+        if call.attempts > call.budget:
             text = (
-                f"{where} {call.label}: gave up after {call.attempts} attempts (max_retries={self.max_retries}); "
+                f"{where} {call.label}: gave up after {call.attempts} attempts (max_retries={call.budget}); "
                 f"last error {what}{tail}"
             )
         else:
@@ -424,6 +497,13 @@ class OpenAIBackend(BatchAPIMixin):
             return None if c is None else c * price_factor
 
         return wire.completions_from_body(data, stop, latency, cost)
+
+
+def endpoint_fault(status: int | str | None) -> bool:
+    """Whether a failure with this status is the server's (another server may answer), not the request's."""
+    if isinstance(status, int):
+        return status >= 500 or status in (408, 409, 429)
+    return status in ("timeout", "connection error", "malformed response")
 
 
 BACKENDS.add("openai", OpenAIBackend)
