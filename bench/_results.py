@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,3 +17,12 @@ def write_results(out: str | Path, result: dict[str, Any], render: Callable[[dic
     markdown = render(result)
     path.with_suffix(".md").write_text(markdown, encoding="utf-8")
     print(markdown)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, its count and whether it has native bf16 (the figures differ by CPU kind)."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, native bf16: {', '.join(native) or 'no'}"

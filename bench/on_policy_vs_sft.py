@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,14 +47,6 @@ FULL = dict(
     batch_size=8,
 )
 SMOKE = {**FULL, "train_limit": 16, "eval_limit": 8, "seeds": [0], "sft_epochs": 1, "op_steps": 2}
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, native bf16: {', '.join(native) or 'no'}"
 
 
 def rationale_data(run: Path, s: dict[str, Any], samples: int, split: str = "train") -> Path:
@@ -292,7 +283,7 @@ def main() -> None:
     import transformers
     import trl
 
-    from _results import write_results
+    from _results import cpu_model, write_results
     from cotbridge.engine import unit
     from cotbridge.models.truncated import truncated_copy
 

@@ -116,3 +116,42 @@ def test_on_policy_distillation_runs_in_two_cpu_processes(tmp_path):
     assert stats["world_size"] == 2 and stats["global_step"] == 2 and stats["examples"] == 8, stats
     before, after = load_file(student / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not before[k].equal(after[k]) for k in before)  # the distilled student moved
+
+
+def test_the_fsdp_config_beside_the_recipes_launches_and_says_plainly_that_cpus_are_not_sharded(tmp_path):
+    """recipes/accelerate/fsdp.yaml as written, with only the process count, precision and device overridden for 2 CPU
+    processes. accelerate shards (FSDP, DeepSpeed) only over GPUs: on CPUs its processes replicate the model. So: the
+    file launches, both processes train their share, the main process writes one ordinary checkpoint whose weights
+    moved, the stats say "sharding: none", and one warning says why, instead of a silent fallback."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import REPO
+
+    tok = build_tiny_tokenizer()
+    model_dir, out = tmp_path / "tiny", tmp_path / "out"
+    tiny_model(tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    write_jsonl(tmp_path / "train.jsonl", examples(8))
+    settings = {"model": str(model_dir), "lora": False, "lr": 1e-2, "epochs": 1, "batch_size": 2}
+    settings |= {"logging_steps": 1, "group_by_length": False, "mixed_precision": "no"}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(settings))
+    args = ["--data", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "cfg.yaml"), "--output", str(out)]
+    cmd, env = launch_command(
+        args,
+        num_processes=2,
+        cpu=True,
+        port=free_port(),
+        threads_per_process=1,
+        config_file=REPO / "recipes" / "accelerate" / "fsdp.yaml",
+    )
+    assert "--multi_gpu" not in cmd and "--cpu" not in cmd  # the file's distributed type decides
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["world_size"] == 2 and stats["global_step"] == 2 and stats["examples"] == 8, stats
+    assert stats["sharding"] == "none"
+    warned = [line for line in proc.stderr.splitlines() if "accelerate runs only on GPUs" in line]
+    assert len(warned) == 1 and "asks for FSDP" in warned[0] and "2 CPU processes" in warned[0], proc.stderr[-2000:]
+    before, after = load_file(model_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and all(before[k].shape == after[k].shape for k in before)
+    assert any(not before[k].equal(after[k]) for k in before)

@@ -165,3 +165,14 @@ def test_teach_spreads_its_requests_over_two_servers(tmp_path):
     assert summary["records"] == 60 and summary["accuracy"] == 1.0
     counts = [len(served(x)) for x in logs]
     assert sum(counts) == 60 and min(counts) >= 20
+
+
+def test_clients_for_many_endpoints_share_one_tls_context():
+    """Reading the CA bundle takes ~20 ms, and a client is made per endpoint at every generate() call (a teach run
+    makes one call a chunk): the context is built once per proxy setting, not once per client."""
+    from cotbridge.backends.openai_api import _ssl_context
+
+    _ssl_context.cache_clear()
+    backend = OpenAIBackend("m", endpoints=[f"http://127.0.0.1:{9000 + i}/v1" for i in range(4)])
+    clients = [backend._client(e) for e in backend.endpoints for _ in range(3)]
+    assert _ssl_context.cache_info().misses == 1 and len(clients) == 12

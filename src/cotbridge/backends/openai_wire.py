@@ -23,12 +23,6 @@ from cotbridge.errors import UserError
 
 ROUTES = {"chat": "/chat/completions", "completions": "/completions"}  # below the /v1 prefix
 OPENAI_MAX_STOP = 4  # the API takes at most 4 stop strings; the rest are applied locally
-# The fields the OpenAI API (and its SDK's create()) names; anything else in a body is an extension (vLLM's
-# continue_final_message, add_generation_prompt), which the SDK sends as extra_body.
-STANDARD_KEYS = {
-    "chat": {"model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"},
-    "completions": {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed"},
-}
 
 
 # -- the client's side: request bodies out, response bodies in ------------------------------------------------------
@@ -68,12 +62,6 @@ def request_body(
         start = req.first_sample + sample_offset  # distinct seeds for distinct sample ranges (caching, top-ups)
         body["seed"] = req.seed if start == 0 else req.seed * 100_003 + start
     return body
-
-
-def split_extensions(api: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``body`` as (the API's standard fields, the extensions)."""
-    keys = STANDARD_KEYS[api]
-    return {k: v for k, v in body.items() if k in keys}, {k: v for k, v in body.items() if k not in keys}
 
 
 class Malformed(Exception):

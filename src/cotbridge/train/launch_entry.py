@@ -111,18 +111,20 @@ def launch_command(
     cpu: bool = False,
     port: int | None = None,
     threads_per_process: int | None = None,
+    config_file: str | Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that run this module in ``num_processes`` processes under ``accelerate launch``.
 
     ``cpu``: hide GPUs and train on CPU with gloo. ``port``: the rendezvous port (pick a free one when
-    several launches may run at once). The ``accelerate`` executable next to the running Python is
-    preferred, so a virtual environment's own accelerate is used even when it is not on PATH.
+    several launches may run at once). ``config_file``: an accelerate config (recipes/accelerate/fsdp.yaml,
+    deepspeed_zero2.yaml) whose distributed type replaces plain data parallelism; the flags given here win over it.
+    The ``accelerate`` executable next to the running Python is preferred, so a virtual environment's own
+    accelerate is used even when it is not on PATH.
     """
     local = Path(sys.executable).parent / "accelerate"
     exe = str(local) if local.exists() else shutil.which("accelerate") or "accelerate"
-    cmd = [
-        exe,
-        "launch",
+    cmd = [exe, "launch", *(["--config_file", str(config_file)] if config_file is not None else [])]
+    cmd += [
         "--num_processes",
         str(num_processes),
         "--num_machines",
@@ -132,9 +134,9 @@ def launch_command(
         "--dynamo_backend",
         "no",
     ]
-    if num_processes > 1:
+    if num_processes > 1 and config_file is None:
         cmd.append("--multi_gpu")  # accelerate's torchrun launcher, for CPU processes too (see the module doc)
-    elif cpu:
+    elif cpu and num_processes == 1:
         cmd.append("--cpu")
     if port is not None:
         cmd += ["--main_process_port", str(port)]

@@ -312,6 +312,7 @@ def _train(
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
+    warn_unsharded(trainer)
     with scoring_completion_tokens_only(), eager_attention_on_cpu(trainer, cfg):
         result = trainer.train(resume_from_checkpoint=resume)
     stats: dict[str, Any] = {}
@@ -329,9 +330,36 @@ def _train(
         "examples": len(examples),
         **{f"examples_{k}": v for k, v in getattr(trainer, "truncation", {}).items()},
         "world_size": trainer.args.world_size,
+        "sharding": sharding(trainer),
         "batch_size": trainer.state.train_batch_size,  # rows per step and process ("auto" resolved, shrunk on OOM)
         **stats,
     }
+
+
+def sharding(trainer: Any) -> str:
+    """How ``accelerate launch`` split the model: "fsdp" or "deepspeed" from its config file, else "none" (the
+    weights replicated in each process, or one process)."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return f"fsdp{getattr(trainer.accelerator.state.fsdp_plugin, 'fsdp_version', 1)}"
+    return "deepspeed" if getattr(trainer, "is_deepspeed_enabled", False) else "none"
+
+
+# accelerate launch --config_file sets these in each process when the config asks for a sharded model
+SHARDING_REQUESTS = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def warn_unsharded(trainer: Any) -> None:
+    """One warning when the accelerate config asked for FSDP or DeepSpeed and the processes replicate the model
+    instead: accelerate shards only over GPUs (and similar devices), so CPU processes fall back to plain DDP."""
+    asked = [name for var, name in SHARDING_REQUESTS.items() if os.environ.get(var, "").lower() == "true"]
+    if asked and sharding(trainer) == "none" and trainer.is_world_process_zero():
+        log.warning(
+            "the accelerate config asks for %s, which accelerate runs only on GPUs: these %d %s processes each hold "
+            "the whole model (plain data parallelism)",
+            asked[0],
+            trainer.args.world_size,
+            trainer.args.device.type.upper(),
+        )
 
 
 def load_best_dev_checkpoint(trainer: Any) -> str | None:
