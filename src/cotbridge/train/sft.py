@@ -306,13 +306,13 @@ def eager_attention_on_cpu(trainer: Any, cfg: TrainConfig) -> Iterator[None]:
 def _train(
     cfg: TrainConfig, examples: list[dict[str, Any]], model: Any, tokenizer: Any, callbacks: list[Any], dev: Any
 ) -> dict[str, Any]:
+    unshard_without_gpus()
     trainer = build_trainer(cfg, examples, model, tokenizer, callbacks)
     if dev is not None:
         dev.trainer = trainer  # so dev scores go through trainer.log like the loss does
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    warn_unsharded(trainer)
     with scoring_completion_tokens_only(), eager_attention_on_cpu(trainer, cfg):
         result = trainer.train(resume_from_checkpoint=resume)
     stats: dict[str, Any] = {}
@@ -348,18 +348,29 @@ def sharding(trainer: Any) -> str:
 SHARDING_REQUESTS = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
 
 
-def warn_unsharded(trainer: Any) -> None:
-    """One warning when the accelerate config asked for FSDP or DeepSpeed and the processes replicate the model
-    instead: accelerate shards only over GPUs (and similar devices), so CPU processes fall back to plain DDP."""
+def unshard_without_gpus() -> None:
+    """When the accelerate config asks for FSDP or DeepSpeed and this process has no GPU (or similar device), drop
+    the request, with one warning, so the processes run plain data parallelism. accelerate shards only over GPUs;
+    what it does on CPUs depends on its version (1.4 refuses to build the Trainer, later ones fall back silently)."""
     asked = [name for var, name in SHARDING_REQUESTS.items() if os.environ.get(var, "").lower() == "true"]
-    if asked and sharding(trainer) == "none" and trainer.is_world_process_zero():
+    if not asked or _has_sharding_device():
+        return
+    for var in SHARDING_REQUESTS:
+        os.environ.pop(var, None)
+    if os.environ.get("RANK", "0") == "0":
         log.warning(
-            "the accelerate config asks for %s, which accelerate runs only on GPUs: these %d %s processes each hold "
+            "the accelerate config asks for %s, which accelerate runs only on GPUs: these %s CPU processes each hold "
             "the whole model (plain data parallelism)",
             asked[0],
-            trainer.args.world_size,
-            trainer.args.device.type.upper(),
+            os.environ.get("WORLD_SIZE", "1"),
         )
+
+
+def _has_sharding_device() -> bool:
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
 
 
 def load_best_dev_checkpoint(trainer: Any) -> str | None:
