@@ -90,6 +90,7 @@ def config_classes():
     from cotbridge.recipes.instruct.config import InstructConfig
     from cotbridge.recipes.lm_guided.config import LMGuidedConfig
     from cotbridge.recipes.on_policy.config import OnPolicyRunConfig
+    from cotbridge.released_traces import TracesConfig
     from cotbridge.teach import TeachConfig
     from cotbridge.train.config import TrainConfig
 
@@ -99,6 +100,7 @@ def config_classes():
         "teach": (TeachConfig, None, {}),
         "curate": (CurateConfig, None, {}),
         "train": (TrainConfig, None, {}),
+        "traces": (TracesConfig, None, {}),
         "score": (ScoreConfig, None, {"input": "in.jsonl", "output": "out.jsonl"}),
         "run": (RunConfig, REPO / "examples" / "quickstart.yaml", {}),
         "instruct": (InstructConfig, REPO / "recipes" / "instruction_tuning_replay_offline.yaml", {}),

@@ -499,3 +499,32 @@ def test_an_unusable_request_cache_is_named(tmp_path):
     (tmp_path / "plain-file").write_text("x")
     with pytest.raises(UserError, match=r"plain-file/cache.sqlite: cannot open the request cache .*COTBRIDGE_CACHE"):
         RequestCache(tmp_path / "plain-file" / "cache.sqlite")
+
+
+def test_a_command_that_fails_before_writing_leaves_no_folder_behind(tmp_path):
+    """A teacher that cannot start (its replay file is missing) used to leave RUN_DIR/ with a .lock and the teach
+    config copy in it; now the run directory the command created is gone again, and the error names the file."""
+    run_dir = tmp_path / "runs" / "svamp"
+    missing = tmp_path / "no_such_rationales.jsonl"
+    done = cli("teach", "--task", "synthetic_arithmetic", "--limit", "4", "--teacher", "replay", "--teacher-model",
+               missing, "--set", "teacher.options.id_field=id", "--run-dir", run_dir)  # fmt: skip
+    assert_one_line_error(done, str(missing))
+    assert not run_dir.exists()
+
+
+def test_the_lock_removes_only_a_folder_it_created_and_left_empty(tmp_path):
+    from cotbridge.folder_lock import folder_lock
+
+    with folder_lock(tmp_path / "made"):
+        pass
+    assert not (tmp_path / "made").exists()  # made by the lock, nothing written: removed again
+    with folder_lock(tmp_path / "used") as path:
+        (path / "out.txt").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == [".lock", "out.txt"]
+    (tmp_path / "there").mkdir()
+    with folder_lock(tmp_path / "there"):
+        pass
+    assert (tmp_path / "there").is_dir()  # the user's own folder stays, empty or not
+    with folder_lock(tmp_path / "nested"), folder_lock(tmp_path / "nested"):  # re-entered: removed once, at the end
+        pass
+    assert not (tmp_path / "nested").exists()

@@ -181,3 +181,15 @@ def test_generations_as_a_string_are_refused_with_the_row_and_field(tmp_path):
     source.write_text(json.dumps(openr1_row(generations=["<think>1/2 + 1/4</think> \\boxed{\\frac34}", None])) + "\n")
     with pytest.raises(DataError, match=r"row 0: 'generations'\[1\] is null"):
         import_traces(str(source), "openr1_math", "math500", out)
+
+
+def test_a_malformed_jsonl_line_is_named_by_file_and_line(tmp_path):
+    """datasets only says that a JSON file failed to load; the one line names the line to fix."""
+    source = tmp_path / "traces.jsonl"
+    good = json.dumps(ROWS["mixture_of_thoughts"][0])
+    source.write_text(f"{good}\n{good}\n{good[:-5]}\n{good}\n")
+    out = tmp_path / "teacher.jsonl"
+    with pytest.raises(DataError) as err:
+        import_traces(str(source), "mixture_of_thoughts", "math500", out)
+    assert str(source) in str(err.value) and ":3" in str(err.value) and "invalid JSON" in str(err.value)
+    assert not out.exists()

@@ -4,6 +4,8 @@ Two ``cotbridge teach`` processes on one run directory used to both append recor
 ``flock`` on ``<folder>/.lock``, which also holds the owner's PID so the refusal can name it; the kernel drops the
 lock when its process dies, so a crash (even SIGKILL) never leaves a stale lock behind. Inside one process the lock
 is re-entrant: a recipe holds its run directory and the teach stage it runs takes the same lock again for free.
+A folder the lock created and that holds nothing else when the lock ends (a command that failed before writing)
+is removed again, lock file and all: a failed command leaves no empty folder behind.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from cotbridge.errors import UserError
 
 LOCK_NAME = ".lock"
-_held: dict[Path, list[int]] = {}  # folder -> [its lock file's fd, how many holds this process has on it]
+_held: dict[Path, list[int]] = {}  # folder -> [lock file's fd, holds in this process, 1 if the lock made the folder]
 _guard = threading.Lock()
 
 
@@ -50,22 +52,60 @@ def folder_lock(folder: str | Path, option: str = "--run-dir") -> Iterator[Path]
         if reentered:
             _held[path][1] += 1
     if not reentered:
+        created = not path.exists()
         fd = _acquire(path, option)
         with _guard:
-            _held[path] = [fd, 1]
+            _held[path] = [fd, 1, int(created)]
     try:
         yield path
     finally:
         with _guard:
             _held[path][1] -= 1
-            fd = _held.pop(path)[0] if _held[path][1] == 0 else None
+            fd, _, created = _held.pop(path) if _held[path][1] == 0 else (None, 0, 0)
         if fd is not None:  # the last hold in this process ends: release the lock
+            if created:
+                _remove_if_empty(path)  # while still holding it: no other process is inside
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
 
+def _remove_if_empty(path: Path) -> None:
+    """Remove ``path`` if nothing but its lock file (and empty folders) is in it. Another process that opened the
+    lock file meanwhile finds, once it holds the lock, that the file is no longer the folder's (``_acquire`` checks)
+    and starts over."""
+    try:
+        files = [Path(folder, name) for folder, _, names in os.walk(path) for name in names]
+        if files != [path / LOCK_NAME]:
+            return
+        os.unlink(path / LOCK_NAME)
+        for folder, _, _ in os.walk(path, topdown=False):
+            os.rmdir(folder)
+    except OSError:  # something arrived, or the disk refuses: the folder stays, as it would have anyway
+        pass
+
+
 def _acquire(path: Path, option: str) -> int:
     """Create ``path``, lock its lock file (refusing at once if another process holds it) and write our PID."""
+    for _ in range(100):  # the lock file was removed under us (its folder emptied, above): take the new one
+        fd = _lock(path, option)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path / LOCK_NAME).st_ino:
+                break
+        except OSError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    else:
+        raise UserError(f"{path}: its lock file keeps being replaced; is another program removing it?")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # a full disk: the lock holds without its PID (a refusal then says "another process")
+        pass
+    return fd
+
+
+def _lock(path: Path, option: str) -> int:
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -83,9 +123,4 @@ def _acquire(path: Path, option: str) -> int:
             f"{path} is in use by {holder} (another cotbridge command writing there); wait for it to finish "
             f"or choose another {option}"
         ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:  # a full disk: the lock holds without its PID (a refusal then says "another process")
-        pass
     return fd

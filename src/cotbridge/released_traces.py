@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from cotbridge.answers.score import score_output
 from cotbridge.answers.thinking import split_thinking
+from cotbridge.config import StrictModel
 from cotbridge.errors import DataError, UserError
 from cotbridge.record_file import RecordFile
 from cotbridge.registry import Registry
@@ -104,6 +107,18 @@ def openr1_math(row: dict[str, Any]) -> Iterator[Trace]:
         yield Trace(str(problem), text, gold, j, verdicts[j] if j < len(verdicts) else None)
 
 
+class TracesConfig(StrictModel):
+    """``cotbridge traces``'s settings (the command's options, a --config YAML and --set all land here)."""
+
+    source: str | None = None  # hub dataset id, or local .jsonl/.json/.parquet file(s) or a folder of them
+    layout: str | None = None  # the dataset's layout
+    task: str | None = None  # whose answer type checks the traces, e.g. math500
+    output: str | None = None  # teacher records JSONL (RUN_DIR/teacher/NAME.jsonl)
+    split: str = "train"  # the dataset's split
+    limit: int | None = Field(default=None, ge=1)  # the first N rows
+    assume_correct: bool = False  # traces without a gold answer count as correct (source-filtered)
+
+
 def load_rows(source: str, split: str = "train") -> Any:
     """A hub dataset id, or local .json/.jsonl/.parquet file(s), through ``datasets``."""
     import datasets
@@ -116,7 +131,19 @@ def load_rows(source: str, split: str = "train") -> Any:
             return datasets.load_dataset(kind, data_files=files, split="train")
         return datasets.load_dataset(source, split=split)
     except Exception as e:  # noqa: BLE001  (network, missing files and malformed files end the same way)
+        if path.exists():
+            name_bad_line(files)  # datasets says a file failed, not where: find the line in a JSONL file
         raise UserError(f"could not read {source} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def name_bad_line(files: list[str]) -> None:
+    """Raise the DataError (file and line) of the first line of these JSON-lines files that is not a JSON object."""
+    from cotbridge.jsonl import read_jsonl
+
+    for name in files:
+        if name.endswith((".jsonl", ".ndjson")):
+            for _ in read_jsonl(name):
+                pass
 
 
 def import_traces(

@@ -66,7 +66,9 @@ app.command("eval", cls=with_settings(eval_cmd.SETTINGS, options=eval_cmd.OPTION
     eval_cmd.eval_cmd
 )
 app.command("teach", cls=with_settings(teach.SETTINGS, options=teach.OPTIONS, choices=teach.CHOICES))(teach.teach_cmd)
-app.command("traces", cls=Command)(traces.traces_cmd)
+app.command("traces", cls=with_settings(traces.SETTINGS, options=traces.OPTIONS, choices=traces.CHOICES))(
+    traces.traces_cmd
+)
 app.command("curate", cls=with_settings(curate.SETTINGS, options=curate.OPTIONS, choices=curate.CHOICES))(
     curate.curate_cmd
 )

@@ -47,13 +47,16 @@ class TeacherRecords:
         fp["temperature"] = self.plan.temperature
         return fp
 
-    def check_fingerprint(self) -> None:
+    def check_fingerprint(self, claim: bool = True) -> None:
         """Refuse to add records made with other settings to this record file (naming what changed), or to add to
         records whose settings are not on record (a lost fingerprint file: another teacher's records would mix in
-        silently). Claims an empty record file for these settings at once, before any record can be written."""
+        silently). ``claim``: an empty record file is claimed for these settings at once, before any record can be
+        written (a live run claims it only once its teacher has started, so a teacher that cannot start writes
+        nothing)."""
         path = self.folder / f"{self.stem}.fingerprint.json"
         if not len(self.file):
-            write_json(path, self.fingerprint())
+            if claim:
+                write_json(path, self.fingerprint())
             return
         made_with = "made with other settings" if path.exists() else "whose settings are not on record"
         refuse_if_changed(

@@ -84,7 +84,7 @@ class Teacher:
                 raise
 
     def _teach(self) -> dict[str, Any]:
-        self.records.check_fingerprint()
+        self.records.check_fingerprint(claim=False)
         todo = self.plan.owed(self.records.keys())
         summary_path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
         if self.cfg.dry_run:
@@ -95,10 +95,11 @@ class Teacher:
             log.info("%s: all %d records already present; nothing to do", self.plan.task.name, len(self.records))
             # A resumed run that calls nothing leaves the record of the run that did the work as it was.
             return read_json(summary_path) if summary_path.exists() else self.summarize(None)
+        backend = self.open_backend()  # first: a teacher that cannot start (a replay file missing) writes nothing
+        self.records.check_fingerprint()
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
         config_copy = self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml"
         write_text(config_copy, dump_config(self.cfg))
-        backend = self.open_backend()
         total, name = sum(len(s) for _, s in todo), self.plan.task.name
         bar = tqdm(total=total, desc=f"teach {name}", unit="sample", disable=not self.progress)
         tokens, stopped = 0, None  # completion tokens of this run, all chunks
