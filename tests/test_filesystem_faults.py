@@ -188,6 +188,23 @@ COMMANDS = {
         earlier=lambda i, m, o: ["curate", i / "run4/teacher/synthetic_arithmetic.jsonl", "-o", o / "data"],
         again=lambda i, m, o: ["curate", i / "run30/teacher/synthetic_arithmetic.jsonl", "-o", o / "data"],
     ),
+    "curate_hf_dataset": Command(  # a datasets folder (arrow, state, card) too: the earlier one whole, or the new
+        earlier=lambda i, m, o: [
+            "curate",
+            i / "run4/teacher/synthetic_arithmetic.jsonl",
+            "-o",
+            o / "data",
+            "--hf-dataset",
+        ],
+        again=lambda i, m, o: [
+            "curate",
+            i / "run30/teacher/synthetic_arithmetic.jsonl",
+            "-o",
+            o / "data",
+            "--hf-dataset",
+        ],
+        mid=(48, 48),  # train.jsonl and curation.json fit, the arrow file does not
+    ),
     "eval": Command(
         earlier=lambda i, m, o: [
             "eval",
@@ -320,6 +337,10 @@ def assert_left_whole(o: Path, before: dict[str, bytes], strict: bool, appends: 
             assert complete(o / name), f"{name} was left half-written"
     incomplete = [p for p in o.rglob("checkpoint-*") if p.is_dir() and not (p / "trainer_state.json").exists()]
     assert incomplete == [], incomplete
+    for folder in o.rglob("hf_dataset"):  # a datasets folder: loads, with its card, and is the earlier one or new
+        from datasets import load_from_disk
+
+        assert len(load_from_disk(str(folder))) > 0 and (folder / "README.md").exists(), folder
 
 
 def rows(fault: str, names: list[str]) -> list:
@@ -399,3 +420,32 @@ def test_a_file_where_the_output_folder_belongs_is_named(name, inputs, tmp_path)
     assert_one_line_error(done, str(tmp_path / "plain-file"), "a file stands where a folder belongs")
     assert (tmp_path / "plain-file").read_text() == "not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain-file"]
+
+
+def test_a_model_save_that_fails_keeps_the_previous_model_whole(tmp_path):
+    """The saves outside the SFT trainer (the RL student, instruct's merged QLoRA student, scratch models) go through
+    save_pretrained_staged: a disk that fills after the weights were half written leaves the earlier files as they
+    were, no staging folder, and an error that names the model folder."""
+    import errno
+
+    from cotbridge.fileio import save_pretrained_staged
+
+    class Weights:
+        def save_pretrained(self, folder):
+            (Path(folder) / "model.safetensors").write_bytes(b"new weights")
+
+    class FullDisk:
+        def save_pretrained(self, folder):
+            (Path(folder) / "tokenizer.json").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(folder) / "tokenizer.json"))
+
+    out = tmp_path / "student"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"old weights")
+    (out / "tokenizer.json").write_bytes(b"old tokenizer")
+    with pytest.raises(OSError) as failed:
+        save_pretrained_staged(out, Weights(), FullDisk())
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(out)
+    assert snapshot(out) == {"model.safetensors": b"old weights", "tokenizer.json": b"old tokenizer"}
+    save_pretrained_staged(out, Weights())
+    assert snapshot(out) == {"model.safetensors": b"new weights", "tokenizer.json": b"old tokenizer"}

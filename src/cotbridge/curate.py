@@ -237,6 +237,7 @@ def curate_file(
     push_to_hub: str | None = None,
 ) -> dict[str, Any]:
     """Teacher records -> ``out_dir/train.jsonl`` in a student format, plus ``curation.json`` statistics."""
+    from cotbridge.fileio import staged
     from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
     from cotbridge.prompts.formats import FORMATS, to_student_examples
 
@@ -275,9 +276,10 @@ def curate_file(
         from cotbridge.reporting.dataset_card import dataset_card, teach_summary_of
 
         ds = Dataset.from_list(examples)
-        ds.save_to_disk(str(out / "hf_dataset"))
         card = dataset_card(records, examples, stats, asdict(settings), teach_summary_of(records_path))
-        card.save(out / "hf_dataset" / "README.md")
+        with staged(out) as stage:  # the whole hf_dataset folder or none: a failed save keeps the previous one
+            ds.save_to_disk(str(stage / "hf_dataset"))
+            card.save(stage / "hf_dataset" / "README.md")
         if push_to_hub:
             push_with_card(ds, card, push_to_hub)
     return stats

@@ -173,6 +173,14 @@ def staged(folder: str | Path) -> Iterator[Path]:
         raise failure from e
 
 
+def save_pretrained_staged(folder: str | Path, *parts: Any) -> None:
+    """``part.save_pretrained`` for each part (a model, its tokenizer) through :func:`staged`: a failed save leaves
+    the previous model in ``folder`` whole and no partial files."""
+    with staged(folder) as stage:
+        for part in parts:
+            part.save_pretrained(stage)
+
+
 def remove_tree(path: str | Path) -> None:
     """Remove a folder (a partial checkpoint or staged save), quietly: it is being cleaned up after a failure."""
     shutil.rmtree(path, ignore_errors=True)

@@ -22,6 +22,7 @@ from pydantic import Field
 from cotbridge.allocator import keep_freed_memory
 from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.errors import UserError
+from cotbridge.fileio import save_pretrained_staged
 from cotbridge.registry import Registry
 from cotbridge.train.config import checkpointing_kwargs, use_bf16
 
@@ -166,8 +167,7 @@ def train_rl(
     trainer.train()
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters() if n in before)
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
-    final.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_pretrained_staged(out, final, tok)
     names = [f.__name__ for f in reward_funcs]
     return {
         "trainer": type(trainer).__name__,

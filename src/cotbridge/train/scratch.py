@@ -13,6 +13,7 @@ from pydantic import Field
 
 from cotbridge.config import SEED_MAX, StrictModel
 from cotbridge.errors import UserError
+from cotbridge.fileio import save_pretrained_staged
 
 
 class ScratchSpec(StrictModel):
@@ -84,6 +85,5 @@ def init_scratch_model(out_dir: str | Path, spec: ScratchSpec, texts: list[str] 
     )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_pretrained_staged(out, model, tok)
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.errors import UserError
+from cotbridge.fileio import save_pretrained_staged
 from cotbridge.recipes.instruct.config import StudentConfig
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,7 @@ def merge_adapter(
 
     model, tokenizer = load_model_and_tokenizer(base, gguf_file, dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_pretrained_staged(out_dir, merged, tokenizer)
 
 
 def train_row(cfg: StudentConfig, examples: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
