@@ -91,6 +91,7 @@ def config_classes():
     from cotbridge.recipes.lm_guided.config import LMGuidedConfig
     from cotbridge.recipes.on_policy.config import OnPolicyRunConfig
     from cotbridge.released_traces import TracesConfig
+    from cotbridge.server import ServeConfig
     from cotbridge.teach import TeachConfig
     from cotbridge.train.config import TrainConfig
 
@@ -101,6 +102,7 @@ def config_classes():
         "curate": (CurateConfig, None, {}),
         "train": (TrainConfig, None, {}),
         "traces": (TracesConfig, None, {}),
+        "serve": (ServeConfig, None, {}),
         "score": (ScoreConfig, None, {"input": "in.jsonl", "output": "out.jsonl"}),
         "run": (RunConfig, REPO / "examples" / "quickstart.yaml", {}),
         "instruct": (InstructConfig, REPO / "recipes" / "instruction_tuning_replay_offline.yaml", {}),

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pydantic import Field
+
 from cotbridge.backends import openai_logprobs
 from cotbridge.backends.base import Completion, GenerationInterrupted, Request
 from cotbridge.backends.context_window import check_served
@@ -63,14 +65,43 @@ from cotbridge.backends.openai_wire import (
     models_body,
     response_body,
 )
+from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 
-__all__ = ["FaultSpec", "OpenAICompatServer", "RequestLog", "canonical_sha256", "parse_faults", "running_server"]
+__all__ = [
+    "FaultSpec",
+    "OpenAICompatServer",
+    "RequestLog",
+    "ServeConfig",
+    "canonical_sha256",
+    "parse_faults",
+    "running_server",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # default; a chat request is kilobytes, and each parsed body sits in memory
 LOG_RETRY_S = 30.0  # a request log that failed is tried again after this long
+MAX_BODY_MB = 1024 * 1024  # 1 TiB: a larger limit is a typo
+
+
+class ServeConfig(StrictModel):
+    """``cotbridge serve``'s settings (its options, a --config YAML and --set all land here)."""
+
+    model: str | None = None  # hub id, local folder, .gguf file or embedded name
+    host: str = "127.0.0.1"  # address to listen on (the server has no authentication: keep it local)
+    port: int = Field(default=8000, ge=0, le=65535)  # port (0 picks a free one)
+    batch_size: int = Field(default=16, ge=1)  # sequences per generation batch
+    gguf_file: str | None = None  # GGUF file inside a model folder holding several
+    # inject faults, e.g. rate=0.3,kinds=429,hang,retry_after=1 (kinds: 429, 500, hang, malformed, drop; other keys:
+    # seed, hang_s, max)
+    faults: str | None = None
+    latency_ms: float = Field(default=0.0, ge=0)  # extra latency per request, slept outside the generation lock
+    # append every received request to this JSONL file (if it cannot be written, requests are still answered: one
+    # warning, retried every 30 s, dropped lines counted)
+    request_log: str | None = None
+    max_body_mb: float = Field(default=8.0, gt=0, lt=MAX_BODY_MB)  # refuse larger request bodies with a 413, unread
+    model_name: str | None = None  # the model name clients ask for (default MODEL); requests for another get a 404
 
 
 # -- the server -----------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ app.command("lmguided", cls=Command)(lmguided.lmguided_cmd)
 app.command("onpolicy", cls=Command)(onpolicy.onpolicy_cmd)
 app.command("preflight", cls=Command)(preflight.preflight_cmd)
 app.command("score", cls=with_settings(score.SETTINGS, score.SETTINGS_NOTE))(score.score_cmd)
-app.command("serve", cls=Command)(serve.serve_cmd)
+app.command("serve", cls=with_settings(serve.SETTINGS, options=serve.OPTIONS))(serve.serve_cmd)
 app.command("view", cls=Command)(view.view_cmd)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cotbridge.cli.help_format import config_flags
-from cotbridge.cli.options import ConfigOpt, in_range, set_option
+from cotbridge.cli.options import ConfigOpt, set_option
 from cotbridge.errors import UserError
 
 SETTINGS = "cotbridge.released_traces:TracesConfig"
@@ -26,7 +26,7 @@ def traces_cmd(
     task: Annotated[Str, typer.Option("--task", "-t", metavar="TASK")] = None,
     output: Annotated[Str, typer.Option("--output", "-o", metavar="FILE")] = None,
     split: Annotated[Str, typer.Option(metavar="SPLIT")] = None,
-    limit: Annotated[Optional[int], typer.Option(metavar="N", callback=in_range(ge=1))] = None,
+    limit: Annotated[Optional[int], typer.Option(metavar="N")] = None,
     assume_correct: Annotated[Optional[bool], typer.Option("--assume-correct")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
