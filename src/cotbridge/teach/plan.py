@@ -4,7 +4,7 @@ for them (stage 1: the rationale; stage 2, in two-stage modes: the answer after 
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cotbridge.backends.base import Request
 from cotbridge.errors import UserError
@@ -39,6 +39,10 @@ class Plan:
     temperature: float
     pipeline: str  # answer extraction for the records' correctness
     custom_answer: AnswerBuilder | None = None
+    stem: str = field(init=False)  # the record file's name without suffix: <task> or <task>.<tag>
+
+    def __post_init__(self) -> None:
+        self.stem = f"{self.task.name}.{self.cfg.tag}" if self.cfg.tag else self.task.name
 
     @classmethod
     def build(
@@ -67,11 +71,6 @@ class Plan:
             cfg.pipeline or ("answer_stage" if mode.second else "default"),
             answer,
         )
-
-    @property
-    def stem(self) -> str:
-        """The record file's name without suffix: ``<task>`` or ``<task>.<tag>``."""
-        return f"{self.task.name}.{self.cfg.tag}" if self.cfg.tag else self.task.name
 
     def owed(self, done: Container[str]) -> Owed:
         todo = []

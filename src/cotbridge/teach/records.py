@@ -28,6 +28,7 @@ class TeacherRecords:
         if force_new:
             self.set_aside()
         self.file = RecordFile(folder / f"{self.stem}.jsonl")
+        self.check_fingerprint(claim=False)  # records made with other settings are refused before anything runs
 
     @property
     def path(self) -> Path:
@@ -51,8 +52,7 @@ class TeacherRecords:
         """Refuse to add records made with other settings to this record file (naming what changed), or to add to
         records whose settings are not on record (a lost fingerprint file: another teacher's records would mix in
         silently). ``claim``: an empty record file is claimed for these settings at once, before any record can be
-        written (a live run claims it only once its teacher has started, so a teacher that cannot start writes
-        nothing)."""
+        written (a live run claims it with its first records, so a teacher that cannot start writes nothing)."""
         path = self.folder / f"{self.stem}.fingerprint.json"
         if not len(self.file):
             if claim:
@@ -79,6 +79,7 @@ class TeacherRecords:
     def add(self, generated: Generated, teacher: dict[str, Any]) -> list[dict[str, Any]]:
         """Score each generated sample against its gold answer and append the records whole (fsynced)."""
         new = [self.make(ex, j, s, teacher).to_dict() for ex, j, s in generated]
+        self.check_fingerprint()  # an empty file is claimed for these settings before its first records
         self.file.append(new)
         return new
 

@@ -84,7 +84,6 @@ class Teacher:
                 raise
 
     def _teach(self) -> dict[str, Any]:
-        self.records.check_fingerprint(claim=False)
         todo = self.plan.owed(self.records.keys())
         summary_path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
         if self.cfg.dry_run:
@@ -96,7 +95,7 @@ class Teacher:
             # A resumed run that calls nothing leaves the record of the run that did the work as it was.
             return read_json(summary_path) if summary_path.exists() else self.summarize(None)
         backend = self.open_backend()  # first: a teacher that cannot start (a replay file missing) writes nothing
-        self.records.check_fingerprint()
+        info = self.teacher_info()
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
         config_copy = self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml"
         write_text(config_copy, dump_config(self.cfg))
@@ -110,7 +109,7 @@ class Teacher:
                     break
                 done_before_chunk = bar.n
                 generated = run_chunk(backend, self.plan, chunk, on_done=bar.update)  # the bar moves per sample
-                new = self.records.add(generated, self.teacher_info())
+                new = self.records.add(generated, info)
                 self.budget.spent += sum(r.get("cost_usd") or 0.0 for r in new)
                 tokens += sum(r["usage"]["completion_tokens"] for r in new)
                 bar.update(done_before_chunk + len(new) - bar.n)  # backends that report no progress
@@ -122,11 +121,12 @@ class Teacher:
                 )
         finally:  # closed before any error message, so the message is the last line
             bar.close()
-        return self.summarize(stopped)
+        return self.summarize(stopped, info)
 
-    def summarize(self, stopped: str | None) -> dict[str, Any]:
+    def summarize(self, stopped: str | None, info: dict[str, Any] | None = None) -> dict[str, Any]:
         path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
-        return summarize(self.plan, self.records.values(), self.teacher_info(), self.backend, stopped, path)
+        info = info or self.teacher_info()
+        return summarize(self.plan, self.records.values(), info, self.backend, stopped, path)
 
 
 def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
