@@ -140,7 +140,7 @@ def num(s: str | None) -> float | None:
         return None
 
 
-def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> dict[str, Any]:
+def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer, dtype: str = "float32") -> dict[str, Any]:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -153,7 +153,7 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
         pretrained=str(MODEL_DIR),
         gguf_file=GGUF,
         tokenizer=str(MODEL_DIR),
-        dtype="float32",
+        dtype=dtype,
         device="cpu",
         batch_size=batch_size,
     )
@@ -180,17 +180,13 @@ def run_lmeval(limit: int, batch_size: int, workdir: Path, qt: QuietTimer) -> di
         d[s["filter"]] = fr if isinstance(fr, str) else fr[0]
         d[f"{s['filter']}_correct"] = bool(s["exact_match"])
     return {
-        "load_s": load_s,
-        "eval_s": eval_s - qt.wasted_s,
-        "generate_s": gen.seconds - qt.wasted_s,
-        "lost_s": qt.wasted_s,
-        "batches": batches,
-        "quiet": qt.report(),
+        **timings(load_s, eval_s, gen.seconds, qt, batches),
         "metrics": metrics,
         "docs": [docs[i] for i in sorted(docs)],
         "task_config": task_cfg,
         "max_gen_toks_default": lm.max_gen_toks,
         "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None,
+        "dtype": str(lm.model.dtype).removeprefix("torch."),
     }
 
 
@@ -215,11 +211,44 @@ def instrument_backend(backend: Any, qt: QuietTimer, batches: list[dict[str, Any
     backend.generate = generate
 
 
+def timings(load_s: float, eval_s: float, generate_s: float, qt: QuietTimer, batches: list[dict[str, Any]]) -> dict:
+    """One run's times, less what other processes took from it (the quiet timer's re-runs and waits)."""
+    return {
+        "load_s": load_s,
+        "eval_s": eval_s - qt.wasted_s,
+        "generate_s": generate_s - qt.wasted_s,
+        "lost_s": qt.wasted_s,
+        "batches": batches,
+        "quiet": qt.report(),
+    }
+
+
+def time_cotbridge_eval(cfg: Any, qt: QuietTimer, **backend_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """cotbridge's evaluation of ``cfg`` with its model loading timed apart: (run_eval's summary, timings)."""
+    from cotbridge.backends import get_backend
+    from cotbridge.evaluation.run import run_eval
+
+    t0 = time.perf_counter()
+    backend = get_backend(cfg.backend, model=cfg.model, batch_size=cfg.batch_size, dtype=cfg.dtype, **backend_options)
+    load_s = time.perf_counter() - t0
+    batches: list[dict[str, Any]] = []
+    if backend.decoding == "slots":
+        instrument_backend(backend, qt, batches)
+    else:
+        instrument(backend.model, qt, batches)
+    gen = Timed(backend.generate)
+    backend.generate = gen
+    t0 = time.perf_counter()
+    summary = run_eval(cfg, backend=backend, progress=False)
+    times = timings(load_s, time.perf_counter() - t0, gen.seconds, qt, batches)
+    dtype = str(backend.model.dtype).removeprefix("torch.")
+    return summary, {**times, "dtype": dtype, "decoding": backend.decoding, "lookahead": backend.lookahead}
+
+
 def run_cotbridge(
     limit: int, batch_size: int, workdir: Path, qt: QuietTimer, dtype: str = "auto", decoding: str = "auto"
 ) -> dict[str, Any]:
-    from cotbridge.backends import get_backend
-    from cotbridge.evaluation.run import EvalConfig, run_eval
+    from cotbridge.evaluation.run import EvalConfig
     from cotbridge.jsonl import read_jsonl
 
     cfg = EvalConfig(
@@ -232,40 +261,9 @@ def run_cotbridge(
         dtype=dtype,
         output=str(workdir / "cotbridge"),
     )
-    t0 = time.perf_counter()
-    backend = get_backend(
-        cfg.backend,
-        model=cfg.model,
-        gguf_file=cfg.gguf_file,
-        batch_size=cfg.batch_size,
-        dtype=cfg.dtype,
-        decoding=decoding,
-    )
-    load_s = time.perf_counter() - t0
-    batches: list[dict[str, Any]] = []
-    if backend.decoding == "slots":
-        instrument_backend(backend, qt, batches)
-    else:
-        instrument(backend.model, qt, batches)
-    gen = Timed(backend.generate)
-    backend.generate = gen
-    t0 = time.perf_counter()
-    summary = run_eval(cfg, backend=backend, progress=False)
-    eval_s = time.perf_counter() - t0
+    summary, times = time_cotbridge_eval(cfg, qt, gguf_file=cfg.gguf_file, decoding=decoding)
     records = list(read_jsonl(workdir / "cotbridge" / "gsm8k.jsonl"))
-    return {
-        "load_s": load_s,
-        "eval_s": eval_s - qt.wasted_s,
-        "generate_s": gen.seconds - qt.wasted_s,
-        "lost_s": qt.wasted_s,
-        "batches": batches,
-        "quiet": qt.report(),
-        "metrics": summary["results"]["gsm8k"],
-        "records": records,
-        "dtype": str(backend.model.dtype).removeprefix("torch."),
-        "decoding": backend.decoding,
-        "lookahead": backend.lookahead,
-    }
+    return {**times, "metrics": summary["results"]["gsm8k"], "records": records}
 
 
 # Whole evaluations in this order; "abba" pools two runs per tool so a drift in machine speed hits both alike.
@@ -391,6 +389,8 @@ def main() -> None:
         default="auto",
         help="cotbridge's weights: auto (bf16 on a CPU with native bf16, else fp32), float32, bfloat16",
     )
+    ap.add_argument("--lmeval-dtype", default="float32", help="lm-eval's weights: float32 or bfloat16")
+    ap.add_argument("--dtype", help="both tools' weights (float32 or bfloat16): the equal-numerics comparison")
     ap.add_argument("--cotbridge-decoding", default="auto", help="auto/slots, or batches (generate() per batch)")
     ap.add_argument("--save-raw", help="also save both tools' raw outputs to this JSON file")
     ap.add_argument("--load-raw", help="skip the runs: re-analyse raw outputs saved with --save-raw")
@@ -400,6 +400,8 @@ def main() -> None:
         help="re-write the .md from the existing .json (and a <out>_cotbridge_first.json run, if present)",
     )
     args = ap.parse_args()
+    if args.dtype:
+        args.cotbridge_dtype = args.lmeval_dtype = args.dtype
     if args.render_only:
         outp = Path(args.out)
         outp.with_suffix(".md").write_text(
@@ -416,7 +418,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="eval_vs_lmeval_") as tmp:
             runners = {
-                "lmeval": run_lmeval,
+                "lmeval": functools.partial(run_lmeval, dtype=args.lmeval_dtype),
                 "cotbridge": functools.partial(
                     run_cotbridge, dtype=args.cotbridge_dtype, decoding=args.cotbridge_decoding
                 ),
@@ -460,7 +462,8 @@ def main() -> None:
         "command": " ".join([".venv/bin/python", "bench/eval_vs_lmeval.py", *public_args(sys.argv[1:])]),
         "settings": {
             "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF,
-            "dtype": f"lm-eval float32, cotbridge {cb.get('dtype', 'float32')} (dequantised GGUF)",
+            "dtype": f"lm-eval {lm.get('dtype', 'float32')}, cotbridge {cb.get('dtype', 'float32')} "
+            "(dequantised GGUF)",
             "cotbridge_decoding": f"{cb.get('decoding', 'batches')} (prompt-lookup drafts: {cb.get('lookahead', 0)})",
             "tokenizer": "tokenizer.json in the model folder, both tools",
             "data": "../shared/data/gsm8k/test.jsonl",
