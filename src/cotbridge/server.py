@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from cotbridge.backends import openai_logprobs
 from cotbridge.backends.base import Completion, GenerationInterrupted, Request
@@ -87,6 +87,8 @@ MAX_BODY_MB = 1024 * 1024  # 1 TiB: a larger limit is a typo
 
 class ServeConfig(StrictModel):
     """``cotbridge serve``'s settings (its options, a --config YAML and --set all land here)."""
+
+    model_config = ConfigDict(protected_namespaces=())  # model_name is ours (older pydantic warns on model_*)
 
     model: str | None = None  # hub id, local folder, .gguf file or embedded name
     host: str = "127.0.0.1"  # address to listen on (the server has no authentication: keep it local)
