@@ -110,7 +110,8 @@ def run_lmeval(student: Path, limit: int, batch_size: int, dtype: str, workdir: 
             for s in docs
         ],
         "correct": [bool(s["exact_match"]) for s in docs],
-        "task_config": cfg,
+        # the questions' file is in a temporary folder: recorded by its place there, not this machine's path
+        "task_config": {**cfg, "dataset_kwargs": {"data_files": {"test": "<workdir>/test.jsonl"}}},
         "dtype": str(lm.model.dtype).removeprefix("torch."),
     }
 
