@@ -56,7 +56,7 @@ class TeacherRecords:
         path = self.folder / f"{self.stem}.fingerprint.json"
         if not len(self.file):
             if claim:
-                write_json(path, self.fingerprint())
+                self.claim()
             return
         made_with = "made with other settings" if path.exists() else "whose settings are not on record"
         refuse_if_changed(
@@ -65,6 +65,11 @@ class TeacherRecords:
             holder=f"{self.file.path} holds {len(self.file)} records {made_with}",
             remedy="rerun with --force-new to keep them aside and start over, or use another --run-dir",
         )
+
+    def claim(self) -> None:
+        """An empty record file is claimed for these settings (its fingerprint written) before its first records."""
+        if not len(self.file):
+            write_json(self.folder / f"{self.stem}.fingerprint.json", self.fingerprint())
 
     def set_aside(self) -> None:
         """``--force-new``: move this record file and its companions to ``<stem>.replaced-<time>.*`` (nothing lost)."""
@@ -79,7 +84,7 @@ class TeacherRecords:
     def add(self, generated: Generated, teacher: dict[str, Any]) -> list[dict[str, Any]]:
         """Score each generated sample against its gold answer and append the records whole (fsynced)."""
         new = [self.make(ex, j, s, teacher).to_dict() for ex, j, s in generated]
-        self.check_fingerprint()  # an empty file is claimed for these settings before its first records
+        self.claim()  # checked when the file was opened; only an empty one is claimed, not every chunk re-read
         self.file.append(new)
         return new
 
