@@ -10,7 +10,8 @@ from pydantic import Field
 
 from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.quality.scorers import AUTOMATIC
-from cotbridge.recipes.lm_guided.inference import ContextSpec
+from cotbridge.recipes.lm_guided.inference import ANSWER_PIPELINE, COT_MODE, ContextSpec
+from cotbridge.teach.config import TeachConfig, TeacherConfig
 from cotbridge.train.config import TrainConfig
 from cotbridge.train.rl import RLConfig
 from cotbridge.train.scratch import ScratchSpec
@@ -92,3 +93,24 @@ class LMGuidedConfig(StrictModel):
 
     def directory(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)
+
+    def teach_config(self, task: str) -> TeachConfig:
+        """The ``teach`` job for one task's training questions: zero-shot CoT, answered as the evaluation asks."""
+        lg, kd = self.large, self.kd
+        return TeachConfig(
+            task=task,
+            split="train",
+            data_dir=self.data_dir,
+            limit=kd.train_limit,
+            teacher=TeacherConfig(backend=lg.backend, model=lg.model),
+            mode=COT_MODE,
+            samples=kd.samples,
+            temperature=kd.temperature,
+            max_tokens=lg.rationale_max_tokens,
+            answer_max_tokens=lg.answer_max_tokens,
+            chat=lg.chat,
+            seed=self.seed,
+            pipeline=ANSWER_PIPELINE,
+            run_dir=str(self.directory()),
+            cache="off",  # the large model's client is already cached
+        )
