@@ -227,6 +227,21 @@ def compare_verdicts(records: list[dict[str, Any]], checker: str) -> dict[str, A
     return checker_table(rows)
 
 
+def curate_vanilla(questions: list[Any], task: str, answer_type: str, out_dir: str | Path) -> Path:
+    """Vanilla fine-tuning's data, no teacher: one answer-only example per training question (task Examples), in
+    ``out_dir/train.jsonl``, with ``curation.json`` beside it."""
+    from cotbridge.jsonl import write_json, write_jsonl
+    from cotbridge.prompts.formats import vanilla_examples
+
+    rows = [
+        {"question": q.question, "gold": q.answer, "task": task, "example_id": q.id, "sample": 0} for q in questions
+    ]
+    out = Path(out_dir)
+    write_json(out / "curation.json", {"examples": len(rows), "format": "vanilla"})
+    write_jsonl(out / "train.jsonl", vanilla_examples(rows, answer_type))
+    return out / "train.jsonl"
+
+
 def curate_file(
     records_path: str | Path,
     out_dir: str | Path,

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.recipes.eval_stage import EvalSpec
-from cotbridge.teach import TeacherConfig
+from cotbridge.teach.config import TeachConfig, TeacherConfig
 from cotbridge.train.config import TrainConfig
 
 
@@ -44,3 +44,18 @@ class RunConfig(StrictModel):
 
     def directory(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)
+
+    def teach_config(self, m: MethodSpec) -> TeachConfig:
+        """The ``teach`` job of a distillation method: D rationales per training question, tagged ``D<samples>``."""
+        return TeachConfig(
+            task=self.task,
+            split="train",
+            data_dir=self.data_dir,
+            limit=self.train_limit,
+            teacher=self.teacher,
+            mode=self.teach_mode,
+            samples=m.samples,
+            temperature=m.temperature,
+            run_dir=str(self.directory()),
+            tag=f"D{m.samples}",
+        )

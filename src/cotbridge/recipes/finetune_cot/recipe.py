@@ -12,15 +12,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cotbridge.curate import CurateSettings, curate_file
+from cotbridge.curate import CurateSettings, curate_file, curate_vanilla
 from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
-from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
-from cotbridge.prompts.formats import FORMATS, vanilla_examples
+from cotbridge.jsonl import read_jsonl
+from cotbridge.prompts.formats import FORMATS
 from cotbridge.recipes.eval_stage import evaluate_model
 from cotbridge.recipes.finetune_cot.config import MethodSpec, RunConfig
 from cotbridge.tasks import parse_task_spec
-from cotbridge.teach import TeachConfig, run_teach
+from cotbridge.teach import run_teach
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,7 @@ class FinetuneCoT:
         return self.run_dir / "teacher" / f"{self.task.name}.D{m.samples}.jsonl"
 
     def teach(self, m: MethodSpec) -> Path:
-        cfg = TeachConfig(
-            task=self.config.task,
-            split="train",
-            data_dir=self.config.data_dir,
-            limit=self.config.train_limit,
-            teacher=self.config.teacher,
-            mode=self.config.teach_mode,
-            samples=m.samples,
-            temperature=m.temperature,
-            run_dir=str(self.run_dir),
-            tag=f"D{m.samples}",
-        )
-        run_teach(cfg, progress=self.progress)
+        run_teach(self.config.teach_config(m), progress=self.progress)
         return self.teacher_records(m)
 
     def curate(self, m: MethodSpec) -> Path:
@@ -101,13 +89,7 @@ class FinetuneCoT:
     def _curate(self, m: MethodSpec, out: Path) -> Path:
         if m.kind == "vanilla":
             questions = self.task.load("train", self.config.data_dir, **self.task_params)
-            questions = questions[: self.config.train_limit or None]
-            rows = [
-                {"question": q.question, "gold": q.answer, "task": self.task.name, "example_id": q.id, "sample": 0}
-                for q in questions
-            ]
-            write_json(out / "curation.json", {"examples": len(rows), "format": "vanilla"})
-            write_jsonl(out / "train.jsonl", vanilla_examples(rows, self.task.answer_type))
+            curate_vanilla(questions[: self.config.train_limit or None], self.task.name, self.task.answer_type, out)
         else:
             settings = CurateSettings(filters=self.config.curate.filters, dedupe=self.config.curate.dedupe)
             stats = curate_file(self.teach(m), out, m.format, self.task.answer_type, settings)

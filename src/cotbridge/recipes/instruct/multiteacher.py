@@ -9,16 +9,21 @@ per row, and takes teachers in turn so a merged row is balanced.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from cotbridge.curate import CurateSettings, curate, rationale_fingerprint
-from cotbridge.jsonl import read_jsonl
-from cotbridge.recipes.instruct.config import InstructConfig, MergeSpec, TeacherSpec
+from cotbridge.jsonl import read_jsonl, write_json, write_jsonl
+from cotbridge.recipes.instruct.config import InstructConfig, MergeSpec, RowSpec, TeacherSpec
+from cotbridge.recipes.instruct.instruction_format import InstructionTemplate, to_instruction_example
 from cotbridge.recipes.instruct.released import convert_released
+from cotbridge.tasks import get_task
 from cotbridge.teach import TeachConfig, TeacherConfig, run_teach
+
+log = logging.getLogger(__name__)
 
 
 def record_path(run_dir: Path, task: str, teacher: str) -> Path:
@@ -145,3 +150,16 @@ def load_teacher_records(
 ) -> list[tuple[TeacherSpec, list[dict[str, Any]]]]:
     run_dir = cfg.directory()
     return [(cfg.teacher(name), list(read_jsonl(record_path(run_dir, task, name)))) for name in teachers]
+
+
+def merge_row(cfg: InstructConfig, row: RowSpec, template: InstructionTemplate, out: Path) -> list[dict[str, Any]]:
+    """One row's training data: its teachers' demonstrations merged, in the instruction template, with the question
+    kept for decontamination; ``out/train.jsonl`` and ``out/merge.json`` (statistics)."""
+    per_teacher = load_teacher_records(cfg, row.task, row.teachers)
+    demos, stats = merge_demonstrations(per_teacher, cfg.merge)
+    answer_type = get_task(row.task.partition(":")[0]).answer_type
+    examples = [{**to_instruction_example(d, template, answer_type), "question": d["question"]} for d in demos]
+    write_json(out / "merge.json", {**stats, "row": row.label(), "task": row.task, "template": template.name})
+    write_jsonl(out / "train.jsonl", examples)
+    log.info("%s: %d demonstrations from %s", row.label(), len(examples), ", ".join(row.teachers))
+    return examples

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cotbridge.fileio import write_text
+from cotbridge.jsonl import write_json
+from cotbridge.recipes.instruct.config import InstructConfig
+from cotbridge.recipes.instruct.transfer import build_matrix, family_comparison
 from cotbridge.reporting.plots import DPI, figure, save_figure
 from cotbridge.reporting.rows import pct
 from cotbridge.reporting.tables import MISSING
+from cotbridge.tasks import get_task
 
 
 def _pp(delta: float | None) -> str:
@@ -152,3 +157,48 @@ def _box(i: int, j: int) -> Any:
     from matplotlib.patches import Rectangle
 
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5)
+
+
+def write_matrix_report(
+    cfg: InstructConfig, rows: list[dict[str, Any]], evaluated: dict[str, Any], template: str, prompt_mode: str
+) -> dict[str, Any]:
+    """``matrix.json`` (the summary it returns), ``matrix.png`` and ``matrix.md`` in the run directory."""
+    run_dir = cfg.directory()
+    columns = [get_task(t.partition(":")[0]).name for t in cfg.matrix_tasks()]
+    matrix = build_matrix(rows, columns, evaluated["cells"])
+    families = family_comparison(matrix)
+    summary = {
+        "name": cfg.name,
+        "student": cfg.student.model,
+        "student_family": cfg.student.family,
+        "template": template,
+        "prompt_mode": prompt_mode,
+        "matrix": matrix,
+        "families": families,
+        "teachers": [t.model_dump(include={"name", "family", "backend", "model"}) for t in cfg.teachers],
+        "test_sets": {k: {kk: v for kk, v in ts.items() if kk != "ids"} for k, ts in evaluated["test_sets"].items()},
+    }
+    write_json(run_dir / "matrix.json", summary)
+    png = plot_heatmap(matrix, run_dir / "matrix.png", title=f"{cfg.name}: student {cfg.student.model}")
+    md = [
+        f"# Instruction-tuning-CoT transfer matrix: {cfg.name}",
+        "",
+        "Rows: what the student was tuned on (← teacher, family); columns: what it is tested on. "
+        "Accuracy % ± standard error (n test questions); in-domain cells in bold.",
+        "",
+        matrix_markdown(matrix),
+        f"Outputs that finished within {cfg.eval.max_tokens} new tokens (%):",
+        "",
+        rate_markdown(matrix, "complete"),
+        "Outputs whose answer followed a marker such as 'The answer is' (%):",
+        "",
+        rate_markdown(matrix, "correct_format"),
+        "## Teacher families",
+        "",
+        family_markdown(families, cfg.student.model, cfg.student.family),
+        "",
+        f"![heatmap]({png.name})",
+        "",
+    ]
+    write_text(run_dir / "matrix.md", "\n".join(md))
+    return summary

@@ -20,7 +20,8 @@ from cotbridge.backends.replay import normalize_question
 from cotbridge.evaluation.scoring import Decoding, evaluate_examples
 from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.prompts.modes import PromptContext
-from cotbridge.tasks import parse_task_spec
+from cotbridge.recipes.instruct.config import InstructConfig, RowSpec
+from cotbridge.tasks import get_task, parse_task_spec
 
 log = logging.getLogger(__name__)
 BASE = "base"
@@ -211,4 +212,34 @@ def family_comparison(matrix: dict[str, Any]) -> dict[str, Any]:
         "by_relation": summarize("relation", by_task),
         "tasks_with_several_families": sorted(shared),
         "by_family_on_shared_tasks": summarize("family", shared),
+    }
+
+
+def test_set_record(test_sets: dict[str, dict[str, Any]], split: str) -> dict[str, dict[str, Any]]:
+    """What ``eval/test_sets.json`` keeps of each column's test set: its size, what was excluded, the ids."""
+    return {
+        name: {
+            "split": split,
+            "split_size": ts["split_size"],
+            "excluded_trained": ts["excluded_trained"],
+            "n": len(ts["ids"]),
+            "ids": ts["ids"],
+        }
+        for name, ts in test_sets.items()
+    }
+
+
+def row_meta(cfg: InstructConfig, row: RowSpec | None, run_dir: Path) -> dict[str, Any]:
+    """A matrix row's description: what its student was tuned on, by which teachers, and how they relate to it."""
+    if row is None:
+        return {"name": BASE, "tuned_on": None, "teachers": [], "families": [], "relation": None, "demonstrations": 0}
+    families = [cfg.teacher(t).family for t in row.teachers]
+    merged = run_dir / "data" / row.label() / "merge.json"  # written with the row's data, before its student
+    return {
+        "name": row.label(),
+        "tuned_on": get_task(row.task.partition(":")[0]).name,
+        "teachers": row.teachers,
+        "families": families,
+        "relation": relation_to_student(families, cfg.student.family),
+        "demonstrations": read_json(merged)["demonstrations"],
     }
