@@ -3,7 +3,7 @@
 module; a *return* is a stay in a module the walk had already left. Issue #23 asks for at most 8 returns.
 
 A frame holds the config when ``cfg`` or ``self.cfg`` (or ``self.plan.cfg``) among its locals is that object.
-Run: .venv/bin/python bench/teach_walk.py   (prints JSON; the figures go into the closing note)
+Run: .venv/bin/python bench/teach_walk.py > bench/results/teach_walk.json   (prints JSON)
 """
 
 from __future__ import annotations

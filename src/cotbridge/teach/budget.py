@@ -17,6 +17,7 @@ class Budget:
     def __init__(self, plan: Plan, spent: float):
         self.plan, self.cfg = plan, plan.cfg
         self.spent = spent  # USD of the records already made
+        self.stopped: str | None = None  # why a live run stopped at the cap (stop_before), for the summary
 
     @functools.cached_property
     def price_table(self) -> Any:
@@ -59,6 +60,7 @@ class Budget:
             return None
         stopped = f"max_cost {self.cfg.max_cost} USD: spent {self.spent:.4f}, next chunk could cost {upcoming:.4f}"
         log.warning("stopping cleanly at the cost cap (%s); rerun with a higher --max-cost to continue", stopped)
+        self.stopped = stopped
         return stopped
 
     def within(self, pending: list[tuple[str, Request]]) -> list[tuple[str, Request]]:

@@ -34,6 +34,11 @@ def open_backend(cfg: TeachConfig, backend: Any = None) -> Any:
     return backend
 
 
+def teacher_info(cfg: TeachConfig, backend: Any) -> dict[str, Any]:
+    """Who answered, for every record: the configured backend and the model it reports (or the configured one)."""
+    return {"backend": cfg.teacher.backend, "model": getattr(backend, "model_id", cfg.teacher.model)}
+
+
 def run_chunk(backend: Any, plan: Plan, chunk: Owed, on_done: Callable[[int], Any] | None = None) -> Generated:
     firsts: list[tuple[Example, list[int], Request]] = []
     for ex, samples in chunk:

@@ -3,7 +3,7 @@ for them (stage 1: the rationale; stage 2, in two-stage modes: the answer after 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cotbridge.backends.base import Request
@@ -71,14 +71,6 @@ class Plan:
             cfg.pipeline or ("answer_stage" if mode.second else "default"),
             answer,
         )
-
-    def owed(self, done: Container[str]) -> Owed:
-        todo = []
-        for ex in self.examples:
-            need = [j for j in range(self.cfg.samples) if record_key(ex, j) not in done]
-            if need:
-                todo.append((ex, need))
-        return todo
 
     def first_request(self, ex: Example, samples: list[int]) -> Request:
         cfg = self.cfg

@@ -16,7 +16,7 @@ from cotbridge.run_record import refuse_if_changed
 from cotbridge.tasks.base import answer_choices, choice_letters
 from cotbridge.teach.config import FINGERPRINT_KEYS
 from cotbridge.teach.generate import Generated
-from cotbridge.teach.plan import Plan, record_key
+from cotbridge.teach.plan import Owed, Plan, record_key
 
 log = logging.getLogger(__name__)
 COMPANIONS = (".jsonl", ".summary.json", ".fingerprint.json", ".config.yaml")
@@ -42,6 +42,16 @@ class TeacherRecords:
 
     def values(self) -> list[dict[str, Any]]:
         return list(self.file.records.values())
+
+    def owed(self) -> Owed:
+        """The plan's questions with the sample indices that have no record yet, in the plan's order."""
+        done, samples = self.file.records, self.plan.cfg.samples
+        todo = [(ex, [j for j in range(samples) if record_key(ex, j) not in done]) for ex in self.plan.examples]
+        return [(ex, need) for ex, need in todo if need]
+
+    def spent(self) -> float:
+        """What the records on file cost (USD; 0 for free or unpriced teachers)."""
+        return sum(r.get("cost_usd") or 0.0 for r in self.file.records.values())
 
     def fingerprint(self) -> dict[str, Any]:
         fp = self.plan.cfg.model_dump(mode="json", include=set(FINGERPRINT_KEYS))

@@ -23,8 +23,8 @@ from cotbridge.tasks import Example
 from cotbridge.teach import batch
 from cotbridge.teach.budget import Budget
 from cotbridge.teach.config import TeachConfig
-from cotbridge.teach.generate import open_backend, run_chunk
-from cotbridge.teach.plan import AnswerBuilder, Plan
+from cotbridge.teach.generate import open_backend, run_chunk, teacher_info
+from cotbridge.teach.plan import AnswerBuilder, Owed, Plan
 from cotbridge.teach.records import TeacherRecords
 from cotbridge.teach.summary import say_interrupted, summarize
 
@@ -48,21 +48,16 @@ class Teacher:
         self.plan = Plan.build(cfg, examples, answer_request)
         self.run_dir = Path(cfg.run_dir)
         self.records = TeacherRecords(self.run_dir / "teacher", self.plan, force_new=cfg.force_new)
-        self.budget = Budget(self.plan, spent=sum(r.get("cost_usd") or 0.0 for r in self.records.values()))
+        self.budget = Budget(self.plan, spent=self.records.spent())
+        self.summary_path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
 
     def open_backend(self) -> Any:
         self.backend = open_backend(self.cfg, self.backend)
         return self.backend
 
-    def teacher_info(self) -> dict[str, Any]:
-        return {
-            "backend": self.cfg.teacher.backend,
-            "model": getattr(self.backend, "model_id", self.cfg.teacher.model),
-        }
-
     # -- the Batch API instead of live calls ------------------------------------------------------------
     def pending_requests(self) -> list[tuple[str, Request]]:
-        return batch.pending_requests(self.open_backend(), self.plan, self.plan.owed(self.records.keys()))
+        return batch.pending_requests(self.open_backend(), self.plan, self.records.owed())
 
     def export_batch(self, path: str | Path) -> int:
         return batch.export_batch(self.open_backend(), self.budget.within(self.pending_requests()), path)
@@ -84,8 +79,7 @@ class Teacher:
                 raise
 
     def _teach(self) -> dict[str, Any]:
-        todo = self.plan.owed(self.records.keys())
-        summary_path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
+        todo = self.records.owed()
         if self.cfg.dry_run:
             est = self.budget.estimate(todo)
             log.info("dry run: %s", est)
@@ -93,19 +87,26 @@ class Teacher:
         if not todo:
             log.info("%s: all %d records already present; nothing to do", self.plan.task.name, len(self.records))
             # A resumed run that calls nothing leaves the record of the run that did the work as it was.
-            return read_json(summary_path) if summary_path.exists() else self.summarize(None)
-        backend = self.open_backend()  # first: a teacher that cannot start (a replay file missing) writes nothing
-        info = self.teacher_info()
+            if self.summary_path.exists():
+                return read_json(self.summary_path)
+            info = teacher_info(self.cfg, self.backend)
+        else:  # the backend first: a teacher that cannot start (a replay file missing) writes nothing
+            self.backend = open_backend(self.cfg, self.backend)
+            info = teacher_info(self.cfg, self.backend)
+            self._generate(todo, self.backend, info)
+        return summarize(self.plan, self.records.values(), info, self.backend, self.budget.stopped, self.summary_path)
+
+    def _generate(self, todo: Owed, backend: Any, info: dict[str, Any]) -> None:
+        """The owed samples, chunk by chunk: each chunk's records are appended whole before the next is asked for."""
         # The teach stage's own settings, beside its records: a run directory's config.yaml belongs to the recipe.
-        config_copy = self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml"
-        write_text(config_copy, dump_config(self.cfg))
+        write_text(self.run_dir / "teacher" / f"{self.plan.stem}.config.yaml", dump_config(self.cfg))
         total, name = sum(len(s) for _, s in todo), self.plan.task.name
         bar = tqdm(total=total, desc=f"teach {name}", unit="sample", disable=not self.progress)
-        tokens, stopped = 0, None  # completion tokens of this run, all chunks
+        tokens = 0  # completion tokens of this run, all chunks
         try:
             for start in range(0, len(todo), self.cfg.chunk_size):
                 chunk = todo[start : start + self.cfg.chunk_size]
-                if stopped := self.budget.stop_before(chunk):
+                if self.budget.stop_before(chunk):
                     break
                 done_before_chunk = bar.n
                 generated = run_chunk(backend, self.plan, chunk, on_done=bar.update)  # the bar moves per sample
@@ -121,12 +122,6 @@ class Teacher:
                 )
         finally:  # closed before any error message, so the message is the last line
             bar.close()
-        return self.summarize(stopped, info)
-
-    def summarize(self, stopped: str | None, info: dict[str, Any] | None = None) -> dict[str, Any]:
-        path = self.run_dir / "teacher" / f"{self.plan.stem}.summary.json"
-        info = info or self.teacher_info()
-        return summarize(self.plan, self.records.values(), info, self.backend, stopped, path)
 
 
 def run_teach(cfg: TeachConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
