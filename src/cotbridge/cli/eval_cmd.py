@@ -45,6 +45,31 @@ SCORING = (  # the --predictions path's own options: no EvalConfig behind them
 Str, Int, Float = Optional[str], Optional[int], Optional[float]
 
 
+def field_option(help: str, metavar: str = "FIELD", kind: Any = Str) -> Any:
+    """One of the --predictions path's own options (their help is here: no config key stands behind them)."""
+    return Annotated[kind, typer.Option(metavar=metavar, help=help)]
+
+
+PredictionsOpt = field_option("score this JSONL of recorded outputs instead of running a model", "FILE")
+TextFieldOpt = field_option("dotted path of the output text in --predictions records", kind=str)
+GoldFieldOpt = field_option("dotted path of the gold answer in --predictions records")
+IdFieldOpt = field_option(
+    "dotted path of the record's id, matched to the ids of the task's split (--split, default test); "
+    "the record's question, where it has one, must be that id's question"
+)
+IdTemplateOpt = field_option("how a record's id reads as a split id, e.g. 'test-{}' for GSM8K's", "TEMPLATE", str)
+QuestionFieldOpt = field_option(
+    "with --id-field: dotted path of the record's question, checked against the split's "
+    "(default: its question or input field, if any)"
+)
+ReferenceFieldOpt = field_option("dotted path of a recorded 0/1 score to compare with")
+CompareCheckerOpt = field_option(
+    "with --predictions: also check every output with this answer type (math: math-verify) and "
+    "report where it and the task's rules disagree",
+    "TYPE",
+)
+
+
 def eval_cmd(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="TASK")] = None,
     model: Annotated[Str, typer.Option(metavar="MODEL")] = None,
@@ -57,47 +82,15 @@ def eval_cmd(
     chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat")] = None,
     few_shot_prompts: Annotated[Str, typer.Option(metavar="FILE")] = None,
     split: Annotated[Str, typer.Option(metavar="SPLIT")] = None,
-    predictions: Annotated[
-        Str, typer.Option(metavar="FILE", help="score this JSONL of recorded outputs instead of running a model")
-    ] = None,
-    text_field: Annotated[
-        str, typer.Option(metavar="FIELD", help="dotted path of the output text in --predictions records")
-    ] = "output",
-    gold_field: Annotated[
-        Str, typer.Option(metavar="FIELD", help="dotted path of the gold answer in --predictions records")
-    ] = None,
-    id_field: Annotated[
-        Str,
-        typer.Option(
-            metavar="FIELD",
-            help="dotted path of the record's id, matched to the ids of the task's split (--split, default test); "
-            "the record's question, where it has one, must be that id's question",
-        ),
-    ] = None,
-    id_template: Annotated[
-        str,
-        typer.Option(metavar="TEMPLATE", help="how a record's id reads as a split id, e.g. 'test-{}' for GSM8K's"),
-    ] = "{}",
-    question_field: Annotated[
-        Str,
-        typer.Option(
-            metavar="FIELD",
-            help="with --id-field: dotted path of the record's question, checked against the split's "
-            "(default: its question or input field, if any)",
-        ),
-    ] = None,
-    reference_field: Annotated[
-        Str, typer.Option(metavar="FIELD", help="dotted path of a recorded 0/1 score to compare with")
-    ] = None,
+    predictions: PredictionsOpt = None,
+    text_field: TextFieldOpt = "output",
+    gold_field: GoldFieldOpt = None,
+    id_field: IdFieldOpt = None,
+    id_template: IdTemplateOpt = "{}",
+    question_field: QuestionFieldOpt = None,
+    reference_field: ReferenceFieldOpt = None,
     pipeline: Annotated[Str, typer.Option(metavar="NAME")] = None,
-    compare_checker: Annotated[
-        Str,
-        typer.Option(
-            metavar="TYPE",
-            help="with --predictions: also check every output with this answer type (math: math-verify) and "
-            "report where it and the task's rules disagree",
-        ),
-    ] = None,
+    compare_checker: CompareCheckerOpt = None,
     data_dir: Annotated[Str, typer.Option(metavar="DIR")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
