@@ -31,6 +31,7 @@ from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
 from cotbridge.folder_lock import folder_lock
 from cotbridge.jsonl import read_json, write_json
+from cotbridge.models.loading import check_local_models
 from cotbridge.models.pool import keeping_models
 from cotbridge.registry import Registry
 from cotbridge.run_record import RunRecord
@@ -125,6 +126,7 @@ def run_recipe(
     The run directory is locked for the whole run (a second command on it is refused, naming this one's PID)."""
     check_stage(recipe, from_stage, "--from")
     check_stage(recipe, until, "--until")
+    check_local_models(recipe.config)
     if force_new:
         set_aside(recipe.run_dir)
     # One model pool for the run: its stages load the same base model to train and to evaluate each method.

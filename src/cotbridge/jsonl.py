@@ -13,6 +13,12 @@ from cotbridge.fileio import replacing, write_text
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield one object per non-blank line; a bad line raises DataError naming file and line."""
+    for _, obj in numbered_jsonl(path):
+        yield obj
+
+
+def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-blank line, for checks that name the line of a bad row."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -32,7 +38,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise DataError(path, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
-            yield obj
+            yield lineno, obj
 
 
 def read_json(path: str | Path) -> Any:

@@ -20,6 +20,7 @@ from cotbridge.fileio import write_text
 from cotbridge.folder_lock import folder_lock
 from cotbridge.inference.two_stage import sampling_temperature
 from cotbridge.jsonl import read_json, read_jsonl, write_json, write_jsonl
+from cotbridge.models.loading import resolve_model_source
 from cotbridge.prompts.modes import PROMPT_MODES, PromptContext, load_few_shot
 from cotbridge.reporting.tables import markdown_table
 from cotbridge.run_record import refuse_if_changed
@@ -93,6 +94,8 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
     if cfg.chat and not mode.chat_ok:
         raise UserError(f"prompt mode {cfg.mode!r} is a fine-tuned student format; it takes no chat template")
     specs = [parse_task_spec(t) for t in cfg.tasks]  # validate every task before loading a model
+    if backend is None and cfg.model:
+        resolve_model_source(cfg.model, cfg.gguf_file)  # a local folder must exist and hold weights
     datasets = []
     for task, params in specs:
         examples = task.load(cfg.split, cfg.data_dir, **params)

@@ -47,6 +47,31 @@ def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str,
     return str(path), gguf_file
 
 
+def config_models(config: Any, prefix: str = "") -> list[tuple[str, str, str | None]]:
+    """(config key, model, gguf_file) of every ``model`` setting in a config tree (students, writers, teachers)."""
+    from pydantic import BaseModel
+
+    found = []
+    if isinstance(getattr(config, "model", None), str):
+        found.append((f"{prefix}model", config.model, getattr(config, "gguf_file", None)))
+    for name, value in config:
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, BaseModel):
+                found += config_models(item, f"{prefix}{name}{'' if i is None else f'[{i}]'}.")
+    return found
+
+
+def check_local_models(config: Any) -> None:
+    """Every local model path a recipe's config names exists and holds weights, checked before the first stage: a
+    typo in ``student.model`` is found before the teacher is paid, not when the train stage loads it."""
+    for key, model, gguf in config_models(config):
+        try:
+            resolve_model_source(model, gguf)
+        except UserError as e:
+            raise UserError(f"{key}: {e} (checked before the first stage)") from None
+
+
 def forget_gguf_quantizer(net: Any) -> None:
     """transformers dequantises GGUF weights on load but keeps a GGUF "quantizer" on the model, and Trainer then
     refuses to train it; the tensors are plain floats, so the marker is dropped (saved checkpoints stay plain too)."""
@@ -248,8 +273,14 @@ def read_model_and_tokenizer(model: str, gguf_file: str | None, torch_dtype: Any
         # in any dtype then reads the copy); the cast happens after.
         first_gguf_load = gguf is not None and weights == source
         net = cls.from_pretrained(weights, dtype=torch.float32 if first_gguf_load else torch_dtype, **kw)
-    except OSError as e:
-        raise UserError(f"could not load model {model!r}: {str(e).splitlines()[0]}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001  (transformers and safetensors raise many kinds for a broken folder)
+        if not isinstance(e, OSError) and not Path(source).is_dir():
+            raise  # a hub model that loads but fails in another way is a bug to see whole, not a bad input
+        first = " ".join(str(e).split())[:240] or type(e).__name__  # one line, whatever the library wrote
+        hint = "; it needs config.json, the weights and the tokenizer files as save_pretrained writes them"
+        raise UserError(f"could not load model {model!r}: {first}{hint if Path(source).is_dir() else ''}") from None
     if first_gguf_load:
         forget_gguf_quantizer(net)
         if kept is not None:

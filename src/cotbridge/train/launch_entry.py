@@ -37,12 +37,12 @@ def read_dev_examples(path: str | Path) -> list[Any]:
     from dataclasses import fields
 
     from cotbridge.errors import DataError
-    from cotbridge.jsonl import read_jsonl
+    from cotbridge.jsonl import numbered_jsonl
     from cotbridge.tasks.base import Example
 
     known = {f.name for f in fields(Example)}
     out = []
-    for i, row in enumerate(read_jsonl(path), 1):
+    for i, row in numbered_jsonl(path):
         if not {"id", "question", "answer"} <= row.keys():
             raise DataError(path, "a dev example needs id, question and answer", line=i)
         out.append(Example(**{k: v for k, v in row.items() if k in known}))
@@ -77,7 +77,8 @@ def train_from_files(
     prompt/completion rows; on_policy: on-policy distillation toward ``teacher`` from the rows' prompts); write the
     stats (main process)."""
     from cotbridge.config import load_config
-    from cotbridge.jsonl import read_jsonl, write_json
+    from cotbridge.jsonl import write_json
+    from cotbridge.train.rows import read_training_rows
 
     if trainer not in TRAINERS:
         raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
@@ -85,7 +86,7 @@ def train_from_files(
     cfg = load_config(config_class, config, sets, flags)
     if (dev is None) != (task is None):
         raise UserError("--dev and --task go together: the task's rules score the dev examples")
-    examples = list(read_jsonl(data))
+    examples = read_training_rows(data, trainer)  # every row checked before a model is loaded
     if trainer == "sft":
         stats = train(cfg, examples, dev_examples=read_dev_examples(dev) if dev else None, task=task)
     elif dev:
