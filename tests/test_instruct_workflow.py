@@ -109,8 +109,13 @@ def test_instruct_all_stages_resume_and_redo_from_eval(tmp_path, tiny_model_dir)
     redo = run(str(config), "--from", "eval")
     assert redo.returncode == 0
     assert student.stat().st_mtime_ns == stamps[student]
-    cell = root / "eval" / "coin.merged" / "synthetic_coin_flip.json"
+    cell = root / "eval" / "coin.merged" / "results.json"  # cotbridge eval's layout, as every recipe writes it
     assert cell.stat().st_mtime_ns != stamps[cell]
+    cells = json.loads(cell.read_text())
+    assert set(cells["results"]) == {"synthetic_coin_flip", "synthetic_arithmetic"}
+    tested = json.loads((root / "eval" / "test_sets.json").read_text())
+    assert cells["config"]["ids"] == {task: t["ids"] for task, t in tested.items()}  # the shared test sets
+    assert sum(1 for _ in (root / "eval" / "coin.merged" / "synthetic_arithmetic.jsonl").open()) == 3
 
 
 def test_bad_stage_and_unknown_teacher_are_user_errors(tmp_path, tiny_model_dir):

@@ -39,6 +39,8 @@ class EvalConfig(StrictModel):
     split: str = "test"  # which split is evaluated
     data_dir: str | None = None  # folder with task data; default $COTBRIDGE_DATA_DIR, else the HF hub
     limit: int | None = Field(default=None, ge=1)  # evaluate the first N examples of each task
+    # task name -> exactly these example ids, in this order (a recipe's test set, trained-on questions left out)
+    ids: dict[str, list[str]] | None = None
     mode: str = "zero_shot_cot"  # prompt mode
     k: int = Field(default=1, ge=1)  # samples per question; k>1 is self-consistency
     # None: 0 for k=1, 0.7 for self-consistency
@@ -98,7 +100,7 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
         resolve_model_source(cfg.model, cfg.gguf_file)  # a local folder must exist and hold weights
     datasets = []
     for task, params in specs:
-        examples = task.load(cfg.split, cfg.data_dir, **params)
+        examples = chosen(task.load(cfg.split, cfg.data_dir, **params), (cfg.ids or {}).get(task.name), task.name)
         datasets.append((task, params, examples[: cfg.limit] if cfg.limit else examples))
     if backend is None:
         if not cfg.model:
@@ -120,6 +122,17 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
                 cached.misses,
             )
         return summary
+
+
+def chosen(examples: list[Any], ids: list[str] | None, task: str) -> list[Any]:
+    """The examples named by ``ids`` (all of them when None), in the order of ``ids``."""
+    if ids is None:
+        return examples
+    by_id = {ex.id: ex for ex in examples}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise UserError(f"ids: {task} has no example {missing[0]!r} in this split ({len(missing)} ids missing)")
+    return [by_id[i] for i in ids]
 
 
 def with_request_cache(backend: Any, cfg: EvalConfig) -> Any:
@@ -169,6 +182,7 @@ SAME_EVALUATION = (
     "split",
     "data_dir",
     "limit",
+    "ids",
     "mode",
     "k",
     "temperature",

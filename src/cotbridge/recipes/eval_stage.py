@@ -1,4 +1,4 @@
-"""The evaluation stage the recipes share (finetune_cot, on_policy): a model evaluated once into
+"""The evaluation stage the recipes share (finetune_cot, instruct, on_policy): a model evaluated once into
 ``<run_dir>/eval/<name>``, in ``cotbridge eval``'s layout (results.json, <task>.jsonl, results.md, the Inspect log),
 read back from there on a resume. A recipe-level module: the recipes import it, it imports none of them."""
 
@@ -26,15 +26,17 @@ def evaluate_model(
     name: str,
     *,
     model: str,
-    task: str,
+    task: str | list[str],
     spec: EvalSpec,
     mode: str,
     chat: bool = False,
     data_dir: str | None = None,
     gguf_file: str | None = None,
     progress: bool = True,
+    ids: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """``cotbridge eval``'s job for one model on one task, done once (engine.unit: its results.json marks it)."""
+    """``cotbridge eval``'s job for one model on a task (or several), done once (engine.unit: its results.json marks
+    it); ``ids``: per task name, exactly the examples to test on."""
     from cotbridge.engine import unit
     from cotbridge.evaluation.run import EvalConfig, run_eval
 
@@ -42,7 +44,8 @@ def evaluate_model(
     cfg = EvalConfig(
         model=model,
         gguf_file=gguf_file,
-        tasks=[task],
+        tasks=[task] if isinstance(task, str) else list(task),
+        ids=ids,
         split=spec.split,
         data_dir=data_dir,
         limit=spec.limit,

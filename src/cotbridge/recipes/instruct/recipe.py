@@ -8,7 +8,8 @@ their files exist; ``--from STAGE`` removes that stage's outputs and the later o
     runs/<name>/teacher/<task>.<teacher>.jsonl   teacher records (released outputs: released/ first)
     runs/<name>/data/<row>/train.jsonl           instruction examples with provenance; merge.json: statistics
     runs/<name>/students/<row>/                  merged student (+ adapter/); done.json
-    runs/<name>/eval/<row>/<task>.{json,jsonl}   one matrix cell: metrics and per-question outputs
+    runs/<name>/eval/<row>/                      one matrix row in cotbridge eval's layout: results.json (a cell's
+                                                 metrics per task), <task>.jsonl (per-question outputs)
     runs/<name>/matrix.{json,md,png}             the transfer matrix, family table and heatmap
 """
 
@@ -20,10 +21,11 @@ from typing import Any
 from cotbridge.engine import RECIPES, Stage, run_recipe, unit
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_jsonl, write_json
+from cotbridge.recipes.eval_stage import EvalSpec, evaluate_model
 from cotbridge.recipes.instruct import multiteacher
 from cotbridge.recipes.instruct.config import InstructConfig, RowSpec
 from cotbridge.recipes.instruct.instruction_format import ensure_prompt_mode, load_template
-from cotbridge.recipes.instruct.transfer import BASE, evaluate_row, row_meta, select_test_sets, test_set_record
+from cotbridge.recipes.instruct.transfer import BASE, row_meta, select_test_sets, test_set_record
 from cotbridge.tasks import get_task
 
 TEACH_SETTINGS = ("data_dir", "tasks", "teachers", "rows", "teach_mode", "teach_max_tokens")
@@ -100,28 +102,27 @@ class InstructionTuningCoT:
         return str(out)
 
     def evaluate(self) -> dict[str, Any]:
-        """Cells already on disk are reused; the result is kept for the report stage."""
-        from cotbridge.backends.hf import HFBackend
-
+        """Every row's student on every matrix task, through the shared evaluation stage (``eval/<row>/``, cotbridge
+        eval's layout); rows already evaluated are read back. The result is kept for the report stage."""
         if self._evaluated is None:
             ev, student = self.cfg.eval, self.cfg.student
             trained = [ex for row in self.rows for ex in self.merge(row)]
             test_sets = select_test_sets(self.cfg.matrix_tasks(), ev.split, ev.limit, self.cfg.data_dir, trained)
-            write_json(self.dir / "eval" / "test_sets.json", test_set_record(test_sets, ev.split))
-            # A loader trains its student first if needed, and runs only for missing cells.
-            loaders: dict[str, Any] = {}
-            if ev.base:
-                loaders[BASE] = lambda: HFBackend(student.model, gguf_file=student.gguf_file, batch_size=ev.batch_size)
-            for row in self.rows:
-                loaders[row.label()] = lambda row=row: HFBackend(self.train(row), batch_size=ev.batch_size)
+            record = test_set_record(test_sets, ev.split)
+            write_json(self.dir / "eval" / "test_sets.json", record)
+            # A trained row's model is its student folder (trained first if needed); base: the untuned student.
+            models = {BASE: (student.model, student.gguf_file)} if ev.base else {}
+            models.update({row.label(): (self.train(row), None) for row in self.rows})
+            spec = EvalSpec(split=ev.split, batch_size=ev.batch_size, max_tokens=ev.max_tokens)
+            ids = {column: ts["ids"] for column, ts in test_sets.items()}
+            common = dict(task=self.cfg.matrix_tasks(), ids=ids, spec=spec, mode=self.mode, chat=True)
             cells = {
-                name: evaluate_row(load, name, test_sets, self.mode, self.dir / "eval", ev.max_tokens, self.progress)
-                for name, load in loaders.items()
+                name: evaluate_model(
+                    self.dir, name, model=m, gguf_file=g, data_dir=self.cfg.data_dir, progress=self.progress, **common
+                )["results"]
+                for name, (m, g) in models.items()
             }
-            kept = {
-                k: {kk: v for kk, v in ts.items() if kk not in ("task", "examples")} for k, ts in test_sets.items()
-            }
-            self._evaluated = {"cells": cells, "test_sets": kept}
+            self._evaluated = {"cells": cells, "test_sets": record}
         return self._evaluated
 
     def report(self) -> dict[str, Any]:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cotbridge.backends.replay import normalize_question
-from cotbridge.evaluation.scoring import Decoding, evaluate_examples
-from cotbridge.jsonl import read_json, write_json, write_jsonl
-from cotbridge.prompts.modes import PromptContext
+from cotbridge.jsonl import read_json
 from cotbridge.recipes.instruct.config import InstructConfig, RowSpec
 from cotbridge.tasks import get_task, parse_task_spec
 
@@ -59,48 +56,6 @@ def select_test_sets(
             "ids": [e.id for e in chosen],
         }
     return out
-
-
-def evaluate_row(
-    model_loader: Any,
-    row: str,
-    test_sets: dict[str, dict[str, Any]],
-    mode: str,
-    out_dir: Path,
-    max_tokens: int,
-    progress: bool = True,
-) -> dict[str, dict[str, Any]]:
-    """Metrics per column for one student; cells already evaluated on the same questions are reused.
-
-    ``model_loader()`` returns a backend; it is called only when some cell needs computing.
-    """
-    results: dict[str, dict[str, Any]] = {}
-    backend = None
-    for name, ts in test_sets.items():
-        cell_path = out_dir / row / f"{name}.json"
-        if cell_path.exists():
-            cached = read_json(cell_path)
-            if cached.get("ids") == ts["ids"]:
-                results[name] = cached["metrics"]
-                continue
-        if backend is None:
-            backend = model_loader()
-        log.info("eval %s on %s (%d questions)", row, name, len(ts["examples"]))
-        t0 = time.perf_counter()
-        records, metrics = evaluate_examples(
-            ts["task"],
-            ts["examples"],
-            backend,
-            mode,
-            PromptContext(task=ts["task"]),
-            Decoding(max_tokens=max_tokens, chat=True),
-            progress=progress,
-        )
-        metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
-        write_jsonl(out_dir / row / f"{name}.jsonl", records)
-        write_json(cell_path, {"row": row, "task": name, "ids": ts["ids"], "metrics": metrics})
-        results[name] = metrics
-    return results
 
 
 def relation_to_student(families: list[str], student_family: str | None) -> str:
