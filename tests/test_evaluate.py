@@ -73,6 +73,25 @@ def test_run_eval_writes_results_samples_and_table(tmp_path, scripted):
     assert "| synthetic_arithmetic | 6 |" in (tmp_path / "results.md").read_text()
 
 
+def test_ids_pick_exactly_those_examples_in_their_order(tmp_path, scripted):
+    """EvalConfig.ids: a recipe's shared test set (instruct's columns) is evaluated as given, not a prefix."""
+    from cotbridge.errors import UserError
+
+    spec = "synthetic_arithmetic:k=2,n_test=6"
+    all_ids = [ex.id for ex in get_task("synthetic_arithmetic").load("test", None, k=2, n_test=6)]
+    picked = [all_ids[4], all_ids[1]]
+    cfg = EvalConfig(
+        tasks=[spec], mode="finetune_cot", output=str(tmp_path / "a"), ids={"synthetic_arithmetic": picked}
+    )
+    run_eval(cfg, backend=scripted(lambda p, r: [" --> 3"]), progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "a" / "synthetic_arithmetic.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == picked
+    bad = cfg.model_copy(update={"output": str(tmp_path / "b"), "ids": {"synthetic_arithmetic": ["no-such-id"]}})
+    with pytest.raises(UserError, match="no example 'no-such-id'"):
+        run_eval(bad, backend=scripted(lambda p, r: [" --> 3"]), progress=False)
+    assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
 def test_multihop_prompt_carries_context_and_scores_em_f1(scripted):
     task = get_task("hotpotqa")
     ex = Example(
