@@ -170,7 +170,7 @@ def test_teach_spreads_its_requests_over_two_servers(tmp_path):
 def test_clients_for_many_endpoints_share_one_tls_context():
     """Reading the CA bundle takes ~20 ms, and a client is made per endpoint at every generate() call (a teach run
     makes one call a chunk): the context is built once per proxy setting, not once per client."""
-    from cotbridge.backends.openai_api import _ssl_context
+    from cotbridge.backends.openai_attempts import ssl_context as _ssl_context
 
     _ssl_context.cache_clear()
     backend = OpenAIBackend("m", endpoints=[f"http://127.0.0.1:{9000 + i}/v1" for i in range(4)])

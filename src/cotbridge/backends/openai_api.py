@@ -30,12 +30,10 @@ endpoint before that; ``max_retries`` bounds the moves between endpoints.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +49,8 @@ from cotbridge.backends import pricing
 from cotbridge.backends.base import BACKENDS, Completion, Request, ResultCallback
 from cotbridge.backends.batch_api import BatchAPIMixin
 from cotbridge.backends.endpoint_pool import Endpoint, EndpointPool, parse_endpoints
-from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url, parse_retry_after
+from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url
+from cotbridge.backends.openai_attempts import CURRENT_CALL, Call, counting_client_class, http_module, ssl_context
 from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -79,94 +78,6 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _Call:
-    """One logical API call. Each HTTP attempt for it — the first, the SDK's retries, and ours after a
-    malformed body — passes through ``_counting_client_class()``'s ``send``, which calls ``begin`` and
-    ``failed``: so rate limits apply to every attempt, and each retry is counted and logged once."""
-
-    def __init__(self, backend: OpenAIBackend, label: str, estimate: int, budget: int):
-        self.backend, self.label, self.estimate, self.budget = backend, label, estimate, budget
-        self.attempts = 0
-        self.what: str | None = None  # how the last attempt failed, None while it has not
-        self.retry_after: float | None = None
-        self.started = self.ended = time.perf_counter()
-
-    async def begin(self) -> None:
-        be = self.backend
-        if self.attempts:
-            be.usage.retries += 1
-            log.warning(
-                "%s: %s; retry %d/%d after %.2f s%s",
-                self.label,
-                self.what or "failed",
-                self.attempts,
-                self.budget,
-                time.perf_counter() - self.ended,
-                f" (Retry-After {self.retry_after:g} s)" if self.retry_after is not None else "",
-            )
-        self.attempts += 1
-        self.what = self.retry_after = None
-        if be._rpm is not None:
-            await be._rpm.acquire(1)
-        if be._tpm is not None:
-            await be._tpm.acquire(self.estimate)
-        self.started = time.perf_counter()
-
-    def failed(self, what: str, retry_after: float | None = None) -> None:
-        self.what, self.retry_after, self.ended = what, retry_after, time.perf_counter()
-
-
-_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("cotbridge_openai_call")  # per asyncio task
-
-
-@functools.cache
-def _http_module() -> Any:
-    """The HTTP library under the SDK: httpx (openai 1.x) or httpx2 (later), whose AsyncClient it subclasses."""
-    import openai
-
-    base = openai.DefaultAsyncHttpxClient
-    return sys.modules[next(c for c in base.__mro__ if c.__name__ == "AsyncClient").__module__.partition(".")[0]]
-
-
-@functools.cache
-def _ssl_context(trust_env: bool) -> Any:
-    """One TLS context for every client of this process: building one (reading the CA bundle) takes ~20 ms, and a
-    client is made for each endpoint at each generate() call (a teach run makes one call a chunk). ``trust_env``:
-    SSL_CERT_FILE / SSL_CERT_DIR are honoured, as the HTTP library's own default would."""
-    return _http_module().create_ssl_context(trust_env=trust_env)
-
-
-@functools.cache
-def _counting_client_class() -> type:
-    """The SDK's own async HTTP client class (its pool limits and defaults) with ``send`` reporting each
-    attempt to the current ``_Call``. ``send`` is public httpx API and sees every attempt, whichever
-    transport (proxy mounts included) carries it; the SDK calls it once per attempt, in the caller's task."""
-    import openai
-
-    base = openai.DefaultAsyncHttpxClient
-    http = _http_module()
-
-    class CountingAsyncClient(base):  # type: ignore[misc, valid-type]
-        async def send(self, request: Any, **kwargs: Any) -> Any:
-            call = _CALL.get(None)
-            if call is None:
-                return await super().send(request, **kwargs)
-            await call.begin()
-            try:
-                response = await super().send(request, **kwargs)
-            except http.TimeoutException:
-                call.failed("timeout")
-                raise
-            except Exception:  # refused, reset or dropped connections, a body cut off
-                call.failed("connection error")
-                raise
-            if response.status_code >= 400:
-                call.failed(f"HTTP {response.status_code}", parse_retry_after(response.headers))
-            return response
-
-    return CountingAsyncClient
 
 
 class OpenAIBackend(BatchAPIMixin):
@@ -312,8 +223,8 @@ class OpenAIBackend(BatchAPIMixin):
             base_url=url,
             timeout=self.timeout_s,
             max_retries=retries,
-            http_client=_counting_client_class()(
-                timeout=self.timeout_s, trust_env=trust_env, verify=_ssl_context(trust_env)
+            http_client=counting_client_class()(
+                timeout=self.timeout_s, trust_env=trust_env, verify=ssl_context(trust_env)
             ),
         )
 
@@ -441,7 +352,7 @@ class OpenAIBackend(BatchAPIMixin):
         # The SDK's generic post (its retries, auth and errors) with the body as wire.py built it: the typed
         # create() would walk the body through its TypedDict transform, ~1 ms of CPU a request (a fifth of the
         # client's time at concurrency 32), to send the same JSON.
-        response = await client.post(wire.ROUTES[self.api], cast_to=_http_module().Response, body=body)
+        response = await client.post(wire.ROUTES[self.api], cast_to=http_module().Response, body=body)
         return response.content
 
     async def _call(
@@ -449,9 +360,9 @@ class OpenAIBackend(BatchAPIMixin):
     ) -> tuple[dict[str, Any], float]:
         import openai
 
-        call = _Call(self, label, estimate, budget=client.max_retries)
+        call = Call(self, label, estimate, budget=client.max_retries)
         fail = functools.partial(self._failure, call, where=where)
-        token = _CALL.set(call)
+        token = CURRENT_CALL.set(call)
         try:
             sdk = client
             while True:
@@ -478,10 +389,10 @@ class OpenAIBackend(BatchAPIMixin):
                     self._tpm.credit(estimate - int(usage.get("total_tokens") or estimate))
                 return data, time.perf_counter() - call.started
         finally:
-            _CALL.reset(token)
+            CURRENT_CALL.reset(token)
 
     def _failure(
-        self, call: _Call, status: int | str, what: str, detail: str = "", where: str | None = None
+        self, call: Call, status: int | str, what: str, detail: str = "", where: str | None = None
     ) -> BackendError:
         """The BackendError for a call that failed for good (the SDK has stopped retrying, or we have)."""
         tail = f": {detail}" if detail else ""
