@@ -16,7 +16,7 @@ import types
 import openai
 import pytest
 
-import cotbridge.server as server_mod
+import cotbridge.request_log as request_log_mod
 from cotbridge.errors import UserError
 from cotbridge.server import OpenAICompatServer
 from tests.test_serve import CHAT, WordsBackend, call
@@ -58,7 +58,7 @@ def test_full_log_disk_keeps_answering_with_one_warning_and_counts_the_dropped_l
     caplog.set_level(logging.INFO, logger="cotbridge.server")
     log = tmp_path / "requests.jsonl"
     disk = FillingDisk()
-    monkeypatch.setattr(server_mod, "os", disk.module())
+    monkeypatch.setattr(request_log_mod, "os", disk.module())
     srv = OpenAICompatServer(WordsBackend(), port=0, any_model=True, request_log=log)
     with srv:
         assert call(srv.url, "/chat/completions", CHAT)[0] == 200
