@@ -7,13 +7,11 @@ STAMP := $(VENV)/.installed
 VENV_MIN ?= .venv-min
 STAMP_MIN := $(VENV_MIN)/.installed
 
-.PHONY: setup quickstart test test-fast test-min lint bench clean
+.PHONY: setup browser quickstart test test-fast test-min lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	# Headless Chromium from Debian for the browser tests of `cotbridge view` (Playwright drives it; no download).
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[train,api,test]'
@@ -25,10 +23,15 @@ quickstart: setup
 	COTBRIDGE_MALLOC=heap $(VENV)/bin/cotbridge run examples/quickstart.yaml
 	@cat runs/quickstart/report.md
 
-test: setup
+# Headless Chromium from Debian for the browser tests of `cotbridge view` (Playwright drives it; no download). Only
+# the tests need it: the quickstart does not wait for it.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: setup browser
 	$(VENV)/bin/pytest -q
 
-test-fast: setup
+test-fast: setup browser
 	$(VENV)/bin/pytest -q -m "not slow"
 
 # Built afresh whenever a lower end moves: pip never downgrades what an old venv already holds.
@@ -40,7 +43,7 @@ $(STAMP_MIN): pyproject.toml constraints-min.txt
 	touch $(STAMP_MIN)
 
 # The fast tests against the lowest versions pyproject.toml allows: each range's lower end is tested.
-test-min: $(STAMP_MIN)
+test-min: $(STAMP_MIN) browser
 	$(VENV_MIN)/bin/pytest -q -m "not slow"
 	# gguf is read only by the slow GGUF tests: its lower end is tested here too
 	$(VENV_MIN)/bin/pytest -q -m slow tests/test_hf_backend.py

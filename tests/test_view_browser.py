@@ -17,7 +17,7 @@ from tests.view_runs import PAYLOAD, synthesize_run
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).is_file()), None)
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on this machine: `make setup` installs it (apt-get install chromium)"
+    CHROMIUM is None, reason="no chromium on this machine: `make test` installs it (apt-get install chromium)"
 )
 N = 150  # more than the first chunk of rows the page renders (40), so lazy rendering is exercised
 
