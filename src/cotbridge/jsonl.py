@@ -41,6 +41,11 @@ def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
+def read_json_if_any(path: str | Path, default: Any = None) -> Any:
+    """A file an optional step writes (a report reads what the run has): its JSON, or ``default`` when absent."""
+    return read_json(path) if Path(path).is_file() else default
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

@@ -14,7 +14,6 @@ calls. Layouts:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any
 
 from cotbridge.backends.replay import normalize_question
 from cotbridge.config import StrictModel
+from cotbridge.engine import unit
 from cotbridge.errors import DataError, UserError
-from cotbridge.fileio import write_text
 from cotbridge.jsonl import get_field, read_json, read_jsonl, write_jsonl
 from cotbridge.prompts.formats import clean_rationale
 from cotbridge.registry import Registry
@@ -110,11 +109,13 @@ def convert_released(spec: ReleasedSpec, task: str, out: Path, data_dir: str | N
     if not src.exists():
         raise UserError(f"released outputs {src} not found")
     reader = LAYOUTS.get(spec.layout)
-    if not out.exists():
+
+    def convert() -> dict[str, Any]:  # the outputs, then their source record: that marks the conversion done
         seen: dict[str, dict[str, str]] = {}
         for ex_id, question, text in reader(src, task, data_dir):
             seen.setdefault(ex_id, {"example_id": ex_id, "question": question, "text": text})  # first copy wins
         write_jsonl(out, seen.values())
-        source = {**spec.model_dump(), "task": task, "records": len(seen)}
-        write_text(out.with_suffix(".source.json"), json.dumps(source))
+        return {**spec.model_dump(), "task": task, "records": len(seen)}
+
+    unit(out.with_suffix(".source.json"), convert)
     return {"path": str(out), "id_field": "example_id", "text_field": "text"}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cotbridge.fileio import write_text
-from cotbridge.jsonl import read_json, write_json
+from cotbridge.jsonl import read_json_if_any, write_json
 from cotbridge.train.rl import window_means
 
 # Lee et al. 2024 (PAPERS.md §3), EM on HotpotQA / 2WikiMultiHopQA; RL: "a slight further gain", no number recorded.
@@ -34,7 +34,7 @@ def param_count(path: str | Path) -> int | None:
     import struct
 
     f = Path(path) / "model.safetensors"
-    if not f.exists():
+    if not f.is_file():  # a writer saved in another format (or not trained): no count
         return None
     with f.open("rb") as fh:
         header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
@@ -175,17 +175,16 @@ def write_lmguided_report(
     cfg: Any, run_dir: str | Path, results: dict[str, dict[str, Any]], means: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     d = Path(run_dir)
-    rl_done = read_json(d / "writer" / "rl" / "done.json") if (d / "writer" / "rl" / "done.json").exists() else {}
-    kd_done = read_json(d / "writer" / "kd" / "done.json") if (d / "writer" / "kd" / "done.json").exists() else {}
-    curation = read_json(d / "data" / "curation.json") if (d / "data" / "curation.json").exists() else {}
-    teach = {
-        t.split(":")[0]: read_json(p)
-        for t in cfg.tasks
-        if (p := d / "teacher" / f"{t.split(':')[0]}.summary.json").exists()
+    rl_done = read_json_if_any(d / "writer" / "rl" / "done.json", {})
+    kd_done = read_json_if_any(d / "writer" / "kd" / "done.json", {})
+    curation = read_json_if_any(d / "data" / "curation.json", {})
+    summaries = {
+        t.split(":")[0]: read_json_if_any(d / "teacher" / f"{t.split(':')[0]}.summary.json") for t in cfg.tasks
     }
+    teach = {task: summary for task, summary in summaries.items() if summary is not None}
     pooled = pooled_aspects(means)
     rl = rl_summary(rl_done) if rl_done else {}
-    large_info = read_json(d / "eval" / "large_model.json") if (d / "eval" / "large_model.json").exists() else {}
+    large_info = read_json_if_any(d / "eval" / "large_model.json", {})
     models = {
         "large": cfg.large.model,
         "large_backend": cfg.large.backend,
@@ -195,7 +194,7 @@ def write_lmguided_report(
         "scratch": cfg.writer.model is None,
         "writer_params": param_count(d / "writer" / "kd"),
     }
-    timings = read_json(d / "timings.json") if (d / "timings.json").exists() else {}
+    timings = read_json_if_any(d / "timings.json", {})
     if rl_done.get("log"):
         plot_reward_curve(rl_done["log"], rl_done["components"], rl_done["weights"], d / "reward_curve.png")
     summary = {
