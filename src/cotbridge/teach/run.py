@@ -89,10 +89,10 @@ class Teacher:
             # A resumed run that calls nothing leaves the record of the run that did the work as it was.
             if self.summary_path.exists():
                 return read_json(self.summary_path)
-            info = teacher_info(self.cfg, self.backend)
         else:  # the backend first: a teacher that cannot start (a replay file missing) writes nothing
             self.backend = open_backend(self.cfg, self.backend)
-            info = teacher_info(self.cfg, self.backend)
+        info = teacher_info(self.cfg, self.backend)
+        if todo:
             self._generate(todo, self.backend, info)
         return summarize(self.plan, self.records.values(), info, self.backend, self.budget.stopped, self.summary_path)
 
