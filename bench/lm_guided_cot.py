@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -64,8 +63,7 @@ def render(summary: dict, settings: dict) -> str:
         f"final training loss {kd['train_loss_last']}.",
         f"- RL: {settings['rl']}; reward components first 20% → last 20% of steps: {moved}.",
         f"- Reward rose (last 20% > first 20%): **{rl['reward']['last_20pct'] > rl['reward']['first_20pct']}**.",
-        f"- Time per stage (wall / this process's CPU, s): {times}"
-        + f". Machine: {settings['machine']} (shared with other jobs).",
+        f"- Time per stage (wall / this process's CPU, s): {times}" + f". Machine: {settings['machine']}.",
         "",
     ]
     return "\n".join(lines)
@@ -83,6 +81,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import logging
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _results import cpu_model
     from cotbridge.config import load_config
     from cotbridge.recipes.lm_guided.config import LMGuidedConfig
     from cotbridge.recipes.lm_guided.recipe import run_lmguided
@@ -100,7 +100,7 @@ def main() -> None:
         "context": cfg.context.model_dump(),
         "eval_limit": cfg.eval.limit,
         "kd_train_limit": cfg.kd.train_limit,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "machine": cpu_model(),
         "kd_filter": f"answer F1 ≥ {cfg.kd.min_f1}" if cfg.kd.min_f1 is not None else "exact-match correct answers",
         "rl": (
             f"{cfg.rl.algorithm.upper()}, {cfg.rl.steps} steps × {cfg.rl.batch_size} completions "

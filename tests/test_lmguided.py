@@ -9,6 +9,7 @@ import pytest
 from cotbridge.jsonl import read_json
 from cotbridge.recipes.lm_guided.config import LMGuidedConfig
 from cotbridge.recipes.lm_guided.recipe import run_lmguided
+from cotbridge.recipes.lm_guided.resources import LargeModel
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "multihop").is_dir(), reason="needs ../shared/data/multihop")
@@ -29,7 +30,7 @@ def oracle_like(scripted):
     return scripted(respond)
 
 
-def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir, tmp_path, scripted):
+def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir, tmp_path, scripted, monkeypatch):
     cfg = LMGuidedConfig.model_validate(
         {
             "run_dir": str(tmp_path / "run"),
@@ -80,8 +81,12 @@ def test_workflow_runs_every_stage_and_resumes_without_new_calls(tiny_model_dir,
     assert "| LM-guided, KD + RL + SC | 3 |" in report and "EM paper" in report and "50.0" in report
 
     calls = len(large.requests)
+    opened = []
+    client = LargeModel.client
+    monkeypatch.setattr(LargeModel, "client", lambda self: opened.append(1) or client(self))
     again = run_lmguided(cfg, large=large, progress=False)  # everything is on disk: nothing is redone
     assert len(large.requests) == calls and again["results"] == res
+    assert opened == []  # nor is the large model loaded (a real one takes seconds; the engine's timing keeps)
     run_lmguided(cfg, from_stage="eval", large=large, progress=False)  # redone from the request cache
     assert len(large.requests) == calls
 

@@ -136,6 +136,19 @@ def test_each_recipe_refuses_from_eval_after_its_student_training_changed(kind, 
     RunRecord(after.run_dir).check(after.config, after.stages(), trained_by)  # redoing the training is accepted
 
 
+@pytest.mark.parametrize("kind", ["finetune_cot", "instruct", "lm_guided"])
+def test_a_run_moved_or_named_by_another_path_is_the_same_run(kind, tmp_path):
+    before, after, training = _recipe(kind, tmp_path)
+    record = RunRecord(before.run_dir)
+    record.write(before.config)
+    elsewhere = {"run_dir": "runs/moved"}  # where the run lives is not a setting of its outputs
+    record.check(before.config.model_copy(update=elsewhere), before.stages())
+    with pytest.raises(UserError) as e:  # a real change beside the move is still refused, and named alone
+        record.check(after.config.model_copy(update=elsewhere), after.stages())
+    changes = str(e.value).split("settings (", 1)[1].split(")", 1)[0]
+    assert changes.startswith(f"{training}: ") and changes.endswith("-> 0.123") and "run_dir" not in changes
+
+
 def test_a_unit_runs_once_and_is_read_back_from_its_marker(tmp_path):
     from cotbridge.engine import unit
 

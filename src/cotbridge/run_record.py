@@ -28,6 +28,9 @@ from cotbridge.errors import UserError
 from cotbridge.fileio import write_text
 
 CONFIG_FILE = "config.yaml"
+# Where the run lives, not what made its outputs: the record is inside that directory, so a run moved or named by
+# another path (relative vs absolute) is the same run.
+LOCATION_KEYS = ("run_dir",)
 
 
 def refuse_if_changed(
@@ -89,7 +92,7 @@ class RunRecord:
         if old is None:
             return
         new = yaml.safe_load(dump_config(config))
-        changes = changed_items(old, new)
+        changes = [c for c in changed_items(old, new) if c[0] not in LOCATION_KEYS]
         if not changes:
             return
         names = [s.name for s in stages]

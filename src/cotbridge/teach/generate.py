@@ -19,7 +19,10 @@ Generated = list[tuple[Example, int, TwoStageSample]]  # (question, sample index
 
 
 def open_backend(cfg: TeachConfig, backend: Any = None) -> Any:
-    """``backend`` (a ready object) or the configured teacher, behind the request cache unless it is off."""
+    """``backend`` (a ready object, or a function that makes one: a large model is loaded only when a request is
+    owed) or the configured teacher, behind the request cache unless it is off."""
+    if callable(backend) and not hasattr(backend, "generate"):
+        backend = backend()
     if backend is None:
         t = cfg.teacher
         options = dict(t.options)

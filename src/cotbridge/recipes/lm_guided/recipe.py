@@ -71,7 +71,7 @@ class LMGuidedCoT:
                 prompts = self.data.prompts(task)  # the answer stage exactly as the evaluation asks it
                 teacher = Teacher(
                     self.cfg.teach_config(task.name),
-                    backend=self.large.client(),
+                    backend=self.large.client,  # called only when a rationale is still owed
                     progress=self.progress,
                     examples=self.data.examples(task, "train", self.cfg.kd.train_limit),
                     answer_request=lambda ex, _first, rationale, p=prompts: p.answer(ex, rationale),
