@@ -241,3 +241,16 @@ def test_sampled_rows_draw_from_the_temperature_and_top_p_distribution(top_p, ex
         [SimpleNamespace(job=0, generator=_generator(job, i, "cpu")) for i in range(5)],
     )
     assert again.tolist() == drawn[:5].tolist()  # a row's draw depends on its seed only
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_the_greedy_choice_is_argmax_with_its_first_of_equal_maxima(dtype):
+    import torch
+
+    from cotbridge.backends.slot_decoding import _argmax
+
+    logits = torch.randint(0, 3, (16, 5, 4096)).to(getattr(torch, dtype))  # many equal maxima in every row
+    logits[0, 0] = 0
+    logits[0, 0, [7, 100]] = 5  # two equal maxima: the first one is chosen
+    chosen = _argmax(logits)
+    assert torch.equal(chosen, logits.argmax(-1)) and chosen[0, 0] == 7

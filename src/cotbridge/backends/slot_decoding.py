@@ -19,6 +19,7 @@ Decoder-only models whose layers all attend to the full sequence (``kv_cache.sup
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -327,8 +328,9 @@ class SlotDecoder:
         rows = [i for i, s in enumerate(self.busy) if s is not None]
         if width == 1:
             chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
-        else:  # drafting only happens when every busy slot is greedy
-            chosen = out.logits[rows].argmax(-1)
+        else:  # drafting only happens when every busy slot is greedy; the argmax before the row selection, which
+            # would copy the logits (~3 ms a step at 16 x 5 x 49k)
+            chosen = _argmax(out.logits)[rows]
         for i, row in zip(rows, chosen.tolist()):
             d, seq = drafts[i], self.busy[i]
             kept = 0
@@ -370,7 +372,7 @@ class SlotDecoder:
         A draw is one uniform number from the row's generator, mapped through the row's cumulative distribution:
         ``torch.multinomial`` draws an exponential for every vocabulary entry instead, ~20% of a sampled decoding
         step of SmolLM2 on a CPU (49k entries a row)."""
-        chosen = logits.argmax(-1)
+        chosen = _argmax(logits)
         rows = [r for r, seq in enumerate(seqs) if self.jobs[seq.job].temperature > 0]
         if not rows:
             return chosen
@@ -414,6 +416,17 @@ class SlotDecoder:
         return any(s and s in text for s in stop)
 
 
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """The last axis's argmax. ``max``'s indices are the same (the first of equal maxima, as argmax) and take a
+    fifth of ``argmax``'s time on a CPU in bf16 (1.6 against 7.6 ms for 16 x 5 x 49k logits; 1.9 times in fp32)."""
+    return logits.max(-1).indices
+
+
+# The mask of the step being decoded, repeated for the stacked query heads: the same for every layer of a forward.
+# Per thread: two servers' decoders may run at once.
+_REPEATED = threading.local()
+
+
 def _grouped_query_sdpa(
     module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, **kw: Any
 ):
@@ -427,8 +440,10 @@ def _grouped_query_sdpa(
         return sdpa_attention_forward(module, query, key, value, mask, **kw)
     b, heads, q, d = query.shape
     stacked = query.reshape(b, heads // groups, groups * q, d)  # query head kv*groups + g -> rows g*q .. g*q+q-1
+    if getattr(_REPEATED, "of", None) is not mask or _REPEATED.groups != groups:  # once per forward, not per layer
+        _REPEATED.of, _REPEATED.groups, _REPEATED.mask = mask, groups, mask.repeat(1, 1, groups, 1)
     out = torch.nn.functional.scaled_dot_product_attention(
-        stacked, key, value, attn_mask=mask.repeat(1, 1, groups, 1), scale=kw.get("scaling")
+        stacked, key, value, attn_mask=_REPEATED.mask, scale=kw.get("scaling")
     )
     return out.reshape(b, heads, q, d).transpose(1, 2).contiguous(), None
 
