@@ -28,6 +28,7 @@ from cotbridge.jsonl import read_json, write_json, write_jsonl
 from cotbridge.models.loading import base_record, record_pooled_base
 from cotbridge.run_record import refuse_if_changed
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs, use_packing
+from cotbridge.train.frozen_weights import frozen_weights_cast_once
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,11 @@ def _train(
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    with scoring_completion_tokens_only(), eager_attention_on_cpu(trainer, cfg):
+    with (
+        scoring_completion_tokens_only(),
+        eager_attention_on_cpu(trainer, cfg),
+        frozen_weights_cast_once(trainer.model, trainer.args.bf16),
+    ):
         result = trainer.train(resume_from_checkpoint=resume)
     stats: dict[str, Any] = {}
     if dev is not None:
