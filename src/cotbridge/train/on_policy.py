@@ -15,6 +15,7 @@ merged into the saved student, the same stats. The teacher is any model :mod:`co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import Field
 from cotbridge.config import TEMPERATURE_MAX
 from cotbridge.errors import UserError
 from cotbridge.train.config import TrainConfig, last_checkpoint, lora_config, training_args_kwargs
+from cotbridge.train.frozen_weights import frozen_weights_cast_once
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +213,12 @@ def _train(cfg: OnPolicyConfig, examples: list[dict[str, Any]], callbacks: list[
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     if resume:
         log.info("resuming from %s", resume)
-    if cfg.teacher_url:
-        from cotbridge.train.served_teacher import teacher_faults_as_user_errors
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(frozen_weights_cast_once(trainer.model, trainer.args.bf16))
+        if cfg.teacher_url:
+            from cotbridge.train.served_teacher import teacher_faults_as_user_errors
 
-        with teacher_faults_as_user_errors(cfg, trainer):
-            result = trainer.train(resume_from_checkpoint=resume)
-    else:
+            stack.enter_context(teacher_faults_as_user_errors(cfg, trainer))
         result = trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, cfg)
     history = trainer.state.log_history
