@@ -448,3 +448,31 @@ def test_trainer_draws_length_grouped_batches_from_the_bucketed_sampler(tmp_path
         tok,
     )
     assert not isinstance(random._get_train_sampler(), BucketedLengthSampler)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_label_logprobs_kept_probabilities_give_the_recomputed_gradients_bit_for_bit(monkeypatch, with_bias):
+    """When the probabilities fit in KEEP_PROBS_BYTES the backward pass reuses the forward pass's instead of projecting
+    again; the chunked fp32 projection (VOCAB_CHUNK columns at a time) is the one product's values.
+    Both bit for bit."""
+    import cotbridge.train.label_logprobs as llp
+
+    monkeypatch.setattr(llp, "TOKEN_CHUNK", 64)  # several token chunks, each kept separately
+    monkeypatch.setattr(llp, "VOCAB_CHUNK", 96)  # several column chunks, the last one partial
+    n, h, vocab = 200, 24, 500
+    gen = torch.Generator().manual_seed(1)
+    data = (torch.randn(n, h, generator=gen), torch.randn(vocab, h, generator=gen) * 0.3, torch.randn(vocab) * 0.1)
+    targets = torch.randint(0, vocab, (n,), generator=gen)
+    assert torch.equal(llp._project(data[0], data[1]), data[0] @ data[1].t())
+
+    def run(keep_bytes):
+        monkeypatch.setattr(llp, "KEEP_PROBS_BYTES", keep_bytes)
+        hidden, weight, bias = (t.clone().requires_grad_() for t in data)
+        outs = LabelLogProbs.apply(hidden, weight, bias if with_bias else None, targets, 1.0, 256, None, 1.0, OUTPUTS)
+        (-outs[0] * torch.linspace(0.5, 1.5, n)).sum().backward()  # the SFT loss: log-probabilities only
+        return [outs[0], outs[1], hidden.grad, weight.grad, *([bias.grad] if with_bias else [])]
+
+    kept, recomputed = run(2**30), run(0)
+    for a, b in zip(kept, recomputed):
+        assert torch.equal(a, b)
+    assert kept[2].abs().sum() > 0
