@@ -649,7 +649,7 @@ cotbridge - lm-eval flexible-extract: {a["cotbridge_minus_lmeval_flexible_points
 {t["ratio_cotbridge_over_lmeval_generate"]} |
 
 {runs_text(r)}Target ({t["target"]}): {ok(t["met"])}. \
-Seconds lost to other processes on the shared machine (subtracted):
+Seconds spent waiting for a quiet machine and on re-measured attempts (not in the timings):
 {t["lost_to_other_processes"]}.
 
 Per generate() batch (rows, padded prompt length, new tokens generated, seconds):

@@ -261,7 +261,7 @@ Target: cotbridge <= 0.5x lm-eval: **{"met" if t["met"] else "missed"}**; accura
 (sum {100 * a["interval95_sum"]:.1f} points): **{"yes" if a["equal_within_interval"] else "no"}**.
 Agreement per question: prompts identical {100 * g["prompts_identical"]:.0f}%, generated texts identical (up to the
 stop word and whitespace) {100 * g["texts_identical"]:.0f}%, extracted answers equal {100 * g["answers_equal"]:.0f}%,
-verdicts equal {100 * g["verdicts_equal"]:.0f}%. Seconds lost to other processes (subtracted):
+verdicts equal {100 * g["verdicts_equal"]:.0f}%. Seconds spent waiting for quiet or re-measuring (not in the timings):
 {t["lost_to_other_processes"]}.
 
 Runs: {", ".join(f"{x['tool']} {x['eval_s']:.1f} s" for x in r["runs"])}.
