@@ -7,8 +7,8 @@ products of bf16 tiles converted element by element. On a CPU that was ~40% of a
 on AMX / avx512_bf16), one log-sum-exp, and in the backward pass the softmax gradient fed back through bf16
 products. Memory stays bounded by the chunk ([1024, vocab] fp32, recomputed in backward), as in TRL, unless the
 probabilities of all tokens fit in KEEP_PROBS_BYTES: then the forward pass keeps them and the backward pass skips the
-second projection and its exp (the same values, so the same gradients bit for bit; ~8% of a quickstart step on the
-fp32 path).
+second projection and its exp (the same values, so the same gradients bit for bit; on the fp32 path a backward call
+went from 0.94 to 0.27 s in a ~5.5 s quickstart step, bench/results/quickstart_speed_round3.md).
 """
 
 from __future__ import annotations
@@ -73,8 +73,13 @@ class LabelLogProbs(torch.autograd.Function):
         logprobs, log_z, entropy = torch.empty(n, **f32), torch.empty(n, **f32), torch.empty(n, **f32)
         log_sum_sq, mean_logits = torch.empty(n, **f32), torch.empty(n, **f32)
         is_top1 = torch.empty(n, device=hidden.device, dtype=torch.bool)
-        # Only for a backward pass to come (not under no_grad, e.g. a reference model's scores)
-        keep = any(ctx.needs_input_grad[:3]) and n * weight.shape[0] * 4 <= KEEP_PROBS_BYTES
+        # Only for a backward pass that can use them: one to come (not under no_grad, e.g. a reference model's scores)
+        # and without a soft cap (its gradient needs the logits' tanh, so that backward pass projects again anyway)
+        keep = (
+            final_logit_softcapping is None
+            and any(ctx.needs_input_grad[:3])
+            and n * weight.shape[0] * 4 <= KEEP_PROBS_BYTES
+        )
         kept = []  # per chunk: the probabilities the backward pass would recompute
         with torch.no_grad():
             for s in range(0, n, TOKEN_CHUNK):
@@ -113,8 +118,8 @@ class LabelLogProbs(torch.autograd.Function):
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32) if needs_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32) if needs_weight else None
         grad_bias = torch.zeros(bias.shape, dtype=torch.float32) if needs_bias else None
-        # The kept probabilities stand in for the recomputed ones when nothing else needs the logits
-        use_kept = ctx.kept and grad_entropy is None and kw["softcap"] is None
+        # The kept probabilities stand in for the recomputed ones unless the entropy's gradient needs log p as well
+        use_kept = ctx.kept and grad_entropy is None
         for i, s in enumerate(range(0, hidden.shape[0], TOKEN_CHUNK)):
             e = min(s + TOKEN_CHUNK, hidden.shape[0])
             h = hidden[s:e].to(dtype)
