@@ -9,8 +9,9 @@ enough (0.40x) but a 135M model's 256-token greedy texts diverge under bf16 roun
   MKL-packed weights (same bits; memory of the packed copies), fp32 with oneDNN-packed weights (other rounding),
   bf16 plain and oneDNN-packed;
 * end to end, fp32 slot decoding of the first N GSM8K questions (16 slots, 160 new tokens): one token per step,
-  prompt-lookup drafts of 1 and 2 tokens (plain weights), and MKL-packed weights (models/prepacked_linear.py, what
-  HFBackend uses in fp32 since), with how many texts equal the plain run's.
+  prompt-lookup drafts of 1 and 2 tokens (plain weights), and the packed weights HFBackend uses in fp32
+  (models/prepacked_linear.py: MKL's when this file's results were written, oneDNN's since where a row's bits do
+  not depend on the rows beside it), with how many texts equal the plain run's.
 
 Writes bench/results/fp32_decode_ceiling.{json,md}.
 
@@ -136,7 +137,8 @@ def main() -> None:
     result["step_products"] = step_products(backend.model, reps=3 if quick else 10)
     runs, reference = {}, None
     variants = [("one token per step", 0, False), ("drafts: 1", 1, False), ("drafts: 2", 2, False)]
-    variants.append(("MKL-packed weights (HFBackend's default)", 0, True))
+    picked = next((m.packing.name for m in backend.model.modules() if hasattr(m, "packing")), "no")
+    variants.append((f"{picked}-packed weights (HFBackend's default)", 0, True))
     backend.generate(requests[:2], progress=False)  # warm-up
     for name, lookahead, packed in variants:
         set_packed(backend.model, packed)

@@ -1,5 +1,7 @@
-"""Linear layers packed once for the CPU's matrix kernels (models/prepacked_linear.py): oneDNN for bf16, MKL for
-fp32; the same numbers as ``F.linear``, only without autograd, and never from a stale copy of a weight that changed."""
+"""Linear layers packed once for the CPU's matrix kernels (models/prepacked_linear.py): oneDNN (for fp32, MKL where
+oneDNN's rows would depend on each other); bf16 products with the same numbers as ``F.linear``, fp32
+products whose rows do not depend on the rows beside them; only without autograd, and never from a stale copy of a
+weight that changed."""
 
 from __future__ import annotations
 
@@ -16,7 +18,12 @@ from cotbridge.models.prepacked_linear import PrepackedLinear, cpu_packs, forget
 from tests.test_hf_backend import PROMPTS
 
 needs_bf16 = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
-needs_mkl = pytest.mark.skipif(not cpu_packs(torch.float32), reason="this torch build has no MKL")
+needs_mkl = pytest.mark.skipif(
+    not prepacked_linear.MKLPacking().available(torch.float32), reason="this torch build has no MKL"
+)
+needs_fp32_onednn = pytest.mark.skipif(
+    not prepacked_linear.OneDNNPacking("row-independent").available(torch.float32), reason="this torch has no oneDNN"
+)
 
 
 def packed_layer(n_in: int = 96, n_out: int = 160, bias: bool = True) -> nn.Linear:
@@ -96,7 +103,8 @@ def test_only_plain_linear_layers_of_a_bf16_cpu_model_are_packed():
 
 
 @pytest.mark.parametrize(
-    "dtype, slots", [pytest.param("bfloat16", 4, marks=needs_bf16), pytest.param("float32", 16, marks=needs_mkl)]
+    "dtype, slots",
+    [pytest.param("bfloat16", 4, marks=needs_bf16), pytest.param("float32", 16, marks=needs_fp32_onednn)],
 )
 def test_a_backend_generates_what_it_generates_unpacked(dtype, slots, tiny_model_dir, monkeypatch):
     reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS * 5, [12, 30, 7, 20] * 5)]
@@ -136,8 +144,26 @@ def test_a_lora_adapter_wraps_packed_base_layers(tiny_model_dir):
     assert any(type(m) is PrepackedLinear for m in lora.modules())
 
 
+@needs_fp32_onednn
+def test_fp32_packs_serve_every_row_count_and_a_row_has_the_same_bits_whatever_rows_share_its_product():
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 160)  # with a bias: fused into the product, a single row took another kernel
+    if prepack_linears(nn.Sequential(layer), rows=8) == 0:  # refused only where the check finds rows depend
+        assert not prepacked_linear.keeps_promise(prepacked_linear.PACKINGS[torch.float32][0], [layer], 8)
+        pytest.skip("oneDNN's fp32 rows depend on the rows beside them on this CPU")
+    assert layer.packing.promise == "row-independent"
+    x = torch.randn(40, 96)
+    with torch.no_grad():
+        together = layer(x)
+        assert prepacked_linear._packed.get(layer) is not None  # 40 rows, packed for 8: the packed path ran
+        for n in (1, 3, 8, 17):
+            assert torch.equal(layer(x[:n]), together[:n])
+        torch.testing.assert_close(together, nn.functional.linear(x, layer.weight, layer.bias))
+
+
 @needs_mkl
-def test_fp32_weights_are_packed_for_the_decoding_batch_only():
+def test_fp32_falls_back_to_mkl_packs_for_the_decoding_batch_only(monkeypatch):
+    monkeypatch.setitem(prepacked_linear.PACKINGS, torch.float32, (prepacked_linear.MKLPacking(),))
     torch.manual_seed(0)
     layer = nn.Linear(96, 160)
     assert prepack_linears(nn.Sequential(layer), rows=8) == 0  # MKL's packs for few rows round differently
@@ -152,9 +178,24 @@ def test_fp32_weights_are_packed_for_the_decoding_batch_only():
 
 
 @needs_mkl
+@needs_fp32_onednn
 def test_packs_that_round_differently_are_not_used(monkeypatch):
-    real = prepacked_linear._pack
-    monkeypatch.setattr(prepacked_linear, "_pack", lambda w, rows: real(w * 1.001, rows))  # off in the last bits
+    for packing in (prepacked_linear.OneDNNPacking, prepacked_linear.MKLPacking):
+        real = packing.pack
+        monkeypatch.setattr(packing, "pack", lambda self, w, rows, real=real: real(self, w * 1.001, rows))
     model = nn.Sequential(nn.Linear(96, 160), nn.Linear(160, 8))
-    assert prepack_linears(model, rows=16) == 0
+    assert prepack_linears(model, rows=16) == 0  # off in the fourth digit: neither promise holds
     assert all(type(m) is nn.Linear for m in model)
+
+
+@needs_fp32_onednn
+def test_a_row_that_depends_on_the_rows_beside_it_breaks_the_promise(monkeypatch):
+    real = prepacked_linear.OneDNNPacking.product
+
+    def lone_rows_round_otherwise(self, x, packed, w, bias):
+        out = real(self, x, packed, w, bias)
+        return out + 1e-6 * out.abs() if x.shape[0] == 1 else out  # within rounding of F.linear, yet another row
+
+    monkeypatch.setattr(prepacked_linear.OneDNNPacking, "product", lone_rows_round_otherwise)
+    monkeypatch.setitem(prepacked_linear.PACKINGS, torch.float32, (prepacked_linear.OneDNNPacking("row-independent"),))
+    assert prepack_linears(nn.Sequential(nn.Linear(96, 160, bias=False)), rows=16) == 0

@@ -3,10 +3,12 @@
 On a CPU, ``F.linear`` on a bf16 tensor hands oneDNN the weight in its plain layout, and oneDNN reorders it into the
 blocked layout its AMX kernels read, on every call. At decoding sizes (16 rows x 576 columns) that reorder is half
 of the product's time. Packing the weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's
-freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 products go to MKL's
-sgemm, which packs its operands at every call too: ``torch.ops.mkl._mkl_reorder_linear_weight`` packs a weight once
-for one row count (the decoding batch), same bits, 1.2x end to end, for copies ~5x the weights
-(bench/results/prepacked_linear.md, fp32_decode_ceiling.md).
+freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights are packed into
+the same layout: their products then differ from F.linear's in the last bits (~1e-6 relative), but each row's bits
+are the same whatever other rows share its product (checked at load), and on an AVX2 AMD EPYC a decoding step's
+products take 0.5-0.85x MKL's time (bench/results/prepacked_linear_fp32.md). Where that check fails, fp32 falls back
+to MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``): F.linear's bits, for one row count (the decoding
+batch), copies 3-5x the weights (bench/results/fp32_decode_ceiling.md).
 
 A packed layer serves only calls without autograd (generation and scoring run under ``torch.no_grad``); training
 through the same module takes the plain path, so a LoRA adapter trained on a pooled base model is unaffected. The
@@ -20,68 +22,124 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cotbridge.models.pool import memory_bytes
 
 log = logging.getLogger(__name__)
 
-# bf16/fp16: decoding-sized calls only. From ~290 rows on, oneDNN picks another kernel for the plain call and the
-# sums differ in the last bit; a pre-fill amortises the reorder over its rows anyway.
+# oneDNN packs serve decoding-sized calls: from ~290 rows on, oneDNN picks another bf16 kernel for the plain call and
+# the sums differ in the last bit; a pre-fill amortises the reorder over its rows anyway.
 MAX_ROWS = 128
-_PACKABLE = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
-# fp32 products go to MKL, whose packed format serves one row count (the decoding batch) and gives F.linear's bits
-# from 16 rows on (fewer rows: other kernels, other bits); the copies are ~5x the weights.
-MIN_FP32_ROWS = 16
+_NATIVE = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+# MKL's fp32 packs serve one row count, give F.linear's bits from 16 rows on (fewer rows: other kernels, other bits)
+# and take 3-5x the weights.
+MIN_MKL_ROWS = 16
 # module -> (the weight packed, its version counter then, the packed weight); outside the module, so that copying a
 # model (the model pool deep-copies) copies no packed tensor: the copy packs its own on first use.
 _packed: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, int, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
-def cpu_packs(dtype: torch.dtype) -> bool:
-    """Whether this torch build has packed products for ``dtype`` on this CPU: oneDNN with native bf16/fp16, MKL
-    for fp32."""
-    if dtype == torch.float32:
-        return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
-    check = _PACKABLE.get(dtype)
-    return bool(check and torch.backends.mkldnn.is_available() and getattr(torch.ops.mkldnn, check)())
+@dataclass(frozen=True)
+class OneDNNPacking:
+    """oneDNN's blocked layout (what inductor's freezing pass packs): copies the size of the weights, one copy for
+    every row count up to ``most_rows`` (None: the decoding batch or MAX_ROWS, whichever is more)."""
+
+    promise: str  # what keeps_promise checks: "same bits" (F.linear's) or "row-independent"
+    most_rows: int | None = None
+    # fp32: a fused bias sends single rows down another kernel (other bits than the same row among others); added
+    # after the product, every row count sums alike
+    bias_apart: bool = False
+    name: str = "oneDNN"
+    copy_ratio: float = 1.0  # the packed copies' size over the weights'
+
+    def available(self, dtype: torch.dtype) -> bool:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        return dtype == torch.float32 or bool(dtype in _NATIVE and getattr(torch.ops.mkldnn, _NATIVE[dtype])())
+
+    def serves(self, rows: int, pack_rows: int) -> bool:
+        return rows <= (self.most_rows or max(pack_rows, MAX_ROWS))
+
+    def pack(self, w: torch.Tensor, rows: int) -> torch.Tensor:
+        return torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)  # the row hint: 16 to 50 time the same
+
+    def product(
+        self, x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.bias_apart and bias is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "") + bias
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [None], "")
 
 
-def _pack(w: torch.Tensor, rows: int) -> torch.Tensor:
-    """fp32: MKL's format for ``rows``-row products; bf16/fp16: oneDNN's blocked layout (one hint serves all rows)."""
-    if w.dtype == torch.float32:
+@dataclass(frozen=True)
+class MKLPacking:
+    """MKL's fp32 packed format: one copy serves one row count (the decoding batch, from MIN_MKL_ROWS on)."""
+
+    promise: str = "same bits"
+    name: str = "MKL"
+    copy_ratio: float = 5.0  # 3.4-5x measured (bench/results/fp32_decode_ceiling.md)
+
+    def available(self, dtype: torch.dtype) -> bool:
+        mkl = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+        return dtype == torch.float32 and mkl
+
+    def serves(self, rows: int, pack_rows: int) -> bool:
+        return rows == pack_rows >= MIN_MKL_ROWS
+
+    def pack(self, w: torch.Tensor, rows: int) -> torch.Tensor:
         return torch.ops.mkl._mkl_reorder_linear_weight(w.detach(), rows)
-    return torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)
 
-
-def _packed_product(x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if w.dtype == torch.float32:
+    def product(
+        self, x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         return torch.ops.mkl._mkl_linear(x, packed, w, bias, x.numel() // w.shape[1])
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [None], "")
+
+
+Packing = OneDNNPacking | MKLPacking
+
+# Per dtype, the packings tried in order: the first whose promise this CPU keeps for the model's shapes is used.
+# bf16/fp16: oneDNN's blocked layout, F.linear's bits at decoding sizes (native bf16 only: AMX, avx512_bf16).
+# fp32: oneDNN's blocked layout first: copies the size of the weights, every row count served, 1.2-1.6x faster than
+# MKL's packs per decoding step on an AVX2 AMD EPYC (bench/results/prepacked_linear_fp32.md). Its sums differ from
+# F.linear's in the last bits (~1e-6 relative), but a row's bits do not depend on the other rows of its call, so a
+# sample does not depend on which sequences shared its batch. Then MKL's packs: F.linear's bits at one row count.
+PACKINGS: dict[torch.dtype, tuple[Packing, ...]] = {
+    torch.bfloat16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
+    torch.float16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
+    torch.float32: (OneDNNPacking("row-independent", bias_apart=True), MKLPacking()),
+}
+
+
+def cpu_packs(dtype: torch.dtype) -> bool:
+    """Whether this torch build has packed products for ``dtype`` on this CPU: oneDNN (fp32, and bf16/fp16 where
+    native), MKL for fp32."""
+    return any(p.available(dtype) for p in PACKINGS.get(dtype, ()))
 
 
 class PrepackedLinear(nn.Linear):
     """An ``nn.Linear`` (still one to ``isinstance``, PEFT and ``state_dict``) that multiplies with a packed copy of
-    its weight when no gradient is needed: bf16/fp16 at up to MAX_ROWS rows, fp32 at exactly ``pack_rows`` rows."""
+    its weight when no gradient is needed and the call's row count is one its packing serves."""
 
-    pack_rows = MIN_FP32_ROWS
+    packing: Packing = PACKINGS[torch.float32][0]
+    pack_rows = MIN_MKL_ROWS  # the decoding batch the model was packed for
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
         if torch.is_grad_enabled() or w.device.type != "cpu" or x.dtype != w.dtype or not x.is_contiguous():
             return super().forward(x)  # (a strided input with a bias: F.linear rounds it differently, 1 ulp)
-        rows = x.numel() // w.shape[1]
-        fp32 = w.dtype == torch.float32
-        if (rows != self.pack_rows) if fp32 else (w.dtype not in _PACKABLE or rows > MAX_ROWS):
+        if not self.packing.serves(x.numel() // w.shape[1], self.pack_rows):
             return super().forward(x)
         entry = _packed.get(self)
         if entry is None or entry[0] is not w or entry[1] != w._version:
-            entry = (w, w._version, _pack(w, self.pack_rows))
+            entry = (w, w._version, self.packing.pack(w, self.pack_rows))
             _packed[self] = entry
-        return _packed_product(x, entry[2], w, self.bias)
+        return self.packing.product(x, entry[2], w, self.bias)
 
 
 def forget_packed(model: Any) -> None:
@@ -92,44 +150,65 @@ def forget_packed(model: Any) -> None:
 
 
 def prepack_linears(model: Any, rows: int = 16, budget_bytes: int | None = None) -> int:
-    """Turn the model's plain ``nn.Linear`` layers into :class:`PrepackedLinear` when this CPU has packed products
-    for its dtype; returns how many. ``rows``: the decoding batch (fp32 packs serve that row count only; fewer than
-    MIN_FP32_ROWS: not packed). Subclasses of ``nn.Linear`` (PEFT's LoRA layers, quantised layers) are left alone:
-    their own base layers are converted. The packed copies sit beside the weights, so a model whose copies would
-    exceed ``budget_bytes`` (an eighth of the memory by default) keeps the plain path."""
+    """Turn the model's plain ``nn.Linear`` layers into :class:`PrepackedLinear` with the first packing of
+    :data:`PACKINGS` that this CPU has and whose promise holds for the model's weight shapes; returns how many.
+    ``rows``: the decoding batch (MKL's packs serve that row count only, and none below MIN_MKL_ROWS). Subclasses of
+    ``nn.Linear`` (PEFT's LoRA layers, quantised layers) are left alone: their own base layers are converted. The
+    packed copies sit beside the weights, so a packing whose copies would exceed ``budget_bytes`` (an eighth of the
+    memory by default) is not used."""
     first = next(model.parameters(), None)
-    if first is None or first.device.type != "cpu" or not cpu_packs(first.dtype):
+    if first is None or first.device.type != "cpu":
         return 0
     linears = [m for m in model.modules() if type(m) is nn.Linear]
-    if not linears or (first.dtype == torch.float32 and rows < MIN_FP32_ROWS):
+    if not linears:
         return 0
     weights = sum(m.weight.numel() * m.weight.element_size() for m in linears)
-    size = weights
-    if first.dtype == torch.float32:  # the packed format's size, from the largest weight
-        big = max((m.weight for m in linears), key=torch.Tensor.numel)
-        size = int(weights * _pack(big, rows).numel() * 4 / (big.numel() * big.element_size()))
     budget = memory_bytes() // 8 if budget_bytes is None else budget_bytes
-    if size > budget:
-        log.info("linear weights not packed: %.1f GB of copies exceed the %.1f GB allowed", size / 1e9, budget / 1e9)
-        return 0
-    if not same_bits(linears, [rows] if first.dtype == torch.float32 else [1, min(rows, MAX_ROWS), MAX_ROWS]):
-        log.info("linear weights not packed: packed products round differently here")
-        return 0
-    for module in linears:
-        module.__class__ = PrepackedLinear
-        module.pack_rows = rows
-    return len(linears)
+    for packing in PACKINGS.get(first.dtype, ()):
+        if not packing.available(first.dtype) or not packing.serves(rows, rows):
+            continue
+        if weights * packing.copy_ratio > budget:
+            size = weights * packing.copy_ratio
+            log.info(
+                "%s packs not used: %.1f GB of copies exceed the %.1f GB allowed",
+                packing.name,
+                size / 1e9,
+                budget / 1e9,
+            )
+            continue
+        if not keeps_promise(packing, linears, rows):
+            log.info("%s packs not used: their products break the promise (%s) here", packing.name, packing.promise)
+            continue
+        for module in linears:
+            module.__class__ = PrepackedLinear
+            module.packing, module.pack_rows = packing, rows
+        return len(linears)
+    return 0
 
 
-def same_bits(linears: list[nn.Linear], row_counts: list[int]) -> bool:
-    """Whether packed products give F.linear's bits for each weight shape of the model at these row counts (the
-    kernels a library picks depend on the shapes: MKL's fp32 packs differ at 64 rows x 1536 inputs, for one)."""
+def keeps_promise(packing: Packing, linears: list[nn.Linear], rows: int) -> bool:
+    """Whether the packing's products keep its promise for each weight shape of the model (the kernels a library
+    picks depend on the shapes: MKL's fp32 packs differ from F.linear at 64 rows x 1536 inputs, for one).
+
+    "same bits": F.linear's bits at the row counts it serves (1, the batch, the most). "row-independent": each row of
+    a product with the most rows served has the bits of the same row in products of fewer rows, and is F.linear's
+    within rounding."""
+    counts = [n for n in sorted({1, 3, rows, MAX_ROWS, max(rows, MAX_ROWS)}) if packing.serves(n, rows)]
+    most = counts[-1]
     shapes = {(tuple(m.weight.shape), m.bias is not None): m for m in linears}
     generator = torch.Generator().manual_seed(0)
     for m in shapes.values():
-        w = m.weight.detach()
-        for rows in row_counts:
-            x = torch.randn(rows, w.shape[1], generator=generator).to(w.dtype)
-            if not torch.equal(_packed_product(x, _pack(w, rows), w, m.bias), nn.functional.linear(x, w, m.bias)):
+        w, bias = m.weight.detach(), None if m.bias is None else m.bias.detach()
+        packed = packing.pack(w, rows)
+        x = torch.randn(most, w.shape[1], generator=generator).to(w.dtype)
+        if packing.promise == "same bits":
+            same = (torch.equal(packing.product(x[:n], packed, w, bias), F.linear(x[:n], w, bias)) for n in counts)
+            if not all(same):
                 return False
+            continue
+        full, reference = packing.product(x, packed, w, bias), F.linear(x, w, bias)
+        if not all(torch.equal(packing.product(x[:n], packed, w, bias), full[:n]) for n in counts):
+            return False
+        if not torch.allclose(full, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max())):
+            return False
     return True
