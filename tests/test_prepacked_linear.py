@@ -152,11 +152,11 @@ def test_fp32_packs_serve_every_row_count_and_a_row_has_the_same_bits_whatever_r
         assert not prepacked_linear.keeps_promise(prepacked_linear.PACKINGS[torch.float32][0], [layer], 8)
         pytest.skip("oneDNN's fp32 rows depend on the rows beside them on this CPU")
     assert layer.packing.promise == "row-independent"
-    x = torch.randn(40, 96)
+    x = torch.randn(400, 96)  # a pre-fill's worth of rows: served too
     with torch.no_grad():
         together = layer(x)
-        assert prepacked_linear._packed.get(layer) is not None  # 40 rows, packed for 8: the packed path ran
-        for n in (1, 3, 8, 17):
+        assert prepacked_linear._packed.get(layer) is not None  # 400 rows, packed for 8: the packed path ran
+        for n in (1, 3, 8, 17, 129):
             assert torch.equal(layer(x[:n]), together[:n])
         torch.testing.assert_close(together, nn.functional.linear(x, layer.weight, layer.bias))
 

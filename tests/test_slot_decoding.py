@@ -254,3 +254,24 @@ def test_the_greedy_choice_is_argmax_with_its_first_of_equal_maxima(dtype):
     logits[0, 0, [7, 100]] = 5  # two equal maxima: the first one is chosen
     chosen = _argmax(logits)
     assert torch.equal(chosen, logits.argmax(-1)) and chosen[0, 0] == 7
+
+
+def test_a_prefix_all_prompts_share_is_prefilled_once_and_changes_no_output(tiny_model_dir):
+    exemplar = "Q: Tom has 3 apples and buys 4 more. How many apples? A: 3 + 4 = 7. The answer is 7.\n\n"
+    reqs = [Request(prompt=exemplar + p, max_tokens=m) for p, m in zip(PROMPTS * 2, [5, 40, 12, 30, 3, 25, 20, 9])]
+    slots = backend(tiny_model_dir, batch_size=8)  # all eight pre-filled together
+    out = slots.generate(reqs, progress=False)
+    batches = backend(tiny_model_dir, batch_size=8, decoding="batches")
+    expected = outcomes(batches.generate(reqs, progress=False))
+    assert outcomes(out) == expected
+    # refills of two or three prompts beside rows still decoding: each keeps its shared columns
+    refilled = backend(tiny_model_dir, batch_size=3)
+    assert outcomes(refilled.generate(reqs, progress=False)) == expected
+    assert refilled.stats["reused_tokens"] > 0
+    # a short prompt padded after the shared prefix outlives the long one beside it: its prefix columns stay seen
+    pair = [Request(prompt=exemplar + PROMPTS[1], max_tokens=2), Request(prompt=exemplar + PROMPTS[2], max_tokens=30)]
+    two = backend(tiny_model_dir, batch_size=2)
+    assert outcomes(two.generate(pair, progress=False)) == outcomes(batches.generate(pair, progress=False))
+    # the exemplar's keys/values were computed once and copied to the other seven rows
+    assert slots.stats["prefill_tokens"] + slots.stats["reused_tokens"] == sum(cs[0].prompt_tokens for cs in out)
+    assert slots.stats["reused_tokens"] >= 7 * 20

@@ -6,6 +6,8 @@ completion even when most rows stopped early; its samples of one prompt each pre
 
 * every slot holds one sequence; a finished one leaves at once and the next pending sequence takes its place;
 * a prompt is pre-filled once and its keys/values copied into the slots of all its samples;
+* the tokens that all prompts taken into free slots together begin with (a few-shot prompt's exemplars, a chat
+  template's system prompt) are pre-filled once, in one row, and the prompts' own tokens after them;
 * once nothing is pending the finished slots are dropped, so the batch shrinks with the work left;
 * the keys/values live in one buffer per layer with all slots aligned on a shared write column (new prompts are
   right-aligned to it, their left columns masked), so a step appends in place instead of concatenating;
@@ -233,32 +235,48 @@ class SlotDecoder:
                 self.values[layer][slot, :, lo : self.end].copy_(kv[1, layer])
             self.valid[slot, self.start : self.end] = False
             self.valid[slot, lo : self.end] = mask
-            self.row_start[slot] = self.end - len(job.prompt)
+            self.row_start[slot] = lo + int(mask.int().argmax())  # its first column (pads may follow a shared prefix)
             self.next_tok[slot], self.pos[slot] = first, len(job.prompt)
             self.busy[slot] = seq
 
     def _prefill(self, jobs: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Prompts pre-filled together, left-padded: per job its next-token logits [1, vocab], keys and values
-        [2, layers, heads, width, dim] and which of the width columns are its tokens."""
+        """Prompts pre-filled together, left-padded after the tokens they all begin with (pre-filled once, in one
+        row: a few-shot prompt's exemplars, a chat template's system prompt): per job its next-token logits
+        [1, vocab], keys and values [2, layers, heads, width, dim] and which of the width columns are its tokens."""
         if not jobs:
             return {}
-        width = max(len(self.jobs[j].prompt) for j in jobs)
+        prompts = [self.jobs[j].prompt for j in jobs]
+        shared = _shared_prefix(prompts)
+        cache: dict[str, Any] = {}
+        if shared:
+            head = torch.tensor([prompts[0][:shared]], device=self.device)
+            first = self.model(input_ids=head, use_cache=True, logits_to_keep=1)
+            one = first[self.cache_kw]
+            expanded = DynamicCache()
+            for layer in range(self.n_layers):
+                k, v = one.layers[layer].keys, one.layers[layer].values
+                expanded.update(k.expand(len(jobs), -1, -1, -1), v.expand(len(jobs), -1, -1, -1), layer)
+            cache = {self.cache_kw: expanded}
+            self.prefill_tokens += shared
+            self.reused_tokens += shared * (len(jobs) - 1)
+        width = max(len(p) for p in prompts) - shared
         ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for r, j in enumerate(jobs):  # left padding: every prompt ends at the write column
-            p = self.jobs[j].prompt
-            ids[r, width - len(p) :] = torch.tensor(p)
-            mask[r, width - len(p) :] = 1
+        mask = torch.zeros((len(jobs), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for r, p in enumerate(prompts):  # left padding: every prompt ends at the write column
+            ids[r, width - (len(p) - shared) :] = torch.tensor(p[shared:])
+            mask[r, shared + width - (len(p) - shared) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
-            position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0)[:, shared:],
             use_cache=True,
             logits_to_keep=1,
+            **cache,
         )
-        self.prefill_tokens += int(mask.sum())
-        kv = _stacked(out[self.cache_kw], self.n_layers)  # [2, layers, rows, heads, width, dim]
+        self.prefill_tokens += int(mask[:, shared:].sum())
+        kv = _stacked(out[self.cache_kw], self.n_layers)  # [2, layers, rows, heads, shared + width, dim]
         logits = out.logits[:, -1].float()
         return {j: (logits[r : r + 1], kv[:, :, r], mask[r].bool()) for r, j in enumerate(jobs)}
 
@@ -414,6 +432,21 @@ class SlotDecoder:
         # The new token can complete a stop string that began a few tokens back (a token is at least a byte).
         text = self.tail_text(tokens[-(4 * max(map(len, stop)) + 2) :])
         return any(s and s in text for s in stop)
+
+
+# Fewer shared tokens than this are pre-filled with each prompt: a separate forward pass costs more than they do.
+MIN_SHARED_PREFIX = 4
+
+
+def _shared_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens all prompts share (several prompts only), leaving each at least one token of its
+    own to pre-fill (its next-token logits come from that pass); 0 below MIN_SHARED_PREFIX."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(map(len, prompts)) - 1
+    for p in prompts[1:]:
+        n = next((i for i in range(n) if p[i] != first[i]), n)
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:

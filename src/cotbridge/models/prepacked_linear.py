@@ -40,6 +40,8 @@ _NATIVE = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkld
 # MKL's fp32 packs serve one row count, give F.linear's bits from 16 rows on (fewer rows: other kernels, other bits)
 # and take 3-5x the weights.
 MIN_MKL_ROWS = 16
+# The most rows keeps_promise multiplies: past oneDNN's kernel switch for bf16 (~290 rows), ~0.15 s for a 49k LM head
+CHECK_ROWS = 300
 # module -> (the weight packed, its version counter then, the packed weight); outside the module, so that copying a
 # model (the model pool deep-copies) copies no packed tensor: the copy packs its own on first use.
 _packed: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, int, torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -48,7 +50,7 @@ _packed: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, int, torch.Ten
 @dataclass(frozen=True)
 class OneDNNPacking:
     """oneDNN's blocked layout (what inductor's freezing pass packs): copies the size of the weights, one copy for
-    every row count up to ``most_rows`` (None: the decoding batch or MAX_ROWS, whichever is more)."""
+    every row count up to ``most_rows`` (None: every row count)."""
 
     promise: str  # what keeps_promise checks: "same bits" (F.linear's) or "row-independent"
     most_rows: int | None = None
@@ -64,7 +66,7 @@ class OneDNNPacking:
         return dtype == torch.float32 or bool(dtype in _NATIVE and getattr(torch.ops.mkldnn, _NATIVE[dtype])())
 
     def serves(self, rows: int, pack_rows: int) -> bool:
-        return rows <= (self.most_rows or max(pack_rows, MAX_ROWS))
+        return self.most_rows is None or rows <= self.most_rows
 
     def pack(self, w: torch.Tensor, rows: int) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)  # the row hint: 16 to 50 time the same
@@ -193,7 +195,7 @@ def keeps_promise(packing: Packing, linears: list[nn.Linear], rows: int) -> bool
     "same bits": F.linear's bits at the row counts it serves (1, the batch, the most). "row-independent": each row of
     a product with the most rows served has the bits of the same row in products of fewer rows, and is F.linear's
     within rounding."""
-    counts = [n for n in sorted({1, 3, rows, MAX_ROWS, max(rows, MAX_ROWS)}) if packing.serves(n, rows)]
+    counts = [n for n in sorted({1, 3, rows, MAX_ROWS, CHECK_ROWS}) if packing.serves(n, rows)]
     most = counts[-1]
     shapes = {(tuple(m.weight.shape), m.bias is not None): m for m in linears}
     generator = torch.Generator().manual_seed(0)
