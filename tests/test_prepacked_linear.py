@@ -199,3 +199,15 @@ def test_a_row_that_depends_on_the_rows_beside_it_breaks_the_promise(monkeypatch
     monkeypatch.setattr(prepacked_linear.OneDNNPacking, "product", lone_rows_round_otherwise)
     monkeypatch.setitem(prepacked_linear.PACKINGS, torch.float32, (prepacked_linear.OneDNNPacking("row-independent"),))
     assert prepack_linears(nn.Sequential(nn.Linear(96, 160, bias=False)), rows=16) == 0
+
+
+@needs_mkl
+@needs_fp32_onednn
+def test_a_packing_this_build_cannot_run_gives_way_to_the_next(monkeypatch):
+    def missing_kernel(self, w, rows):
+        raise RuntimeError("no kernel for this dtype")
+
+    monkeypatch.setattr(prepacked_linear.OneDNNPacking, "pack", missing_kernel)
+    layer = nn.Linear(96, 160)
+    assert prepack_linears(nn.Sequential(layer), rows=16) == 1
+    assert isinstance(layer.packing, prepacked_linear.MKLPacking)

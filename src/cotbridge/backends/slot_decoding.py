@@ -119,7 +119,7 @@ class SlotDecoder:
         self.steps = 0  # decoding steps taken (one token for every busy slot)
         self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
         self.drafted = self.accepted = 0  # prompt-lookup tokens proposed / confirmed by the model
-        self.reused_tokens = 0  # prompt tokens whose keys/values came from a stored prefix
+        self.reused_tokens = 0  # prompt tokens whose keys/values were copied: a stored prefix, a shared start
 
     # -- the buffers: keys/values [slots, heads, capacity, head_dim] per layer, mask [slots, capacity] --
     def _allocate(self, rows: int, capacity: int, offset: int) -> None:
