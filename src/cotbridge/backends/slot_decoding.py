@@ -251,12 +251,11 @@ class SlotDecoder:
         if shared:
             head = torch.tensor([prompts[0][:shared]], device=self.device)
             first = self.model(input_ids=head, use_cache=True, logits_to_keep=1)
-            one = first[self.cache_kw]
-            expanded = DynamicCache()
-            for layer in range(self.n_layers):
-                k, v = one.layers[layer].keys, one.layers[layer].values
-                expanded.update(k.expand(len(jobs), -1, -1, -1), v.expand(len(jobs), -1, -1, -1), layer)
-            cache = {self.cache_kw: expanded}
+            layers = first[self.cache_kw].layers[: self.n_layers]
+            rows = (len(jobs), -1, -1, -1)
+            cache = {
+                self.cache_kw: _cache([a.keys.expand(rows) for a in layers], [a.values.expand(rows) for a in layers])
+            }
             self.prefill_tokens += shared
             self.reused_tokens += shared * (len(jobs) - 1)
         width = max(len(p) for p in prompts) - shared
@@ -283,9 +282,7 @@ class SlotDecoder:
     def _prefill_after(self, j: int, stored: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A prompt whose first ``n`` tokens' keys/values are stored: only the rest is pre-filled."""
         prompt = self.jobs[j].prompt
-        cache = DynamicCache()
-        for layer in range(self.n_layers):
-            cache.update(stored[0, layer, None, :, :n], stored[1, layer, None, :, :n], layer)
+        cache = _cache(stored[0, :, None, :, :n].unbind(), stored[1, :, None, :, :n].unbind())
         out = self.model(
             input_ids=torch.tensor([prompt[n:]], device=self.device),
             position_ids=torch.arange(n, len(prompt), device=self.device)[None],
@@ -498,6 +495,14 @@ def _generator(job: Job, sample: int, device: torch.device) -> torch.Generator |
     g = torch.Generator(device=device)
     g.manual_seed(job.seed * 100_003 + job.first_sample + sample)
     return g
+
+
+def _cache(keys: Any, values: Any) -> DynamicCache:
+    """A transformers cache holding these keys and values, one [rows, heads, length, dim] pair per layer."""
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(zip(keys, values)):
+        cache.update(k, v, layer)
+    return cache
 
 
 def _stacked(cache: Any, n_layers: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ of the product's time. Packing the weight once (``torch.ops.mkldnn._reorder_line
 freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights are packed into
 the same layout: their products then differ from F.linear's in the last bits (~1e-6 relative), but each row's bits
 are the same whatever other rows share its product (checked at load), and on an AVX2 AMD EPYC a decoding step's
-products take 0.5-0.85x MKL's time (bench/results/prepacked_linear_fp32.md). Where that check fails, fp32 falls back
+products take 0.45-0.74x MKL's time (bench/results/prepacked_linear_fp32.md). Where that check fails, fp32 falls back
 to MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``): F.linear's bits, for one row count (the decoding
 batch), copies 3-5x the weights (bench/results/fp32_decode_ceiling.md).
 
@@ -33,8 +33,8 @@ from cotbridge.models.pool import memory_bytes
 
 log = logging.getLogger(__name__)
 
-# oneDNN packs serve decoding-sized calls: from ~290 rows on, oneDNN picks another bf16 kernel for the plain call and
-# the sums differ in the last bit; a pre-fill amortises the reorder over its rows anyway.
+# bf16/fp16 oneDNN packs serve decoding-sized calls: from ~290 rows on, oneDNN picks another bf16 kernel for the plain
+# call and the sums differ in the last bit; a pre-fill amortises the reorder over its rows anyway.
 MAX_ROWS = 128
 _NATIVE = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
 # MKL's fp32 packs serve one row count, give F.linear's bits from 16 rows on (fewer rows: other kernels, other bits)
@@ -107,7 +107,7 @@ Packing = OneDNNPacking | MKLPacking
 
 # Per dtype, the packings tried in order: the first whose promise this CPU keeps for the model's shapes is used.
 # bf16/fp16: oneDNN's blocked layout, F.linear's bits at decoding sizes (native bf16 only: AMX, avx512_bf16).
-# fp32: oneDNN's blocked layout first: copies the size of the weights, every row count served, 1.2-1.6x faster than
+# fp32: oneDNN's blocked layout first: copies the size of the weights, every row count served, 1.35-2.2x faster than
 # MKL's packs per decoding step on an AVX2 AMD EPYC (bench/results/prepacked_linear_fp32.md). Its sums differ from
 # F.linear's in the last bits (~1e-6 relative), but a row's bits do not depend on the other rows of its call, so a
 # sample does not depend on which sequences shared its batch. Then MKL's packs: F.linear's bits at one row count.
@@ -169,8 +169,8 @@ def prepack_linears(model: Any, rows: int = 16, budget_bytes: int | None = None)
     for packing in PACKINGS.get(first.dtype, ()):
         if not packing.available(first.dtype) or not packing.serves(rows, rows):
             continue
-        if weights * packing.copy_ratio > budget:
-            size = weights * packing.copy_ratio
+        size = weights * packing.copy_ratio
+        if size > budget:
             log.info(
                 "%s packs not used: %.1f GB of copies exceed the %.1f GB allowed",
                 packing.name,
