@@ -275,3 +275,15 @@ def test_a_prefix_all_prompts_share_is_prefilled_once_and_changes_no_output(tiny
     # the exemplar's keys/values were computed once and copied to the other seven rows
     assert slots.stats["prefill_tokens"] + slots.stats["reused_tokens"] == sum(cs[0].prompt_tokens for cs in out)
     assert slots.stats["reused_tokens"] >= 7 * 20
+
+
+def test_a_shared_start_is_kept_for_later_refills_of_single_prompts(tiny_model_dir):
+    exemplar = "Q: Tom has 3 apples and buys 4 more. How many apples? A: 3 + 4 = 7. The answer is 7.\n\n"
+    reqs = [Request(prompt=exemplar + p, max_tokens=m) for p, m in zip(PROMPTS * 2, [5, 40, 12, 30, 3, 25, 20, 9])]
+    expected = outcomes(backend(tiny_model_dir, batch_size=8, decoding="batches").generate(reqs, progress=False))
+    two = backend(tiny_model_dir, batch_size=2)  # two pre-filled together, then mostly one prompt per refill
+    out = two.generate(reqs, progress=False)
+    assert outcomes(out) == expected
+    # the exemplar was pre-filled once in the run: the seven other prompts, refilled alone or in pairs, copied it
+    assert two.stats["prefill_tokens"] + two.stats["reused_tokens"] == sum(cs[0].prompt_tokens for cs in out)
+    assert two.stats["reused_tokens"] >= 7 * 20

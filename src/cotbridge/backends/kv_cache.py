@@ -78,3 +78,17 @@ def supports_growing_cache(model: Any) -> bool:
     except Exception:  # an unusual config transformers cannot lay out: keep its default
         return False
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def cache_from(keys: Any, values: Any) -> DynamicCache:
+    """A transformers cache holding these keys and values, one [rows, heads, length, dim] pair per layer."""
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(zip(keys, values)):
+        cache.update(k, v, layer)
+    return cache
+
+
+def stacked_keys_values(cache: Any, n_layers: int) -> torch.Tensor:
+    """A transformers cache's keys and values as one tensor [2, layers, rows, heads, length, dim]."""
+    layers = [cache.layers[i] for i in range(n_layers)]
+    return torch.stack([torch.stack([lay.keys for lay in layers]), torch.stack([lay.values for lay in layers])])

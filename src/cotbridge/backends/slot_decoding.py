@@ -7,7 +7,8 @@ completion even when most rows stopped early; its samples of one prompt each pre
 * every slot holds one sequence; a finished one leaves at once and the next pending sequence takes its place;
 * a prompt is pre-filled once and its keys/values copied into the slots of all its samples;
 * the tokens that all prompts taken into free slots together begin with (a few-shot prompt's exemplars, a chat
-  template's system prompt) are pre-filled once, in one row, and the prompts' own tokens after them;
+  template's system prompt) are pre-filled once, in one row, and the prompts' own tokens after them; that start is
+  kept for the run, so a later refill of even one prompt that begins with it pre-fills only the rest;
 * once nothing is pending the finished slots are dropped, so the batch shrinks with the work left;
 * the keys/values live in one buffer per layer with all slots aligned on a shared write column (new prompts are
   right-aligned to it, their left columns masked), so a step appends in place instead of concatenating;
@@ -21,7 +22,6 @@ Decoder-only models whose layers all attend to the full sequence (``kv_cache.sup
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-from cotbridge.backends.kv_cache import cache_argument
+from cotbridge.backends.grouped_attention import ATTENTION, register_attention
+from cotbridge.backends.kv_cache import cache_argument, cache_from, stacked_keys_values
 from cotbridge.backends.token_reuse import NgramIndex, PrefixStore
 
 
@@ -120,6 +121,11 @@ class SlotDecoder:
         self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
         self.drafted = self.accepted = 0  # prompt-lookup tokens proposed / confirmed by the model
         self.reused_tokens = 0  # prompt tokens whose keys/values were copied: a stored prefix, a shared start
+        self._set_start([], [], [])
+
+    def _set_start(self, tokens: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """The last start that prompts pre-filled together shared, kept for the run (_shared_start)."""
+        self.start_tokens, self.start_keys, self.start_values = tokens, keys, values
 
     # -- the buffers: keys/values [slots, heads, capacity, head_dim] per layer, mask [slots, capacity] --
     def _allocate(self, rows: int, capacity: int, offset: int) -> None:
@@ -180,12 +186,13 @@ class SlotDecoder:
         self.next_tok = torch.full((rows,), self.pad_id, dtype=torch.long, device=self.device)
         self.pos = torch.zeros(rows, dtype=torch.long, device=self.device)
         self.busy: list[_Sequence | None] = [None] * rows
+        self._set_start([], [], [])
         cache = _SlotCache(self)
         config = self.model.config
         attention = config._attn_implementation
         self.bool_mask = attention in ("sdpa", "flex_attention")
         if attention == "sdpa":  # for the run only: the model may be shared (a trainer's dev evaluation)
-            _register_attention()
+            register_attention()
             config._attn_implementation = ATTENTION
         try:
             self._loop(cache)
@@ -247,17 +254,15 @@ class SlotDecoder:
             return {}
         prompts = [self.jobs[j].prompt for j in jobs]
         shared = _shared_prefix(prompts)
+        kept = min(_common_length(self.start_tokens, p[:-1]) for p in prompts)  # the run's stored start
+        shared = max(shared, kept if kept >= MIN_SHARED_PREFIX else 0)
         cache: dict[str, Any] = {}
         if shared:
-            head = torch.tensor([prompts[0][:shared]], device=self.device)
-            first = self.model(input_ids=head, use_cache=True, logits_to_keep=1)
-            layers = first[self.cache_kw].layers[: self.n_layers]
+            before = self.prefill_tokens
+            keys, values = self._shared_start(prompts[0][:shared])
             rows = (len(jobs), -1, -1, -1)
-            cache = {
-                self.cache_kw: _cache([a.keys.expand(rows) for a in layers], [a.values.expand(rows) for a in layers])
-            }
-            self.prefill_tokens += shared
-            self.reused_tokens += shared * (len(jobs) - 1)
+            cache = {self.cache_kw: cache_from([k.expand(rows) for k in keys], [v.expand(rows) for v in values])}
+            self.reused_tokens += shared * len(jobs) - (self.prefill_tokens - before)
         width = max(len(p) for p in prompts) - shared
         ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), shared + width), dtype=torch.long)
@@ -275,14 +280,36 @@ class SlotDecoder:
             **cache,
         )
         self.prefill_tokens += int(mask[:, shared:].sum())
-        kv = _stacked(out[self.cache_kw], self.n_layers)  # [2, layers, rows, heads, shared + width, dim]
+        kv = stacked_keys_values(out[self.cache_kw], self.n_layers)  # [2, layers, rows, heads, shared + width, dim]
         logits = out.logits[:, -1].float()
         return {j: (logits[r : r + 1], kv[:, :, r], mask[r].bool()) for r, j in enumerate(jobs)}
+
+    def _shared_start(self, tokens: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Keys and values [1, heads, len(tokens), dim] per layer of a start that prompts share, kept for the run:
+        a later refill of even one prompt that begins with it (a few-shot prompt's exemplars) pre-fills only the
+        rest. What the kept start already covers is sliced from it (a key depends only on the tokens before it);
+        the rest is pre-filled after it."""
+        n = _common_length(self.start_tokens, tokens)
+        keys = [k[:, :, :n] for k in self.start_keys]
+        values = [v[:, :, :n] for v in self.start_values]
+        if n < len(tokens):
+            out = self.model(
+                input_ids=torch.tensor([tokens[n:]], device=self.device),
+                position_ids=torch.arange(n, len(tokens), device=self.device)[None],
+                use_cache=True,
+                logits_to_keep=1,
+                **({self.cache_kw: cache_from(keys, values)} if n else {}),
+            )
+            layers = out[self.cache_kw].layers[: self.n_layers]
+            keys, values = [a.keys for a in layers], [a.values for a in layers]
+            self.prefill_tokens += len(tokens) - n
+            self._set_start(list(tokens), keys, values)
+        return keys, values
 
     def _prefill_after(self, j: int, stored: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A prompt whose first ``n`` tokens' keys/values are stored: only the rest is pre-filled."""
         prompt = self.jobs[j].prompt
-        cache = _cache(stored[0, :, None, :, :n].unbind(), stored[1, :, None, :, :n].unbind())
+        cache = cache_from(stored[0, :, None, :, :n].unbind(), stored[1, :, None, :, :n].unbind())
         out = self.model(
             input_ids=torch.tensor([prompt[n:]], device=self.device),
             position_ids=torch.arange(n, len(prompt), device=self.device)[None],
@@ -293,7 +320,7 @@ class SlotDecoder:
         self.prefill_tokens += len(prompt) - n
         self.reused_tokens += n
         mask = torch.ones(len(prompt), dtype=torch.bool, device=self.device)
-        return out.logits[:, -1].float(), _stacked(cache, self.n_layers)[:, :, 0], mask
+        return out.logits[:, -1].float(), stacked_keys_values(cache, self.n_layers)[:, :, 0], mask
 
     def _keep(self, slot: int, seq: _Sequence) -> None:
         """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last)."""
@@ -440,10 +467,16 @@ def _shared_prefix(prompts: list[list[int]]) -> int:
     own to pre-fill (its next-token logits come from that pass); 0 below MIN_SHARED_PREFIX."""
     if len(prompts) < 2:
         return 0
-    first, n = prompts[0], min(map(len, prompts)) - 1
+    n = min(map(len, prompts)) - 1
     for p in prompts[1:]:
-        n = next((i for i in range(n) if p[i] != first[i]), n)
+        n = _common_length(prompts[0][:n], p)
     return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
@@ -452,60 +485,9 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.max(-1).indices
 
 
-# The mask of the step being decoded, repeated for the stacked query heads: the same for every layer of a forward.
-# Per thread: two servers' decoders may run at once.
-_REPEATED = threading.local()
-
-
-def _grouped_query_sdpa(
-    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, **kw: Any
-):
-    """transformers' SDPA attention, except that a block of several queries with a mask (a step that checks drafts)
-    attends per key/value head: the query heads sharing a key/value head are stacked along the query axis, where
-    transformers would copy the whole key/value cache once per query head (``repeat_kv``) in every layer."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups == 1 or mask is None or query.shape[2] == 1 or kw.get("position_bias") is not None:
-        return sdpa_attention_forward(module, query, key, value, mask, **kw)
-    b, heads, q, d = query.shape
-    stacked = query.reshape(b, heads // groups, groups * q, d)  # query head kv*groups + g -> rows g*q .. g*q+q-1
-    if getattr(_REPEATED, "of", None) is not mask or _REPEATED.groups != groups:  # once per forward, not per layer
-        _REPEATED.of, _REPEATED.groups, _REPEATED.mask = mask, groups, mask.repeat(1, 1, groups, 1)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        stacked, key, value, attn_mask=_REPEATED.mask, scale=kw.get("scaling")
-    )
-    return out.reshape(b, heads, q, d).transpose(1, 2).contiguous(), None
-
-
-ATTENTION = "cotbridge_slots"
-
-
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(ATTENTION, _grouped_query_sdpa)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
-
-
 def _generator(job: Job, sample: int, device: torch.device) -> torch.Generator | None:
     if job.temperature <= 0:
         return None
     g = torch.Generator(device=device)
     g.manual_seed(job.seed * 100_003 + job.first_sample + sample)
     return g
-
-
-def _cache(keys: Any, values: Any) -> DynamicCache:
-    """A transformers cache holding these keys and values, one [rows, heads, length, dim] pair per layer."""
-    cache = DynamicCache()
-    for layer, (k, v) in enumerate(zip(keys, values)):
-        cache.update(k, v, layer)
-    return cache
-
-
-def _stacked(cache: Any, n_layers: int) -> torch.Tensor:
-    """A transformers cache's keys and values as one tensor [2, layers, rows, heads, length, dim]."""
-    layers = [cache.layers[i] for i in range(n_layers)]
-    return torch.stack([torch.stack([lay.keys for lay in layers]), torch.stack([lay.values for lay in layers])])
