@@ -211,3 +211,35 @@ def test_a_packing_this_build_cannot_run_gives_way_to_the_next(monkeypatch):
     layer = nn.Linear(96, 160)
     assert prepack_linears(nn.Sequential(layer), rows=16) == 1
     assert isinstance(layer.packing, prepacked_linear.MKLPacking)
+
+
+@needs_fp32_onednn
+def test_a_single_row_is_multiplied_as_two_where_lone_rows_take_another_kernel(monkeypatch):
+    # as oneDNN does on an AVX-512 Xeon (Ice Lake) for one row over 1536 inputs: other bits than among other rows
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def lone_rows_round_otherwise(x, *args):
+        out = real(x, *args)
+        return out + 1e-6 * out.abs() if x.numel() == x.shape[-1] else out
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lone_rows_round_otherwise)
+    monkeypatch.setitem(prepacked_linear.PACKINGS, torch.float32, prepacked_linear.PACKINGS[torch.float32][:1])
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 160)
+    assert prepack_linears(nn.Sequential(layer), rows=16) == 1 and layer.packing.name == "oneDNN"
+    with torch.no_grad():
+        x = torch.randn(5, 96)
+        assert torch.equal(layer(x[:1]), layer(x)[:1])
+        assert torch.equal(layer(x[0]), layer(x)[0])  # a lone vector keeps its shape
+    # without the padding the load-time check sees the lone row's other bits and refuses the packs
+    alone = prepacked_linear.OneDNNPacking("row-independent", bias_apart=True)
+    monkeypatch.setitem(prepacked_linear.PACKINGS, torch.float32, (alone,))
+    assert prepack_linears(nn.Sequential(nn.Linear(96, 160)), rows=16) == 0
+
+
+def test_fp32_tries_mkl_packs_first_on_avx512_cpus_and_onednn_first_elsewhere(monkeypatch):
+    monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert [p.name for p in prepacked_linear.packings(torch.float32)] == ["MKL", "oneDNN"]
+    monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert [p.name for p in prepacked_linear.packings(torch.float32)] == ["oneDNN", "MKL"]
+    assert [p.name for p in prepacked_linear.packings(torch.bfloat16)] == ["oneDNN"]

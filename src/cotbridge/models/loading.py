@@ -12,6 +12,7 @@ from typing import Any
 from cotbridge.allocator import keep_freed_memory
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_json, write_json
+from cotbridge.models.cpu_features import cpu_flags
 from cotbridge.models.embedded import resolve_embedded
 from cotbridge.models.pool import ModelPool, active_pool, cast_as_loaded
 
@@ -153,11 +154,7 @@ def cpu_has_native_bf16() -> bool:
     forced = os.environ.get("COTBRIDGE_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
-    except OSError:  # not Linux: stay in fp32
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())  # none known (not Linux): stay in fp32
 
 
 def resolve_dtype(dtype: str, *, generation: bool = False) -> Any:

@@ -3,12 +3,13 @@
 On a CPU, ``F.linear`` on a bf16 tensor hands oneDNN the weight in its plain layout, and oneDNN reorders it into the
 blocked layout its AMX kernels read, on every call. At decoding sizes (16 rows x 576 columns) that reorder is half
 of the product's time. Packing the weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's
-freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights are packed into
-the same layout: their products then differ from F.linear's in the last bits (~1e-6 relative), but each row's bits
-are the same whatever other rows share its product (checked at load), and on an AVX2 AMD EPYC a decoding step's
-products take 0.45-0.74x MKL's time (bench/results/prepacked_linear_fp32.md). Where that check fails, fp32 falls back
-to MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``): F.linear's bits, for one row count (the decoding
-batch), copies 3-5x the weights (bench/results/fp32_decode_ceiling.md).
+freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights go to one of two
+packings, whichever is faster on the CPU: MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``; CPUs with
+AVX-512) give F.linear's bits for one row count (the decoding batch) and copy 3-5x the weights
+(bench/results/fp32_decode_ceiling.md); oneDNN's blocked layout (elsewhere, e.g. an AVX2 AMD EPYC) serves every row
+count at the weights' size, and its products differ from F.linear's in the last bits (~1e-6 relative), but each row's
+bits are the same whatever other rows share its product (checked at load). A packing whose promise the check finds
+broken for the model's shapes is not used; the next one is tried.
 
 A packed layer serves only calls without autograd (generation and scoring run under ``torch.no_grad``); training
 through the same module takes the plain path, so a LoRA adapter trained on a pooled base model is unaffected. The
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cotbridge.models.cpu_features import cpu_flags
 from cotbridge.models.pool import memory_bytes
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,10 @@ class OneDNNPacking:
     # fp32: a fused bias sends single rows down another kernel (other bits than the same row among others); added
     # after the product, every row count sums alike
     bias_apart: bool = False
+    # fp32: on an AVX-512 Xeon (Ice Lake) a single row over 1536 inputs takes another kernel than the same row among
+    # others (other bits); a single row is multiplied as two (itself twice), like every other row count
+    least_rows: int = 1
+    faster_with: str | None = None
     name: str = "oneDNN"
     copy_ratio: float = 1.0  # the packed copies' size over the weights'
 
@@ -74,6 +80,10 @@ class OneDNNPacking:
     def product(
         self, x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
+        if x.numel() < self.least_rows * x.shape[-1]:
+            rows = x.reshape(-1, x.shape[-1])
+            padded = torch.cat([rows] + [rows[:1]] * (self.least_rows - len(rows)))
+            return self.product(padded, packed, w, bias)[: len(rows)].reshape(*x.shape[:-1], w.shape[0])
         if self.bias_apart and bias is not None:
             return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "") + bias
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [None], "")
@@ -86,6 +96,8 @@ class MKLPacking:
     promise: str = "same bits"
     name: str = "MKL"
     copy_ratio: float = 5.0  # 3.4-5x measured (bench/results/fp32_decode_ceiling.md)
+    # tried before oneDNN on CPUs with this flag: MKL's AVX-512 kernels for its packs beat oneDNN's there
+    faster_with: str | None = "avx512f"
 
     def available(self, dtype: torch.dtype) -> bool:
         mkl = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
@@ -105,17 +117,26 @@ class MKLPacking:
 
 Packing = OneDNNPacking | MKLPacking
 
-# Per dtype, the packings tried in order: the first whose promise this CPU keeps for the model's shapes is used.
+# Per dtype, the packings tried in order (those whose ``faster_with`` flag the CPU has first): the first whose promise
+# this CPU keeps for the model's shapes is used.
 # bf16/fp16: oneDNN's blocked layout, F.linear's bits at decoding sizes (native bf16 only: AMX, avx512_bf16).
-# fp32: oneDNN's blocked layout first: copies the size of the weights, every row count served, 1.35-2.2x faster than
-# MKL's packs per decoding step on an AVX2 AMD EPYC (bench/results/prepacked_linear_fp32.md). Its sums differ from
+# fp32: oneDNN's blocked layout copies the size of the weights and serves every row count; its sums differ from
 # F.linear's in the last bits (~1e-6 relative), but a row's bits do not depend on the other rows of its call, so a
-# sample does not depend on which sequences shared its batch. Then MKL's packs: F.linear's bits at one row count.
+# sample does not depend on which sequences shared its batch. MKL's packs give F.linear's bits at one row count. Which
+# is faster depends on the CPU: 64 greedy GSM8K completions took 0.88x the plain path's time with oneDNN's packs and
+# 1.02x with MKL's on an AVX2 AMD EPYC (Zen 3), but 0.78x and 0.69x on an AVX-512 Xeon (Ice Lake)
+# (bench/results/prepacked_linear_fp32.md, prepacked_linear_fp32_icelake.md): MKL first where the CPU has AVX-512.
 PACKINGS: dict[torch.dtype, tuple[Packing, ...]] = {
     torch.bfloat16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
     torch.float16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
-    torch.float32: (OneDNNPacking("row-independent", bias_apart=True), MKLPacking()),
+    torch.float32: (OneDNNPacking("row-independent", bias_apart=True, least_rows=2), MKLPacking()),
 }
+
+
+def packings(dtype: torch.dtype) -> tuple[Packing, ...]:
+    """The packings for ``dtype`` in the order tried on this CPU: those faster with one of its flags first."""
+    flags = cpu_flags()
+    return tuple(sorted(PACKINGS.get(dtype, ()), key=lambda p: p.faster_with not in flags))
 
 
 def cpu_packs(dtype: torch.dtype) -> bool:
@@ -153,7 +174,7 @@ def forget_packed(model: Any) -> None:
 
 def prepack_linears(model: Any, rows: int = 16, budget_bytes: int | None = None) -> int:
     """Turn the model's plain ``nn.Linear`` layers into :class:`PrepackedLinear` with the first packing of
-    :data:`PACKINGS` that this CPU has and whose promise holds for the model's weight shapes; returns how many.
+    :func:`packings` that this CPU has and whose promise holds for the model's weight shapes; returns how many.
     ``rows``: the decoding batch (MKL's packs serve that row count only, and none below MIN_MKL_ROWS). Subclasses of
     ``nn.Linear`` (PEFT's LoRA layers, quantised layers) are left alone: their own base layers are converted. The
     packed copies sit beside the weights, so a packing whose copies would exceed ``budget_bytes`` (an eighth of the
@@ -166,7 +187,7 @@ def prepack_linears(model: Any, rows: int = 16, budget_bytes: int | None = None)
         return 0
     weights = sum(m.weight.numel() * m.weight.element_size() for m in linears)
     budget = memory_bytes() // 8 if budget_bytes is None else budget_bytes
-    for packing in PACKINGS.get(first.dtype, ()):
+    for packing in packings(first.dtype):
         if not packing.available(first.dtype) or not packing.serves(rows, rows):
             continue
         size = weights * packing.copy_ratio
