@@ -1,4 +1,4 @@
-"""Few-shot prompts in slot decoding: the tokens all prompts of a refill share, pre-filled once or with each prompt.
+"""Few-shot prompts in slot decoding: the tokens prompts share, pre-filled once (kept for the run) or with each prompt.
 
 SmolLM2-135M-Instruct (Q4_1 GGUF from ../shared/data) in fp32, N GSM8K test questions behind the same K exemplars
 from the GSM8K train split (few-shot-CoT's prompt shape: "Q: ...\\nA: <worked answer>\\n\\n" x K, then the question),
@@ -82,7 +82,7 @@ def main() -> None:
 def render(r: dict) -> str:
     return "\n".join(
         [
-            "# Few-shot prompts: the shared prefix pre-filled once per refill vs with every prompt",
+            "# Few-shot prompts: the shared prefix pre-filled once per run vs with every prompt",
             "",
             f"Command: `{r['command']}`. Model {r['model']}; CPU {r['cpu']}; {r['machine']}; load average "
             f"{r['load_average']:.2f} at the end.",
@@ -94,7 +94,7 @@ def render(r: dict) -> str:
             "| shared prefix | seconds | prompt tokens pre-filled |",
             "|---|---:|---:|",
             f"| with every prompt (off) | {r['off']['s']} | {r['off']['prefill_tokens']} |",
-            f"| once per refill (on, the default) | {r['on']['s']} | {r['on']['prefill_tokens']} |",
+            f"| once per run (on, the default) | {r['on']['s']} | {r['on']['prefill_tokens']} |",
             "",
             f"Speed-up {r['speedup']}x; completions identical between the two: {r['identical']}/{r['questions']}.",
             "",

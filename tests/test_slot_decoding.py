@@ -277,6 +277,46 @@ def test_a_prefix_all_prompts_share_is_prefilled_once_and_changes_no_output(tiny
     assert slots.stats["reused_tokens"] >= 7 * 20
 
 
+def test_a_kept_prefix_is_extended_for_a_longer_shared_start_and_sliced_for_a_shorter_one(tiny_model_dir):
+    """Pre-filling after the kept prefix gives what a prompt's own full pre-fill gives (up to float rounding: the
+    attention is split differently), and only tokens not yet kept are pre-filled."""
+    import torch
+
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder, _common_length, _shared_prefix
+
+    b = backend(tiny_model_dir)
+    exemplar = "Q: Tom has 3 apples and buys 4 more. How many apples? A: 3 + 4 = 7. The answer is 7.\n\n"
+    texts = [PROMPTS[0], PROMPTS[1], "Q: Ann has 5 pears and eats 2.", "Q: Ann has 2 dogs and 3 cats.", PROMPTS[2]]
+    prompts = [b.tokenizer(exemplar + t, add_special_tokens=False)["input_ids"] for t in texts]
+    first, second = _shared_prefix(prompts[:2]), _shared_prefix(prompts[2:4])
+    assert second > first >= 20  # the second pair shares the exemplar and "Q: Ann has"
+
+    def decoder():
+        dec = SlotDecoder(b.model, slots=2, eos_ids=set(), pad_id=b.tokenizer.pad_token_id, tail_text=lambda ids: "")
+        dec.jobs = [Job(p) for p in prompts]
+        return dec
+
+    dec, alone = decoder(), decoder()
+    with torch.inference_mode():
+        out = dec._prefill([0, 1])
+        assert dec.prefill_tokens == first + sum(len(p) - first for p in prompts[:2])
+        before = dec.prefill_tokens
+        out |= dec._prefill([2, 3])  # the kept exemplar, extended by the pair's longer start
+        assert dec.prefill_tokens - before == second - first + sum(len(p) - second for p in prompts[2:4])
+        assert dec.kept_prefix_tokens == prompts[2][:second]
+        before = dec.prefill_tokens
+        out |= dec._prefill([4])  # alone: the part of the kept prefix it begins with is sliced
+        kept = _common_length(prompts[2][:second], prompts[4])
+        assert kept >= first and dec.prefill_tokens - before == len(prompts[4]) - kept
+        reference = {j: alone._prefill([j])[j] for j in range(len(prompts))}  # one prompt: nothing shared, kept
+    assert alone.reused_tokens == 0
+    assert dec.prefill_tokens + dec.reused_tokens == sum(map(len, prompts))
+    for j, (logits, kv, mask) in out.items():
+        ref_logits, ref_kv, _ = reference[j]
+        assert torch.allclose(logits, ref_logits, atol=1e-5)
+        assert torch.allclose(kv[:, :, :, mask], ref_kv, atol=1e-5)  # its own columns, left padding dropped
+
+
 def test_a_shared_start_is_kept_for_later_refills_of_single_prompts(tiny_model_dir):
     exemplar = "Q: Tom has 3 apples and buys 4 more. How many apples? A: 3 + 4 = 7. The answer is 7.\n\n"
     reqs = [Request(prompt=exemplar + p, max_tokens=m) for p, m in zip(PROMPTS * 2, [5, 40, 12, 30, 3, 25, 20, 9])]

@@ -8,6 +8,7 @@ views of the filled part, so attention sees exactly what DynamicCache would give
 
 Only for models whose layers all attend to the full sequence (sliding-window layers trim their cache, which this
 does not do) and for greedy / sampled generation; beam search and assisted decoding keep transformers' cache.
+Also: conversions between a transformers cache and per-layer keys/values (``cache_from``, ``stacked_keys_values``).
 """
 
 from __future__ import annotations

@@ -121,11 +121,11 @@ class SlotDecoder:
         self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
         self.drafted = self.accepted = 0  # prompt-lookup tokens proposed / confirmed by the model
         self.reused_tokens = 0  # prompt tokens whose keys/values were copied: a stored prefix, a shared start
-        self._set_start([], [], [])
+        self._keep_prefix([], [], [])
 
-    def _set_start(self, tokens: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
-        """The last start that prompts pre-filled together shared, kept for the run (_shared_start)."""
-        self.start_tokens, self.start_keys, self.start_values = tokens, keys, values
+    def _keep_prefix(self, tokens: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """The last prefix that prompts pre-filled together shared, kept for the run (_kept_prefix)."""
+        self.kept_prefix_tokens, self.kept_prefix_keys, self.kept_prefix_values = tokens, keys, values
 
     # -- the buffers: keys/values [slots, heads, capacity, head_dim] per layer, mask [slots, capacity] --
     def _allocate(self, rows: int, capacity: int, offset: int) -> None:
@@ -186,7 +186,7 @@ class SlotDecoder:
         self.next_tok = torch.full((rows,), self.pad_id, dtype=torch.long, device=self.device)
         self.pos = torch.zeros(rows, dtype=torch.long, device=self.device)
         self.busy: list[_Sequence | None] = [None] * rows
-        self._set_start([], [], [])
+        self._keep_prefix([], [], [])
         cache = _SlotCache(self)
         config = self.model.config
         attention = config._attn_implementation
@@ -247,19 +247,20 @@ class SlotDecoder:
             self.busy[slot] = seq
 
     def _prefill(self, jobs: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Prompts pre-filled together, left-padded after the tokens they all begin with (pre-filled once, in one
-        row: a few-shot prompt's exemplars, a chat template's system prompt): per job its next-token logits
-        [1, vocab], keys and values [2, layers, heads, width, dim] and which of the width columns are its tokens."""
+        """Prompts pre-filled together, left-padded after the tokens they all begin with (a few-shot prompt's
+        exemplars, a chat template's system prompt: pre-filled once, in one row, or taken from the prefix kept for
+        the run, which even a single prompt may begin with): per job its next-token logits [1, vocab], keys and
+        values [2, layers, heads, width, dim] and which of the width columns are its tokens."""
         if not jobs:
             return {}
         prompts = [self.jobs[j].prompt for j in jobs]
         shared = _shared_prefix(prompts)
-        kept = min(_common_length(self.start_tokens, p[:-1]) for p in prompts)  # the run's stored start
-        shared = max(shared, kept if kept >= MIN_SHARED_PREFIX else 0)
+        kept_len = min(_common_length(self.kept_prefix_tokens, p[:-1]) for p in prompts)  # the run's kept prefix
+        shared = max(shared, kept_len if kept_len >= MIN_SHARED_PREFIX else 0)
         cache: dict[str, Any] = {}
         if shared:
             before = self.prefill_tokens
-            keys, values = self._shared_start(prompts[0][:shared])
+            keys, values = self._kept_prefix(prompts[0][:shared])
             rows = (len(jobs), -1, -1, -1)
             cache = {self.cache_kw: cache_from([k.expand(rows) for k in keys], [v.expand(rows) for v in values])}
             self.reused_tokens += shared * len(jobs) - (self.prefill_tokens - before)
@@ -284,14 +285,14 @@ class SlotDecoder:
         logits = out.logits[:, -1].float()
         return {j: (logits[r : r + 1], kv[:, :, r], mask[r].bool()) for r, j in enumerate(jobs)}
 
-    def _shared_start(self, tokens: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Keys and values [1, heads, len(tokens), dim] per layer of a start that prompts share, kept for the run:
+    def _kept_prefix(self, tokens: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Keys and values [1, heads, len(tokens), dim] per layer of a prefix that prompts share, kept for the run:
         a later refill of even one prompt that begins with it (a few-shot prompt's exemplars) pre-fills only the
-        rest. What the kept start already covers is sliced from it (a key depends only on the tokens before it);
-        the rest is pre-filled after it."""
-        n = _common_length(self.start_tokens, tokens)
-        keys = [k[:, :, :n] for k in self.start_keys]
-        values = [v[:, :, :n] for v in self.start_values]
+        rest. What the kept prefix already covers is sliced from it (a key depends only on the tokens before it);
+        the rest is pre-filled after it, and the longer prefix is kept instead."""
+        n = _common_length(self.kept_prefix_tokens, tokens)
+        keys = [k[:, :, :n] for k in self.kept_prefix_keys]
+        values = [v[:, :, :n] for v in self.kept_prefix_values]
         if n < len(tokens):
             out = self.model(
                 input_ids=torch.tensor([tokens[n:]], device=self.device),
@@ -303,7 +304,7 @@ class SlotDecoder:
             layers = out[self.cache_kw].layers[: self.n_layers]
             keys, values = [a.keys for a in layers], [a.values for a in layers]
             self.prefill_tokens += len(tokens) - n
-            self._set_start(list(tokens), keys, values)
+            self._keep_prefix(list(tokens), keys, values)
         return keys, values
 
     def _prefill_after(self, j: int, stored: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

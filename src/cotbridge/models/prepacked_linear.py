@@ -5,11 +5,11 @@ blocked layout its AMX kernels read, on every call. At decoding sizes (16 rows x
 of the product's time. Packing the weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's
 freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights go to one of two
 packings, whichever is faster on the CPU: MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``; CPUs with
-AVX-512) give F.linear's bits for one row count (the decoding batch) and copy 3-5x the weights
-(bench/results/fp32_decode_ceiling.md); oneDNN's blocked layout (elsewhere, e.g. an AVX2 AMD EPYC) serves every row
-count at the weights' size, and its products differ from F.linear's in the last bits (~1e-6 relative), but each row's
-bits are the same whatever other rows share its product (checked at load). A packing whose promise the check finds
-broken for the model's shapes is not used; the next one is tried.
+AVX-512, decoding batches of 16 rows or more) give F.linear's bits for one row count (the decoding batch) and copy
+3-5x the weights (bench/results/fp32_decode_ceiling.md); oneDNN's blocked layout (elsewhere, e.g. an AVX2 AMD EPYC,
+and smaller batches) serves every row count at the weights' size, and its products differ from F.linear's in the
+last bits (~1e-6 relative), but each row's bits are the same whatever other rows share its product (checked at
+load). A packing whose promise the check finds broken for the model's shapes is not used; the next one is tried.
 
 A packed layer serves only calls without autograd (generation and scoring run under ``torch.no_grad``); training
 through the same module takes the plain path, so a LoRA adapter trained on a pooled base model is unaffected. The
@@ -60,7 +60,9 @@ class OneDNNPacking:
     # after the product, every row count sums alike
     bias_apart: bool = False
     # fp32: on an AVX-512 Xeon (Ice Lake) a single row over 1536 inputs takes another kernel than the same row among
-    # others (other bits); a single row is multiplied as two (itself twice), like every other row count
+    # others (other bits); a single row is multiplied as two (itself twice), like every other row count. On every
+    # CPU: one decoding step's products at 2 rows took 1.1x those at 1 row on an AVX2 AMD EPYC, and single rows are
+    # rare (a run's last sequence)
     least_rows: int = 1
     faster_with: str | None = None
     name: str = "oneDNN"
@@ -80,7 +82,7 @@ class OneDNNPacking:
     def product(
         self, x: torch.Tensor, packed: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        if x.numel() < self.least_rows * x.shape[-1]:
+        if 0 < x.numel() < self.least_rows * x.shape[-1]:
             rows = x.reshape(-1, x.shape[-1])
             padded = torch.cat([rows] + [rows[:1]] * (self.least_rows - len(rows)))
             return self.product(padded, packed, w, bias)[: len(rows)].reshape(*x.shape[:-1], w.shape[0])
