@@ -26,3 +26,18 @@ def cpu_model() -> str:
     flags = fields.get("Flags", "").split()
     native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, native bf16: {', '.join(native) or 'no'}"
+
+
+def environment() -> dict[str, Any]:
+    """What a timing depends on besides the code: the CPU, torch's threads, library versions, the load at the end."""
+    import platform
+
+    import torch
+    import transformers
+
+    return {
+        "cpu": cpu_model(),
+        "machine": f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, Python {platform.python_version()}",
+        "load_average": os.getloadavg()[0],
+    }

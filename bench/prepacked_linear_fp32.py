@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
-from _results import cpu_model, write_results
+from _results import environment, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -92,8 +91,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "prepacked_linear_fp32"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    import transformers
 
     from cotbridge.backends.base import Request
     from cotbridge.backends.hf import HFBackend
@@ -130,10 +127,7 @@ def main() -> None:
         + (f" --questions {args.questions}" if args.questions != 64 else "")
         + (f" --slots {args.slots}" if args.slots != 32 else ""),
         "model": f"{MODEL_DIR.name}/{gguf.name} (fp32)",
-        "cpu": cpu_model(),
-        "machine": f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"transformers {transformers.__version__}, Python {platform.python_version()}",
-        "load_average": os.getloadavg()[0],
+        **environment(),
         "picked_by_prepack_linears": chosen[1],
         "questions": len(requests),
         "slots": args.slots,

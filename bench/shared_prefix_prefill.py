@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
-from _results import cpu_model, write_results
+from _results import environment, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -34,7 +33,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "shared_prefix_prefill"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
 
     from cotbridge.backends import slot_decoding
     from cotbridge.backends.base import Request
@@ -64,10 +62,7 @@ def main() -> None:
         + (f" --questions {args.questions}" if args.questions != 32 else "")
         + (f" --shots {args.shots}" if args.shots != 4 else ""),
         "model": f"{MODEL_DIR.name}/{gguf.name} (fp32)",
-        "cpu": cpu_model(),
-        "machine": f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}",
-        "load_average": os.getloadavg()[0],
+        **environment(),
         "questions": len(requests),
         "shots": args.shots,
         "prompt_tokens": sum(c.prompt_tokens for cs in out for c in cs),

@@ -294,31 +294,29 @@ class SlotDecoder:
         keys = [k[:, :, :n] for k in self.kept_prefix_keys]
         values = [v[:, :, :n] for v in self.kept_prefix_values]
         if n < len(tokens):
-            out = self.model(
-                input_ids=torch.tensor([tokens[n:]], device=self.device),
-                position_ids=torch.arange(n, len(tokens), device=self.device)[None],
-                use_cache=True,
-                logits_to_keep=1,
-                **({self.cache_kw: cache_from(keys, values)} if n else {}),
-            )
+            out = self._prefill_rest(tokens, n, cache_from(keys, values) if n else None)
             layers = out[self.cache_kw].layers[: self.n_layers]
             keys, values = [a.keys for a in layers], [a.values for a in layers]
-            self.prefill_tokens += len(tokens) - n
             self._keep_prefix(list(tokens), keys, values)
         return keys, values
+
+    def _prefill_rest(self, tokens: list[int], n: int, cache: Cache | None) -> Any:
+        """The model's pass over ``tokens[n:]`` (one row, positions n on) after ``cache``, which holds the first
+        ``n`` tokens' keys/values (None when n is 0)."""
+        self.prefill_tokens += len(tokens) - n
+        return self.model(
+            input_ids=torch.tensor([tokens[n:]], device=self.device),
+            position_ids=torch.arange(n, len(tokens), device=self.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+            **({} if cache is None else {self.cache_kw: cache}),
+        )
 
     def _prefill_after(self, j: int, stored: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A prompt whose first ``n`` tokens' keys/values are stored: only the rest is pre-filled."""
         prompt = self.jobs[j].prompt
         cache = cache_from(stored[0, :, None, :, :n].unbind(), stored[1, :, None, :, :n].unbind())
-        out = self.model(
-            input_ids=torch.tensor([prompt[n:]], device=self.device),
-            position_ids=torch.arange(n, len(prompt), device=self.device)[None],
-            use_cache=True,
-            logits_to_keep=1,
-            **{self.cache_kw: cache},
-        )
-        self.prefill_tokens += len(prompt) - n
+        out = self._prefill_rest(prompt, n, cache)
         self.reused_tokens += n
         mask = torch.ones(len(prompt), dtype=torch.bool, device=self.device)
         return out.logits[:, -1].float(), stacked_keys_values(cache, self.n_layers)[:, :, 0], mask
