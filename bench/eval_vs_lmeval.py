@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _quiet import QuietTimer
+from _results import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -488,6 +489,7 @@ def main() -> None:
             ),
         },
         "machine": {
+            "cpu": cpu_model(),
             "nproc": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -623,8 +625,8 @@ lm-eval task: {s["lmeval_task"]}; its generation kwargs: `{s["lmeval_gen_kwargs_
 max_gen_toks {s["lmeval_max_gen_toks"]}.
 cotbridge: {s["cotbridge_mode"]}. Offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1).
 
-Machine: {m["nproc"]} CPUs, torch {m["torch"]} ({m["torch_threads"]} threads), transformers {m["transformers"]},
-lm_eval {m["lm_eval"]}, Python {m["python"]}; \
+Machine: {m.get("cpu", f"{m['nproc']} CPUs")}, torch {m["torch"]} ({m["torch_threads"]} threads),
+transformers {m["transformers"]}, lm_eval {m["lm_eval"]}, Python {m["python"]}; \
 load average before/after {m["loadavg_before"][0]:.2f} / {m["loadavg_after"][0]:.2f}.
 
 ## Accuracy
