@@ -9,7 +9,8 @@ and none. Measured on whole evaluations (``run_eval``, the backend loaded once p
 * ``gsm8k``: zero-shot-CoT on the first N GSM8K test questions, SmolLM2-135M-Instruct (Q4_1 GGUF), 16 slots,
   256 new tokens (bench/eval_vs_lmeval.py's settings);
 * ``gsm8k_4_slots``: the same at 4 slots, a third of the questions (few rows busy: a server with a few clients);
-* ``coin_flip``: the quickstart's zero-shot-CoT baseline (chat template, 100 questions, 50 slots, 128 tokens);
+* ``coin_flip``: the quickstart's zero-shot-CoT baseline (chat template, 2N questions up to 100, 50 slots, 128
+  tokens);
 * ``student``: the quickstart's diverse Fine-tune-CoT student (``--student``, after ``make quickstart``).
 
 Runs go always, default, none, none, default, always per workload (each into a new output folder: no request

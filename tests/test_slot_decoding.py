@@ -94,6 +94,7 @@ def test_drafts_are_checked_only_while_few_rows_are_busy(tiny_model_dir):
     # one long row among short ones: while 4 rows are busy no step drafts; the long row drafts alone at the end
     reqs = [Request(prompt=PROMPTS[0] * 3, max_tokens=60)] + [Request(prompt=p * 3, max_tokens=8) for p in PROMPTS]
     always = backend(tiny_model_dir, batch_size=4, lookahead=4)
+    always.draft_rows = None  # at every step, whatever this CPU's default
     few = backend(tiny_model_dir, batch_size=4, lookahead=4, draft_rows=1)
     never = backend(tiny_model_dir, batch_size=4, lookahead=4, draft_rows=0)
     expected = outcomes(backend(tiny_model_dir, batch_size=4, lookahead=0).generate(reqs, progress=False))
@@ -105,17 +106,20 @@ def test_drafts_are_checked_only_while_few_rows_are_busy(tiny_model_dir):
 
 
 def test_draft_rows_follow_the_hardware(tiny_model_dir, monkeypatch):
+    import torch
+
     from cotbridge.backends import hf
 
     model = backend(tiny_model_dir).model
     monkeypatch.setattr(hf, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
-    assert hf.drafting_rows(model) is None  # AMX tiles: a block of 5 positions a row costs little more than 1
+    assert hf.drafting_rows(model) == hf.DRAFT_ROWS_COMPUTE_BOUND  # fp32: AVX-512 products, not the tiles
+    assert hf.drafting_rows(model.to(torch.bfloat16)) is None  # a block of 5 positions a row costs little more than 1
     monkeypatch.setattr(hf, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert hf.drafting_rows(model) == hf.DRAFT_ROWS_COMPUTE_BOUND
     assert backend(tiny_model_dir, draft_rows=3).draft_rows == 3
 
 
-def test_rejected_drafts_do_not_grow_the_cache(tiny_model_dir):
+def test_rejected_drafts_do_not_grow_the_cache(tiny_model_dir, monkeypatch):
     """The cache's write column advances by the tokens a step kept (the most any row kept), not by the block: the
     next step writes over the columns every row rejected."""
     from cotbridge.backends import slot_decoding
@@ -128,13 +132,10 @@ def test_rejected_drafts_do_not_grow_the_cache(tiny_model_dir):
         original(self, cache)
         ends.append(self.end - before)
 
-    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(slot_decoding.SlotDecoder, "_step", step)
-    try:
-        b = backend(tiny_model_dir, batch_size=1, lookahead=4)
-        b.generate([Request(prompt=PROMPTS[2], max_tokens=40)], progress=False)  # little to look up: most rejected
-    finally:
-        monkeypatch.undo()
+    b = backend(tiny_model_dir, batch_size=1, lookahead=4)
+    b.generate([Request(prompt=PROMPTS[2], max_tokens=40)], progress=False)  # little to look up: most rejected
+    monkeypatch.undo()
     assert b.stats["drafted"] > b.stats["accepted"]
     # a column per token taken (the last step's drafts aside), where a step's whole block would add them all
     steps, accepted, drafted = b.stats["steps"], b.stats["accepted"], b.stats["drafted"]

@@ -69,8 +69,9 @@ class HFBackend:
 
         low_precision = self.model.dtype in (torch.bfloat16, torch.float16)
         self.lookahead = lookahead if lookahead is not None else 4 if low_precision else 0
-        # With AVX512-BF16 alone (an AMD EPYC Zen 4) bf16 products are compute-bound: 16 rows x 5 positions cost 3x
-        # 16 rows, so drafts pay only while few rows are busy (bench/results/prompt_lookup_drafts_zen4.md).
+        # Without AMX tiles a CPU's bf16 products are compute-bound (an AMD EPYC Zen 4: a step over 16 rows x 5
+        # positions took 3.1x the linear-product time of 16 x 1 in a profile), so drafts pay only while few rows are
+        # busy (bench/results/prompt_lookup_drafts_zen4*.md). None: the hardware's default (drafting_rows).
         self.draft_rows = draft_rows if draft_rows is not None else drafting_rows(self.model)
         self.stats: dict[str, int] = {}  # the last slot-decoding call's steps and pre-filled prompt tokens
         self.prefixes: Any = None  # a PrefixStore while keeping_prefixes() is active
@@ -365,14 +366,21 @@ class HFBackend:
 
 DECODING = ("auto", "slots", "batches")
 # The most busy rows for which a step checks drafts where matrix products are compute-bound (a CPU without AMX
-# tiles). bf16 GSM8K zero-shot-CoT on an AMD EPYC Zen 4: drafts 1.4x faster at 4 slots, even at 8, 1.15x slower at 16.
+# tiles, or fp32). bf16 GSM8K zero-shot-CoT on an AMD EPYC Zen 4, drafts at every step against none: 0.65x the time at
+# 4 slots, 0.98x at 16; the coin flip's zero-shot-CoT at 50 slots 1.71x (bench/results/prompt_lookup_drafts_zen4*.md).
 DRAFT_ROWS_COMPUTE_BOUND = 6
 
 
 def drafting_rows(model: Any) -> int | None:
-    """The most busy rows for which slot decoding checks prompt-lookup drafts: any number (None) on a GPU and on a CPU
-    with AMX tiles, where a step over 5 positions a row costs little more than one over 1; a few rows elsewhere."""
-    if next(model.parameters()).device.type != "cpu" or "amx_bf16" in cpu_flags():
+    """The most busy rows for which slot decoding checks prompt-lookup drafts: any number (None) on a GPU, and for
+    bf16/fp16 weights on a CPU with AMX tiles, where a step over 5 positions a row costs little more than one over 1;
+    a few rows elsewhere."""
+    import torch
+
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu":
+        return None
+    if parameter.dtype in (torch.bfloat16, torch.float16) and "amx_bf16" in cpu_flags():
         return None
     return DRAFT_ROWS_COMPUTE_BOUND
 

@@ -235,7 +235,7 @@ class SlotDecoder:
             job = self.jobs[j]
             logits, kv, mask = prefilled[j]
             seq = _Sequence(j, s, _generator(job, s, self.device), started=t0)
-            if self.lookahead and self.all_greedy:
+            if self.lookahead and self.all_greedy and self.draft_rows != 0:
                 seq.index = NgramIndex(job.prompt)
             first = int(self._choose(logits, [seq])[0])
             if self._take(seq, first):
@@ -373,7 +373,7 @@ class SlotDecoder:
         )
         self.valid[:, self.end : self.end + width] = True
         rows = [i for i, s in enumerate(self.busy) if s is not None]
-        used = 1  # the most columns a continuing row keeps: those after it are every row's rejected drafts
+        used = 1  # the most columns a continuing row keeps (1 where none continues): past it, only rejected drafts
         if width == 1:
             chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
         else:  # drafting only happens when every busy slot is greedy; the argmax before the row selection, which
@@ -399,8 +399,8 @@ class SlotDecoder:
             self.pos[i] += kept + 1
             self.valid[i, self.end + kept + 1 : self.end + width] = False  # the rejected drafts' columns
             used = max(used, kept + 1)
-        # The next step writes over the columns no row kept: the cache grows by the tokens taken, not by the block
-        # (else a step's attention spans every draft ever rejected: 2.3x a one-token step at 16 slots in bf16).
+        # The next step writes over the columns no row kept: the cache grows by the most tokens a row took, not by the
+        # block (else every later step's attention spans every draft ever rejected).
         self.end += used
         if any(s is not None for s in self.busy):  # the live columns begin where the earliest busy row does
             busy = torch.tensor([s is not None for s in self.busy])
@@ -409,7 +409,8 @@ class SlotDecoder:
     def _draft(self, seq: _Sequence | None) -> list[int]:
         """Prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's last 3 (else 2,
         else 1) tokens, in its prompt or its own output. Greedy slots only, and only when all busy slots are greedy
-        (a sampled token cannot be checked against a draft by comparison)."""
+        (a sampled token cannot be checked against a draft by comparison); _step asks only while at most
+        ``draft_rows`` rows are busy."""
         if seq is None or self.lookahead == 0 or not self.all_greedy:
             return []
         job = self.jobs[seq.job]
