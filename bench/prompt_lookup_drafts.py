@@ -17,7 +17,7 @@ Runs go always, default, none, none, default, always per workload (each into a n
 cache); each setting's two runs are reported, with decoding steps, accuracy and how many texts equal none's.
 
     .venv/bin/python bench/prompt_lookup_drafts.py --out bench/results/prompt_lookup_drafts_zen4
-    .venv/bin/python bench/prompt_lookup_drafts.py --questions 4 --out /tmp/drafts   # smoke test
+    .venv/bin/python bench/prompt_lookup_drafts.py --questions 4 --out "$(mktemp -d)/drafts"   # smoke test
 """
 
 from __future__ import annotations

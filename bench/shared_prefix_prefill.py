@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from cotbridge.backends import slot_decoding
+    from cotbridge.backends import token_reuse
     from cotbridge.backends.base import Request
     from cotbridge.backends.hf import HFBackend
 
@@ -45,10 +45,10 @@ def main() -> None:
     gguf = next(MODEL_DIR.glob("*.gguf"))
     backend = HFBackend(str(MODEL_DIR), gguf_file=gguf.name, dtype="float32", batch_size=16)
     backend.generate(requests[:2], progress=False)  # warm-up (packs the weights)
-    default = slot_decoding.MIN_SHARED_PREFIX
+    default = token_reuse.MIN_SHARED_PREFIX
     best: dict[str, dict] = {}
     for setting in ("off", "on", "on", "off"):
-        slot_decoding.MIN_SHARED_PREFIX = default if setting == "on" else 10**9
+        token_reuse.MIN_SHARED_PREFIX = default if setting == "on" else 10**9
         t = time.perf_counter()
         out = backend.generate(requests, progress=False)
         s = time.perf_counter() - t
@@ -56,7 +56,7 @@ def main() -> None:
         if setting not in best or s < best[setting]["s"]:
             texts = [c.text for cs in out for c in cs]
             best[setting] = {"s": round(s, 2), "prefill_tokens": backend.stats["prefill_tokens"], "texts": texts}
-    slot_decoding.MIN_SHARED_PREFIX = default
+    token_reuse.MIN_SHARED_PREFIX = default
     result = {
         "command": "python bench/shared_prefix_prefill.py"
         + (f" --questions {args.questions}" if args.questions != 32 else "")

@@ -334,13 +334,14 @@ def test_a_kept_prefix_is_extended_for_a_longer_shared_start_and_sliced_for_a_sh
     attention is split differently), and only tokens not yet kept are pre-filled."""
     import torch
 
-    from cotbridge.backends.slot_decoding import Job, SlotDecoder, _common_length, _shared_prefix
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder
+    from cotbridge.backends.token_reuse import common_length, shared_prefix
 
     b = backend(tiny_model_dir)
     exemplar = "Q: Tom has 3 apples and buys 4 more. How many apples? A: 3 + 4 = 7. The answer is 7.\n\n"
     texts = [PROMPTS[0], PROMPTS[1], "Q: Ann has 5 pears and eats 2.", "Q: Ann has 2 dogs and 3 cats.", PROMPTS[2]]
     prompts = [b.tokenizer(exemplar + t, add_special_tokens=False)["input_ids"] for t in texts]
-    first, second = _shared_prefix(prompts[:2]), _shared_prefix(prompts[2:4])
+    first, second = shared_prefix(prompts[:2]), shared_prefix(prompts[2:4])
     assert second > first >= 20  # the second pair shares the exemplar and "Q: Ann has"
 
     def decoder():
@@ -358,7 +359,7 @@ def test_a_kept_prefix_is_extended_for_a_longer_shared_start_and_sliced_for_a_sh
         assert dec.kept_prefix_tokens == prompts[2][:second]
         before = dec.prefill_tokens
         out |= dec._prefill([4])  # alone: the part of the kept prefix it begins with is sliced
-        kept = _common_length(prompts[2][:second], prompts[4])
+        kept = common_length(prompts[2][:second], prompts[4])
         assert kept >= first and dec.prefill_tokens - before == len(prompts[4]) - kept
         reference = {j: alone._prefill([j])[j] for j in range(len(prompts))}  # one prompt: nothing shared, kept
     assert alone.reused_tokens == 0

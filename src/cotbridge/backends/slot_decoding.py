@@ -32,7 +32,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from cotbridge.backends.grouped_attention import ATTENTION, register_attention
 from cotbridge.backends.kv_cache import cache_argument, cache_from, stacked_keys_values
-from cotbridge.backends.token_reuse import NgramIndex, PrefixStore
+from cotbridge.backends.token_reuse import NgramIndex, PrefixStore, common_length, shared_start
 
 
 @dataclass
@@ -258,9 +258,7 @@ class SlotDecoder:
         if not jobs:
             return {}
         prompts = [self.jobs[j].prompt for j in jobs]
-        shared = _shared_prefix(prompts)
-        kept_len = min(_common_length(self.kept_prefix_tokens, p[:-1]) for p in prompts)  # the run's kept prefix
-        shared = max(shared, kept_len if kept_len >= MIN_SHARED_PREFIX else 0)
+        shared = shared_start(prompts, self.kept_prefix_tokens)
         cache: dict[str, Any] = {}
         if shared:
             before = self.prefill_tokens
@@ -294,7 +292,7 @@ class SlotDecoder:
         a later refill of even one prompt that begins with it (a few-shot prompt's exemplars) pre-fills only the
         rest. What the kept prefix already covers is sliced from it (a key depends only on the tokens before it);
         the rest is pre-filled after it, and the longer prefix is kept instead."""
-        n = _common_length(self.kept_prefix_tokens, tokens)
+        n = common_length(self.kept_prefix_tokens, tokens)
         keys = [k[:, :, :n] for k in self.kept_prefix_keys]
         values = [v[:, :, :n] for v in self.kept_prefix_values]
         if n < len(tokens):
@@ -338,8 +336,8 @@ class SlotDecoder:
     def _step(self, cache: _SlotCache) -> None:
         """One forward pass: every busy slot feeds its pending token, and greedy slots also their drafted tokens
         (prompt lookup); a slot keeps the drafts the model agrees with, plus the model's next token."""
-        n_busy = sum(s is not None for s in self.busy)
-        drafting = self.draft_rows is None or n_busy <= self.draft_rows
+        rows = [i for i, s in enumerate(self.busy) if s is not None]
+        drafting = self.draft_rows is None or len(rows) <= self.draft_rows
         drafts = [self._draft(s) if drafting else [] for s in self.busy]
         width = 1 + max(map(len, drafts))
         self._make_room(0, width)
@@ -372,7 +370,6 @@ class SlotDecoder:
             **{self.cache_kw: cache},
         )
         self.valid[:, self.end : self.end + width] = True
-        rows = [i for i, s in enumerate(self.busy) if s is not None]
         used = 1  # the most columns a continuing row keeps (1 where none continues): past it, only rejected drafts
         if width == 1:
             chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
@@ -466,27 +463,6 @@ class SlotDecoder:
         # The new token can complete a stop string that began a few tokens back (a token is at least a byte).
         text = self.tail_text(tokens[-(4 * max(map(len, stop)) + 2) :])
         return any(s and s in text for s in stop)
-
-
-# Fewer shared tokens than this are pre-filled with each prompt: a separate forward pass costs more than they do.
-MIN_SHARED_PREFIX = 4
-
-
-def _shared_prefix(prompts: list[list[int]]) -> int:
-    """How many leading tokens all prompts share (several prompts only), leaving each at least one token of its
-    own to pre-fill (its next-token logits come from that pass); 0 below MIN_SHARED_PREFIX."""
-    if len(prompts) < 2:
-        return 0
-    n = min(map(len, prompts)) - 1
-    for p in prompts[1:]:
-        n = _common_length(prompts[0][:n], p)
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
-def _common_length(a: list[int], b: list[int]) -> int:
-    """How many leading tokens ``a`` and ``b`` share."""
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:

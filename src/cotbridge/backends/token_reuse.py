@@ -1,5 +1,6 @@
 """What slot decoding can reuse instead of computing again: earlier tokens of a sequence (prompt-lookup drafts,
-:class:`NgramIndex`) and earlier sequences' keys/values (stage 2 of a two-stage call, :class:`PrefixStore`)."""
+:class:`NgramIndex`), earlier sequences' keys/values (stage 2 of a two-stage call, :class:`PrefixStore`) and the start
+that prompts pre-filled together share (:func:`shared_start`)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,32 @@ class PrefixStore:
             return None
         self.entries.move_to_end(best)
         return self.entries[best], best_n
+
+
+# Fewer shared tokens than this are pre-filled with each prompt: a separate forward pass costs more than they do.
+MIN_SHARED_PREFIX = 4
+
+
+def shared_start(prompts: list[list[int]], kept: list[int]) -> int:
+    """How many leading tokens prompts pre-filled together take from a start computed once: the tokens they all begin
+    with (several prompts), or the part of the run's kept prefix ``kept`` they all begin with (even one prompt); each
+    keeps at least one token of its own to pre-fill; 0 below MIN_SHARED_PREFIX."""
+    n = max(shared_prefix(prompts), min(common_length(kept, p[:-1]) for p in prompts))
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def shared_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens all prompts share (several prompts only), leaving each at least one token of its
+    own to pre-fill (its next-token logits come from that pass); 0 below MIN_SHARED_PREFIX."""
+    if len(prompts) < 2:
+        return 0
+    n = min(map(len, prompts)) - 1
+    for p in prompts[1:]:
+        n = common_length(prompts[0][:n], p)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def common_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
