@@ -41,3 +41,13 @@ def environment() -> dict[str, Any]:
         f"transformers {transformers.__version__}, Python {platform.python_version()}",
         "load_average": os.getloadavg()[0],
     }
+
+
+def heading(r: dict[str, Any], title: str) -> list[str]:
+    """A result page's first lines: its title, the command and the machine (from :func:`environment`)."""
+    return [
+        f"# {title}",
+        "",
+        f"Command: `{r['command']}`.",
+        f"Machine: {r['cpu']}; {r['machine']}; load average {r['load_average']:.2f} at the end.",
+    ]

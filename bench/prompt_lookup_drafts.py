@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _results import environment, write_results
+from _results import environment, heading, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -57,6 +57,12 @@ def workloads(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             limit=min(100, 2 * args.questions), batch_size=50, max_tokens=128,
         )  # fmt: skip
     return found
+
+
+def workload_arguments(p: argparse.ArgumentParser) -> None:
+    """The options :func:`workloads` reads."""
+    p.add_argument("--questions", type=int, default=48, help="GSM8K questions (coin flip: twice as many, <= 100)")
+    p.add_argument("--student", help="a quickstart student, e.g. runs/quickstart/students/finetune_cot_diverse")
 
 
 def evaluate(backend: Any, fields: dict[str, Any], setting: tuple[int, int | None], workdir: Path) -> dict[str, Any]:
@@ -126,8 +132,7 @@ def measure(fields: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--questions", type=int, default=48, help="GSM8K questions (coin flip: twice as many, <= 100)")
-    p.add_argument("--student", help="a quickstart student, e.g. runs/quickstart/students/finetune_cot_diverse")
+    workload_arguments(p)
     p.add_argument("--workloads", nargs="+", help="only these (default: all)")
     p.add_argument("--out", default="bench/results/prompt_lookup_drafts")
     args = p.parse_args()
@@ -149,10 +154,7 @@ def main() -> None:
 
 def render(r: dict[str, Any]) -> str:
     out = [
-        "# Greedy evaluation: prompt-lookup drafts vs one token per step",
-        "",
-        f"Command: `{r['command']}`.",
-        f"Machine: {r['cpu']}; {r['machine']}; load average {r['load_average']:.2f} at the end.",
+        *heading(r, "Greedy evaluation: prompt-lookup drafts vs one token per step"),
         f"{r['drafts']} drafts a step: at every step (always), while at most the CPU's default number of rows are "
         "busy (default), or none. Runs go always, default, none, none, default, always (the backend loaded once per "
         "workload, model loading not timed); seconds are each setting's two runs.",

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from cotbridge.backends.decoding_step import step_logits
 from cotbridge.backends.grouped_attention import ATTENTION, register_attention
 from cotbridge.backends.kv_cache import cache_argument, cache_from, stacked_keys_values
 from cotbridge.backends.token_reuse import NgramIndex, PrefixStore, common_length, shared_start
@@ -361,21 +362,15 @@ class SlotDecoder:
             mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill(
                 ~mask, torch.finfo(self.dtype).min
             )
-        steps = torch.arange(width, device=self.device)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=self.pos[:, None] + steps,
-            use_cache=True,
-            **{self.cache_kw: cache},
-        )
+        positions = self.pos[:, None] + torch.arange(width, device=self.device)
+        logits = step_logits(self.model, ids, mask, positions, cache, self.cache_kw)
         self.valid[:, self.end : self.end + width] = True
         used = 1  # the most columns a continuing row keeps (1 where none continues): past it, only rejected drafts
         if width == 1:
-            chosen = self._choose(out.logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
+            chosen = self._choose(logits[rows, -1].float(), [self.busy[i] for i in rows])[:, None]
         else:  # drafting only happens when every busy slot is greedy; the argmax before the row selection, which
             # would copy the logits (~3 ms a step at 16 x 5 x 49k)
-            chosen = _argmax(out.logits)[rows]
+            chosen = _argmax(logits)[rows]
         for i, row in zip(rows, chosen.tolist()):
             d, seq = drafts[i], self.busy[i]
             kept = 0

@@ -1,0 +1,80 @@
+"""The registered decoding step (backends/decoding_step.py): used after a first step that checks it gives model()'s
+bits, and dropped for a model where it does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cotbridge.backends import decoding_step
+from cotbridge.backends.base import Request
+from cotbridge.backends.hf import HFBackend
+from cotbridge.models import stacked_projections
+from cotbridge.models.prepacked_linear import cpu_packs
+from tests.test_hf_backend import PROMPTS
+
+
+def texts(out):
+    return [[c.text for c in cs] for cs in out]
+
+
+def requests():
+    return [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS, [12, 30, 7, 25])]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_step_gives_the_model_s_outputs_and_is_used(tiny_model_dir, monkeypatch, dtype):
+    calls = []
+
+    def counted(*a):
+        calls.append(1)
+        return decoding_step.llama_step(*a)
+
+    monkeypatch.setitem(decoding_step.STEPS, "llama", counted)
+    steps = count_steps(monkeypatch)
+    slots = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=3)
+    reference = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=8, decoding="batches")
+    assert texts(slots.generate(requests(), progress=False)) == texts(reference.generate(requests(), progress=False))
+    assert decoding_step._SAME_BITS[slots.model] == {"cotbridge_slots": True}
+    assert len(calls) == len(steps) > 10  # every step, the first (the check) included
+    if getattr(torch, dtype) == torch.bfloat16 and cpu_packs(torch.bfloat16):  # the projections went stacked
+        layer = slots.model.model.layers[0]
+        assert all(stacked_projections._stacks[m].packed is not None for m in (layer.self_attn, layer.mlp))
+
+
+def count_steps(monkeypatch) -> list[int]:
+    from cotbridge.backends import slot_decoding
+
+    steps = []
+
+    def counted(*a):
+        steps.append(1)
+        return decoding_step.step_logits(*a)
+
+    monkeypatch.setattr(slot_decoding, "step_logits", counted)
+    return steps
+
+
+def test_a_step_that_differs_is_dropped_after_one_try(tiny_model_dir, monkeypatch):
+    calls = []
+
+    def off_by_a_bit(*a):
+        calls.append(1)
+        logits = decoding_step.llama_step(*a)
+        return logits + torch.finfo(logits.dtype).eps * logits.abs().max()
+
+    monkeypatch.setitem(decoding_step.STEPS, "llama", off_by_a_bit)
+    steps = count_steps(monkeypatch)
+    slots = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=3)
+    reference = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=8, decoding="batches")
+    assert texts(slots.generate(requests(), progress=False)) == texts(reference.generate(requests(), progress=False))
+    assert decoding_step._SAME_BITS[slots.model] == {"cotbridge_slots": False}
+    assert len(calls) == 1 and len(steps) > 10
+
+
+def test_an_unregistered_model_type_decodes_through_the_model(tiny_model_dir, monkeypatch):
+    monkeypatch.delitem(decoding_step.STEPS, "llama")
+    slots = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=3)
+    reference = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=8, decoding="batches")
+    assert texts(slots.generate(requests(), progress=False)) == texts(reference.generate(requests(), progress=False))
+    assert slots.model not in decoding_step._SAME_BITS

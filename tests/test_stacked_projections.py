@@ -1,0 +1,69 @@
+"""Projections of one input as one stacked packed product (models/stacked_projections.py): the separate products'
+bits, made again when a weight changes, and not used where they would break bits, memory or autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cotbridge.models import stacked_projections
+from cotbridge.models.prepacked_linear import cpu_packs, prepack_linears
+from cotbridge.models.stacked_projections import projections
+
+needs_bf16 = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
+
+
+def packed_layers(sizes=(96, 32, 32), n_in: int = 64, dtype=torch.bfloat16, pack: bool = True) -> nn.ModuleList:
+    torch.manual_seed(0)
+    owner = nn.ModuleList(nn.Linear(n_in, n, bias=False).to(dtype) for n in sizes)
+    if pack:
+        assert prepack_linears(owner) == len(sizes)
+    return owner
+
+
+def separate(owner, x):
+    return [m(x) for m in owner]
+
+
+@needs_bf16
+@pytest.mark.parametrize("rows", [1, 3, 16, 80, 128])
+def test_a_stacked_product_has_the_separate_products_bits(rows):
+    owner = packed_layers()
+    x = torch.randn(rows, 1, 64).to(torch.bfloat16)
+    with torch.no_grad():
+        together = projections(owner, tuple(owner), x)
+        apart = separate(owner, x)
+    assert stacked_projections._stacks[owner].packed is not None  # the stacked path ran
+    assert [t.shape for t in together] == [a.shape for a in apart]
+    assert all(torch.equal(t, a) for t, a in zip(together, apart))
+
+
+@needs_bf16
+def test_a_changed_weight_is_stacked_again():
+    owner = packed_layers()
+    x = torch.randn(16, 64).to(torch.bfloat16)
+    with torch.no_grad():
+        before = projections(owner, tuple(owner), x)
+        owner[1].weight.mul_(2)  # in place: the version counter moves
+        after = projections(owner, tuple(owner), x)
+        assert torch.equal(after[1], separate(owner, x)[1]) and not torch.equal(after[1], before[1])
+        owner[2].weight = nn.Parameter(owner[2].weight * 3)  # a new tensor
+        assert torch.equal(projections(owner, tuple(owner), x)[2], separate(owner, x)[2])
+
+
+@pytest.mark.parametrize("why", ["plain layers", "autograd", "bits", "memory"])
+def test_no_stack_where_it_would_not_hold(why, monkeypatch):
+    dtype = torch.bfloat16 if cpu_packs(torch.bfloat16) else torch.float32
+    owner = packed_layers(dtype=dtype, pack=why != "plain layers")
+    if why == "bits":
+        monkeypatch.setattr(stacked_projections, "_same_bits", lambda *a: False)
+        monkeypatch.setattr(stacked_projections, "_keeps_bits", {})
+    if why == "memory":
+        monkeypatch.setattr(stacked_projections, "memory_bytes", lambda: 1024)
+    x = torch.randn(16, 64).to(dtype)
+    with torch.set_grad_enabled(why == "autograd"):
+        out = projections(owner, tuple(owner), x)
+        assert all(torch.equal(t, a) for t, a in zip(out, separate(owner, x)))
+    stack = stacked_projections._stacks.get(owner)
+    assert stack is None or stack.packed is None
