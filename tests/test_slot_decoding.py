@@ -380,3 +380,41 @@ def test_a_shared_start_is_kept_for_later_refills_of_single_prompts(tiny_model_d
     # the exemplar was pre-filled once in the run: the seven other prompts, refilled alone or in pairs, copied it
     assert two.stats["prefill_tokens"] + two.stats["reused_tokens"] == sum(cs[0].prompt_tokens for cs in out)
     assert two.stats["reused_tokens"] >= 7 * 20
+
+
+@pytest.mark.parametrize("lookahead", [0, 4])
+def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, lookahead):
+    """Stage 2 of a two-stage call pre-fills only what the stored stage-1 keys/values do not cover: they cover every
+    token but the last, the last step's included (with or without drafts), and equal a full pre-fill's."""
+    import torch
+
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder
+    from cotbridge.backends.token_reuse import PrefixStore
+
+    b = backend(tiny_model_dir)
+    pad = b.tokenizer.pad_token_id
+    dec = SlotDecoder(
+        b.model,
+        slots=2,
+        eos_ids=set(),
+        pad_id=pad,
+        tail_text=lambda ids: "",
+        lookahead=lookahead,
+        prefixes=PrefixStore(),
+    )
+    jobs = [
+        Job(b.tokenizer(p * 2, add_special_tokens=False)["input_ids"], max_tokens=m)
+        for p, m in zip(PROMPTS, [9, 23, 14])
+    ]
+    done = {}
+    dec.run(jobs, lambda j, samples: done.__setitem__(j, samples[0]))
+    for j, job in enumerate(jobs):
+        tokens = job.prompt + done[j].tokens
+        stored = dec.prefixes.entries[tuple(tokens[:-1])]  # KeyError: stored short of that
+        full = SlotDecoder(b.model, slots=1, eos_ids=set(), pad_id=pad, tail_text=lambda ids: "")
+        full.jobs = [Job(tokens)]
+        with torch.inference_mode():
+            _, kv, _ = full._prefill([0])[0]
+        assert torch.allclose(stored, kv[..., :-1, :], atol=1e-5)
+    if lookahead:
+        assert dec.accepted > 0  # the repeated prompts make drafts the model confirms

@@ -324,12 +324,12 @@ class SlotDecoder:
         mask = torch.ones(len(prompt), dtype=torch.bool, device=self.device)
         return out.logits[:, -1].float(), stacked_keys_values(cache, self.n_layers)[:, :, 0], mask
 
-    def _keep(self, slot: int, seq: _Sequence) -> None:
-        """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last)."""
-        cols = self.valid[slot, self.start : self.end].nonzero().squeeze(-1) + self.start
+    def _keep(self, slot: int, seq: _Sequence, end: int) -> None:
+        """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last), from its
+        columns before ``end`` (the step's own included)."""
+        cols = self.valid[slot, self.start : end].nonzero().squeeze(-1) + self.start
         tokens = self.jobs[seq.job].prompt + seq.tokens
-        if len(cols) > len(tokens):  # cannot happen; a stored prefix must match its tokens exactly
-            return
+        cols = cols[: len(tokens)]  # drafts the model confirmed past a stop string: no token of the sequence
         keys = torch.stack([k[slot].index_select(1, cols) for k in self.keys])
         values = torch.stack([v[slot].index_select(1, cols) for v in self.values])
         self.prefixes.add(tokens[: len(cols)], torch.stack([keys, values]))
@@ -384,7 +384,7 @@ class SlotDecoder:
                     # the rejected drafts' columns are not this sequence's: mask them before reading its columns
                     self.valid[i, self.end + kept + 1 : self.end + width] = False
                     self.valid[i, self.end : self.end + kept + 1] = True
-                    self._keep(i, seq)
+                    self._keep(i, seq, self.end + width)
                 self.busy[i] = None
                 continue
             self.next_tok[i] = row[kept]
