@@ -1,13 +1,16 @@
 """A decoding step of a Llama-family model through the model's own modules, without transformers' forward plumbing.
 
-A slot-decoding step of a 135M model is a few hundred small operations; transformers' forward wraps them in per-call
-Python (a deprecated-argument check on every layer and attention call, output capture, mask preparation, output
-dataclasses, keyword plumbing), which on a 2-core CPU is a measurable share of the step. The step here calls the same
-modules and functions in the same order with the same arguments, so it gives the same bits; a decoder checks that on
-its first step (``StepChecker``) and keeps calling ``model()`` where the logits differ in any bit (a model type whose
-layers do something the step does not: extra norms, soft-capping, scaled embeddings).
+The step calls the modules and functions of the model's forward in the same order with the same arguments, leaving
+out the per-call Python around them (a deprecated-argument check on every layer and attention call, output capture,
+mask preparation, output dataclasses), and multiplies a layer's query/key/value and its gate/up as one stacked product
+each (models/stacked_projections.py, which checks those give the separate products' bits). On an AMD EPYC Zen 4 in
+bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); most of that is the
+stacking (the plumbing alone saved ~2 ms of ~47 in a step at 16 rows, nothing measurable at 50).
 
-The registry maps ``config.model_type`` to a step function; other model types decode through ``model()``.
+Same operations, same bits, and a decoder checks that: ``step_logits``' first call for a model runs both and keeps
+``model()`` for that model where any logit bit differs (a model type whose layers do something the step does not:
+extra norms, soft-capping, scaled embeddings). The registry maps ``config.model_type`` to a step function; other
+model types decode through ``model()``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def step_logits(
         return full()
     if verdicts.get(impl):
         return step(model, ids, mask, positions, cache)
+    why = "its logits differ from the model's"
     try:
         lean = step(model, ids, mask, positions, cache)
     except Exception as e:  # a registered type whose modules are laid out otherwise
@@ -96,6 +100,5 @@ def step_logits(
     logits = full()
     verdicts[impl] = same = lean is not None and torch.equal(lean, logits)
     if not same:
-        why = why if lean is None else "its logits differ from the model's"
         log.info("decoding through model(): the %s step does not fit this model (%s)", model.config.model_type, why)
     return logits
