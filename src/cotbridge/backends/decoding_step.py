@@ -4,8 +4,9 @@ The step calls the modules and functions of the model's forward in the same orde
 out the per-call Python around them (a deprecated-argument check on every layer and attention call, output capture,
 mask preparation, output dataclasses), and multiplies a layer's query/key/value and its gate/up as one stacked product
 each (models/stacked_projections.py, which checks those give the separate products' bits). On an AMD EPYC Zen 4 in
-bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); most of that is the
-stacking (the plumbing alone saved ~2 ms of ~47 in a step at 16 rows, nothing measurable at 50).
+bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); one step at 16 rows
+0.89-0.93x, at 50 rows 0.93-0.95x, with the plumbing and the stacking each worth a few percent, the split between
+them within that machine's noise (bench/results/decoding_step_parts_zen4.md).
 
 Same operations, same bits, and a decoder checks that: ``step_logits``' first call for a model runs both and keeps
 ``model()`` for that model where any logit bit differs (a model type whose layers do something the step does not:

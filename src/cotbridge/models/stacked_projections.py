@@ -3,8 +3,9 @@
 At decoding sizes each of these products is short of work for the CPU's kernels (576 inputs by 192 outputs for a
 SmolLM2-135M key), and a product per weight pays a call's fixed costs each time. Their weights stacked and packed
 once, one product gives the same bits as the separate ones (an output column sums its inputs the same way whatever
-columns sit beside it; checked for every row count the packing serves before a stack is used) in less time: most of
-backends/decoding_step.py's gain (bench/results/decoding_step_zen4.md), where this is used.
+columns sit beside it; checked for every row count the packing serves before a stack is used) in less time: a few
+percent of a bf16 decoding step of SmolLM2-135M at 16-50 rows on an AMD EPYC Zen 4, measured noisily
+(bench/results/decoding_step_parts_zen4.md); backends/decoding_step.py is where this is used.
 
 Only layers that :func:`prepack_linears` packed with oneDNN's layout (plain ``nn.Linear``, no LoRA adapter: its base
 layer is not called alone) are stacked, and only while the stacks' packed copies fit in a sixteenth of the memory;
