@@ -24,13 +24,7 @@ def requests():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_step_gives_the_model_s_outputs_and_is_used(tiny_model_dir, monkeypatch, dtype):
-    calls = []
-
-    def counted(*a):
-        calls.append(1)
-        return decoding_step.llama_step(*a)
-
-    monkeypatch.setitem(decoding_step.STEPS, "llama", counted)
+    calls = count_step_calls(monkeypatch)
     steps = count_steps(monkeypatch)
     slots = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=3)
     reference = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=8, decoding="batches")
@@ -40,6 +34,18 @@ def test_the_step_gives_the_model_s_outputs_and_is_used(tiny_model_dir, monkeypa
     if getattr(torch, dtype) == torch.bfloat16 and cpu_packs(torch.bfloat16):  # the projections went stacked
         layer = slots.model.model.layers[0]
         assert all(stacked_projections._stacks[m].packed is not None for m in (layer.self_attn, layer.mlp))
+
+
+def count_step_calls(monkeypatch) -> list[int]:
+    """The registered Llama step, counting its calls."""
+    calls = []
+
+    def counted(*a):
+        calls.append(1)
+        return decoding_step.llama_step(*a)
+
+    monkeypatch.setitem(decoding_step.STEPS, "llama", counted)
+    return calls
 
 
 def count_steps(monkeypatch) -> list[int]:
@@ -78,3 +84,49 @@ def test_an_unregistered_model_type_decodes_through_the_model(tiny_model_dir, mo
     reference = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=8, decoding="batches")
     assert texts(slots.generate(requests(), progress=False)) == texts(reference.generate(requests(), progress=False))
     assert slots.model not in decoding_step._SAME_BITS
+
+
+def test_every_step_gives_the_model_s_logits_with_drafts_and_shrinking_batches(tiny_model_dir, monkeypatch):
+    """Each step's logits against model()'s on the same inputs, with drafts checked (several positions a row) and
+    rows leaving: both run, the step first (the model then writes the same cache columns again)."""
+    from cotbridge.backends.kv_cache import cache_argument
+
+    widths, rows = set(), set()
+
+    def both(model, ids, mask, positions, cache):
+        lean = decoding_step.llama_step(model, ids, mask, positions, cache)
+        kw = {cache_argument(model): cache}
+        full = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw).logits
+        assert torch.equal(lean, full)
+        widths.add(ids.shape[1])
+        rows.add(ids.shape[0])
+        return lean
+
+    monkeypatch.setitem(decoding_step.STEPS, "llama", both)
+    slots = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=4, lookahead=4)
+    reqs = [Request(prompt=p * 3, max_tokens=m) for p, m in zip(PROMPTS * 2, [5, 40, 12, 30, 3, 25, 33, 9])]
+    slots.generate(reqs, progress=False)
+    assert max(widths) > 1 and len(rows) > 1  # drafts were checked, and the batch shrank
+
+
+@pytest.mark.parametrize("why", ["a forward hook", "training mode"])
+def test_a_model_with_hooks_or_in_training_decodes_through_the_model(tiny_model_dir, monkeypatch, why):
+    calls = count_step_calls(monkeypatch)
+    slots = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=3)
+    reference = HFBackend(str(tiny_model_dir), dtype="float32", batch_size=8, decoding="batches")
+    seen = []
+    if why == "a forward hook":  # e.g. a steering vector added to a layer's output: the step would skip it
+        handle = slots.model.model.layers[1].register_forward_hook(lambda m, a, out: seen.append(1))
+        reference.model.model.layers[1].register_forward_hook(lambda m, a, out: None)
+    else:
+        slots.model.train()
+        reference.model.train()
+    try:
+        assert texts(slots.generate(requests(), progress=False)) == texts(
+            reference.generate(requests(), progress=False)
+        )
+    finally:
+        slots.model.eval()
+        if why == "a forward hook":
+            handle.remove()
+    assert calls == [] and (why != "a forward hook" or seen)

@@ -382,10 +382,11 @@ def test_a_shared_start_is_kept_for_later_refills_of_single_prompts(tiny_model_d
     assert two.stats["reused_tokens"] >= 7 * 20
 
 
-@pytest.mark.parametrize("lookahead", [0, 4])
-def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, lookahead):
+@pytest.mark.parametrize("lookahead, stop", [(0, False), (4, False), (4, True)])
+def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, lookahead, stop):
     """Stage 2 of a two-stage call pre-fills only what the stored stage-1 keys/values do not cover: they cover every
-    token but the last, the last step's included (with or without drafts), and equal a full pre-fill's."""
+    token but the last (or all of them, where the model confirmed a draft past a stop string: not staged here), the
+    last step's included, and equal a full pre-fill's; also for sequences a stop string ends."""
     import torch
 
     from cotbridge.backends.slot_decoding import Job, SlotDecoder
@@ -393,28 +394,34 @@ def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, look
 
     b = backend(tiny_model_dir)
     pad = b.tokenizer.pad_token_id
-    dec = SlotDecoder(
-        b.model,
-        slots=2,
-        eos_ids=set(),
-        pad_id=pad,
-        tail_text=lambda ids: "",
-        lookahead=lookahead,
-        prefixes=PrefixStore(),
-    )
-    jobs = [
-        Job(b.tokenizer(p * 2, add_special_tokens=False)["input_ids"], max_tokens=m)
+
+    def decoder(slots, **kw):
+        return SlotDecoder(b.model, slots=slots, eos_ids=set(), pad_id=pad, tail_text=b.tokenizer.decode, **kw)
+
+    def run(jobs):
+        dec, done = decoder(2, lookahead=lookahead, prefixes=PrefixStore()), {}
+        dec.run(jobs, lambda j, samples: done.__setitem__(j, samples[0]))
+        return dec, done
+
+    jobs = [  # prompts long enough for the store (PrefixStore.HEAD tokens at least)
+        Job(b.tokenizer(p * 6, add_special_tokens=False)["input_ids"], max_tokens=m)
         for p, m in zip(PROMPTS, [9, 23, 14])
     ]
-    done = {}
-    dec.run(jobs, lambda j, samples: done.__setitem__(j, samples[0]))
+    dec, done = run(jobs)
+    if stop:  # a few characters from the middle of each free completion end it there
+        stops = [b.tokenizer.decode(done[j].tokens)[4:7] for j in range(len(jobs))]
+        jobs = [Job(job.prompt, max_tokens=job.max_tokens, stop=(s,)) for job, s in zip(jobs, stops)]
+        dec, done = run(jobs)
+        assert all(done[j].hit_stop for j in range(len(jobs)))
     for j, job in enumerate(jobs):
         tokens = job.prompt + done[j].tokens
-        stored = dec.prefixes.entries[tuple(tokens[:-1])]  # KeyError: stored short of that
-        full = SlotDecoder(b.model, slots=1, eos_ids=set(), pad_id=pad, tail_text=lambda ids: "")
+        stored = [k for k in dec.prefixes.entries if len(k) >= len(tokens) - 1 and list(k) == tokens[: len(k)]]
+        assert len(stored) == 1  # none: stored short of the last step
+        full = decoder(1)
         full.jobs = [Job(tokens)]
         with torch.inference_mode():
             _, kv, _ = full._prefill([0])[0]
-        assert torch.allclose(stored, kv[..., :-1, :], atol=1e-5)
-    if lookahead:
+        n = len(stored[0])
+        assert torch.allclose(dec.prefixes.entries[stored[0]], kv[..., :n, :], atol=1e-5)
+    if lookahead and not stop:
         assert dec.accepted > 0  # the repeated prompts make drafts the model confirms

@@ -4,9 +4,9 @@ The step calls the modules and functions of the model's forward in the same orde
 out the per-call Python around them (a deprecated-argument check on every layer and attention call, output capture,
 mask preparation, output dataclasses), and multiplies a layer's query/key/value and its gate/up as one stacked product
 each (models/stacked_projections.py, which checks those give the separate products' bits). On an AMD EPYC Zen 4 in
-bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); one step at 16 rows
-0.89-0.93x, at 50 rows 0.93-0.95x, with the plumbing and the stacking each worth a few percent, the split between
-them within that machine's noise (bench/results/decoding_step_parts_zen4.md).
+bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); one step 0.89x at 16
+rows and 0.95x at 50, where the machine's noise (+-4%) hides how that splits between the plumbing and the stacking
+(bench/results/decoding_step_parts_zen4.md).
 
 Same operations, same bits, and a decoder checks that: ``step_logits``' first call for a model runs both and keeps
 ``model()`` for that model where any logit bit differs (a model type whose layers do something the step does not:
@@ -52,7 +52,8 @@ def llama_step(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: tor
         )
         q, k = code.apply_rotary_pos_emb(q, k, *cos_sin)
         k, v = cache.update(k, v, index)
-        out, _ = attend(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
+        window = {"sliding_window": attn.sliding_window} if hasattr(attn, "sliding_window") else {}  # Qwen2: None
+        out, _ = attend(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling, position_ids=positions, **window)
         hidden = hidden + attn.o_proj(out.reshape(*rows_width, -1).contiguous())
         mlp = layer.mlp
         gate, up = projections(mlp, (mlp.gate_proj, mlp.up_proj), layer.post_attention_layernorm(hidden))
@@ -67,6 +68,23 @@ def step_for(model: Any) -> Step | None:
     """The registered step for the model's type (None: decode through ``model()``). PEFT wrappers are unwrapped by
     the caller; a LoRA layer inside is a module like any other."""
     return STEPS.get(getattr(model.config, "model_type", ""))
+
+
+def _plain(model: Any) -> bool:
+    """Whether a forward of the model is only its modules' arithmetic: in eval mode (the step leaves dropout out) and
+    with no forward hooks anywhere (the step calls submodules the hooks may sit on, or skips them). Checked at every
+    step: hooks come and go (a steering experiment, accelerate's offloading)."""
+    from torch.nn.modules import module as torch_module
+
+    if model.training or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return False
+    modules = _MODULES.get(model)
+    if modules is None:  # listed once (walking the tree at every step cost ~0.6 ms)
+        modules = _MODULES[model] = list(model.modules())
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+_MODULES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
 # model -> {attention implementation: whether its registered step gives model()'s logits}: checked once per model
@@ -85,7 +103,7 @@ def step_logits(
         return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw).logits
 
     step = step_for(model)
-    if step is None:
+    if step is None or not _plain(model):
         return full()
     verdicts = _SAME_BITS.setdefault(model, {})
     impl = model.config._attn_implementation

@@ -325,8 +325,9 @@ class SlotDecoder:
         return out.logits[:, -1].float(), stacked_keys_values(cache, self.n_layers)[:, :, 0], mask
 
     def _keep(self, slot: int, seq: _Sequence, end: int) -> None:
-        """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last), from its
-        columns before ``end`` (the step's own included)."""
+        """Store a finished sequence's keys/values under its tokens (those in the cache: all but the last, or all of
+        them where the model confirmed a draft past a stop string), from its columns before ``end`` (the step's own
+        included)."""
         cols = self.valid[slot, self.start : end].nonzero().squeeze(-1) + self.start
         tokens = self.jobs[seq.job].prompt + seq.tokens
         cols = cols[: len(tokens)]  # drafts the model confirmed past a stop string: no token of the sequence

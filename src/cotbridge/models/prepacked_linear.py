@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,11 +168,17 @@ class PrepackedLinear(nn.Linear):
         return self.packing.product(x, entry[2], w, self.bias)
 
 
+# What else keeps packed copies of a module's weights registers here how to drop them (stacked_projections)
+FORGET_HOOKS: list[Callable[[nn.Module], None]] = []
+
+
 def forget_packed(model: Any) -> None:
     """Drop the model's packed copies (each is made again on its next use): after writing weights through
     ``.data``, which the version counter does not see."""
     for module in model.modules():
         _packed.pop(module, None)
+        for forget in FORGET_HOOKS:
+            forget(module)
 
 
 def prepack_linears(model: Any, rows: int = 16, budget_bytes: int | None = None) -> int:

@@ -3,9 +3,10 @@
 At decoding sizes each of these products is short of work for the CPU's kernels (576 inputs by 192 outputs for a
 SmolLM2-135M key), and a product per weight pays a call's fixed costs each time. Their weights stacked and packed
 once, one product gives the same bits as the separate ones (an output column sums its inputs the same way whatever
-columns sit beside it; checked for every row count the packing serves before a stack is used) in less time: a few
-percent of a bf16 decoding step of SmolLM2-135M at 16-50 rows on an AMD EPYC Zen 4, measured noisily
-(bench/results/decoding_step_parts_zen4.md); backends/decoding_step.py is where this is used.
+columns sit beside it; checked for every row count the packing serves before a stack is used), in less time at
+decoding sizes: a bf16 step of SmolLM2-135M at 16 rows on an AMD EPYC Zen 4 took 0.89x model()'s time stacked and
+0.98x with the projections apart, at 50 rows 0.95x and 0.94x, with +-4% noise on that machine
+(bench/results/decoding_step_parts_zen4.md). backends/decoding_step.py is where this is used.
 
 Only layers that :func:`prepack_linears` packed with oneDNN's layout (plain ``nn.Linear``, no LoRA adapter: its base
 layer is not called alone) are stacked, and only while the stacks' packed copies fit in a sixteenth of the memory;
@@ -15,6 +16,7 @@ a packed copy is.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -22,22 +24,32 @@ import torch
 from torch import nn
 
 from cotbridge.models.pool import memory_bytes
-from cotbridge.models.prepacked_linear import MAX_ROWS, OneDNNPacking, Packing, PrepackedLinear
+from cotbridge.models.prepacked_linear import FORGET_HOOKS, MAX_ROWS, OneDNNPacking, Packing, PrepackedLinear
 
 
 @dataclass
 class Stack:
-    sources: list[tuple[torch.Tensor, int]]  # each weight stacked, and its version counter then
-    packed: torch.Tensor | None  # None: stacking breaks the packing's promise for these shapes
+    sources: list[tuple[torch.Tensor | None, int]]  # each weight and bias stacked, and its version counter then
+    packed: torch.Tensor | None  # None: stacking breaks the packing's promise for these shapes, or memory is short
     shape: torch.Tensor  # the stacked weight's shape (on the meta device: oneDNN's product reads only its size)
     bias: torch.Tensor | None
     sizes: list[int]
 
 
-# owner module (an attention, an MLP) -> its stack
+# owner module (an attention, an MLP) -> its stack; two decoders (a server's threads) may stack at once
 _stacks: weakref.WeakKeyDictionary[nn.Module, Stack] = weakref.WeakKeyDictionary()
-# (packing, dtype, the weights' shapes, pack rows) -> whether the stacked product gives the separate products' bits
+_stacking = threading.Lock()
+# (packing, dtype, weight shapes, bias, pack rows) -> whether the stacked product gives the separate products' bits
 _keeps_bits: dict[tuple, bool] = {}
+
+
+def _forget(module: nn.Module) -> None:
+    with _stacking:
+        _stacks.pop(module, None)
+
+
+# forget_packed (after writes through .data, which no version counter sees) drops the stacks too
+FORGET_HOOKS.append(_forget)
 
 
 def projections(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -55,23 +67,33 @@ def _stack(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) ->
     if torch.is_grad_enabled() or not all(type(m) is PrepackedLinear for m in linears):
         return None
     first = linears[0]
-    packing, weights = first.packing, [m.weight for m in linears]
+    packing = first.packing
     if not isinstance(packing, OneDNNPacking) or any(m.packing is not packing for m in linears):
         return None
     if x.dtype != first.weight.dtype or not x.is_contiguous() or x.device.type != "cpu":
         return None
-    if not packing.serves(x.numel() // x.shape[-1], first.pack_rows):
+    rows = x.numel() // x.shape[-1]
+    if rows > MAX_ROWS or not packing.serves(rows, first.pack_rows):  # _same_bits checks up to MAX_ROWS
         return None
     stack = _stacks.get(owner)
-    if stack is None or any(w is not s or w._version != v for w, (s, v) in zip(weights, stack.sources)):
-        stack = _stacks[owner] = _make_stack(packing, linears)
+    if stack is None or any(t is not s or v != _version(t) for t, (s, v) in zip(_tensors(linears), stack.sources)):
+        with _stacking:
+            stack = _stacks[owner] = _make_stack(packing, linears)
     return stack if stack.packed is not None else None
+
+
+def _tensors(linears: tuple[nn.Module, ...]) -> list[torch.Tensor | None]:
+    return [t for m in linears for t in (m.weight, m.bias)]
+
+
+def _version(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t._version
 
 
 def _make_stack(packing: Packing, linears: tuple[nn.Module, ...]) -> Stack:
     weights = [m.weight.detach() for m in linears]
     biases = [m.bias for m in linears]
-    sources = [(m.weight, m.weight._version) for m in linears]
+    sources = [(t, _version(t)) for t in _tensors(linears)]
     sizes = [w.shape[0] for w in weights]
     stacked = torch.cat(weights)
     bias = None if all(b is None for b in biases) else torch.cat([_bias_or_zeros(m) for m in linears]).detach()
