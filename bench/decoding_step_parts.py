@@ -18,13 +18,11 @@ import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from _results import environment, heading, write_results
+from prompt_lookup_drafts import MODEL_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT.parent / "shared" / "data" / "models" / "smollm2-135m-instruct-q4_1"
 CACHED = 200  # positions each row attends to besides its new one
 STEPS_A_ROUND = 20
 

@@ -98,12 +98,13 @@ def _make_stack(packing: Packing, linears: tuple[nn.Module, ...]) -> Stack:
     stacked = torch.cat(weights)
     bias = None if all(b is None for b in biases) else torch.cat([_bias_or_zeros(m) for m in linears]).detach()
     shape = torch.empty(stacked.shape, dtype=stacked.dtype, device="meta")
+    if not _fits(stacked):
+        return Stack(sources, None, shape, bias, sizes)
+    packed = packing.pack(stacked, linears[0].pack_rows)  # one packing serves the bits check and the stack
     key = (packing, stacked.dtype, tuple(tuple(w.shape) for w in weights), bias is not None, linears[0].pack_rows)
     if key not in _keeps_bits:
-        _keeps_bits[key] = _same_bits(packing, linears, stacked, bias)
-    if not _keeps_bits[key] or not _fits(stacked):
-        return Stack(sources, None, shape, bias, sizes)
-    return Stack(sources, packing.pack(stacked, linears[0].pack_rows), shape, bias, sizes)
+        _keeps_bits[key] = _same_bits(packing, linears, packed, shape, bias)
+    return Stack(sources, packed if _keeps_bits[key] else None, shape, bias, sizes)
 
 
 def _bias_or_zeros(m: nn.Module) -> torch.Tensor:
@@ -118,16 +119,19 @@ def _fits(stacked: torch.Tensor) -> bool:
 
 
 def _same_bits(
-    packing: Packing, linears: tuple[nn.Module, ...], stacked: torch.Tensor, bias: torch.Tensor | None
+    packing: Packing,
+    linears: tuple[nn.Module, ...],
+    packed: torch.Tensor,
+    shape: torch.Tensor,
+    bias: torch.Tensor | None,
 ) -> bool:
-    """The stacked product against the layers' own, at every row count up to the most the packing serves."""
-    rows = linears[0].pack_rows
-    packed = packing.pack(stacked, rows)
-    counts = [n for n in range(1, MAX_ROWS + 1) if packing.serves(n, rows)]
-    x = torch.randn(counts[-1], stacked.shape[1], generator=torch.Generator().manual_seed(0)).to(stacked.dtype)
+    """The stacked product (``packed``, of a weight shaped like ``shape``) against the layers' own, at every row
+    count up to the most the packing serves."""
+    counts = [n for n in range(1, MAX_ROWS + 1) if packing.serves(n, linears[0].pack_rows)]
+    x = torch.randn(counts[-1], shape.shape[1], generator=torch.Generator().manual_seed(0)).to(shape.dtype)
     with torch.no_grad():
         for n in counts:
-            together = packing.product(x[:n], packed, stacked, bias)
+            together = packing.product(x[:n], packed, shape, bias)
             if not torch.equal(together, torch.cat([m(x[:n]) for m in linears], dim=-1)):
                 return False
     return True
