@@ -25,7 +25,10 @@ def cpu_model() -> str:
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     flags = fields.get("Flags", "").split()
     native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, native bf16: {', '.join(native) or 'no'}"
+    # "AMD EPYC" names a Zen 3 and a Zen 4 alike: family and model tell them apart
+    kind = f"family {fields.get('CPU family', '?').strip()}, model {fields.get('Model', '?').strip()}"
+    name = fields.get("Model name", "?").strip()
+    return f"{name} ({kind}), {os.cpu_count()} CPUs, native bf16: {', '.join(native) or 'no'}"
 
 
 def environment() -> dict[str, Any]:

@@ -11,10 +11,10 @@ servers raise it. The same requests at the same total concurrency (32) go to 1, 
 OpenAIBackend (``endpoints``, concurrency 32/k each); ideal speed-up over one server = k.
 
 By default each server runs in a child process, as a real server would (``--in-process`` runs it in a thread
-of this process, sharing the GIL with the client). Writes bench/results/serve_concurrency.{json,md}.
+of this process, sharing the GIL with the client). Writes bench/results/serve_concurrency.{json,md} (``--out``).
 
     .venv/bin/python bench/serve_concurrency.py
-    .venv/bin/python bench/serve_concurrency.py --requests 40 --latency-ms 50   # quicker
+    .venv/bin/python bench/serve_concurrency.py --requests 40 --latency-ms 50 --repeats 1   # quicker
 """
 
 from __future__ import annotations
@@ -104,29 +104,37 @@ def _check(out: list, calls: list[int], n_requests: int) -> None:
     assert sorted(calls) == list(range(n_requests))
 
 
-def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurrency: int) -> dict:
-    """The requests over ``servers`` replicas at ``total_concurrency`` in all, through one OpenAIBackend."""
+def _median(walls: list[float]) -> float:
+    return sorted(walls)[len(walls) // 2]
+
+
+def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurrency: int, repeats: int = 1) -> dict:
+    """The requests over ``servers`` replicas at ``total_concurrency`` in all, through one OpenAIBackend; ``repeats``
+    runs against the same servers, each with a new backend (its clients' start included), the median kept."""
     from contextlib import ExitStack
 
     from cotbridge.backends.openai_api import OpenAIBackend
 
-    requests, calls = _requests(n_requests), []
+    walls, each = [], total_concurrency // servers
     with ExitStack() as stack:
         urls = [stack.enter_context(server(0.0, False, service_ms / 1000)) for _ in range(servers)]
-        each = total_concurrency // servers
-        backend = OpenAIBackend(
-            "instant", endpoints=[{"url": u, "concurrency": each} for u in urls], timeout_s=30, max_retries=2
-        )
-        t0 = time.perf_counter()
-        out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
-        wall = time.perf_counter() - t0
-        shares = [e["answered"] for e in backend.endpoint_stats()]
-    _check(out, calls, n_requests)
+        for _ in range(repeats):
+            requests, calls = _requests(n_requests), []
+            backend = OpenAIBackend(
+                "instant", endpoints=[{"url": u, "concurrency": each} for u in urls], timeout_s=30, max_retries=2
+            )
+            t0 = time.perf_counter()
+            out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
+            walls.append(time.perf_counter() - t0)
+            _check(out, calls, n_requests)
+            shares = [e["answered"] for e in backend.endpoint_stats()]
+    wall = _median(walls)
     return {
         "servers": servers,
         "concurrency_each": each,
         "requests": n_requests,
         "wall_s": round(wall, 3),
+        "walls_s": [round(w, 3) for w in walls],
         "requests_per_s": round(n_requests / wall, 2),
         "answered_by_server": shares,
         "retries": backend.usage.retries,
@@ -134,20 +142,24 @@ def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurr
     }
 
 
-def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool = False) -> dict:
+def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool = False, repeats: int = 1) -> dict:
     from cotbridge.backends.openai_api import OpenAIBackend
 
-    requests, calls = _requests(n_requests), []
+    walls = []
     with server(latency_ms, in_process) as url:
-        backend = OpenAIBackend("instant", base_url=url, concurrency=concurrency, timeout_s=30, max_retries=2)
-        t0 = time.perf_counter()
-        out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
-        wall = time.perf_counter() - t0
-    _check(out, calls, n_requests)
+        for _ in range(repeats):
+            requests, calls = _requests(n_requests), []
+            backend = OpenAIBackend("instant", base_url=url, concurrency=concurrency, timeout_s=30, max_retries=2)
+            t0 = time.perf_counter()
+            out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
+            walls.append(time.perf_counter() - t0)
+            _check(out, calls, n_requests)
+    wall = _median(walls)
     return {
         "concurrency": concurrency,
         "requests": n_requests,
         "wall_s": round(wall, 3),
+        "walls_s": [round(w, 3) for w in walls],
         "requests_per_s": round(n_requests / wall, 2),
         "retries": backend.usage.retries,
         "completion_tokens": backend.usage.completion_tokens,
@@ -164,6 +176,10 @@ def main() -> None:
     ap.add_argument("--servers", default="1,2,4", help="part 2: the server counts compared")
     ap.add_argument("--scale-requests", default="200,400", help="part 2: the run lengths compared")
     ap.add_argument("--target", type=float, default=0.9, help="share of the ideal speed-up each run should reach")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per setting (the median is kept; the serial run of part 1: one)"
+    )
+    ap.add_argument("--out", default=str(RESULTS / "serve_concurrency"), help="output path without extension")
     ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process (shares the GIL)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -172,7 +188,7 @@ def main() -> None:
 
     serial = run(args.requests, args.latency_ms, 1, args.in_process)
     print(f"concurrency 1:  {serial['wall_s']:.2f} s ({serial['requests_per_s']:.1f} req/s)")
-    parallel = run(args.requests, args.latency_ms, args.concurrency, args.in_process)
+    parallel = run(args.requests, args.latency_ms, args.concurrency, args.in_process, args.repeats)
     print(f"concurrency {args.concurrency}: {parallel['wall_s']:.2f} s ({parallel['requests_per_s']:.1f} req/s)")
     ratio = serial["wall_s"] / parallel["wall_s"]
     ideal = serial["ideal_wall_s"] / parallel["ideal_wall_s"]
@@ -181,7 +197,7 @@ def main() -> None:
     counts = [int(k) for k in args.servers.split(",")]
     replicas = []
     for n in [int(n) for n in args.scale_requests.split(",")]:
-        runs = [run_replicas(n, args.service_ms, k, args.concurrency) for k in counts]
+        runs = [run_replicas(n, args.service_ms, k, args.concurrency, args.repeats) for k in counts]
         base = runs[0]["wall_s"] * counts[0]
         for r in runs:
             r["speedup"] = round(base / r["wall_s"], 2)
@@ -197,6 +213,7 @@ def main() -> None:
         "requests": args.requests,
         "latency_ms": args.latency_ms,
         "service_ms": args.service_ms,
+        "repeats": args.repeats,
         "server": "thread in the client's process" if args.in_process else "child process",
         "runs": [serial, parallel],
         "speedup": round(ratio, 2),
@@ -214,17 +231,22 @@ def main() -> None:
         },
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_results(RESULTS / "serve_concurrency", result, render)
+    result["command"] = "python bench/serve_concurrency.py " + " ".join(sys.argv[1:])
+    write_results(args.out, result, render)
+
+
+def _walls(x: dict) -> str:
+    return " / ".join(f"{w:.2f}" for w in x.get("walls_s", [x["wall_s"]]))
 
 
 def render(r: dict) -> str:
     rows = "\n".join(
-        f"| {x['concurrency']} | {x['requests']} | {x['wall_s']:.2f} | {x['ideal_wall_s']:.2f} | "
+        f"| {x['concurrency']} | {x['requests']} | {x['wall_s']:.2f} | {_walls(x)} | {x['ideal_wall_s']:.2f} | "
         f"{x['requests_per_s']:.1f} | {x['retries']} |"
         for x in r["runs"]
     )
     scale = "\n".join(
-        f"| {x['requests']} | {x['servers']} | {x['concurrency_each']} | {x['wall_s']:.2f} | "
+        f"| {x['requests']} | {x['servers']} | {x['concurrency_each']} | {x['wall_s']:.2f} | {_walls(x)} | "
         f"{x['ideal_wall_s']:.2f} | "
         f"{x['requests_per_s']:.1f} | {x['speedup']:.2f}x | {x['share_of_ideal']:.0%} | "
         f"{' / '.join(map(str, x['answered_by_server']))} |"
@@ -241,8 +263,8 @@ Servers in {where}; one OpenAIBackend (the openai SDK's async client) on the oth
 {r["requests"]} chat requests, {r["latency_ms"]:g} ms latency injected per request by the server (outside its
 generation lock), instant backend. Ideal wall time = ceil(requests / concurrency) x latency.
 
-| concurrency | requests | wall s | ideal s | req/s | retries |
-|---|---|---|---|---|---|
+| concurrency | requests | wall s | runs s | ideal s | req/s | retries |
+|---|---|---|---|---|---|---|
 {rows}
 
 Speed-up: **{r["speedup"]:.1f}x** of an ideal {r["ideal_speedup"]:.1f}x: **{r["share_of_ideal"]:.0%}**
@@ -254,24 +276,26 @@ Each server is a replica that computes one request at a time for {r["service_ms"
 lock), so one server caps the throughput; the requests go through one OpenAIBackend with `endpoints`
 (concurrency {r["runs"][1]["concurrency"]} in all, split evenly). Ideal wall = ceil(requests / servers) x service
 time; ideal speed-up over one server = the server count. Each wall time includes the client's start (an SDK client
-per server) and the first connections, ~0.1 s, which a short run feels more: hence two run lengths.
+per server) and the first connections (10-40 ms measured on an AMD EPYC, session 23), which a short run feels more:
+hence two run lengths. Each setting runs {r.get("repeats", 1)} times against the same servers, a new client each
+time; "wall s" is the median of the runs (one late run on a 2-core machine moved a verdict before).
 
-| requests | servers | concurrency each | wall s | ideal s | req/s | speed-up | share of ideal | answered by each |
-|---|---|---|---|---|---|---|---|---|
+| requests | servers | conc. each | wall s | runs s | ideal s | req/s | speed-up | share of ideal | answered by each |
+|---|---|---|---|---|---|---|---|---|---|
 {scale}
 
 Meets the target ({target} of the ideal everywhere): **{"yes" if r["meets_target"] else "no"}**.
 
-The client's CPU is what limits both parts on 2 cores. Two changes took it down (session 14, this Intel machine):
+The client's CPU is what limits both parts on 2 cores. Two changes took it down (session 14, on an Intel Xeon):
 the body goes out through the SDK's generic `post` (same retries, auth, errors) instead of the typed `create()`, whose
 TypedDict transform of the body cost ~1 ms a request: 4.8 -> 3.5 ms of client CPU a request at concurrency 32
 (cProfile, 400 requests, one server); and one TLS context per process instead of one per SDK client (reading the CA
 bundle: 21 ms a client, made per server at each generate() call). Before them, on the same machine: part 1 88%,
-4 servers at 200 requests 85%.
+4 servers at 200 requests 85% (single runs).
 
 Machine: {r["env"]["cpu"]}; {r["env"]["platform"]}, Python {r["env"]["python"]}, openai {r["env"]["openai"]};
 load average before the run {r["env"]["load_before"]:.2f}. Created {r["created"]}.
-Reproduce: `.venv/bin/python bench/serve_concurrency.py`
+Reproduce: `{r.get("command", "python bench/serve_concurrency.py")}`
 """
 
 
