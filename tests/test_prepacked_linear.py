@@ -111,8 +111,9 @@ def test_only_plain_linear_layers_of_a_bf16_cpu_model_are_packed():
     ],
 )
 def test_a_backend_generates_what_it_generates_unpacked(dtype, slots, flags, packing, tiny_model_dir, monkeypatch):
-    if flags is not None:  # the packing tried first on such a CPU, whatever this one is
+    if flags is not None:  # the packing tried first on such a CPU (an Intel one), whatever this one is
         monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(prepacked_linear, "cpu_vendor", lambda: "GenuineIntel")
     reqs = [Request(prompt=p, max_tokens=m) for p, m in zip(PROMPTS * 5, [12, 30, 7, 20] * 5)]
     reqs.append(Request(prompt=PROMPTS[0], n=4, temperature=1.0, top_p=0.9, max_tokens=10, seed=3))
     packed = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=slots)
@@ -247,9 +248,32 @@ def test_a_single_row_is_multiplied_as_two_where_lone_rows_take_another_kernel(m
     assert prepack_linears(nn.Sequential(nn.Linear(96, 160)), rows=16) == 0
 
 
-def test_fp32_tries_mkl_packs_first_on_avx512_cpus_and_onednn_first_elsewhere(monkeypatch):
+def test_fp32_tries_mkl_packs_first_on_intel_avx512_cpus_and_onednn_first_elsewhere(monkeypatch):
+    monkeypatch.setattr(prepacked_linear, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert [p.name for p in prepacked_linear.packings(torch.float32)] == ["MKL", "oneDNN"]
     monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert [p.name for p in prepacked_linear.packings(torch.float32)] == ["oneDNN", "MKL"]
     assert [p.name for p in prepacked_linear.packings(torch.bfloat16)] == ["oneDNN"]
+    # an AMD EPYC Zen 4 has AVX-512 too, but MKL's packs gained nothing there (prepacked_linear_fp32_zen4.md)
+    monkeypatch.setattr(prepacked_linear, "cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(prepacked_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert [p.name for p in prepacked_linear.packings(torch.float32)] == ["oneDNN", "MKL"]
+
+
+def test_cpu_vendor_and_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
+    from cotbridge.models import cpu_features
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\n")
+    real_path = cpu_features.Path
+    monkeypatch.setattr(cpu_features, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()
+    try:
+        assert cpu_features.cpu_vendor() == "AuthenticAMD"
+        assert cpu_features.cpu_flags() == frozenset({"fpu", "avx2", "avx512f"})
+        info.unlink()  # no /proc/cpuinfo (not Linux): nothing known, nothing preferred
+        cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()
+        assert cpu_features.cpu_vendor() == "" and cpu_features.cpu_flags() == frozenset()
+    finally:
+        cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cotbridge.models.cpu_features import cpu_flags
+from cotbridge.models.cpu_features import cpu_flags, cpu_vendor
 from cotbridge.models.pool import memory_bytes
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class OneDNNPacking:
     # CPU: one decoding step's products at 2 rows took 1.1x those at 1 row on an AVX2 AMD EPYC, and single rows are
     # rare (a run's last sequence)
     least_rows: int = 1
-    faster_with: str | None = None
+    faster_with: tuple[str, ...] = ()
     name: str = "oneDNN"
     copy_ratio: float = 1.0  # the packed copies' size over the weights'
 
@@ -99,8 +99,10 @@ class MKLPacking:
     promise: str = "same bits"
     name: str = "MKL"
     copy_ratio: float = 5.0  # 3.4-5x measured (bench/results/fp32_decode_ceiling.md)
-    # tried before oneDNN on CPUs with this flag: MKL's AVX-512 kernels for its packs beat oneDNN's there
-    faster_with: str | None = "avx512f"
+    # tried before oneDNN on Intel CPUs with AVX-512, where MKL's kernels for its packs beat oneDNN's. Not on an AMD
+    # EPYC Zen 4, AVX-512 and all: there MKL's packs took 0.99x the plain path's time, oneDNN's 0.67x
+    # (bench/results/prepacked_linear_fp32_zen4.md); MKL picks its fastest kernels only on Intel's CPUs
+    faster_with: tuple[str, ...] = ("GenuineIntel", "avx512f")
 
     def available(self, dtype: torch.dtype) -> bool:
         mkl = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
@@ -120,15 +122,16 @@ class MKLPacking:
 
 Packing = OneDNNPacking | MKLPacking
 
-# Per dtype, the packings tried in order (those whose ``faster_with`` flag the CPU has first): the first whose promise
+# Per dtype, the packings tried in order (those the CPU has every ``faster_with`` of first): the first whose promise
 # this CPU keeps for the model's shapes is used.
 # bf16/fp16: oneDNN's blocked layout, F.linear's bits at decoding sizes (native bf16 only: AMX, avx512_bf16).
 # fp32: oneDNN's blocked layout copies the size of the weights and serves every row count; its sums differ from
 # F.linear's in the last bits (~1e-6 relative), but a row's bits do not depend on the other rows of its call, so a
 # sample does not depend on which sequences shared its batch. MKL's packs give F.linear's bits at one row count. Which
 # is faster depends on the CPU: 64 greedy GSM8K completions took 0.88x the plain path's time with oneDNN's packs and
-# 1.02x with MKL's on an AVX2 AMD EPYC (Zen 3), but 0.78x and 0.69x on an AVX-512 Xeon (Ice Lake)
-# (bench/results/prepacked_linear_fp32.md, prepacked_linear_fp32_icelake.md): MKL first where the CPU has AVX-512.
+# 1.02x with MKL's on an AVX2 AMD EPYC (Zen 3), 0.67x and 0.99x on an AVX-512 AMD EPYC (Zen 4), but 0.78x and 0.69x on
+# an AVX-512 Xeon (Ice Lake) (bench/results/prepacked_linear_fp32.md, _zen4.md, _icelake.md): MKL first on an Intel
+# CPU with AVX-512.
 PACKINGS: dict[torch.dtype, tuple[Packing, ...]] = {
     torch.bfloat16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
     torch.float16: (OneDNNPacking("same bits", most_rows=MAX_ROWS),),
@@ -137,9 +140,9 @@ PACKINGS: dict[torch.dtype, tuple[Packing, ...]] = {
 
 
 def packings(dtype: torch.dtype) -> tuple[Packing, ...]:
-    """The packings for ``dtype`` in the order tried on this CPU: those faster with one of its flags first."""
-    flags = cpu_flags()
-    return tuple(sorted(PACKINGS.get(dtype, ()), key=lambda p: p.faster_with not in flags))
+    """The packings for ``dtype`` in the order tried on this CPU: those faster on a CPU like it first."""
+    have = cpu_flags() | {cpu_vendor()}
+    return tuple(sorted(PACKINGS.get(dtype, ()), key=lambda p: not (p.faster_with and set(p.faster_with) <= have)))
 
 
 def cpu_packs(dtype: torch.dtype) -> bool:
