@@ -33,7 +33,8 @@ def test_the_step_gives_the_model_s_outputs_and_is_used(tiny_model_dir, monkeypa
     assert len(calls) == len(steps) > 10  # every step, the first (the check) included
     if getattr(torch, dtype) == torch.bfloat16 and cpu_packs(torch.bfloat16):  # the projections went stacked
         layer = slots.model.model.layers[0]
-        assert all(stacked_projections._stacks[m].packed is not None for m in (layer.self_attn, layer.mlp))
+        stacks = [stacked_projections._stacks[m] for m in (layer.self_attn, layer.mlp)]
+        assert all(s.packed is not None and True in s.same_bits.values() for s in stacks)
 
 
 def count_step_calls(monkeypatch) -> list[int]:

@@ -28,18 +28,39 @@ def separate(owner, x):
     return [m(x) for m in owner]
 
 
+def stack_product(owner, calls: list, monkeypatch) -> None:
+    """Records in ``calls`` the row count of each product with ``owner``'s stacked weight (a product whose weight has
+    the stack's row count) from now on."""
+    stack = stacked_projections._stacks[owner]
+    packing = owner[0].packing
+    real = type(packing).product
+
+    def product(self, x, packed, w, bias):
+        if w.shape[0] == stack.shape.shape[0]:
+            calls.append(x.numel() // x.shape[-1])
+        return real(self, x, packed, w, bias)
+
+    monkeypatch.setattr(type(packing), "product", product)
+
+
 @needs_bf16
 @pytest.mark.parametrize("bias", [(False, False, False), (True, True, True), (True, False, True)])
 @pytest.mark.parametrize("rows", [1, 3, 16, 80, 128])
-def test_a_stacked_product_has_the_separate_products_bits(rows, bias):
+def test_a_stacked_product_has_the_separate_products_bits(rows, bias, monkeypatch):
     owner = packed_layers(bias=bias)  # Llama: no biases; Qwen2: query/key/value biases
     x = torch.randn(rows, 1, 64).to(torch.bfloat16)
     with torch.no_grad():
+        first = projections(owner, tuple(owner), x)  # the first call at this row count: checked, the layers' own
+        stack = stacked_projections._stacks[owner]
+        assert stack.packed is not None and stack.same_bits[rows] is True
+        calls = []
+        stack_product(owner, calls, monkeypatch)
         together = projections(owner, tuple(owner), x)
         apart = separate(owner, x)
-    assert stacked_projections._stacks[owner].packed is not None  # the stacked path ran
+    assert calls == [rows]  # the stacked path ran
     assert [t.shape for t in together] == [a.shape for a in apart]
     assert all(torch.equal(t, a) for t, a in zip(together, apart))
+    assert all(torch.equal(f, a) for f, a in zip(first, apart))
 
 
 @needs_bf16
@@ -68,21 +89,26 @@ def test_a_changed_bias_is_stacked_again():
         assert torch.equal(projections(owner, tuple(owner), x)[1], separate(owner, x)[1])
 
 
-@pytest.mark.parametrize("why", ["plain layers", "autograd", "bits", "memory", "rows past the check"])
+@pytest.mark.parametrize("why", ["plain layers", "autograd", "bits", "memory", "rows the packing does not serve"])
 def test_no_stack_where_it_would_not_hold(why, monkeypatch):
     dtype = torch.bfloat16 if cpu_packs(torch.bfloat16) else torch.float32
+    if why == "rows the packing does not serve" and dtype == torch.float32:
+        pytest.skip("oneDNN's fp32 packs serve every row count")
     owner = packed_layers(dtype=dtype, pack=why != "plain layers")
     if why == "bits":
         monkeypatch.setattr(stacked_projections, "_same_bits", lambda *a: False)
         monkeypatch.setattr(stacked_projections, "_keeps_bits", {})
     if why == "memory":
         monkeypatch.setattr(stacked_projections, "memory_bytes", lambda: 1024)
-    x = torch.randn(MAX_ROWS + 1 if why == "rows past the check" else 16, 64).to(dtype)
+    x = torch.randn(MAX_ROWS + 1 if why == "rows the packing does not serve" else 16, 64).to(dtype)
     with torch.set_grad_enabled(why == "autograd"):
-        out = projections(owner, tuple(owner), x)
-        assert all(torch.equal(t, a) for t, a in zip(out, separate(owner, x)))
+        for _ in range(2):  # a second call at the same row count: the stacked product's, had the check allowed it
+            out = projections(owner, tuple(owner), x)
+            assert all(torch.equal(t, a) for t, a in zip(out, separate(owner, x)))
     stack = stacked_projections._stacks.get(owner)
-    if why in ("bits", "memory") and isinstance(owner[0].packing, OneDNNPacking):
+    if why == "bits" and isinstance(owner[0].packing, OneDNNPacking):
+        assert stack is not None and stack.same_bits == {16: False}  # tried, and refused at that row count
+    elif why == "memory" and isinstance(owner[0].packing, OneDNNPacking):
         assert stack is not None and stack.packed is None  # tried, and refused
     else:  # never tried (fp32 on an AVX-512 CPU packs with MKL, which is not stacked)
         assert stack is None

@@ -3,7 +3,8 @@
 At decoding sizes each of these products is short of work for the CPU's kernels (576 inputs by 192 outputs for a
 SmolLM2-135M key), and a product per weight pays a call's fixed costs each time. Their weights stacked and packed
 once, one product gives the same bits as the separate ones (an output column sums its inputs the same way whatever
-columns sit beside it; checked for every row count the packing serves before a stack is used), in less time at
+columns sit beside it; checked at each row count the first time stacks of those shapes meet it: the layers' own
+products serve that call, the stacked one every later call at that count where the bits were equal), in less time at
 decoding sizes: a bf16 step of SmolLM2-135M at 16 rows on an AMD EPYC Zen 4 took 0.89x model()'s time stacked and
 0.98x with the projections apart, at 50 rows 0.95x and 0.94x, with +-4% noise on that machine
 (bench/results/decoding_step_parts_zen4.md). backends/decoding_step.py is where this is used.
@@ -24,23 +25,25 @@ import torch
 from torch import nn
 
 from cotbridge.models.pool import memory_bytes
-from cotbridge.models.prepacked_linear import FORGET_HOOKS, MAX_ROWS, OneDNNPacking, Packing, PrepackedLinear
+from cotbridge.models.prepacked_linear import FORGET_HOOKS, OneDNNPacking, Packing, PrepackedLinear
 
 
 @dataclass
 class Stack:
     sources: list[tuple[torch.Tensor | None, int]]  # each weight and bias stacked, and its version counter then
-    packed: torch.Tensor | None  # None: stacking breaks the packing's promise for these shapes, or memory is short
+    packed: torch.Tensor | None  # None: memory is short
     shape: torch.Tensor  # the stacked weight's shape (on the meta device: oneDNN's product reads only its size)
     bias: torch.Tensor | None
     sizes: list[int]
+    same_bits: dict[int, bool]  # per row count: whether the stacked product gave the separate ones' bits (_keeps_bits)
 
 
 # owner module (an attention, an MLP) -> its stack; two decoders (a server's threads) may stack at once
 _stacks: weakref.WeakKeyDictionary[nn.Module, Stack] = weakref.WeakKeyDictionary()
 _stacking = threading.Lock()
-# (packing, dtype, weight shapes, bias, pack rows) -> whether the stacked product gives the separate products' bits
-_keeps_bits: dict[tuple, bool] = {}
+# (packing, dtype, weight shapes, bias, pack rows) -> per row count met so far, whether the stacked product gave the
+# separate products' bits (oneDNN picks its kernel by shape: one verdict serves every layer of those shapes)
+_keeps_bits: dict[tuple, dict[int, bool]] = {}
 
 
 def _forget(module: nn.Module) -> None:
@@ -53,14 +56,21 @@ FORGET_HOOKS.append(_forget)
 
 
 def projections(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Each of ``linears``' products with ``x``: views of one stacked product where they can be stacked and the
-    packing serves x's row count, else each layer's own."""
+    """Each of ``linears``' products with ``x``: views of one stacked product where they can be stacked, the packing
+    serves x's row count and the stacked product gave the separate ones' bits at that count, else each layer's own.
+    The first call at a row count computes both and returns the layers' own: checking every count up front cost
+    ~0.9 s at a run's start (fp32, 128 counts, two shapes), where a run meets a few dozen counts."""
     stack = _stack(owner, linears, x)
-    if stack is None:
+    rows = x.numel() // x.shape[-1]
+    same = None if stack is None else stack.same_bits.get(rows)
+    if stack is None or same is False:
         return tuple(m(x) for m in linears)
-    first = linears[0]
-    out = first.packing.product(x, stack.packed, stack.shape, stack.bias)
-    return out.split(stack.sizes, dim=-1)
+    together = linears[0].packing.product(x, stack.packed, stack.shape, stack.bias).split(stack.sizes, dim=-1)
+    if same is None:
+        apart = tuple(m(x) for m in linears)
+        stack.same_bits[rows] = _same_bits(apart, together)
+        return apart
+    return together
 
 
 def _stack(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) -> Stack | None:
@@ -73,7 +83,7 @@ def _stack(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) ->
     if x.dtype != first.weight.dtype or not x.is_contiguous() or x.device.type != "cpu":
         return None
     rows = x.numel() // x.shape[-1]
-    if rows > MAX_ROWS or not packing.serves(rows, first.pack_rows):  # _same_bits checks up to MAX_ROWS
+    if not packing.serves(rows, first.pack_rows):
         return None
     stack = _stacks.get(owner)
     if stack is None or any(t is not s or v != _version(t) for t, (s, v) in zip(_tensors(linears), stack.sources)):
@@ -98,13 +108,11 @@ def _make_stack(packing: Packing, linears: tuple[nn.Module, ...]) -> Stack:
     stacked = torch.cat(weights)
     bias = None if all(b is None for b in biases) else torch.cat([_bias_or_zeros(m) for m in linears]).detach()
     shape = torch.empty(stacked.shape, dtype=stacked.dtype, device="meta")
-    if not _fits(stacked):
-        return Stack(sources, None, shape, bias, sizes)
-    packed = packing.pack(stacked, linears[0].pack_rows)  # one packing serves the bits check and the stack
     key = (packing, stacked.dtype, tuple(tuple(w.shape) for w in weights), bias is not None, linears[0].pack_rows)
-    if key not in _keeps_bits:
-        _keeps_bits[key] = _same_bits(packing, linears, packed, shape, bias)
-    return Stack(sources, packed if _keeps_bits[key] else None, shape, bias, sizes)
+    same_bits = _keeps_bits.setdefault(key, {})
+    if not _fits(stacked):
+        return Stack(sources, None, shape, bias, sizes, same_bits)
+    return Stack(sources, packing.pack(stacked, linears[0].pack_rows), shape, bias, sizes, same_bits)
 
 
 def _bias_or_zeros(m: nn.Module) -> torch.Tensor:
@@ -118,20 +126,5 @@ def _fits(stacked: torch.Tensor) -> bool:
     return used + stacked.numel() * stacked.element_size() <= memory_bytes() // 16
 
 
-def _same_bits(
-    packing: Packing,
-    linears: tuple[nn.Module, ...],
-    packed: torch.Tensor,
-    shape: torch.Tensor,
-    bias: torch.Tensor | None,
-) -> bool:
-    """The stacked product (``packed``, of a weight shaped like ``shape``) against the layers' own, at every row
-    count up to the most the packing serves."""
-    counts = [n for n in range(1, MAX_ROWS + 1) if packing.serves(n, linears[0].pack_rows)]
-    x = torch.randn(counts[-1], shape.shape[1], generator=torch.Generator().manual_seed(0)).to(shape.dtype)
-    with torch.no_grad():
-        for n in counts:
-            together = packing.product(x[:n], packed, shape, bias)
-            if not torch.equal(together, torch.cat([m(x[:n]) for m in linears], dim=-1)):
-                return False
-    return True
+def _same_bits(apart: tuple[torch.Tensor, ...], together: tuple[torch.Tensor, ...]) -> bool:
+    return all(torch.equal(a, t) for a, t in zip(apart, together))
