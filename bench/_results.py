@@ -22,7 +22,7 @@ def write_results(out: str | Path, result: dict[str, Any], render: Callable[[dic
 def cpu_model() -> str:
     """The CPU's model name, its count and whether it has native bf16 (the figures differ by CPU kind)."""
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
     flags = fields.get("Flags", "").split()
     native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     # "AMD EPYC" names a Zen 3 and a Zen 4 alike: family and model tell them apart

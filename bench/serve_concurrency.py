@@ -104,8 +104,9 @@ def _check(out: list, calls: list[int], n_requests: int) -> None:
     assert sorted(calls) == list(range(n_requests))
 
 
-def _median(walls: list[float]) -> float:
-    return sorted(walls)[len(walls) // 2]
+def _median(walls: list[float]) -> int:
+    """The index of the median run (an odd count of runs)."""
+    return sorted(range(len(walls)), key=walls.__getitem__)[len(walls) // 2]
 
 
 def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurrency: int, repeats: int = 1) -> dict:
@@ -115,7 +116,7 @@ def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurr
 
     from cotbridge.backends.openai_api import OpenAIBackend
 
-    walls, each = [], total_concurrency // servers
+    walls, shares, retries, each = [], [], 0, total_concurrency // servers
     with ExitStack() as stack:
         urls = [stack.enter_context(server(0.0, False, service_ms / 1000)) for _ in range(servers)]
         for _ in range(repeats):
@@ -127,8 +128,10 @@ def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurr
             out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
             walls.append(time.perf_counter() - t0)
             _check(out, calls, n_requests)
-            shares = [e["answered"] for e in backend.endpoint_stats()]
-    wall = _median(walls)
+            shares.append([e["answered"] for e in backend.endpoint_stats()])
+            retries += backend.usage.retries
+    median = _median(walls)
+    wall = walls[median]
     return {
         "servers": servers,
         "concurrency_each": each,
@@ -136,8 +139,8 @@ def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurr
         "wall_s": round(wall, 3),
         "walls_s": [round(w, 3) for w in walls],
         "requests_per_s": round(n_requests / wall, 2),
-        "answered_by_server": shares,
-        "retries": backend.usage.retries,
+        "answered_by_server": shares[median],
+        "retries": retries,  # over all runs
         "ideal_wall_s": round(-(-n_requests // servers) * service_ms / 1000, 3),
     }
 
@@ -145,7 +148,7 @@ def run_replicas(n_requests: int, service_ms: float, servers: int, total_concurr
 def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool = False, repeats: int = 1) -> dict:
     from cotbridge.backends.openai_api import OpenAIBackend
 
-    walls = []
+    walls, retries = [], 0
     with server(latency_ms, in_process) as url:
         for _ in range(repeats):
             requests, calls = _requests(n_requests), []
@@ -154,14 +157,15 @@ def run(n_requests: int, latency_ms: float, concurrency: int, in_process: bool =
             out = backend.generate(requests, progress=False, on_result=lambda i, comps: calls.append(i))
             walls.append(time.perf_counter() - t0)
             _check(out, calls, n_requests)
-    wall = _median(walls)
+            retries += backend.usage.retries
+    wall = walls[_median(walls)]
     return {
         "concurrency": concurrency,
         "requests": n_requests,
         "wall_s": round(wall, 3),
         "walls_s": [round(w, 3) for w in walls],
         "requests_per_s": round(n_requests / wall, 2),
-        "retries": backend.usage.retries,
+        "retries": retries,  # over all runs
         "completion_tokens": backend.usage.completion_tokens,
         "ideal_wall_s": round(-(-n_requests // concurrency) * latency_ms / 1000, 3),
     }
@@ -182,6 +186,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "serve_concurrency"), help="output path without extension")
     ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process (shares the GIL)")
     args = ap.parse_args()
+    if args.repeats < 1 or args.repeats % 2 == 0:
+        ap.error("--repeats: an odd count >= 1 (the median of the runs is kept)")
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(ROOT / "bench"))
     from _results import cpu_model, write_results

@@ -14,6 +14,12 @@ from cotbridge.models.stacked_projections import projections
 needs_bf16 = pytest.mark.skipif(not cpu_packs(torch.bfloat16), reason="this CPU has no native bf16 in oneDNN")
 
 
+@pytest.fixture(autouse=True)
+def fresh_verdicts(monkeypatch):
+    """No row count's verdict carried over from another test (they are shared by shapes, process-wide)."""
+    monkeypatch.setattr(stacked_projections, "_keeps_bits", {})
+
+
 def packed_layers(
     sizes=(96, 32, 32), n_in: int = 64, dtype=torch.bfloat16, pack: bool = True, bias=(False, False, False)
 ) -> nn.ModuleList:
@@ -39,6 +45,23 @@ def stack_product(owner, calls: list, monkeypatch) -> None:
         if w.shape[0] == stack.shape.shape[0]:
             calls.append(x.numel() // x.shape[-1])
         return real(self, x, packed, w, bias)
+
+    monkeypatch.setattr(type(packing), "product", product)
+
+
+def stack_product_off_by_one_ulp(owner, calls: list, monkeypatch) -> None:
+    """As stack_product, and the stacked product's first element moved by one ulp (a kernel summing otherwise)."""
+    stack = stacked_projections._stacks[owner]
+    packing = owner[0].packing
+    real = type(packing).product
+
+    def product(self, x, packed, w, bias):
+        out = real(self, x, packed, w, bias)
+        if w.shape[0] == stack.shape.shape[0]:
+            calls.append(x.numel() // x.shape[-1])
+            out = out.clone()
+            out.view(-1)[0] = torch.nextafter(out.view(-1)[0], torch.tensor(float("inf"), dtype=out.dtype))
+        return out
 
     monkeypatch.setattr(type(packing), "product", product)
 
@@ -112,3 +135,40 @@ def test_no_stack_where_it_would_not_hold(why, monkeypatch):
         assert stack is not None and stack.packed is None  # tried, and refused
     else:  # never tried (fp32 on an AVX-512 CPU packs with MKL, which is not stacked)
         assert stack is None
+
+
+@needs_bf16
+def test_a_row_count_whose_stacked_bits_differ_takes_the_layers_own_products(monkeypatch):
+    owner = packed_layers()
+    with torch.no_grad():
+        projections(owner, tuple(owner), torch.randn(4, 64).to(torch.bfloat16))  # the stack, made and checked at 4
+        calls = []
+        stack_product_off_by_one_ulp(owner, calls, monkeypatch)
+        x = torch.randn(16, 64).to(torch.bfloat16)
+        first = projections(owner, tuple(owner), x)
+        second = projections(owner, tuple(owner), x)
+        apart = separate(owner, x)
+    stack = stacked_projections._stacks[owner]
+    assert stack.same_bits == {4: True, 16: False}
+    assert calls == [16]  # tried once, at the check; the second call took the layers' own products
+    assert all(torch.equal(f, a) and torch.equal(s, a) for f, s, a in zip(first, second, apart))
+
+
+@needs_bf16
+def test_a_stacked_product_that_fails_is_refused_at_that_row_count(monkeypatch, caplog):
+    owner = packed_layers()
+    real = stacked_projections._stacked_product
+
+    def fails_at_8_rows(linears, stack, x):
+        if x.numel() // x.shape[-1] == 8:
+            raise RuntimeError("no kernel for this shape")
+        return real(linears, stack, x)
+
+    monkeypatch.setattr(stacked_projections, "_stacked_product", fails_at_8_rows)
+    with torch.no_grad():
+        for rows in (8, 8, 5, 5):
+            x = torch.randn(rows, 64).to(torch.bfloat16)
+            out = projections(owner, tuple(owner), x)
+            assert all(torch.equal(t, a) for t, a in zip(out, separate(owner, x)))
+    assert stacked_projections._stacks[owner].same_bits == {8: False, 5: True}
+    assert "refused at 8 rows" in caplog.text

@@ -4,9 +4,9 @@ On a CPU, ``F.linear`` on a bf16 tensor hands oneDNN the weight in its plain lay
 blocked layout its AMX kernels read, on every call. At decoding sizes (16 rows x 576 columns) that reorder is half
 of the product's time. Packing the weight once (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's
 freezing pass does) gives the same bits at up to 128 rows, 1.1-2.3x faster per product. fp32 weights go to one of two
-packings, whichever is faster on the CPU: MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``; CPUs with
-AVX-512, decoding batches of 16 rows or more) give F.linear's bits for one row count (the decoding batch) and copy
-3-5x the weights (bench/results/fp32_decode_ceiling.md); oneDNN's blocked layout (elsewhere, e.g. an AVX2 AMD EPYC,
+packings, whichever is faster on the CPU: MKL's packs (``torch.ops.mkl._mkl_reorder_linear_weight``; Intel CPUs
+with AVX-512, decoding batches of 16 rows or more) give F.linear's bits for one row count (the decoding batch) and copy
+3-5x the weights (bench/results/fp32_decode_ceiling.md); oneDNN's blocked layout (elsewhere, e.g. an AMD EPYC,
 and smaller batches) serves every row count at the weights' size, and its products differ from F.linear's in the
 last bits (~1e-6 relative), but each row's bits are the same whatever other rows share its product (checked at
 load). A packing whose promise the check finds broken for the model's shapes is not used; the next one is tried.

@@ -17,6 +17,7 @@ a packed copy is.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ class Stack:
     same_bits: dict[int, bool]  # per row count: whether the stacked product gave the separate ones' bits (_keeps_bits)
 
 
+log = logging.getLogger(__name__)
+
 # owner module (an attention, an MLP) -> its stack; two decoders (a server's threads) may stack at once
 _stacks: weakref.WeakKeyDictionary[nn.Module, Stack] = weakref.WeakKeyDictionary()
 _stacking = threading.Lock()
-# (packing, dtype, weight shapes, bias, pack rows) -> per row count met so far, whether the stacked product gave the
-# separate products' bits (oneDNN picks its kernel by shape: one verdict serves every layer of those shapes)
+# (packing, dtype, weight shapes, which have a bias, pack rows) -> per row count met so far, whether the stacked
+# product gave the separate products' bits (oneDNN picks its kernel by shape: one verdict serves every layer of those
+# shapes)
 _keeps_bits: dict[tuple, dict[int, bool]] = {}
 
 
@@ -65,12 +69,20 @@ def projections(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tenso
     same = None if stack is None else stack.same_bits.get(rows)
     if stack is None or same is False:
         return tuple(m(x) for m in linears)
-    together = linears[0].packing.product(x, stack.packed, stack.shape, stack.bias).split(stack.sizes, dim=-1)
     if same is None:
         apart = tuple(m(x) for m in linears)
-        stack.same_bits[rows] = _same_bits(apart, together)
+        try:
+            together = _stacked_product(linears, stack, x)
+        except RuntimeError as e:  # a kernel this build lacks for these shapes: the layers' own from now on
+            log.warning("stacked projections refused at %d rows: %s", rows, e)
+            together = None
+        stack.same_bits[rows] = together is not None and _same_bits(apart, together)
         return apart
-    return together
+    return _stacked_product(linears, stack, x)
+
+
+def _stacked_product(linears: tuple[nn.Module, ...], stack: Stack, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return linears[0].packing.product(x, stack.packed, stack.shape, stack.bias).split(stack.sizes, dim=-1)
 
 
 def _stack(owner: nn.Module, linears: tuple[nn.Module, ...], x: torch.Tensor) -> Stack | None:
@@ -108,7 +120,9 @@ def _make_stack(packing: Packing, linears: tuple[nn.Module, ...]) -> Stack:
     stacked = torch.cat(weights)
     bias = None if all(b is None for b in biases) else torch.cat([_bias_or_zeros(m) for m in linears]).detach()
     shape = torch.empty(stacked.shape, dtype=stacked.dtype, device="meta")
-    key = (packing, stacked.dtype, tuple(tuple(w.shape) for w in weights), bias is not None, linears[0].pack_rows)
+    # which layers have a bias: a zero bias fused where a layer has none may take another kernel (prepacked_linear)
+    has_bias = tuple(b is not None for b in biases)
+    key = (packing, stacked.dtype, tuple(tuple(w.shape) for w in weights), has_bias, linears[0].pack_rows)
     same_bits = _keeps_bits.setdefault(key, {})
     if not _fits(stacked):
         return Stack(sources, None, shape, bias, sizes, same_bits)
