@@ -268,12 +268,12 @@ def test_cpu_vendor_and_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\n")
     real_path = cpu_features.Path
     monkeypatch.setattr(cpu_features, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
-    cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()
+    cpu_features._first_cpu.cache_clear(), cpu_features.cpu_flags.cache_clear()
     try:
         assert cpu_features.cpu_vendor() == "AuthenticAMD"
         assert cpu_features.cpu_flags() == frozenset({"fpu", "avx2", "avx512f"})
         info.unlink()  # no /proc/cpuinfo (not Linux): nothing known, nothing preferred
-        cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()
+        cpu_features._first_cpu.cache_clear(), cpu_features.cpu_flags.cache_clear()
         assert cpu_features.cpu_vendor() == "" and cpu_features.cpu_flags() == frozenset()
     finally:
-        cpu_features.cpu_vendor.cache_clear(), cpu_features.cpu_flags.cache_clear()
+        cpu_features._first_cpu.cache_clear(), cpu_features.cpu_flags.cache_clear()

@@ -6,24 +6,24 @@ import functools
 from pathlib import Path
 
 
-def _cpuinfo_field(name: str) -> str:
-    """The first CPU's ``name`` field in /proc/cpuinfo; empty where the file is missing (not Linux)."""
+@functools.cache
+def _first_cpu() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo (read once); none where the file is missing (not Linux)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    line = next((line for line in text.splitlines() if line.split(":")[0].strip() == name), "")
-    return line.partition(":")[2].strip()
+        return {}
+    first = text.split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
 
 
-@functools.cache
 def cpu_vendor() -> str:
     """``GenuineIntel``, ``AuthenticAMD``, ...: Intel's MKL takes its fastest kernels only on Intel's CPUs."""
-    return _cpuinfo_field("vendor_id")
+    return _first_cpu().get("vendor_id", "")
 
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The instruction-set flags of the first CPU (``avx512f``, ``amx_bf16``, ...); empty where /proc/cpuinfo is
     missing (not Linux)."""
-    return frozenset(_cpuinfo_field("flags").split())
+    return frozenset(_first_cpu().get("flags", "").split())
