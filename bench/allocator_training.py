@@ -21,11 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from _paths import ROOT
 from _results import write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ARMS = {"tuned": "heap", "glibc": None}  # COTBRIDGE_MALLOC per arm
 

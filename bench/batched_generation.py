@@ -23,11 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from _paths import DATA, MODEL_DIR, ROOT
 from _quiet import QuietTimer
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 RESULTS = ROOT / "bench" / "results"
 
 

@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
+from _paths import MODEL_DIR
 from _results import environment, heading, write_results
-from prompt_lookup_drafts import MODEL_DIR
 
 CACHED = 200  # positions each row attends to besides its new one
 STEPS_A_ROUND = 20

@@ -9,22 +9,21 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from pathlib import Path
 
+from _paths import DATA, ROOT
 from _results import write_results
 from cotbridge.decontaminate import build_index, decontaminate
 from cotbridge.tasks import get_task
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS = ("gsm8k", "svamp", "multiarith", "strategy_qa")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--data-dir", default=str(DATA))
     ap.add_argument("--ngram", type=int, default=13)
     ap.add_argument("--fuzzy", type=float, default=0.7)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decontamination"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decontamination"))
     args = ap.parse_args()
     t0 = time.perf_counter()
     index = build_index(data_dir=args.data_dir, n=args.ngram, fuzzy=args.fuzzy)

@@ -29,12 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paths import DATA, MODEL_DIR, ROOT
 from _quiet import QuietTimer
 from _results import cpu_model
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RESULTS = ROOT / "bench" / "results"
 TASK = "gsm8k_cot_zeroshot_local"

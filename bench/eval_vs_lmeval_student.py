@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paths import ROOT
 from _quiet import QuietTimer
 from eval_vs_lmeval import ORDERS, Timed, instrument, plain, time_cotbridge_eval, timings
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 TASK_SPEC, LM_TASK = "synthetic_coin_flip:k=4", "coin_flip_student_local"
 STOP, MAX_TOKENS = "END", 128  # the student's stop word and the quickstart's eval.max_tokens

@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from _paths import ROOT
 from _results import write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "finetune_cot_replay_gpt4o_mini_svamp.yaml"
 RESULTS = ROOT / "bench" / "results"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -26,14 +26,10 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
+from _paths import DATA, MODEL_DIR, ROOT
 from _results import write_results
 from prepacked_linear import generation, set_packed
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 
 
 def best_of(fn, reps: int, rounds: int = 3) -> float:

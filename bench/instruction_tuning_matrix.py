@@ -24,8 +24,9 @@ import shutil  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "instruction_tuning_replay_offline.yaml"
+from _paths import ROOT
+
+RECIPE = ROOT / "recipes" / "instruction_tuning_replay_offline.yaml"
 
 
 def contamination_check(run_dir: Path, data_dir: str | None, rows: list[str]) -> dict:
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("--run-dir", default="runs/instruction-tuning-replay")
     ap.add_argument("--set", action="append", default=[], dest="sets")
     args = ap.parse_args()
-    os.chdir(REPO)  # the recipe names ../shared/data relative to the repository root
+    os.chdir(ROOT)  # the recipe names ../shared/data relative to the repository root
 
     import logging
 
@@ -113,7 +114,7 @@ def main() -> None:
         "contamination": check,
         "this_run": {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "note": "a rerun reuses finished stages"},
         "students": stats,
-        "recipe": str(RECIPE.relative_to(REPO)),
+        "recipe": str(RECIPE.relative_to(ROOT)),
         "overrides": args.sets,
         "machine": {
             "cpus": os.cpu_count(),
@@ -122,7 +123,7 @@ def main() -> None:
             "python": platform.python_version(),
         },
     }
-    out = REPO / "bench" / "results"
+    out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     # Earlier runs' times stay: a rerun that only redraws the report must not hide what the full run cost.
     old = out / "instruction_tuning_matrix.json"
@@ -160,7 +161,7 @@ def main() -> None:
             for r in result["runs"]
         )
         + ".\n\n"
-        f"Command: `.venv/bin/python bench/instruction_tuning_matrix.py` (recipe `{RECIPE.relative_to(REPO)}`); "
+        f"Command: `.venv/bin/python bench/instruction_tuning_matrix.py` (recipe `{RECIPE.relative_to(ROOT)}`); "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) on {os.cpu_count()} shared CPUs.\n"
     )
     (out / "instruction_tuning_matrix.md").write_text(md)

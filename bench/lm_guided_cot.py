@@ -23,7 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _paths import ROOT
+
 RECIPE = ROOT / "recipes" / "lm_guided_cot_offline.yaml"
 RESULTS = ROOT / "bench" / "results"
 SMOKE = [

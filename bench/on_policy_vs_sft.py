@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _paths import ROOT
+
 sys.path.insert(0, str(ROOT / "bench"))
 RESULTS = ROOT / "bench" / "results" / "on_policy_vs_sft"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

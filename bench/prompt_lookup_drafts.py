@@ -30,11 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paths import DATA, MODEL_DIR
 from _results import environment, heading, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 DRAFTS = 4
 
 

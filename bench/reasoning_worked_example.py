@@ -29,11 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paths import DATA, ROOT
 from _results import write_results
 from cotbridge.answers.extract import boxed_contents
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 
 
 def openr1_rows(sources: list[Path]) -> list[dict[str, Any]]:
@@ -72,17 +70,17 @@ def data_dir(work: Path, math500: Path) -> Path:
     shutil.copyfile(math500, out / "reasoning" / "math500.jsonl")
     for name in ("finetune_cot", "gsm8k", "aqua", "multihop"):
         link = out / name
-        if (SHARED / name).is_dir() and not link.exists():
-            link.symlink_to(SHARED / name)
+        if (DATA / name).is_dir() and not link.exists():
+            link.symlink_to(DATA / name)
     return out
 
 
 def shown(arg: str) -> str:
     """An argument as the results show it: repository paths relative, the local input copies by file name only
     (where they came from is in this file's docstring), no machine's folders."""
-    if Path(arg).is_absolute() and not arg.startswith(f"{REPO}/"):
+    if Path(arg).is_absolute() and not arg.startswith(f"{ROOT}/"):
         return f"LOCAL_COPY/{Path(arg).name}"
-    return arg.replace(f"{REPO}/", "")
+    return arg.replace(f"{ROOT}/", "")
 
 
 def cli(args: list[str], log: list[dict[str, Any]]) -> None:
@@ -90,7 +88,7 @@ def cli(args: list[str], log: list[dict[str, Any]]) -> None:
     shown_cmd = "cotbridge " + " ".join(shlex.quote(shown(a)) for a in args)
     print(f"$ {shown_cmd}", flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=ROOT)
     log.append({"command": shown_cmd, "seconds": round(time.perf_counter() - t0, 1)})
 
 
@@ -169,8 +167,8 @@ def main() -> None:
     ap.add_argument("--max-length", default="1024")
     ap.add_argument("--limit", default="50", help="MATH-500 questions evaluated")
     ap.add_argument("--max-tokens", default="1024")
-    ap.add_argument("--work", type=Path, default=REPO / "bench" / ".work" / "reasoning_example")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "reasoning_worked_example"))
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "reasoning_example")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "reasoning_worked_example"))
     args = ap.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)  # a fresh run each time: the step timings are this run's
     args.work.mkdir(parents=True)
@@ -207,7 +205,7 @@ def main() -> None:
     summary = contamination["summary"]
     result = {
         "command": "python "
-        + " ".join(shlex.quote(shown(a)) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
+        + " ".join(shlex.quote(shown(a)) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
         "sources": [f"`{p.name}`" for p in args.traces_from],
         "math500": args.math500.name,
         "rows": len(rows),
@@ -219,7 +217,7 @@ def main() -> None:
         "decontamination": {
             "dropped": summary["dropped"],
             "by_task": summary["by_test_task"],
-            "skipped": {task: why.replace(f"{REPO}/", "") for task, why in summary["skipped_tasks"].items()},
+            "skipped": {task: why.replace(f"{ROOT}/", "") for task, why in summary["skipped_tasks"].items()},
             "examples": sorted({d["question"][:90] for d in contamination["dropped"]}),
         },
         "eval": evals,

@@ -9,10 +9,10 @@ import json
 import tempfile
 from pathlib import Path
 
+from _paths import DATA, ROOT
 from cotbridge.evaluation.predictions import score_predictions
 
-REPO = Path(__file__).resolve().parents[1]
-RE2 = REPO.parent / "shared" / "data" / "teacher_rationales" / "rereading_re2"
+RE2 = DATA / "teacher_rationales" / "rereading_re2"
 FILES = [
     ("svamp", "svamp__gpt-4o-mini-2024-07-18.jsonl", "target"),
     ("gsm8k", "gsm8k_test__gpt-3.5-turbo.jsonl", "target"),
@@ -54,7 +54,7 @@ def main() -> None:
     lines += [f"| {f} | {g} | {n} | {a:.3f} | {r:.3f} | {ag:.3%} | {d} |" for f, g, n, a, r, ag, d in rows]
     table = "\n".join(lines)
     print(table)
-    out = REPO / "bench" / "results"
+    out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "score_released_outputs.json").write_text(json.dumps(details, indent=1) + "\n")
     (out / "score_released_outputs.md").write_text(

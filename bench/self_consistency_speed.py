@@ -26,13 +26,10 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
+from _paths import DATA, MODEL_DIR, ROOT
 from _results import write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 PATHS = (("batches fp32", "batches", "float32"), ("slots bf16", "slots", "bfloat16"))
 
 

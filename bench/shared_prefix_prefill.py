@@ -17,13 +17,9 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
+from _paths import DATA, MODEL_DIR, ROOT
 from _results import environment, write_results
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL_DIR = DATA / "models" / "smollm2-135m-instruct-q4_1"
 
 
 def main() -> None:

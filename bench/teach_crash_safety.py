@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _paths import ROOT
 from cotbridge.backends.oracle import QUESTION_RE, OracleBackend
 from cotbridge.backends.replay import normalize_question
 from cotbridge.server import running_server
 
-REPO = Path(__file__).resolve().parents[1]
 TASK, N = "synthetic_arithmetic:k=2", 300
 KILLS, SEED = 5, 0
 
@@ -239,7 +239,7 @@ def main() -> None:
             "concurrent": concurrent,
         }
     print(json.dumps(result, indent=1))
-    out = REPO / "bench" / "results"
+    out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "teach_crash_safety.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "teach_crash_safety.md").write_text(

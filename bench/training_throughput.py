@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paths import DATA, ROOT
 from _results import write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 SOURCE = DATA / "teacher_rationales" / "rereading_re2" / "gsm8k_test__gpt-3.5-turbo.jsonl"
 RESULTS = ROOT / "bench" / "results"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

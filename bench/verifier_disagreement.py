@@ -9,12 +9,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from _paths import ROOT
 from _results import write_results
 from cotbridge.evaluation.predictions import score_predictions
 from score_released_outputs import FILES as RELEASED
 from score_released_outputs import RE2
 
-REPO = Path(__file__).resolve().parents[1]
 # the released files of score_released_outputs.py whose answers are numbers (math-verify says nothing on letters)
 FILES = [f for f in RELEASED if f[0] != "commonsense_qa"]
 
@@ -34,7 +34,7 @@ def main() -> None:
                 )
                 m = s["results"][task]
                 rows.append({"file": filename, "generation": generation, "n": m["n"], **m["checker_table"]})
-    write_results(REPO / "bench" / "results" / "verifier_disagreement", {"rows": rows}, render)
+    write_results(ROOT / "bench" / "results" / "verifier_disagreement", {"rows": rows}, render)
 
 
 def render(r: dict) -> str:

@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _paths import ROOT
 from _results import write_results
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -27,9 +26,9 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=None, help="training questions the teacher answered (default n)")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--keep", default=None, help="write the run directory here instead of a temporary folder")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "view_scale"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "view_scale"))
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(ROOT))
     from tests.view_runs import synthesize_run
 
     from cotbridge.view import write_view
