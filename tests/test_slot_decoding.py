@@ -385,7 +385,7 @@ def test_a_shared_start_is_kept_for_later_refills_of_single_prompts(tiny_model_d
 @pytest.mark.parametrize("lookahead, stop", [(0, False), (4, False), (4, True)])
 def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, lookahead, stop):
     """Stage 2 of a two-stage call pre-fills only what the stored stage-1 keys/values do not cover: they cover every
-    token but the last (or all of them, where the model confirmed a draft past a stop string: not staged here), the
+    token but the last (or all of them, where the model confirmed a draft past a stop string: the next test), the
     last step's included, and equal a full pre-fill's; also for sequences a stop string ends."""
     import torch
 
@@ -425,3 +425,71 @@ def test_a_finished_sequence_is_stored_up_to_its_last_token(tiny_model_dir, look
         assert torch.allclose(dec.prefixes.entries[stored[0]], kv[..., :n, :], atol=1e-5)
     if lookahead and not stop:
         assert dec.accepted > 0  # the repeated prompts make drafts the model confirms
+
+
+def test_a_sequence_a_stop_string_ends_inside_confirmed_drafts_is_stored_whole(tiny_model_dir):
+    """Where a stop string ends a sequence at a drafted token the model confirmed, the step fed that token (and the
+    drafts after it) as input: the cache holds keys/values for every token of the sequence, and the stored entry
+    covers them all, no column past the stop, and equals a full pre-fill's."""
+    import torch
+
+    from cotbridge.backends.slot_decoding import Job, SlotDecoder
+    from cotbridge.backends.token_reuse import PrefixStore
+
+    b = backend(tiny_model_dir)
+    pad, decode = b.tokenizer.pad_token_id, b.tokenizer.decode
+
+    def decoder(slots, **kw):
+        return SlotDecoder(b.model, slots=slots, eos_ids=set(), pad_id=pad, tail_text=decode, **kw)
+
+    confirmed: dict[int, set[int]] = {}  # job -> positions in its completion that were drafts the model confirmed
+
+    class Watched(SlotDecoder):
+        def _step(self, cache):
+            drafts: dict[int, list[int]] = {}
+            draft = self._draft
+            self._draft = lambda seq: drafts.setdefault(id(seq), draft(seq)) if seq is not None else []
+            before = [(s, len(s.tokens)) for s in self.busy if s is not None]
+            try:
+                super()._step(cache)
+            finally:
+                del self._draft
+            for seq, n in before:
+                new, d = seq.tokens[n:], drafts.get(id(seq), [])
+                kept = next((t for t, (a, c) in enumerate(zip(new, d)) if a != c), min(len(new), len(d)))
+                confirmed.setdefault(seq.job, set()).update(range(n, n + kept))
+
+    def run(jobs, cls=SlotDecoder):
+        dec, done = cls(b.model, slots=2, eos_ids=set(), pad_id=pad, tail_text=decode, prefixes=PrefixStore()), {}
+        dec.run(jobs, lambda j, samples: done.__setitem__(j, samples[0]))
+        return dec, done
+
+    prompts = [b.tokenizer(p * 6, add_special_tokens=False)["input_ids"] for p in PROMPTS[:2]]
+    jobs = [Job(p, max_tokens=30) for p in prompts]
+    _, free = run(jobs, Watched)
+
+    def stop_at(j):
+        """A stop string the completion of job j first contains at a confirmed draft (not its first token)."""
+        tokens = free[j].tokens
+        for p in sorted(confirmed.get(j, ())):
+            upto, before = decode(tokens[: p + 1]), decode(tokens[:p])
+            for k in range(3, 9):
+                s = upto[-k:]
+                if s.strip() and s not in before and upto.startswith(before):
+                    return p, s
+        return None
+
+    chosen = next(((j, found) for j in range(len(jobs)) if (found := stop_at(j))), None)
+    assert chosen is not None  # the repeated prompts make drafts the model confirms
+    j, (p, stop) = chosen
+    jobs[j] = Job(prompts[j], max_tokens=30, stop=(stop,))
+    dec, done = run(jobs)
+    tokens = prompts[j] + done[j].tokens
+    assert done[j].hit_stop and len(done[j].tokens) == p + 1  # it ended at the confirmed draft
+    stored = [k for k in dec.prefixes.entries if list(k) == tokens[: len(k)] and len(k) >= len(tokens) - 1]
+    assert [len(k) for k in stored] == [len(tokens)]  # every token, the stop's own included; nothing past it
+    full = decoder(1)
+    full.jobs = [Job(tokens + [pad])]  # one token more, so that the pre-fill's keys cover all of ``tokens``
+    with torch.inference_mode():
+        _, kv, _ = full._prefill([0])[0]
+    assert torch.allclose(dec.prefixes.entries[stored[0]], kv[..., : len(tokens), :], atol=1e-5)
