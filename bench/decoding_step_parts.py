@@ -1,6 +1,10 @@
 """One slot-decoding step, taken apart: through ``model()``, through the registered decoding step with each projection
 its own product (what leaving out transformers' per-call plumbing saves), and through the step with stacked
-projections (models/stacked_projections.py).
+projections (models/stacked_projections.py). Where the stacked step's time goes: the same step timed with attention
+left out (each layer passes its queries on as its output), and with attention and every matrix product left out
+(each product returns an uninitialised tensor of its shape): the differences are attention's and the products' shares,
+the remainder the elementwise work (norms, rotary embedding, residuals, the cache writes) and Python. Those two are
+timings only: their logits are meaningless.
 
 SmolLM2-135M-Instruct (the Q4_1 GGUF, dequantised) at each row count, one new token a row attending to 200 cached
 positions (random keys/values; the cache is written at one column, so every call costs the same). The three are
@@ -18,6 +22,8 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from _paths import MODEL_DIR
@@ -52,6 +58,39 @@ def fixed_cache(model: Any, rows: int) -> Any:
     return FixedCache()
 
 
+@contextmanager
+def left_out(attention: bool, products: bool) -> Iterator[None]:
+    """Within: the decoding step skips attention and/or its matrix products (shapes kept, values meaningless)."""
+    import torch
+    from transformers import AttentionInterface
+
+    from cotbridge.backends import decoding_step
+    from cotbridge.backends.grouped_attention import ATTENTION, register_attention
+    from cotbridge.models.prepacked_linear import PrepackedLinear
+
+    def no_attention(module: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        return query.transpose(1, 2).contiguous(), None
+
+    def no_product(self: Any, x: Any) -> Any:
+        return x.new_empty(*x.shape[:-1], self.out_features)
+
+    stacked, classes = decoding_step.projections, (torch.nn.Linear, PrepackedLinear)
+    forwards = [c.__dict__["forward"] for c in classes]
+    if attention:
+        AttentionInterface.register(ATTENTION, no_attention)
+    if products:
+        decoding_step.projections = lambda owner, linears, x: tuple(no_product(m, x) for m in linears)
+        for c in classes:
+            c.forward = no_product
+    try:
+        yield
+    finally:
+        register_attention()
+        decoding_step.projections = stacked
+        for c, f in zip(classes, forwards):
+            c.forward = f
+
+
 def measure(dtype: str, rows: int, rounds: int) -> dict[str, Any]:
     import torch
 
@@ -80,17 +119,31 @@ def measure(dtype: str, rows: int, rounds: int) -> dict[str, Any]:
 
         return run
 
+    def without(attention: bool, products: bool) -> Any:
+        def run() -> Any:
+            with left_out(attention, products):
+                return decoding_step.llama_step(model, ids, mask, positions, cache)
+
+        return run
+
     variants = {
         "model()": lambda: model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache).logits,
         "step, projections apart": step(apart),
         "step, stacked": step(stacked),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    timing_only = {
+        "stacked, no attention": without(True, False),
+        "stacked, no attention or products": without(True, True),
+    }
     with torch.inference_mode():
         reference = variants["model()"]()
         for run in variants.values():  # a stack's first product at a row count is the layers' own (the bits check)
             run()
         same = {name: bool(torch.equal(run(), reference)) for name, run in variants.items()}
+        variants.update(timing_only)
+        for run in timing_only.values():
+            run()
+        times: dict[str, list[float]] = {name: [] for name in variants}
         for r in range(rounds):
             for name in variants if r % 2 == 0 else reversed(variants):
                 t0 = time.perf_counter()
@@ -98,6 +151,12 @@ def measure(dtype: str, rows: int, rounds: int) -> dict[str, Any]:
                     variants[name]()
                 times[name].append((time.perf_counter() - t0) / STEPS_A_ROUND * 1000)
     ms = {name: statistics.median(t) for name, t in times.items()}
+    rest = ms["stacked, no attention or products"]
+    shares = {  # of the stacked step's time
+        "attention": ms["step, stacked"] - ms["stacked, no attention"],
+        "products": ms["stacked, no attention"] - rest,
+        "rest": rest,
+    }
     print(f"  {dtype} {rows} rows: " + ", ".join(f"{n} {v:.1f} ms" for n, v in ms.items()), file=sys.stderr)
     return {
         "dtype": str(model.dtype).removeprefix("torch."),
@@ -105,6 +164,7 @@ def measure(dtype: str, rows: int, rounds: int) -> dict[str, Any]:
         "ms": {name: round(v, 2) for name, v in ms.items()},
         "over_model": {name: round(v / ms["model()"], 3) for name, v in ms.items()},
         "same_logits": same,
+        "shares_ms": {name: round(v, 2) for name, v in shares.items()},
     }
 
 
@@ -121,7 +181,7 @@ def main() -> None:
 
 
 def render(r: dict[str, Any]) -> str:
-    names = list(r["runs"][0]["ms"])
+    names = [n for n in r["runs"][0]["ms"] if n in r["runs"][0]["same_logits"]]
     out = [
         *heading(r, "One decoding step: model(), the registered step, the step with stacked projections"),
         f"One new token a row attending to {r['cached']} cached positions; alternating rounds of "
@@ -134,6 +194,18 @@ def render(r: dict[str, Any]) -> str:
         cells = [f"{w['ms'][n]} ({w['over_model'][n]})" for n in names]
         same = "all" if all(w["same_logits"].values()) else ", ".join(n for n, s in w["same_logits"].items() if not s)
         out.append(f"| {w['dtype']} | {w['rows']} | " + " | ".join(cells) + f" | {same} |")
+    out += [
+        "",
+        "Where the stacked step's time goes (ms; attention: the step minus the step without attention; products: that",
+        "minus the step without attention or products; rest: the latter, i.e. elementwise work and Python):",
+        "",
+        "| dtype | rows | attention | matrix products | rest | stacked step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for w in r["runs"]:
+        sh, total = w["shares_ms"], w["ms"]["step, stacked"]
+        cells = [f"{sh[n]} ({sh[n] / total:.0%})" for n in ("attention", "products", "rest")]
+        out.append(f"| {w['dtype']} | {w['rows']} | " + " | ".join(cells) + f" | {total} |")
     return "\n".join(out + [""])
 
 
