@@ -4,9 +4,10 @@ The step calls the modules and functions of the model's forward in the same orde
 out the per-call Python around them (a deprecated-argument check on every layer and attention call, output capture,
 mask preparation, output dataclasses), and multiplies a layer's query/key/value and its gate/up as one stacked product
 each (models/stacked_projections.py, which checks those give the separate products' bits). On an AMD EPYC Zen 4 in
-bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); one step 0.89x at 16
-rows and 0.95x at 50, where the machine's noise (+-4%) hides how that splits between the plumbing and the stacking
-(bench/results/decoding_step_parts_zen4.md).
+bf16 whole evaluations took 0.91-0.98x model()'s time (bench/results/decoding_step_zen4.md); one step 0.95x at 16
+rows and 0.97x at 50, where the machine's noise (+-4%) hides how that splits between the plumbing and the stacking
+(bench/results/decoding_step_parts_zen4.md: also where a step's time goes, e.g. bf16 at 16 rows attention 29%, the
+products 58%, everything else 14%).
 
 Same operations, same bits, and a decoder checks that: ``step_logits``' first call for a model runs both and keeps
 ``model()`` for that model where any logit bit differs (a model type whose layers do something the step does not:
