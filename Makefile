@@ -6,19 +6,22 @@ STAMP := $(VENV)/.installed
 # The test tools (pytest, ruff, import-linter, playwright, build) go in on top, for the targets that use them: the
 # quickstart does not wait for them (~14 s of its setup).
 STAMP_TEST := $(VENV)/.installed-test
-# A second venv holding the lowest versions pyproject.toml allows (constraints-min.txt).
-# Installer of everything but torch: uv (pinned in constraints.txt) resolves, downloads and byte-compiles the ~80
-# packages in parallel, ~16 s where pip took ~41 s of a fresh clone's setup (bench/results/setup_time.md). pip still
-# installs torch (the machine's pip configuration picks its build: uv does not read pip.conf) and takes over wherever
-# uv fails (an index only pip.conf names, no network for uv's own download). `make setup INSTALLER=pip`: pip only.
+# Installer of everything but torch: uv (pinned in constraints.txt) resolves, downloads and byte-compiles the 72
+# packages in parallel: 49 s for a fresh clone's setup where pip took 83 s (0.59x, bench/results/setup_time.md). pip
+# still installs torch (the machine's pip configuration picks its build: uv does not read pip.conf, and would take a
+# CUDA build from PyPI) and takes over wherever uv fails (an index only pip.conf names), saying so on stderr.
+# `make setup INSTALLER=pip`: pip only.
 INSTALLER ?= uv
-VENV_MIN ?= .venv-min
-STAMP_MIN := $(VENV_MIN)/.installed
 UV := $(filter uv,$(INSTALLER))
 comma := ,
-# $(call install,VENV,ARGUMENTS): into that venv with the INSTALLER, bytecode compiled (as pip does; uv by default
-# does not), pip where uv fails
-install = $(if $(UV),$(1)/bin/uv pip install -q --python $(1)/bin/python --compile-bytecode $(2) || )$(1)/bin/pip install -q $(2)
+# $(call install,VENV,ARGUMENTS): into that venv with uv where INSTALLER is uv and the venv has it (bytecode compiled,
+# as pip does; uv by default does not), else with pip
+install = if [ -n "$(UV)" ] && [ -x $(1)/bin/uv ]; then $(1)/bin/uv pip install -q --python $(1)/bin/python \
+	--compile-bytecode $(2) || { echo "uv failed: pip installs instead" >&2; $(1)/bin/pip install -q $(2); }; \
+	else $(1)/bin/pip install -q $(2); fi
+# A second venv holding the lowest versions pyproject.toml allows (constraints-min.txt).
+VENV_MIN ?= .venv-min
+STAMP_MIN := $(VENV_MIN)/.installed
 
 .PHONY: setup browser quickstart test test-fast test-min lint bench clean
 

@@ -1,7 +1,8 @@
 """`make setup` from a fresh clone with each installer: uv for everything but torch (the default) against pip only
 (``INSTALLER=pip``), in alternating order, each in a new clone with empty download caches (pip's and uv's), so that
-every run downloads what a new machine would. Also checks that both give the same packages (``pip freeze``, uv
-itself aside).
+every run downloads what a new machine would (torch aside, where pip's configuration names a local wheel). A uv run
+counts only if uv installed the packages (their INSTALLER records), not pip after a uv failure. Also checks that
+both give the same packages (``pip freeze``, uv itself aside).
 
     python bench/setup_time.py --out bench/results/setup_time            # uv, pip, pip, uv (~5 min, needs PyPI)
     python bench/setup_time.py --order uv,pip --out "$(mktemp -d)/setup"  # smoke test
@@ -37,7 +38,10 @@ def fresh_setup(installer: str, work: Path) -> dict[str, Any]:
         sys.exit(f"make setup INSTALLER={installer} failed:\n{done.stderr[-2000:]}")
     freeze = subprocess.run(
         [str(clone / ".venv/bin/pip"), "freeze", "--all"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    ).stdout.splitlines()
+    [record] = clone.glob(".venv/lib/python3*/site-packages/transformers-*.dist-info/INSTALLER")
+    if record.read_text().strip() != installer:
+        sys.exit(f"make setup INSTALLER={installer}: {record.read_text().strip()} installed the packages")
     subprocess.run(["rm", "-rf", str(clone), str(caches)], check=True)
     print(f"  {installer}: {seconds:.1f} s", file=sys.stderr)
     return {"installer": installer, "seconds": round(seconds, 1), "packages": sorted(freeze)}
