@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -48,6 +49,16 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
+
+
+# Holds a run directory's lock for a minute, printing "locked" once it has it (a second writer's test)
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from cotbridge.folder_lock import folder_lock
+    with folder_lock(sys.argv[1]):
+        print("locked", flush=True)
+        time.sleep(60)
+""")
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 from tests import test_faults
-from tests.test_faults import ORACLE_K5, REFERENCE, assert_one_line_error, cli, snapshot
+from tests.test_faults import HOLD_LOCK, ORACLE_K5, REFERENCE, assert_one_line_error, cli, snapshot
 
 taught = test_faults.taught  # the fixture: a run directory of 8 reference-teacher records
 
@@ -32,15 +31,6 @@ def test_teach_with_other_settings_refuses_and_force_new_keeps_the_old_records(t
     assert len(kept) == 1 and kept[0].read_bytes() == before["teacher/synthetic_arithmetic.jsonl"]
     fresh = [json.loads(x) for x in (taught / "teacher" / "synthetic_arithmetic.jsonl").read_text().splitlines()]
     assert len(fresh) == 8 and all(r["teacher"]["backend"] == "oracle" for r in fresh)
-
-
-HOLD_LOCK = textwrap.dedent("""
-    import sys, time
-    from cotbridge.folder_lock import folder_lock
-    with folder_lock(sys.argv[1]):
-        print("locked", flush=True)
-        time.sleep(60)
-""")
 
 
 def test_a_second_writer_is_refused_naming_the_holder(taught, tmp_path):
