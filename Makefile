@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 # The test tools (pytest, ruff, import-linter, playwright, build) go in on top, for the targets that use them: the
 # quickstart does not wait for them (~14 s of its setup).
 STAMP_TEST := $(VENV)/.installed-test
-# Installer of everything but torch: uv (pinned in constraints.txt) resolves, downloads and byte-compiles the 72
-# packages in parallel: 49 s for a fresh clone's setup where pip took 83 s (0.59x, bench/results/setup_time.md). pip
+# Installer of everything but torch: uv (pinned in constraints.txt) resolves, downloads and byte-compiles the 71
+# packages in parallel: 47 s for a fresh clone's setup where pip took 80 s (0.59x, bench/results/setup_time.md). pip
 # still installs torch (the machine's pip configuration picks its build: uv does not read pip.conf, and would take a
 # CUDA build from PyPI) and takes over wherever uv fails (an index only pip.conf names), saying so on stderr.
 # `make setup INSTALLER=pip`: pip only.
