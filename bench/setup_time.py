@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,8 @@ def fresh_setup(installer: str, work: Path) -> dict[str, Any]:
     [record] = clone.glob(".venv/lib/python3*/site-packages/transformers-*.dist-info/INSTALLER")
     if record.read_text().strip() != installer:
         sys.exit(f"make setup INSTALLER={installer}: {record.read_text().strip()} installed the packages")
-    subprocess.run(["rm", "-rf", str(clone), str(caches)], check=True)
+    shutil.rmtree(clone)
+    shutil.rmtree(caches)
     print(f"  {installer}: {seconds:.1f} s", file=sys.stderr)
     return {"installer": installer, "seconds": round(seconds, 1), "packages": sorted(freeze)}
 

@@ -61,19 +61,17 @@ HOLD_LOCK = textwrap.dedent("""
 """)
 
 
+def teach_reference(run_dir: Path, tmp_path: Path):
+    """`teach` with the reference teacher into run_dir: 8 records (4 questions x D=2, every answer wrong)."""
+    env = {"COTBRIDGE_CACHE": str(tmp_path / "cache.sqlite")}
+    return cli("teach", *REFERENCE, "--run-dir", run_dir, "--set", "teacher.options.error_rate=1.0", env=env)
+
+
 @pytest.fixture
 def taught(tmp_path):
     """A run directory with 8 reference-teacher records (4 questions x D=2, every answer wrong)."""
     run_dir = tmp_path / "run"
-    done = cli(
-        "teach",
-        *REFERENCE,
-        "--run-dir",
-        run_dir,
-        "--set",
-        "teacher.options.error_rate=1.0",
-        env={"COTBRIDGE_CACHE": str(tmp_path / "cache.sqlite")},
-    )
+    done = teach_reference(run_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     return run_dir
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from tests import test_faults
-from tests.test_faults import HOLD_LOCK, ORACLE_K5, REFERENCE, assert_one_line_error, cli, snapshot
+from tests.test_faults import HOLD_LOCK, ORACLE_K5, assert_one_line_error, cli, snapshot, teach_reference
 
 taught = test_faults.taught  # the fixture: a run directory of 8 reference-teacher records
 
@@ -38,30 +38,14 @@ def test_a_second_writer_is_refused_naming_the_holder(taught, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(taught)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        done = cli(
-            "teach",
-            *REFERENCE,
-            "--run-dir",
-            taught,
-            "--set",
-            "teacher.options.error_rate=1.0",
-            env={"COTBRIDGE_CACHE": str(tmp_path / "cache.sqlite")},
-        )
+        done = teach_reference(taught, tmp_path)
         assert_one_line_error(done, f"in use by PID {holder.pid}", "--run-dir")
         assert snapshot(taught) == before
     finally:
         holder.kill()
         holder.wait()
     # the holder died: its lock went with it, and the same command now runs (and finds nothing to do)
-    done = cli(
-        "teach",
-        *REFERENCE,
-        "--run-dir",
-        taught,
-        "--set",
-        "teacher.options.error_rate=1.0",
-        env={"COTBRIDGE_CACHE": str(tmp_path / "cache.sqlite")},
-    )
+    done = teach_reference(taught, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert snapshot(taught)["teacher/synthetic_arithmetic.jsonl"] == before["teacher/synthetic_arithmetic.jsonl"]
 

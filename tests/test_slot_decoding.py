@@ -439,8 +439,8 @@ def test_a_sequence_a_stop_string_ends_inside_confirmed_drafts_is_stored_whole(t
     b = backend(tiny_model_dir)
     pad, decode = b.tokenizer.pad_token_id, b.tokenizer.decode
 
-    def decoder(slots, **kw):
-        return SlotDecoder(b.model, slots=slots, eos_ids=set(), pad_id=pad, tail_text=decode, **kw)
+    def decoder(slots, cls=SlotDecoder, **kw):
+        return cls(b.model, slots=slots, eos_ids=set(), pad_id=pad, tail_text=decode, **kw)
 
     confirmed: dict[int, set[int]] = {}  # job -> positions in its completion that were drafts the model confirmed
 
@@ -460,7 +460,7 @@ def test_a_sequence_a_stop_string_ends_inside_confirmed_drafts_is_stored_whole(t
                 confirmed.setdefault(seq.job, set()).update(range(n, n + kept))
 
     def run(jobs, cls=SlotDecoder):
-        dec, done = cls(b.model, slots=2, eos_ids=set(), pad_id=pad, tail_text=decode, prefixes=PrefixStore()), {}
+        dec, done = decoder(2, cls, prefixes=PrefixStore()), {}
         dec.run(jobs, lambda j, samples: done.__setitem__(j, samples[0]))
         return dec, done
 
@@ -469,7 +469,7 @@ def test_a_sequence_a_stop_string_ends_inside_confirmed_drafts_is_stored_whole(t
     _, free = run(jobs, Watched)
 
     def stop_at(j):
-        """A stop string the completion of job j first contains at a confirmed draft (not its first token)."""
+        """(position, stop string): a stop string the completion of job j first contains at a confirmed draft."""
         tokens = free[j].tokens
         for p in sorted(confirmed.get(j, ())):
             upto, before = decode(tokens[: p + 1]), decode(tokens[:p])
