@@ -9,7 +9,6 @@ import torch
 from cotbridge.backends import decoding_step
 from cotbridge.backends.base import Request
 from cotbridge.backends.hf import HFBackend
-from cotbridge.backends.slot_decoding import SlotDecoder
 from cotbridge.models import stacked_projections
 from cotbridge.models.prepacked_linear import OneDNNPacking, cpu_packs
 from tests.test_hf_backend import PROMPTS
@@ -28,9 +27,6 @@ def test_the_step_gives_the_model_s_outputs_and_is_used(tiny_model_dir, monkeypa
     calls = count_step_calls(monkeypatch)
     steps = count_steps(monkeypatch)
     stacked = count_stacked_products(monkeypatch)
-    # bf16 slot steps attend with the flash kernel, as generate() does, so that both give the same texts on any CPU
-    # (fp32 keys and scores: tests/test_grouped_attention.py)
-    monkeypatch.setattr(SlotDecoder, "fp32_keys_on_cpu", False)
     slots = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=3)
     reference = HFBackend(str(tiny_model_dir), dtype=dtype, batch_size=8, decoding="batches")
     assert texts(slots.generate(requests(), progress=False)) == texts(reference.generate(requests(), progress=False))

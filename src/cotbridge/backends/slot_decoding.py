@@ -15,10 +15,8 @@ completion even when most rows stopped early; its samples of one prompt each pre
 * each sample draws from its own generator seeded by (request seed, sample index): a sample does not depend on
   which other sequences shared its batch.
 
-Greedy outputs equal ``generate``'s (tests/test_slot_decoding.py), except that bf16/fp16 steps on a CPU attend
-with fp32 scores from fp32 copies of the keys instead of torch's flash kernel (grouped_attention.py): the same
-precisions, other roundings, so texts part where two tokens are near-tied. The model is called with its ``cache``,
-a 4D mask and explicit positions, not through ``generate(past_key_values=...)``, which transformers v6 removes.
+Greedy outputs equal ``generate``'s (tests/test_slot_decoding.py). The model is called with its ``cache``, a 4D mask
+and explicit positions, not through ``generate(past_key_values=...)``, which transformers v6 removes.
 Decoder-only models whose layers all attend to the full sequence (``kv_cache.supports_growing_cache``).
 """
 
@@ -95,8 +93,6 @@ class SlotDecoder:
     """Runs jobs through ``slots`` rows of one model. ``tail_text(ids)`` decodes the last tokens of a sequence
     for the stop-string check; ``interrupt()`` is polled every 8 steps and ends the run when true."""
 
-    fp32_keys_on_cpu = True  # bf16/fp16 keys kept as fp32 on a CPU (off: bench/decode_attention.py's other side)
-
     def __init__(
         self,
         model: Any,
@@ -125,7 +121,6 @@ class SlotDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
-        self.key_dtype = self.dtype  # run() may keep keys in fp32
         self.cache_kw = cache_argument(self.model)
         self.steps = 0  # decoding steps taken (one token for every busy slot)
         self.prefill_tokens = 0  # prompt tokens pre-filled (each prompt once, however many samples)
@@ -144,7 +139,7 @@ class SlotDecoder:
         live = self.end - self.start
         # Zeros, not empty: a slot's columns it never wrote are masked, but a masked NaN (reused memory may hold
         # any bits) still makes the attention NaN (tests/test_slot_decoding.py fills empty buffers with NaN).
-        keys = [torch.zeros(shape, dtype=self.key_dtype, device=self.device) for _ in range(self.n_layers)]
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
         values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
         valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
         if live:
@@ -201,14 +196,9 @@ class SlotDecoder:
         config = self.model.config
         attention = config._attn_implementation
         self.bool_mask = attention in ("sdpa", "flex_attention")
-        self.key_dtype = self.dtype
         if attention == "sdpa":  # for the run only: the model may be shared (a trainer's dev evaluation)
             register_attention()
             config._attn_implementation = ATTENTION
-            # bf16/fp16 on a CPU: keys kept as fp32 (exact) copies, from which the registered attention takes fp32
-            # scores by products instead of the flash kernel (grouped_attention.py says why)
-            if self.fp32_keys_on_cpu and self.device.type == "cpu" and self.dtype in (torch.bfloat16, torch.float16):
-                self.key_dtype = torch.float32
         try:
             self._loop(cache)
         finally:
@@ -341,7 +331,7 @@ class SlotDecoder:
         cols = self.valid[slot, self.start : end].nonzero().squeeze(-1) + self.start
         tokens = self.jobs[seq.job].prompt + seq.tokens
         cols = cols[: len(tokens)]  # drafts the model confirmed past a stop string: no token of the sequence
-        keys = torch.stack([k[slot].index_select(1, cols) for k in self.keys]).to(self.dtype)  # fp32 copies: exact
+        keys = torch.stack([k[slot].index_select(1, cols) for k in self.keys])
         values = torch.stack([v[slot].index_select(1, cols) for v in self.values])
         self.prefixes.add(tokens[: len(cols)], torch.stack([keys, values]))
 
