@@ -365,7 +365,7 @@ def compare(lm: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -402,104 +402,103 @@ def main() -> None:
     args = ap.parse_args()
     if args.dtype:
         args.cotbridge_dtype = args.lmeval_dtype = args.dtype
-    if args.render_only:
-        outp = Path(args.out)
-        outp.with_suffix(".md").write_text(
-            markdown(json.loads(outp.with_suffix(".json").read_text(encoding="utf-8")), outp), encoding="utf-8"
-        )
-        return
+    return args
+
+
+def run_in_order(args: argparse.Namespace) -> dict[str, Any]:
+    """Both tools' results (``lmeval``, ``cotbridge``) from runs in ``args.order``, each in a new work folder; a
+    tool's repeated run adds its times to its first run's and must generate the same texts. ``runs``: each run's
+    times in order."""
+    runners = {
+        "lmeval": functools.partial(run_lmeval, dtype=args.lmeval_dtype),
+        "cotbridge": functools.partial(run_cotbridge, dtype=args.cotbridge_dtype, decoding=args.cotbridge_decoding),
+    }
+    out: dict[str, Any] = {}
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="eval_vs_lmeval_") as tmp:
+        for i, name in enumerate(ORDERS[args.order]):
+            print(f"running {name} (limit {args.limit}, batch size {args.batch_size}) ...", flush=True)
+            qt = QuietTimer(max_foreign=args.max_foreign, enabled=not args.no_quiet)
+            work = Path(tmp) / f"run{i}"
+            work.mkdir()
+            res = plain(runners[name](args.limit, args.batch_size, work, qt))
+            runs.append({"tool": name, **{k: round(res[k], 2) for k in ("load_s", "eval_s", "generate_s", "lost_s")}})
+            print(
+                f"  {name}: load {res['load_s']:.1f}s, eval {res['eval_s']:.1f}s "
+                f"(generation {res['generate_s']:.1f}s)",
+                flush=True,
+            )
+            if name not in out:
+                out[name] = res
+                continue
+            # a repeat: its time is pooled with the first run's; its outputs must be the first run's
+            first = out[name]
+            if generations(name, res) != generations(name, first):
+                sys.exit(f"{name}: a repeated run generated different texts; the timings would not be comparable")
+            for k in ("eval_s", "generate_s", "lost_s"):
+                first[k] += res[k]
+    out["runs"] = runs
+    return out
+
+
+def settings(args: argparse.Namespace, lm: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
+    """What both tools ran with, as the result page states it."""
+    return {
+        "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF,
+        "dtype": f"lm-eval {lm.get('dtype', 'float32')}, cotbridge {cb.get('dtype', 'float32')} (dequantised GGUF)",
+        "cotbridge_decoding": f"{cb.get('decoding', 'batches')} (prompt-lookup drafts: {cb.get('lookahead', 0)})",
+        "tokenizer": "tokenizer.json in the model folder, both tools",
+        "data": "../shared/data/gsm8k/test.jsonl",
+        "limit": args.limit,
+        "batch_size": args.batch_size,
+        "order": args.order,
+        "lmeval_task": f"{TASK}: lm-eval's gsm8k-cot-zeroshot.yaml with dataset_path json + local data_files",
+        "lmeval_gen_kwargs_first_doc": lm["docs"][0]["gen_kwargs"],
+        "lmeval_max_gen_toks": lm["max_gen_toks_default"],
+        "cotbridge_mode": "zero_shot_cot_single (stop Q:, </s>, <|im_end|>; 256 max tokens; greedy; pipeline lmeval)",
+        "lmeval_bootstrap_iters": 0,
+        "timing": "eval_s excludes model loading for both (backend / HFLM built first, timed as load_s); "
+        "eval_s includes data loading, prompt building, generation and scoring"
+        + (
+            ""
+            if args.no_quiet
+            else f"; each model.generate() batch (cotbridge's slot decoding: its one generate() call) is timed "
+            f"when the machine is quiet and re-run if other processes used > {args.max_foreign} CPUs "
+            "meanwhile; time spent waiting / in rejected runs is subtracted"
+        ),
+    }
+
+
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    from importlib.metadata import version
 
     import torch
     import transformers
 
-    load_before = os.getloadavg()
-    if args.load_raw:
-        out = json.loads(Path(args.load_raw).read_text(encoding="utf-8"))
-    else:
-        with tempfile.TemporaryDirectory(prefix="eval_vs_lmeval_") as tmp:
-            runners = {
-                "lmeval": functools.partial(run_lmeval, dtype=args.lmeval_dtype),
-                "cotbridge": functools.partial(
-                    run_cotbridge, dtype=args.cotbridge_dtype, decoding=args.cotbridge_decoding
-                ),
-            }
-            out, runs = {}, []
-            for i, name in enumerate(ORDERS[args.order]):
-                print(f"running {name} (limit {args.limit}, batch size {args.batch_size}) ...", flush=True)
-                qt = QuietTimer(max_foreign=args.max_foreign, enabled=not args.no_quiet)
-                work = Path(tmp) / f"run{i}"
-                work.mkdir()
-                res = plain(runners[name](args.limit, args.batch_size, work, qt))
-                runs.append(
-                    {"tool": name, **{k: round(res[k], 2) for k in ("load_s", "eval_s", "generate_s", "lost_s")}}
-                )
-                print(
-                    f"  {name}: load {res['load_s']:.1f}s, eval {res['eval_s']:.1f}s "
-                    f"(generation {res['generate_s']:.1f}s)",
-                    flush=True,
-                )
-                if name not in out:
-                    out[name] = res
-                    continue
-                # a repeat: its time is pooled with the first run's; its outputs must be the first run's
-                first = out[name]
-                if generations(name, res) != generations(name, first):
-                    sys.exit(f"{name}: a repeated run generated different texts; the timings would not be comparable")
-                for k in ("eval_s", "generate_s", "lost_s"):
-                    first[k] += res[k]
-            out["runs"] = runs
-        if args.save_raw:
-            Path(args.save_raw).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return {
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "lm_eval": version("lm_eval"),
+        "python": platform.python_version(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+def result_of(args: argparse.Namespace, out: dict[str, Any], load_before: tuple[float, float, float]) -> dict:
+    """The result file's content: settings, machine, accuracy and time against their targets, the comparison."""
     lm, cb = out["lmeval"], out["cotbridge"]
     cmp = compare(lm, cb)
-    from importlib.metadata import version
-
-    lm_strict_acc = lm["metrics"].get("exact_match,strict-match")
-    lm_flex_acc = lm["metrics"].get("exact_match,flexible-extract")
-    cb_acc = cb["metrics"]["accuracy"]
-    first = lm["docs"][0]
+    lm_flex_acc, cb_acc = lm["metrics"].get("exact_match,flexible-extract"), cb["metrics"]["accuracy"]
     result = {
         "command": " ".join([".venv/bin/python", "bench/eval_vs_lmeval.py", *public_args(sys.argv[1:])]),
-        "settings": {
-            "model": str(MODEL_DIR.relative_to(ROOT.parent)) + "/" + GGUF,
-            "dtype": f"lm-eval {lm.get('dtype', 'float32')}, cotbridge {cb.get('dtype', 'float32')} "
-            "(dequantised GGUF)",
-            "cotbridge_decoding": f"{cb.get('decoding', 'batches')} (prompt-lookup drafts: {cb.get('lookahead', 0)})",
-            "tokenizer": "tokenizer.json in the model folder, both tools",
-            "data": "../shared/data/gsm8k/test.jsonl",
-            "limit": args.limit,
-            "batch_size": args.batch_size,
-            "order": args.order,
-            "lmeval_task": f"{TASK}: lm-eval's gsm8k-cot-zeroshot.yaml with dataset_path json + local data_files",
-            "lmeval_gen_kwargs_first_doc": first["gen_kwargs"],
-            "lmeval_max_gen_toks": lm["max_gen_toks_default"],
-            "cotbridge_mode": (
-                "zero_shot_cot_single (stop Q:, </s>, <|im_end|>; 256 max tokens; greedy; pipeline lmeval)"
-            ),
-            "lmeval_bootstrap_iters": 0,
-            "timing": "eval_s excludes model loading for both (backend / HFLM built first, timed as load_s); "
-            "eval_s includes data loading, prompt building, generation and scoring"
-            + (
-                ""
-                if args.no_quiet
-                else f"; each model.generate() batch (cotbridge's slot decoding: its one generate() call) is timed "
-                f"when the machine is quiet and re-run if other processes used > {args.max_foreign} CPUs "
-                "meanwhile; time spent waiting / in rejected runs is subtracted"
-            ),
-        },
-        "machine": {
-            "cpu": cpu_model(),
-            "nproc": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "lm_eval": version("lm_eval"),
-            "python": platform.python_version(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "settings": settings(args, lm, cb),
+        "machine": machine(load_before),
         "accuracy": {
-            "lmeval_strict_match": lm_strict_acc,
+            "lmeval_strict_match": lm["metrics"].get("exact_match,strict-match"),
             "lmeval_flexible_extract": lm_flex_acc,
             "cotbridge": cb_acc,
             "cotbridge_minus_lmeval_flexible_points": round(100 * (cb_acc - lm_flex_acc), 2),
@@ -530,9 +529,25 @@ def main() -> None:
         ],
         "per_question": cmp["rows"],
     }
-    result = plain(result)
-    print(json.dumps({k: result[k] for k in ("accuracy", "time_s", "comparison")}, indent=2))
+    return plain(result)
+
+
+def main() -> None:
+    args = parse_args()
     outp = Path(args.out)
+    if args.render_only:
+        result = json.loads(outp.with_suffix(".json").read_text(encoding="utf-8"))
+        outp.with_suffix(".md").write_text(markdown(result, outp), encoding="utf-8")
+        return
+    load_before = os.getloadavg()
+    if args.load_raw:
+        out = json.loads(Path(args.load_raw).read_text(encoding="utf-8"))
+    else:
+        out = run_in_order(args)
+        if args.save_raw:
+            Path(args.save_raw).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    result = result_of(args, out, load_before)
+    print(json.dumps({k: result[k] for k in ("accuracy", "time_s", "comparison")}, indent=2))
     outp.parent.mkdir(parents=True, exist_ok=True)
     outp.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     outp.with_suffix(".md").write_text(markdown(result, outp), encoding="utf-8")
