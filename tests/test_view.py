@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,12 +264,10 @@ def test_lm_guided_and_instruct_layouts(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    no_eval = tmp_path / "noeval"
-    synthesize_run(no_eval, 4, report=False)
-    for d in (no_eval / "eval").iterdir():
-        for f in d.iterdir():
-            f.unlink()
-        d.rmdir()
+    no_eval = tmp_path / "noeval"  # configured, nothing written yet
+    no_eval.mkdir()
+    (no_eval / "config.yaml").write_text("name: x\n")
+    (no_eval / "eval").mkdir()
     corrupt = tmp_path / "corrupt"
     synthesize_run(corrupt, 4, report=False)
     f = corrupt / "eval" / "vanilla" / f"{TASK}.jsonl"
@@ -288,6 +287,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert not (empty / "view.html").exists() and not (corrupt / "view.html").exists()
     done = cli(str(empty), str(empty), str(empty))
     assert done.returncode == 2 and "two to compare" in done.stderr
+
+
+def test_a_run_not_yet_evaluated_shows_its_teacher_samples_and_curation(tmp_path):
+    run = tmp_path / "training"
+    made = synthesize_run(run, 4, report=False)
+    shutil.rmtree(run / "eval")  # the students are still training
+    done = cli(str(run))
+    assert done.returncode == 0, done.stderr
+    data = embedded(run / "view.html")
+    assert data["columns"] == [] and all(not r["o"] for r in data["rows"])
+    teacher_ids = {r["example_id"] for recs in made["teacher"].values() for r in recs}
+    assert {r["id"] for r in data["rows"] if r.get("T")} == teacher_ids
+    text = (run / "view.html").read_text()
+    assert "No evaluation results yet" in text and 'id="curation"' in text
 
 
 def test_the_run_hook_only_warns_when_the_page_cannot_be_written(tmp_path, capsys):

@@ -138,7 +138,36 @@ def test_a_permalink_opens_its_question(browser, runs):
     page, problems = open_page(browser, html, "#q=synthetic_coin_flip%3Atest%3Atest-120")
     page.wait_for_selector("article.q.current")
     assert page.locator("article.q.current").get_attribute("id") == "q-120"  # beyond the first chunk
-    assert page.locator("#q-120").is_visible() and problems == []
+    page.wait_for_timeout(300)  # the summary's plots decoded: they must not have pushed the question down
+    top = page.locator("#q-120").bounding_box()["y"]
+    assert 0 <= top <= 150 and problems == [], top  # at the top of the window, below the sticky toolbar
+
+
+def test_search_marks_its_matches_and_opens_the_folds_that_hold_them(browser, runs):
+    tmp, _, _ = runs
+    page, problems = open_page(browser, write_view([tmp / "quickstart"]))
+    first_fold = page.locator("#q-0 .fold").first  # a long output, folded
+    first_fold.locator("xpath=following-sibling::button[1]").click()
+    assert "open" in first_fold.get_attribute("class")
+    # opened, its fold button moves above the text (below a very long text it would be out of reach)
+    assert first_fold.locator("xpath=preceding-sibling::button[1]").text_content().startswith("fold")
+    page.fill("#search", "flips the coin")  # in every question; in folded outputs too
+    until(lambda: page.locator("article.q mark.hit").count() > 0)
+    marks = page.locator("#q-0 mark.hit")
+    assert marks.count() >= 2 and {m.lower() for m in marks.all_text_contents()} == {"flips the coin"}
+    folded_with_match = page.locator("#q-0 .fold:not(.open) mark.hit")
+    assert folded_with_match.count() == 0  # a fold holding a match was opened
+    assert problems == [], problems
+
+
+def test_a_narrow_window_keeps_the_toolbar_out_of_the_way(browser, runs):
+    tmp, _, _ = runs
+    html = write_view([tmp / "quickstart", tmp / "quickstart_b"])
+    page = browser.new_page(viewport={"width": 400, "height": 700})
+    page.goto(html.resolve().as_uri())
+    page.wait_for_selector("article.q")
+    assert page.evaluate("getComputedStyle(document.getElementById('toolbar')).position") == "static"
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 400  # nothing wider than the window
 
 
 def test_the_summary_reads_without_javascript(browser, runs):
@@ -168,5 +197,12 @@ def test_side_by_side_counts_and_flip_filter(browser, runs, tmp_path):
     assert shown(page) == fixed["finetune_cot"] > 0
     page.select_option("#f-special", "broken:2")
     assert shown(page) == broken["finetune_cot"] > 0
+    page.select_option("#f-col-0", "ok")
+    page.click('#flips b[data-flip="fixed"][data-method="vanilla"]')  # a count in the table selects its questions
+    assert shown(page) == fixed["vanilla"] > 0 and page.input_value("#f-special") == "fixed:1"
+    assert page.input_value("#f-col-0") == ""  # alone: the other filters cleared
+    page.focus('#flips b[data-flip="broken"][data-method="vanilla"]')
+    page.keyboard.press("Enter")
+    assert shown(page) == broken["vanilla"] and page.input_value("#f-special") == "broken:1"
     keep(page, tmp_path, "view_compare.png")
     assert page.evaluate("window.__pwned") is None and problems == [], problems

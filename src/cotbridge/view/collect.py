@@ -99,7 +99,13 @@ def collect_run(root: Path) -> Source:
         src["methods"].append(d.name)
     summary["metrics"] = metrics
     if not src["methods"]:
-        raise UserError(no_eval_message(root, teacher_files))
+        if not any(teacher_records.values()):
+            raise UserError(no_eval_message(root))
+        # a run still training (or stopped before eval): its teacher samples and curation are worth reading now
+        summary["notes"].append(
+            "No evaluation results yet (no eval/<method>/<task>.jsonl): the teacher's samples and the curation "
+            "only. Write the page again once the run has evaluated (cotbridge view RUN_DIR)."
+        )
     add_scores(src, root)
     for name in REPORT_FILES:
         if (root / name).is_file():
@@ -109,9 +115,11 @@ def collect_run(root: Path) -> Source:
     return src
 
 
-def no_eval_message(root: Path, teacher_files: list[Path]) -> str:
-    hint = f"; or view its teacher records alone: cotbridge view {teacher_files[0]}" if teacher_files else ""
-    return f"{root}: no eval results (no eval/<method>/<task>.jsonl): finish the run by rerunning its command{hint}"
+def no_eval_message(root: Path) -> str:
+    return (
+        f"{root}: no eval results (no eval/<method>/<task>.jsonl) and no teacher records (teacher/*.jsonl): "
+        "finish the run by rerunning its command"
+    )
 
 
 def recipe_of(config_text: str) -> str | None:
@@ -404,7 +412,10 @@ def plots_of(root: Path) -> list[dict[str, Any]]:
         size = f.stat().st_size
         entry: dict[str, Any] = {"file": str(f.relative_to(root)), "bytes": size}
         if size <= MAX_PLOT_BYTES:
-            entry["data"] = base64.b64encode(f.read_bytes()).decode("ascii")
+            raw = f.read_bytes()
+            entry["data"] = base64.b64encode(raw).decode("ascii")
+            if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR":  # its size, so the page reserves the box
+                entry["size"] = [int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")]
         out.append(entry)
     return out
 

@@ -270,7 +270,8 @@ def curation_html(curation: dict[str, Any]) -> str:
 def plot_html(p: dict[str, Any]) -> str:
     if not p.get("data"):
         return f'<p class="note">{h(p["file"])} ({p["bytes"]:,} bytes) is too large to inline.</p>'
-    image = f'<img alt="{h(p["file"])}" src="data:image/png;base64,{p["data"]}">'
+    size = 'width="{}" height="{}" '.format(*p["size"]) if p.get("size") else ""  # no layout shift as it decodes
+    image = f'<img alt="{h(p["file"])}" {size}src="data:image/png;base64,{p["data"]}">'
     return f"<figure>{image}<figcaption>{h(p['file'])}</figcaption></figure>"
 
 

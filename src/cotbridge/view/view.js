@@ -190,6 +190,7 @@
     var list = rows.filter(function (r) { return matches(r, f); });
     if (SORTS[f.sort]) list.sort(function (a, b) { return SORTS[f.sort](a, b) || a.i - b.i; });
     state.list = list;
+    state.q = f.q;
     state.shown = 0;
     state.current = -1;
     rowsEl.textContent = "";
@@ -202,7 +203,7 @@
   function renderMore(upTo) {
     var end = Math.min(state.list.length, Math.max(state.shown + CHUNK, upTo === undefined ? 0 : upTo + 1));
     var frag = document.createDocumentFragment();
-    for (var j = state.shown; j < end; j++) frag.appendChild(renderRow(state.list[j], j));
+    for (var j = state.shown; j < end; j++) frag.appendChild(marked(renderRow(state.list[j], j), state.q));
     rowsEl.appendChild(frag);
     state.shown = end;
     if (!window.cbTimings.first_rows_ms) window.cbTimings.first_rows_ms = performance.now() - t0;
@@ -217,12 +218,16 @@
     var wrap = el("div");
     var btn = el("button", "more", "show all (" + text.length + " characters)");
     btn.type = "button";
-    btn.addEventListener("click", function () { toggleFold(box, btn, text.length); });
+    btn.addEventListener("click", function () { setFold(box, btn, !box.classList.contains("open")); });
     return add(wrap, box, btn);
   }
-  function toggleFold(box, btn, n) {
-    var open = box.classList.toggle("open");
-    btn.textContent = open ? "fold" : "show all (" + n + " characters)";
+  /* An opened text's "fold" button goes above it, where the reader is (below a 300,000-character output it would be
+     out of reach); a folded text's "show all" below it. */
+  function setFold(box, btn, open) {
+    box.classList.toggle("open", open);
+    var n = box.textContent.length;
+    btn.textContent = open ? "fold (" + n + " characters)" : "show all (" + n + " characters)";
+    box.parentNode.insertBefore(btn, open ? box : box.nextSibling);
   }
   function thinkBlock(text) {
     var d = el("details", "think");
@@ -313,9 +318,9 @@
     var wrap = el("div");
     if (b.length > FOLD_CHARS || a.length > FOLD_CHARS) {
       box.classList.add("fold");
-      var btn = el("button", "more", "show all (" + b.length + " characters)");
+      var btn = el("button", "more", "show all (" + box.textContent.length + " characters)");
       btn.type = "button";
-      btn.addEventListener("click", function () { toggleFold(box, btn, b.length); });
+      btn.addEventListener("click", function () { setFold(box, btn, !box.classList.contains("open")); });
       return add(wrap, box, btn);
     }
     return add(wrap, box);
@@ -378,6 +383,59 @@
     return art;
   }
 
+  /* The search's matches in a row's texts marked; a folded text or a closed block (thinking, samples, teacher)
+     that holds one is opened, so that every match can be seen. */
+  function marked(art, q) {
+    if (!q) return art;
+    art.querySelectorAll(".text, .where, .gold").forEach(function (box) {
+      var walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT), nodes = [], n;
+      while ((n = walker.nextNode())) nodes.push(n);
+      var hit = false;
+      nodes.forEach(function (node) {
+        var text = node.nodeValue, lower = text.toLowerCase(), at = lower.indexOf(q);
+        if (at < 0) return;
+        hit = true;
+        var frag = document.createDocumentFragment(), from = 0;
+        for (; at >= 0; at = lower.indexOf(q, from)) {
+          frag.appendChild(document.createTextNode(text.slice(from, at)));
+          frag.appendChild(el("mark", "hit", text.slice(at, at + q.length)));
+          from = at + q.length;
+        }
+        frag.appendChild(document.createTextNode(text.slice(from)));
+        node.parentNode.replaceChild(frag, node);
+      });
+      if (!hit) return;
+      if (box.classList.contains("fold")) {
+        var btn = box.nextSibling;
+        if (btn && btn.tagName === "BUTTON") setFold(box, btn, true);
+      }
+      for (var d = box.parentNode; d && d !== art; d = d.parentNode) if (d.tagName === "DETAILS") d.open = true;
+    });
+    return art;
+  }
+
+  /* The flip counts of two runs' summary: each selects its questions below. */
+  function linkFlips() {
+    document.querySelectorAll("#flips [data-flip]").forEach(function (b) {
+      var j = pairs.findIndex(function (p) { return p.method === b.dataset.method; });
+      if (j < 0) return;
+      b.classList.add("pick");
+      b.tabIndex = 0;
+      b.setAttribute("role", "button");
+      b.title = "show these questions";
+      function pick() {
+        resetFilters();
+        controls.special.value = b.dataset.flip + ":" + j;
+        apply();
+        document.getElementById("questions-title").scrollIntoView({ block: "start" });
+      }
+      b.addEventListener("click", pick);
+      b.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { pick(); e.preventDefault(); e.stopPropagation(); }
+      });
+    });
+  }
+
   /* ---- lazy loading, permalinks, keys ---- */
   if ("IntersectionObserver" in window) {
     new IntersectionObserver(function (entries) {
@@ -421,8 +479,11 @@
     var node = document.getElementById("q-" + state.list[pos].i);
     var folds = node.querySelectorAll(".fold");
     var open = !(folds.length && folds[0].classList.contains("open"));
-    folds.forEach(function (f) { f.classList.toggle("open", open); });
-    node.querySelectorAll("button.more").forEach(function (b) { b.textContent = open ? "fold" : "show all"; });
+    folds.forEach(function (f) {
+      var btn = f.nextSibling && f.nextSibling.tagName === "BUTTON" ? f.nextSibling : f.previousSibling;
+      if (btn && btn.tagName === "BUTTON") setFold(f, btn, open);
+      else f.classList.toggle("open", open);
+    });
     node.querySelectorAll("details").forEach(function (d) { d.open = open; });
   }
   document.addEventListener("keydown", function (e) {
@@ -441,7 +502,14 @@
   window.addEventListener("hashchange", openHash);
 
   buildToolbar();
+  linkFlips();
   apply();
   openHash();
+  window.addEventListener("load", function () {
+    // the summary's pictures may have moved the question a permalink opened: put it back at the top
+    if (state.current >= 0 && /^#q=/.test(location.hash) && window.scrollY > 0) {
+      document.getElementById("q-" + state.list[state.current].i).scrollIntoView({ block: "start" });
+    }
+  });
   window.cbTimings.ready_ms = performance.now() - t0;
 })();
