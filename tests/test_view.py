@@ -16,7 +16,7 @@ import yaml
 
 from cotbridge.jsonl import read_json, read_jsonl
 from cotbridge.view import write_view
-from cotbridge.view.collect import collect
+from cotbridge.view.collect import collect, prompt_text
 from cotbridge.view.model import page_data
 from tests.view_runs import PAYLOAD, TASK, synthesize_run
 
@@ -86,6 +86,10 @@ def test_run_writes_its_page_with_every_eval_record_and_the_reported_counts(real
             assert out["c"] == rec["correct"] and out.get("p") == rec["prediction"]
             assert [s.get("o", "") for s in out["S"]] == [s["output"] for s in rec["samples"]]
             assert rows[f"{TASK}:test:{rec['id']}"]["q"] == rec["question"]
+            # the prompt: its column's template around the question, as given to the model
+            prefix, suffix = data["columns"][i]["prompts"][out["pt"]]
+            assert prefix + rec["question"] + suffix == prompt_text(rec["prompt"]) and "pr" not in out
+        assert len(data["columns"][i]["prompts"]) == 1  # one template for all six questions
         correct = sum(bool(r["o"][i] and r["o"][i]["c"]) for r in data["rows"])
         assert correct == round(results["accuracy"] * results["n"])
         cell = re.search(rf"^\| {method} \| ([\d.]+) ±", report, re.M)

@@ -125,6 +125,10 @@ def test_rows_filters_search_keys_and_hostile_text(browser, runs, tmp_path):
     assert page.locator("#q-0 .fold").count() > 0 and page.locator("#q-0 .fold.open").count() == 0
     page.keyboard.press("o")
     assert page.locator("#q-0 .fold.open").count() == page.locator("#q-0 .fold").count()
+    prompt = page.locator("#q-0 .out details.prompt").nth(2)  # finetune_cot's: the question, then " ###"
+    prompt.locator("summary").click()
+    assert prompt.locator(".text").text_content() == page.locator("#q-0 .qtext").text_content() + " ###"
+    assert prompt.locator(".qpart").text_content() == page.locator("#q-0 .qtext").text_content()
     shot = keep(page, tmp_path, "view_quickstart.png")
     assert shot.stat().st_size > 10_000
     assert problems == [], problems

@@ -315,6 +315,15 @@ def numbered(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield n, obj
 
 
+def prompt_text(prompt: Any) -> str:
+    """A record's prompt as the page shows it: the text, or chat messages one after another under their roles."""
+    if isinstance(prompt, list):
+        return "\n\n".join(
+            f"[{m.get('role', '?')}]\n{m.get('content', '')}" if isinstance(m, dict) else str(m) for m in prompt
+        )
+    return str(prompt)
+
+
 def add_eval_records(src: Source, method: str, task: str, split: str, path: Path) -> None:
     for _line, rec in records_with_lines(path, ("id", "samples", "correct"), "an eval record"):
         q = question_entry(src, task, split, str(rec["id"]), rec.get("question"), rec.get("gold"))
@@ -339,6 +348,8 @@ def eval_output(rec: dict[str, Any]) -> dict[str, Any]:
             }
         )
     out = {"prediction": rec.get("prediction"), "correct": bool(rec.get("correct")), "samples": samples}
+    if rec.get("prompt"):
+        out["prompt"] = prompt_text(rec["prompt"])
     for k in ("em", "f1"):
         if rec.get(k) is not None:
             out[k] = rec[k]

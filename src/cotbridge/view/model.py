@@ -29,6 +29,7 @@ def page_data(sources: list[Source]) -> dict[str, Any]:
         for p in pairs:
             p["a"], p["b"] = order.index(p["a"]), order.index(p["b"])
     rows = [build_row(key, sources, columns) for key in question_keys(sources)]
+    prompt_templates(rows, columns)
     for p in pairs:
         both = [r for r in rows if r["o"][p["a"]] is not None and r["o"][p["b"]] is not None]
         p["n"] = len(both)
@@ -138,12 +139,32 @@ def compact_output(o: dict[str, Any]) -> dict[str, Any]:
         for s in o.get("samples") or []
     ]
     out = {"p": o.get("prediction"), "c": bool(o.get("correct")), "S": samples}
+    if o.get("prompt"):
+        out["pr"] = o["prompt"]  # made a template reference by prompt_templates
     for k in ("em", "f1"):
         if o.get(k) is not None:
             out[k] = round(float(o[k]), 4)
     if o.get("scores"):
         out["sc"] = o["scores"]
     return out
+
+
+def prompt_templates(rows: list[dict[str, Any]], columns: list[dict[str, Any]]) -> None:
+    """Each output's prompt as its column's template (the text before and after the question, which most questions
+    of a column share: an 8-shot prefix is embedded once, not once per question) and the question, ``"pt"``: the
+    template's index in the column's ``prompts``; a prompt without its question's text in it stays whole (``"pr"``)."""
+    for i, column in enumerate(columns):
+        index: dict[tuple[str, str], int] = {}
+        for r in rows:
+            o = r["o"][i]
+            if o is None or "pr" not in o:
+                continue
+            text, question = o["pr"], r["q"] or ""
+            at = text.rfind(question) if question else -1  # the question asked comes last (after any exemplars)
+            if at >= 0:
+                del o["pr"]
+                o["pt"] = index.setdefault((text[:at], text[at + len(question) :]), len(index))
+        column["prompts"] = [list(k) for k in index]
 
 
 def column_counts(data: dict[str, Any]) -> list[dict[str, int]]:

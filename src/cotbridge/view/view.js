@@ -287,8 +287,26 @@
       });
       box.appendChild(det);
     }
-    add(box, scoresLine(o.sc));
+    add(box, scoresLine(o.sc), promptBlock(r, i));
     return box;
+  }
+  /* The prompt the model was given: its column's template around the question (marked), or the whole text. */
+  function promptBlock(r, i) {
+    var o = r.o[i], t = o.pt !== undefined ? (cols[i].prompts || [])[o.pt] : null;
+    var parts = t ? [t[0], r.q || "", t[1]] : o.pr !== undefined ? [o.pr, "", ""] : null;
+    if (!parts) return null;
+    var d = el("details", "prompt");
+    d.appendChild(el("summary", null, "prompt (" + (parts[0].length + parts[1].length + parts[2].length) + " characters)"));
+    var box = el("div", "text body");
+    box.appendChild(document.createTextNode(parts[0]));
+    if (parts[1]) {
+      var q = el("span", "qpart", parts[1]);
+      q.title = "the question";
+      box.appendChild(q);
+    }
+    box.appendChild(document.createTextNode(parts[2]));
+    d.appendChild(box);
+    return d;
   }
   function partnerOf(i) {
     for (var j = 0; j < pairs.length; j++) {
@@ -454,9 +472,24 @@
     var node = document.getElementById("q-" + state.list[pos].i);
     node.classList.add("current");
     node.scrollIntoView({ block: "start" });
+    settle(node, node.getBoundingClientRect().top, 0);
     node.focus({ preventScroll: true });
     state.current = pos;
     history.replaceState(null, "", "#q=" + encodeURIComponent(state.list[pos].k));
+  }
+  /* Rows drawn for the first time near the one just scrolled to (content-visibility) take their real height in the
+     next frames and push it away from the top: scroll again until it stays put, unless the reader has scrolled. */
+  var readerScrolled = false;
+  ["wheel", "touchstart", "keydown", "mousedown"].forEach(function (t) {
+    window.addEventListener(t, function () { readerScrolled = true; }, { passive: true, capture: true });
+  });
+  function settle(node, top, frames) {
+    readerScrolled = false;
+    requestAnimationFrame(function check() {
+      if (readerScrolled || frames++ > 30) return;
+      if (Math.abs(node.getBoundingClientRect().top - top) > 1) node.scrollIntoView({ block: "start" });
+      requestAnimationFrame(check);
+    });
   }
   function openHash() {
     var m = /^#q=(.+)$/.exec(location.hash);
