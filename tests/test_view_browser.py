@@ -147,6 +147,29 @@ def test_a_permalink_opens_its_question(browser, runs):
     assert 0 <= top <= 150 and problems == [], top  # at the top of the window, below the sticky toolbar
 
 
+def test_the_filters_live_in_the_address_so_a_view_can_be_reloaded_and_shared(browser, runs):
+    tmp, a, _ = runs
+    html = write_view([tmp / "quickstart"])
+    page, problems = open_page(browser, html)
+    page.select_option("#f-col-2", "ok")  # finetune_cot right
+    page.fill("#search", "flips")
+    until(lambda: "search=flips" in page.evaluate("location.hash"))
+    n = shown(page)
+    assert 0 < n <= len(a["right"]["finetune_cot"]) and "c2=ok" in page.evaluate("location.hash")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("j")  # a question too: filters and question together
+    current = page.locator("article.q.current").get_attribute("id")
+    page.reload()
+    page.wait_for_selector("article.q.current")
+    assert shown(page) == n and page.input_value("#f-col-2") == "ok" and page.input_value("#search") == "flips"
+    assert page.locator("article.q.current").get_attribute("id") == current
+    # a shared link with a filter value the page does not offer: that filter is left alone, the rest applies
+    page.goto(html.resolve().as_uri() + "#c2=bogus&c1=bad")
+    page.wait_for_selector("article.q")
+    assert page.input_value("#f-col-2") == "" and shown(page) == 2 * N - len(a["right"]["vanilla"]) - N
+    assert problems == [], problems
+
+
 def test_search_marks_its_matches_and_opens_the_folds_that_hold_them(browser, runs):
     tmp, _, _ = runs
     page, problems = open_page(browser, write_view([tmp / "quickstart"]))

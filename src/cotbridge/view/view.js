@@ -141,10 +141,10 @@
     var timer = null;
     search.addEventListener("input", function () {
       clearTimeout(timer);
-      timer = setTimeout(apply, 150);
+      timer = setTimeout(function () { apply(true); }, 150);
     });
     [part, special, sort].concat(controls.cols, controls.verdict ? [controls.verdict] : []).forEach(function (s) {
-      s.addEventListener("change", apply);
+      s.addEventListener("change", function () { apply(true); });
     });
   }
 
@@ -185,7 +185,34 @@
     qlen: function (a, b) { return b.q.length - a.q.length; },
     qshort: function (a, b) { return a.q.length - b.q.length; },
   };
-  function apply() {
+  /* ---- the filters in the address: a filtered view can be reloaded and shared ---- */
+  var FILTERS = ["part", "special", "verdict", "sort"];
+  function hashParams() { return new URLSearchParams(location.hash.replace(/^#/, "")); }
+  function writeHash(key) {
+    var p = new URLSearchParams();
+    if (controls.search.value.trim()) p.set("search", controls.search.value.trim());
+    FILTERS.forEach(function (k) { if (controls[k] && controls[k].value) p.set(k, controls[k].value); });
+    controls.cols.forEach(function (sel, i) { if (sel.value) p.set("c" + i, sel.value); });
+    if (key) p.set("q", key);
+    var h = p.toString();
+    history.replaceState(null, "", h ? "#" + h : location.pathname + location.search);
+  }
+  /* The filters a link names, all of them: one it leaves out, or names with a value its control does not offer,
+     is cleared. Whether the address names any (a link to a question alone leaves the reader's filters as they are). */
+  function readFilters() {
+    var p = hashParams();
+    var keys = ["search"].concat(FILTERS, controls.cols.map(function (_, i) { return "c" + i; }));
+    if (!keys.some(function (k) { return p.get(k) !== null; })) return false;
+    function pick(sel, v) {
+      if (sel) sel.value = v !== null && [].some.call(sel.options, function (o) { return o.value === v; }) ? v : "";
+    }
+    controls.search.value = p.get("search") || "";
+    FILTERS.forEach(function (k) { pick(controls[k], p.get(k)); });
+    controls.cols.forEach(function (sel, i) { pick(sel, p.get("c" + i)); });
+    return true;
+  }
+
+  function apply(byReader) {
     var f = current();
     var list = rows.filter(function (r) { return matches(r, f); });
     if (SORTS[f.sort]) list.sort(function (a, b) { return SORTS[f.sort](a, b) || a.i - b.i; });
@@ -197,6 +224,7 @@
     document.getElementById("count").textContent = list.length + " of " + rows.length + " questions";
     if (!list.length) rowsEl.appendChild(el("p", "empty", "No question matches these filters."));
     renderMore();
+    if (byReader) writeHash(null);
   }
 
   /* ---- rendering ---- */
@@ -444,7 +472,7 @@
       function pick() {
         resetFilters();
         controls.special.value = b.dataset.flip + ":" + j;
-        apply();
+        apply(true);
         document.getElementById("questions-title").scrollIntoView({ block: "start" });
       }
       b.addEventListener("click", pick);
@@ -475,7 +503,7 @@
     settle(node, node.getBoundingClientRect().top, 0);
     node.focus({ preventScroll: true });
     state.current = pos;
-    history.replaceState(null, "", "#q=" + encodeURIComponent(state.list[pos].k));
+    writeHash(state.list[pos].k);
   }
   /* Rows drawn for the first time near the one just scrolled to (content-visibility) take their real height in the
      next frames and push it away from the top: scroll again until it stays put, unless the reader has scrolled. */
@@ -492,10 +520,8 @@
     });
   }
   function openHash() {
-    var m = /^#q=(.+)$/.exec(location.hash);
-    if (!m) return;
-    var key;
-    try { key = decodeURIComponent(m[1]); } catch (e) { return; }
+    var key = hashParams().get("q");
+    if (!key) return;
     var pos = state.list.findIndex(function (r) { return r.k === key; });
     if (pos < 0 && rows.some(function (r) { return r.k === key; })) {
       resetFilters();
@@ -532,10 +558,14 @@
     else if ((e.key === "o" || e.key === "Enter") && state.current >= 0) { toggleRow(state.current); e.preventDefault(); }
     else if (e.key === "/") { controls.search.focus(); e.preventDefault(); }
   });
-  window.addEventListener("hashchange", openHash);
+  window.addEventListener("hashchange", function () {
+    if (readFilters()) apply();  // a link with filters; one with a question only keeps the reader's filters
+    openHash();
+  });
 
   buildToolbar();
   linkFlips();
+  readFilters();
   apply();
   openHash();
   window.addEventListener("load", function () {
