@@ -170,6 +170,18 @@ def test_the_filters_live_in_the_address_so_a_view_can_be_reloaded_and_shared(br
     assert problems == [], problems
 
 
+def test_a_teacher_file_offers_only_the_choices_its_data_can_meet(browser, runs):
+    tmp, _, _ = runs
+    html = write_view([tmp / "quickstart" / "teacher" / "synthetic_coin_flip.D3.jsonl"], tmp / "teacher.html")
+    page, problems = open_page(browser, html)
+    assert page.locator("#accuracy").count() == 0  # no outputs: no accuracy table
+    options = " ".join(page.locator("#toolbar option").all_text_contents())
+    assert "evaluated" not in options and "teacher right, student wrong" not in options and "longest output" not in options
+    assert "longest teacher rationale first" in options and page.locator("#f-special").is_hidden()
+    assert page.locator("#f-verdict").count() == 0 or page.locator("#f-verdict").is_visible()
+    assert problems == [], problems
+
+
 def test_search_marks_its_matches_and_opens_the_folds_that_hold_them(browser, runs):
     tmp, _, _ = runs
     page, problems = open_page(browser, write_view([tmp / "quickstart"]))

@@ -148,7 +148,9 @@ def flips_html(data: dict[str, Any]) -> str:
 
 
 def accuracy_html(data: dict[str, Any]) -> str:
-    """Correct answers per output column, counted from the per-question records shown below."""
+    """Correct answers per output column, counted from the per-question records shown below (none: no section)."""
+    if not data["columns"]:
+        return ""
     counts = column_counts(data)
     body = [
         [c["label"], f"{k['correct']} / {k['n']}", f"{100 * k['correct'] / k['n']:.1f}" if k["n"] else "–"]

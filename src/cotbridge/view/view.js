@@ -82,10 +82,13 @@
 
     var part = el("select");
     part.id = "f-part";
+    // only the choices this page's data can meet (a teacher file has no outputs, an eval folder no teacher)
+    var nTeach = count(function (r) { return r.T; });
     option(part, "", "all questions (" + rows.length + ")");
-    option(part, "eval", "evaluated (" + count(function (r) { return r.hasOut; }) + ")");
-    option(part, "teach", "with teacher samples (" + count(function (r) { return r.T; }) + ")");
+    if (cols.length) option(part, "eval", "evaluated (" + count(function (r) { return r.hasOut; }) + ")");
+    if (nTeach) option(part, "teach", "with teacher samples (" + nTeach + ")");
     controls.part = labelled("show", part);
+    part.parentNode.hidden = part.options.length === 1;
 
     controls.cols = cols.map(function (c, i) {
       var s = el("select");
@@ -104,12 +107,15 @@
       option(special, "disagree", "methods disagree (" + count(function (r) { return r.nRight && r.nWrong; }) + ")");
       option(special, "allwrong", "all wrong (" + count(function (r) { return r.hasOut && !r.nRight; }) + ")");
     }
-    option(special, "trsw", "teacher right, student wrong (" + count(function (r) { return r.tRight && r.nWrong; }) + ")");
+    // teacher samples on the questions that were evaluated (a run teaches on train and evaluates on test: none)
+    if (rows.some(function (r) { return r.T && r.hasOut; }))
+      option(special, "trsw", "teacher right, student wrong (" + count(function (r) { return r.tRight && r.nWrong; }) + ")");
     pairs.forEach(function (p, j) {
       option(special, "fixed:" + j, p.method + ": wrong in A → right in B (" + p.fixed + ")");
       option(special, "broken:" + j, p.method + ": right in A → wrong in B (" + p.broken + ")");
     });
     controls.special = labelled("questions", special);
+    special.parentNode.hidden = special.options.length === 1;  // nothing to choose here
 
     if ((D.verdicts || []).length) {
       var verdict = el("select");
@@ -125,8 +131,8 @@
     var sort = el("select");
     sort.id = "f-sort";
     option(sort, "", "in order");
-    option(sort, "olen", "longest output first");
-    option(sort, "tlen", "longest teacher rationale first");
+    if (cols.length) option(sort, "olen", "longest output first");
+    if (nTeach) option(sort, "tlen", "longest teacher rationale first");
     option(sort, "qlen", "longest question first");
     option(sort, "qshort", "shortest question first");
     controls.sort = labelled("sort", sort);
