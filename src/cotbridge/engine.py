@@ -3,7 +3,10 @@
 What the engine does for every recipe (Fine-tune-CoT, Instruction-tuning-CoT, LM-guided CoT, and any new one):
 
 - validates ``--from`` / ``--until`` against the recipe's stage names before anything runs;
-- ``--from STAGE`` removes the outputs that STAGE and every later stage declared, so they are made again;
+- ``--from STAGE`` makes the outputs that STAGE and every later stage declared again: they are set aside first and
+  deleted only once STAGE has run through; if STAGE fails (a bad option, a network fault, Ctrl-C) they are put back,
+  with the recorded config, so a failed redo loses nothing;
+- ``--from`` after ``--until`` (a range that runs nothing) is refused;
 - locks the run directory for the whole run: a second command on it is refused with the holder's PID;
 - refuses to resume under a config other than the recorded one unless ``--from`` names a stage at or before the
   first one whose declared settings changed (run_record.py; ``--force-new`` keeps the old directory aside as
@@ -29,12 +32,12 @@ from typing import Any, Protocol, TypeVar
 
 from cotbridge.config import StrictModel
 from cotbridge.errors import UserError
-from cotbridge.folder_lock import folder_lock
+from cotbridge.folder_lock import LOCK_NAME, folder_lock
 from cotbridge.jsonl import read_json, write_json
 from cotbridge.models.loading import check_local_models
 from cotbridge.models.pool import keeping_models
 from cotbridge.registry import Registry
-from cotbridge.run_record import RunRecord
+from cotbridge.run_record import CONFIG_FILE, RunRecord
 
 log = logging.getLogger(__name__)
 RESUMED_S = 1.0  # a stage that returned faster than this found its work done
@@ -95,17 +98,71 @@ def check_stage(recipe: Recipe, name: str | None, option: str) -> None:
         raise UserError(f"{option}: unknown stage {name!r} (stages: {', '.join(names)})")
 
 
-def remove_outputs(stages: list[Stage], from_stage: str) -> None:
-    names = [s.name for s in stages]
-    for stage in stages[names.index(from_stage) :]:
-        for path in stage.outputs():
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-            else:
-                continue
-            log.info("--from %s: removed %s", from_stage, path)
+ASIDE = ".redo-aside"  # inside the run directory: a rename, never a copy, and on the same filesystem
+
+
+class OutputsAside:
+    """``--from STAGE``: the outputs of STAGE and every later stage moved to ``<run_dir>/.redo-aside`` (so the
+    stages make them again) together with the recorded config; ``restore()`` puts them back, ``drop()`` deletes them.
+    Outputs outside the run directory are moved beside themselves (``<name>.redo-aside``)."""
+
+    def __init__(self, run_dir: Path, stages: list[Stage], from_stage: str):
+        self.run_dir, self.root = run_dir, run_dir / ASIDE
+        if self.root.exists():  # left by a redo killed before it could restore or drop: those are the newest kept
+            raise UserError(
+                f"{self.root} holds the outputs a previous --from set aside and could not put back: move what you "
+                "need back into the run directory (or delete it), then rerun"
+            )
+        names = [s.name for s in stages]
+        self.moved: list[tuple[Path, Path]] = []
+        for stage in stages[names.index(from_stage) :]:
+            for path in stage.outputs():
+                if path.exists():
+                    self._move(path, self._aside(path))
+                    log.info("--from %s: set aside %s", from_stage, path)
+        record = run_dir / "config.yaml"
+        if record.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(record, self.root / "config.yaml.recorded")
+
+    def _aside(self, path: Path) -> Path:
+        try:
+            return self.root / "outputs" / path.resolve().relative_to(self.run_dir.resolve())
+        except ValueError:
+            return path.with_name(path.name + ASIDE)
+
+    def _move(self, src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        src.rename(dst)
+        self.moved.append((src, dst))
+
+    def restore(self, made_anew: list[Path]) -> None:
+        """Back as they were; what the failed stage wrote in their place goes to ``<run_dir>/.redo-failed-<time>``
+        (paid responses stay in the request cache either way)."""
+        failed = self.run_dir / f".redo-failed-{time.strftime('%Y%m%d-%H%M%S')}"
+        for path in made_anew:
+            if path.exists():
+                target = failed / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.rename(target)
+        for src, dst in reversed(self.moved):
+            src.parent.mkdir(parents=True, exist_ok=True)
+            dst.rename(src)
+        recorded = self.root / "config.yaml.recorded"
+        if recorded.exists():
+            recorded.replace(self.run_dir / "config.yaml")
+        shutil.rmtree(self.root, ignore_errors=True)
+        if failed.exists():
+            log.warning("the failed stage's partial outputs are kept in %s", failed)
+
+    def drop(self) -> None:
+        for _, dst in self.moved:
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            elif dst.exists():
+                dst.unlink()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def set_aside(run_dir: Path) -> Path | None:
@@ -126,6 +183,11 @@ def run_recipe(
     The run directory is locked for the whole run (a second command on it is refused, naming this one's PID)."""
     check_stage(recipe, from_stage, "--from")
     check_stage(recipe, until, "--until")
+    names = stage_names(recipe)
+    if from_stage and until and names.index(until) < names.index(from_stage):
+        raise UserError(
+            f"--until {until} comes before --from {from_stage}: nothing would run (stages: {', '.join(names)})"
+        )
     check_local_models(recipe.config)
     if force_new:
         set_aside(recipe.run_dir)
@@ -137,21 +199,31 @@ def run_recipe(
 def _run_locked(recipe: Recipe, from_stage: str | None, until: str | None) -> dict[str, Any]:
     run_dir, record = recipe.run_dir, RunRecord(recipe.run_dir)
     stages = recipe.stages()
-    record.check(recipe.config, stages, from_stage)
-    if from_stage:
-        remove_outputs(stages, from_stage)
+    if any(p.name not in (CONFIG_FILE, LOCK_NAME) for p in run_dir.iterdir()):
+        record.check(recipe.config, stages, from_stage)
+    # else the directory holds only its record (a first run that failed before making anything): nothing was made
+    # under the recorded settings, so nothing to keep them for
+    aside = OutputsAside(run_dir, stages, from_stage) if from_stage else None
     record.write(recipe.config)
     timings_path = run_dir / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}
     results: dict[str, Any] = {}
-    for stage in stages:
-        log.info("stage %s", stage.name)
-        wall, cpu = time.perf_counter(), time.process_time()
-        results[stage.name] = stage.run()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if wall > RESUMED_S:
-            timings[stage.name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
-            write_json(timings_path, timings)
-        if stage.name == until:
-            return {"stopped_after": stage.name}
+    try:
+        for stage in stages:
+            log.info("stage %s", stage.name)
+            wall, cpu = time.perf_counter(), time.process_time()
+            results[stage.name] = stage.run()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if aside is not None and stage.name == from_stage:
+                aside.drop()  # redone: the old outputs of this stage and of every later one are obsolete
+                aside = None
+            if wall > RESUMED_S:
+                timings[stage.name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+                write_json(timings_path, timings)
+            if stage.name == until:
+                return {"stopped_after": stage.name}
+    except BaseException:
+        if aside is not None:  # the redo did not get through its first stage: put everything back
+            aside.restore(next(s for s in stages if s.name == from_stage).outputs())
+        raise
     return recipe.summary(results)

@@ -55,6 +55,12 @@ def refuse_if_changed(
     raise UserError(f"{holder} ({describe_changes(changes)}); {remedy}{hint}")
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """A changed value as the one-line message shows it: whole lists of teachers made it 3 KB long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 12] + f"... ({len(text)} chars)"
+
+
 def _declares(prefix: str, key: str) -> bool:
     """Whether a stage declaring ``prefix`` owns the changed dotted ``key`` (or a section holding it)."""
     return key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + ".")
@@ -102,7 +108,7 @@ class RunRecord:
         if not kept:
             return  # every change belongs to a stage that is redone
         first = min(c[3] for c in kept)
-        described = describe_changes([f"{k}: {was!r} -> {now!r}" for k, was, now, _ in kept])
+        described = describe_changes([f"{k}: {short(was)} -> {short(now)}" for k, was, now, _ in kept])
         if from_stage:
             raise UserError(
                 f"{self.run_dir}: --from {from_stage} keeps stage {names[first]!r}, whose settings changed since it "

@@ -26,6 +26,30 @@ from cotbridge.tasks.base import Example, answer_choices
 log = logging.getLogger(__name__)
 
 
+# A recorded verdict: true/false, or 1/0 as a number or text (released outputs score a generation 1.0 / 0.0); any
+# other value would count as right under bool() ("0", "no", a list).
+VERDICT_TEXT = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "1.0": True,
+    "0.0": False,
+    "yes": True,
+    "no": False,
+}
+
+
+def verdict_value(value: Any, field: str, path: Path, line: int) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in VERDICT_TEXT:
+        return VERDICT_TEXT[value.strip().lower()]
+    raise DataError(path, f"--reference-field {field}: expected true/false or 1/0, got {value!r}", line)
+
+
 def score_predictions(
     task_name: str,
     path: str | Path,
@@ -97,7 +121,7 @@ def score_predictions(
                 other = score_output(text, golds, compare_checker, letters=task.choice_letters, pipeline=pipeline)
                 out["checker_correct"], out["checker_prediction"] = other.correct, other.prediction
             if reference_field:
-                ref = bool(get_field(rec, reference_field, path=path, line=line))
+                ref = verdict_value(get_field(rec, reference_field, path=path, line=line), reference_field, path, line)
                 out["reference_correct"] = ref
                 if ref != v.correct:
                     disagreements.append(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.recipes.eval_stage import EvalSpec
+from cotbridge.registry import unknown_name_message
 from cotbridge.teach.config import TeachConfig, TeacherConfig
 from cotbridge.train.config import TrainConfig
 
@@ -22,6 +23,29 @@ class MethodSpec(StrictModel):
     samples: int = Field(default=1, ge=1)  # distill: rationales per question (D)
     # distill: None -> 0 for D=1, 0.7 for D>1
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
+
+    # Checked when the config is read, not at the stage that uses them (after teaching and training)
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        return known_prompt_mode(mode)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, fmt: str) -> str:
+        from cotbridge.prompts.formats import FORMATS
+
+        if fmt not in FORMATS:
+            raise ValueError(unknown_name_message("student format", fmt, FORMATS.names()))
+        return fmt
+
+
+def known_prompt_mode(mode: str) -> str:
+    from cotbridge.prompts.modes import PROMPT_MODES
+
+    if mode not in PROMPT_MODES:
+        raise ValueError(unknown_name_message("prompt mode", mode, PROMPT_MODES.names()))
+    return mode
 
 
 class CurateSpec(StrictModel):
@@ -40,7 +64,21 @@ class RunConfig(StrictModel):
     curate: CurateSpec = CurateSpec()
     student: TrainConfig = TrainConfig()
     eval: EvalSpec = EvalSpec()
-    methods: list[MethodSpec] = [MethodSpec(name="finetune_cot", kind="distill")]
+    methods: list[MethodSpec] = Field(default=[MethodSpec(name="finetune_cot", kind="distill")], min_length=1)
+
+    @field_validator("teach_mode")
+    @classmethod
+    def _known_teach_mode(cls, mode: str) -> str:
+        return known_prompt_mode(mode)
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct_method_names(cls, methods: list[MethodSpec]) -> list[MethodSpec]:
+        names = [m.name for m in methods]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # each method's outputs live in folders named after it
+            raise ValueError(f"{', '.join(twice)} named more than once (a method's name is its folders' name)")
+        return methods
 
     def directory(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)

@@ -1,0 +1,110 @@
+"""``--from STAGE`` loses nothing when the redo fails: the outputs it would replace are set aside and put back (with
+the recorded config) unless STAGE runs through; a first run that made nothing does not pin its settings; an
+impossible --from / --until range is refused before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cotbridge.engine import ASIDE, Stage, run_recipe
+from cotbridge.errors import UserError
+from cotbridge.run_record import short
+from tests.test_architecture import ToyConfig, ToyRecipe
+
+
+class Failing(ToyRecipe):
+    """The toy recipe whose stage ``fail_at`` writes part of its output, then fails (a bad option, a network fault)."""
+
+    fail_at: str | None = None
+
+    def stages(self) -> list[Stage]:
+        def failing(stage: Stage) -> Stage:
+            def run():
+                if stage.name == self.fail_at:
+                    out = self.run_dir / stage.name / "partial.txt"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text("half")
+                    raise UserError("teacher.options.bogus: unknown option")
+                return stage.run()
+
+            return Stage(stage.name, run, stage.outputs)
+
+        return [failing(s) for s in super().stages()]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_redo_puts_back_the_outputs_and_the_recorded_config(tmp_path):
+    run = tmp_path / "run"
+    recipe = Failing(ToyConfig(words=["x"]), run)
+    run_recipe(recipe)
+    before = snapshot(run)
+    assert {"first/out.txt", "second/out.txt", "third/out.txt", "config.yaml"} <= set(before)
+
+    changed = Failing(ToyConfig(words=["x", "new"]), run)  # "words" is the first stage's setting
+    changed.fail_at = "first"
+    with pytest.raises(UserError, match="bogus"):
+        run_recipe(changed, from_stage="first")
+    after = snapshot(run)
+    failed = [k for k in after if k.startswith(".redo-failed-")]
+    assert {k: v for k, v in after.items() if k not in failed} == before  # every output and the old config back
+    assert not (run / ASIDE).exists()
+    assert [k for k in failed if k.endswith("partial.txt")]  # what the failed stage wrote: kept apart, not mixed in
+    with pytest.raises(UserError, match="made with other settings"):  # the old record is the one in force
+        run_recipe(Failing(ToyConfig(words=["x", "new"]), run))
+
+    changed.fail_at = "second"  # once the redone stage runs through, a later failure keeps its new output
+    with pytest.raises(UserError, match="bogus"):
+        run_recipe(changed, from_stage="first")
+    assert (run / "first" / "out.txt").read_text() == "x new" and not (run / "third").exists()
+    assert not (run / ASIDE).exists()
+
+    changed.fail_at = None  # the option fixed: the rest is made
+    changed.calls.clear()
+    assert run_recipe(changed) == {"joined": "x new|2|3"}
+    assert changed.calls == ["second", "third"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["words"] == ["x", "new"]
+
+
+def test_interrupted_redo_leftovers_are_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    recipe = ToyRecipe(ToyConfig(), run)
+    run_recipe(recipe)
+    (run / ASIDE / "outputs" / "second").mkdir(parents=True)  # a redo killed with SIGKILL left these
+    with pytest.raises(UserError, match=r"\.redo-aside holds the outputs a previous --from set aside"):
+        run_recipe(recipe, from_stage="second")
+    assert (run / "second" / "out.txt").exists()
+
+
+def test_until_before_from_is_refused_before_anything_runs(tmp_path):
+    recipe = ToyRecipe(ToyConfig(), tmp_path / "run")
+    with pytest.raises(UserError, match="--until first comes before --from third: nothing would run"):
+        run_recipe(recipe, from_stage="third", until="first")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_first_run_that_made_nothing_does_not_pin_its_settings(tmp_path):
+    run = tmp_path / "run"
+    broken = Failing(ToyConfig(words=["x"]), run)
+    broken.fail_at = "first"
+    with pytest.raises(UserError):
+        run_recipe(broken)
+    (run / "first" / "partial.txt").unlink()  # (the toy's partial output: a real stage writes its marker last)
+    (run / "first").rmdir()
+    assert (run / "config.yaml").exists()
+    fixed = ToyRecipe(ToyConfig(words=["y"]), run)  # another setting: nothing was made under the old one
+    assert run_recipe(fixed)["joined"].startswith("y|")
+    # once outputs exist, a changed setting is refused as before
+    with pytest.raises(UserError, match="made with other settings"):
+        run_recipe(ToyRecipe(ToyConfig(words=["z"]), run))
+
+
+def test_long_changed_values_are_shortened_in_the_message():
+    assert short(["a" * 10] * 2) == repr(["a" * 10] * 2)
+    long = short([{"backend": "openai", "model": f"m{i}"} for i in range(40)])
+    assert len(long) < 80 and long.endswith("chars)")
