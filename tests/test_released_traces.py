@@ -193,3 +193,21 @@ def test_a_malformed_jsonl_line_is_named_by_file_and_line(tmp_path):
         import_traces(str(source), "mixture_of_thoughts", "math500", out)
     assert str(source) in str(err.value) and ":3" in str(err.value) and "invalid JSON" in str(err.value)
     assert not out.exists()
+
+
+def test_bad_local_sources_are_one_line_without_asking_the_hub(tmp_path):
+    """A missing file name went to the hub (20+ s offline, "couldn't reach"); an empty file raised IndexError; a
+    malformed .json said only "an error occurred"; the datasets library's own ERROR lines came first."""
+    empty, bad_json, out = tmp_path / "empty.jsonl", tmp_path / "bad.json", tmp_path / "t.jsonl"
+    empty.write_text("")
+    bad_json.write_text('[{"problem": "1+1"},\n{"problem": \n')
+    cases = {
+        tmp_path / "nope.jsonl": "no such file or folder",
+        empty: "empty (no rows to import)",
+        bad_json: f"{bad_json}:3: invalid JSON",
+    }
+    for source, message in cases.items():
+        done = cli_traces(source, "openthoughts", out)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr and "Hub" not in done.stderr
+        assert not out.exists()

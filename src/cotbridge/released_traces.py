@@ -119,31 +119,64 @@ class TracesConfig(StrictModel):
     assume_correct: bool = False  # traces without a gold answer count as correct (source-filtered)
 
 
+LOCAL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
+
+
 def load_rows(source: str, split: str = "train") -> Any:
     """A hub dataset id, or local .json/.jsonl/.parquet file(s), through ``datasets``."""
     import datasets
 
     path = Path(source)
+    if not path.exists() and (source.endswith(LOCAL_SUFFIXES) or source.startswith((".", "/", "~")) or not source):
+        # a file name, not a hub id: else datasets asks the hub for it (20+ s offline) and says "couldn't reach"
+        raise UserError(
+            f"{source or repr(source)}: no such file or folder (a local .jsonl/.json/.parquet file or a "
+            "folder of them; a hub dataset id looks like org/name)"
+        )
+    files = (sorted(str(p) for p in path.glob("*.*")) if path.is_dir() else [str(path)]) if path.exists() else []
+    if path.exists():
+        empty = [f for f in files if Path(f).is_file() and Path(f).stat().st_size == 0]
+        if not files or len(empty) == len(files):
+            raise UserError(f"{source}: empty (no rows to import)")
+    quiet = logging.getLogger("datasets")
+    level, bars = quiet.level, datasets.are_progress_bars_disabled()
+    quiet.setLevel(logging.CRITICAL)  # its own ERROR lines would come before ours: one line is the rule
+    if path.exists():
+        datasets.disable_progress_bars()  # a local file converts in seconds; its bar would precede any error
     try:
         if path.exists():
-            files = sorted(str(p) for p in path.glob("*.*")) if path.is_dir() else [str(path)]
-            kind = "parquet" if files and files[0].endswith(".parquet") else "json"
+            kind = "parquet" if files[0].endswith(".parquet") else "json"
             return datasets.load_dataset(kind, data_files=files, split="train")
         return datasets.load_dataset(source, split=split)
     except Exception as e:  # noqa: BLE001  (network, missing files and malformed files end the same way)
         if path.exists():
-            name_bad_line(files)  # datasets says a file failed, not where: find the line in a JSONL file
-        raise UserError(f"could not read {source} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            name_bad_line(files)  # datasets says a file failed, not where: find the line in a JSON(L) file
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"could not read {source} ({type(e).__name__}{': ' + first if first else ''})") from None
+    finally:
+        quiet.setLevel(level)
+        if not bars:
+            datasets.enable_progress_bars()
 
 
 def name_bad_line(files: list[str]) -> None:
-    """Raise the DataError (file and line) of the first line of these JSON-lines files that is not a JSON object."""
+    """Raise the DataError (file and line) of the first line of these JSON-lines files that is not a JSON object, or
+    of a .json file that is not JSON."""
+    import json
+
     from cotbridge.jsonl import read_jsonl
 
     for name in files:
         if name.endswith((".jsonl", ".ndjson")):
             for _ in read_jsonl(name):
                 pass
+        elif name.endswith(".json"):
+            try:
+                json.loads(Path(name).read_bytes())
+            except UnicodeDecodeError:
+                raise DataError(name, "not UTF-8 text") from None
+            except json.JSONDecodeError as e:
+                raise DataError(name, f"invalid JSON ({e.msg} at column {e.colno})", e.lineno) from None
 
 
 def import_traces(

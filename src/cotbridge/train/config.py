@@ -157,6 +157,7 @@ def lora_config(cfg: TrainConfig, task_type: str, model: Any) -> Any:
     layers = None
     if cfg.lora_layers is not None:
         targets, layers = top_layers(cfg, model)
+    check_targets(targets, model)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -165,6 +166,31 @@ def lora_config(cfg: TrainConfig, task_type: str, model: Any) -> Any:
         layers_to_transform=layers,
         task_type=task_type,
     )
+
+
+def check_targets(targets: list[str] | str, model: Any) -> None:
+    """Refuse target modules that match none of the model's modules, as PEFT matches them (a list: names that end a
+    module's dotted name; a string other than "all-linear": a regular expression over whole names), naming the
+    model's linear layers; PEFT would raise a long error of its own."""
+    import re
+
+    import torch
+
+    from cotbridge.errors import UserError
+
+    if targets == "all-linear" or model is None:
+        return
+    names = [n for n, _ in model.named_modules() if n]
+    if isinstance(targets, str):
+        missing = [] if any(re.fullmatch(targets, n) for n in names) else [targets]
+    else:
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise UserError(
+            f"lora_target_modules: {', '.join(map(repr, missing))} matches no module of {type(model).__name__} "
+            f"(its linear layers: {', '.join(linear)}; or all-linear)"
+        )
 
 
 def top_layers(cfg: TrainConfig, model: Any) -> tuple[list[str], list[int]]:
