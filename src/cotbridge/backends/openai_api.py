@@ -51,6 +51,7 @@ from cotbridge.backends.batch_api import BatchAPIMixin
 from cotbridge.backends.endpoint_pool import Endpoint, EndpointPool, parse_endpoints
 from cotbridge.backends.http_pacing import AsyncTokenBucket, is_local_url
 from cotbridge.backends.openai_attempts import CURRENT_CALL, Call, counting_client_class, http_module, ssl_context
+from cotbridge.backends.secrets import credentials_in_url, url_credentials
 from cotbridge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,13 @@ class OpenAIBackend(BatchAPIMixin):
         except ImportError:
             raise UserError("the openai backend needs the openai package: pip install 'cotbridge[api]'") from None
         self.model_id = model
-        if base_url is None and endpoints is None:
+        from_env = base_url is None and endpoints is None
+        if from_env:
             base_url = os.environ.get("OPENAI_BASE_URL") or None
         self.endpoints = parse_endpoints(base_url, endpoints, concurrency)
+        for e in self.endpoints:  # URLs are logged and named in errors: a key in one would leak (secrets.py)
+            if e.url and url_credentials(e.url):
+                raise UserError(credentials_in_url("OPENAI_BASE_URL" if from_env else "base_url", e.url))
         self.base_url = self.endpoints[0].url or None  # the first (or only) server; None: api.openai.com
         hosts = [urlparse(e.url).hostname if e.url else "api.openai.com" for e in self.endpoints]
         host = next((h for e, h in zip(self.endpoints, hosts) if not is_local_url(e.url or None)), hosts[0])

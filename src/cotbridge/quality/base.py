@@ -35,6 +35,18 @@ class Scorer(Protocol):
 SCORERS: Registry[Callable[..., Scorer]] = Registry("rationale-quality scorer")
 
 
+def scorer_factory(cls: Callable[..., Scorer], pooled: bool = False) -> Callable[..., Scorer]:
+    """What SCORERS holds for ``cls``: called as ``factory(pool=..., **options)``, it passes ``pool`` on only to a
+    scorer that loads models (``pooled``). Its signature is ``cls``'s (``__wrapped__``), so the options are checked
+    against the scorer's own parameters (registry.check_options)."""
+
+    def make(pool: ModelPool | None = None, **options: Any) -> Scorer:
+        return cls(pool=pool, **options) if pooled else cls(**options)
+
+    make.__wrapped__ = cls  # type: ignore[attr-defined]
+    return make
+
+
 # ---------------------------------------------------------------- shared models
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cotbridge.backends.base import Request
 from cotbridge.errors import UserError
-from cotbridge.quality.base import ASPECTS, SCORERS, Item, Score
+from cotbridge.quality.base import ASPECTS, SCORERS, Item, Score, scorer_factory
 
 PROMPT = """You are grading a rationale that was written to help answer a question.
 
@@ -94,8 +94,9 @@ class JudgeScorer:
         from cotbridge.backends.request_cache import CachedBackend, RequestCache, default_cache_path
         from cotbridge.backends.secrets import check_no_literal_secrets
 
-        check_no_literal_secrets(options)
-        backend = get_backend(kind, model=model or kind, **options)
+        where = "options.judge.options"  # the key `cotbridge score` reads them from
+        check_no_literal_secrets(options, where)
+        backend = get_backend(kind, where=where, model=model or kind, **options)
         if cache != "off" and getattr(backend, "cacheable", True):
             backend = CachedBackend(backend, RequestCache(cache or default_cache_path()))
         return backend
@@ -130,4 +131,4 @@ class JudgeScorer:
         return results
 
 
-SCORERS.add("judge", lambda pool=None, **kw: JudgeScorer(**kw))
+SCORERS.add("judge", scorer_factory(JudgeScorer))

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from cotbridge.quality.base import SCORERS, Item, ModelPool, Score
+from cotbridge.quality.base import SCORERS, Item, ModelPool, Score, scorer_factory
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ class EmbeddingRelevance:
 
 
 # Every factory takes the shared model pool; only the model-based scorers use it.
-SCORERS.add("lexical_relevance", lambda pool=None, **kw: LexicalRelevance(**kw))
-SCORERS.add("grounding", lambda pool=None, **kw: Grounding(**kw))
-SCORERS.add("flesch", lambda pool=None, **kw: Flesch(**kw))
-SCORERS.add("lm_fluency", lambda pool=None, **kw: LMFluency(pool=pool, **kw))
-SCORERS.add("embedding_relevance", lambda pool=None, **kw: EmbeddingRelevance(pool=pool, **kw))
+SCORERS.add("lexical_relevance", scorer_factory(LexicalRelevance))
+SCORERS.add("grounding", scorer_factory(Grounding))
+SCORERS.add("flesch", scorer_factory(Flesch))
+SCORERS.add("lm_fluency", scorer_factory(LMFluency, pooled=True))
+SCORERS.add("embedding_relevance", scorer_factory(EmbeddingRelevance, pooled=True))
 AUTOMATIC = ("lm_fluency", "embedding_relevance", "grounding", "flesch")

@@ -15,15 +15,19 @@ __all__ = ["AUTOMATIC", "build_scorers", "mean_scores", "score_items"]
 
 
 def build_scorers(
-    names: list[str], options: dict[str, dict[str, Any]] | None = None, pool: ModelPool | None = None
+    names: list[str],
+    options: dict[str, dict[str, Any]] | None = None,
+    pool: ModelPool | None = None,
+    where: str = "options",
 ) -> list[Scorer]:
-    """Scorers by name; ``options[name]`` are passed to that scorer's constructor. Model-based scorers take their
-    models from ``pool`` (a caller that already holds the large model puts it there; a new pool loads on demand)."""
+    """Scorers by name; ``options[name]`` are passed to that scorer's constructor, checked against it first (an
+    unknown option or a wrong type is an error naming ``where.name.key``). Model-based scorers take their models from
+    ``pool`` (a caller that already holds the large model puts it there; a new pool loads on demand)."""
     options = options or {}
     pool = pool if pool is not None else ModelPool()
     for extra in set(options) - set(names):
         SCORERS.get(extra)  # a typo in the options fails like a typo in the names
-    return [SCORERS.get(n)(pool=pool, **options.get(n, {})) for n in names]
+    return [SCORERS.build(n, options.get(n, {}), where=f"{where}.{n}", pool=pool) for n in names]
 
 
 def score_items(

@@ -31,7 +31,7 @@ def open_backend(cfg: TeachConfig, backend: Any = None) -> Any:
         for key, value in (("task", cfg.task), ("split", cfg.split), ("data_dir", cfg.data_dir)):
             if key in takes and key not in options:
                 options[key] = value
-        backend = get_backend(t.backend, model=t.model or t.backend, **options)
+        backend = get_backend(t.backend, where="teacher.options", model=t.model or t.backend, **options)
     if cfg.cache != "off" and getattr(backend, "cacheable", True) and not isinstance(backend, CachedBackend):
         backend = CachedBackend(backend, RequestCache(cfg.cache or default_cache_path()))
     return backend

@@ -43,7 +43,7 @@ class Teacher:
         answer_request: AnswerBuilder | None = None,
     ):
         """``examples`` / ``answer_request``: see Plan.build; ``backend``: a ready backend object."""
-        check_no_literal_secrets(cfg.teacher.options)
+        check_no_literal_secrets(cfg.teacher.options, "teacher.options")  # before anything is written
         self.cfg, self.progress, self.backend = cfg, progress, backend
         self.plan = Plan.build(cfg, examples, answer_request)
         self.run_dir = Path(cfg.run_dir)
