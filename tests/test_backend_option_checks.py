@@ -93,3 +93,12 @@ def test_cli_says_it_in_one_line_with_exit_status_2(tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "error: teacher.options.error_rate: expected a number, got 'abc'"
+
+
+def test_lm_guided_reward_scorers_are_checked_under_their_config_key():
+    from cotbridge.recipes.lm_guided.rewards import build_rewards
+    from cotbridge.train.rl import RLConfig
+
+    cfg = RLConfig(weights={"readability": 1.0}, scorer_options={"flesch": {"bogus": 1}})
+    with pytest.raises(UserError, match=r"^rl\.scorer_options\.flesch\.bogus: the flesch .* takes no options"):
+        build_rewards(cfg, {}, None, lambda x: x)

@@ -82,8 +82,8 @@ class LargeModel:
             if lg.backend == "hf":
                 base = self.hf()
             else:
-                check_no_literal_secrets(lg.options)
-                base = get_backend(lg.backend, model=lg.model, **lg.options)
+                check_no_literal_secrets(lg.options, "large.options")
+                base = get_backend(lg.backend, model=lg.model, where="large.options", **lg.options)
             self._client = self.cached(base)
         return self._client
 

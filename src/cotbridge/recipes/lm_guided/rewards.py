@@ -99,9 +99,10 @@ def build_rewards(
             sname = aspect_scorer(cfg, name)
             if sname not in scorers:
                 opts = dict(cfg.scorer_options.get(sname, {}))
+                given: dict[str, Any] = {"pool": pool}
                 if sname == "judge":
-                    opts["aspects"] = [a for a in cfg.weights if a != "task" and aspect_scorer(cfg, a) == "judge"]
-                scorers[sname] = SCORERS.get(sname)(pool=pool, **opts)
+                    given["aspects"] = [a for a in cfg.weights if a != "task" and aspect_scorer(cfg, a) == "judge"]
+                scorers[sname] = SCORERS.build(sname, opts, where=f"rl.scorer_options.{sname}", **given)
             if name not in scorers[sname].aspects:
                 raise UserError(
                     f"scorer {sname!r} does not score aspect {name!r} (it scores {', '.join(scorers[sname].aspects)})"

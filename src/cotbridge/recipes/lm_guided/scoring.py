@@ -24,7 +24,7 @@ def score_rationales(
     options = {k: dict(v) for k, v in sc.options.items()}
     if "judge" in sc.scorers and "backend" not in options.get("judge", {}):
         options.setdefault("judge", {})["backend_obj"] = large.client()
-    scorers = build_scorers(sc.scorers, options, pool=large.pool)
+    scorers = build_scorers(sc.scorers, options, pool=large.pool, where="score.options")
     means = {}
     for task in data.tasks:
         exs = data.examples(task, cfg.eval.split, cfg.eval.limit)
