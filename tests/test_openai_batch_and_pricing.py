@@ -174,3 +174,23 @@ def test_price_table_errors_name_file_and_key(tmp_path, text, message):
     with pytest.raises(DataError) as e:
         pricing.load_price_table(p)
     assert str(e.value).startswith(str(p)) and message in str(e.value)
+
+
+def test_batch_commands_say_what_is_wrong(tmp_path):
+    """The reference teacher (never cached) was told that "the cache must not be off"; a missing file to import was
+    not named."""
+    import os
+    import subprocess
+    import sys
+
+    def teach(*args):
+        command = [sys.executable, "-m", "cotbridge", "teach", "--limit", "2", *args]
+        env = {**os.environ, "OPENAI_API_KEY": "sk-fake"}
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+
+    done = teach("--run-dir", "a", "--batch-export", "x.jsonl")
+    assert done.returncode == 2 and "the reference backend has no Batch API" in done.stderr, done.stderr
+    openai = "--teacher openai --teacher-model gpt-4o-mini --set teacher.options.base_url=http://127.0.0.1:9/v1"
+    done = teach("--run-dir", "b", *openai.split(), "--batch-import", "nope.jsonl")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: nope.jsonl: no such file (the Batch API's output file to import)"

@@ -16,9 +16,12 @@ log = logging.getLogger(__name__)
 
 def pending_requests(backend: CachedBackend, plan: Plan, owed: Owed) -> list[tuple[str, Request]]:
     """(cache key, one-sample request) for every call still needed; two-stage answers once rationales exist."""
+    inner = getattr(backend, "backend", backend)
+    if not hasattr(inner, "export_batch_jsonl"):  # first: the reference backend is never cached, so it got the next
+        raise UserError(f"the {inner.kind} backend has no Batch API (--batch-export / --batch-import); use openai")
     if not isinstance(backend, CachedBackend):
-        raise UserError("batch export needs the request cache (cache must not be 'off')")
-    inner, cache = backend.backend, backend.cache
+        raise UserError("the Batch API needs the request cache (cache must not be 'off')")
+    cache = backend.cache
     pending = []
     for ex, samples in owed:
         for j in samples:
@@ -36,8 +39,6 @@ def pending_requests(backend: CachedBackend, plan: Plan, owed: Owed) -> list[tup
 
 def export_batch(backend: CachedBackend, pending: list[tuple[str, Request]], path: str | Path) -> int:
     inner = backend.backend
-    if not hasattr(inner, "export_batch_jsonl"):
-        raise UserError(f"the {inner.kind} backend has no Batch API; use the openai backend")
     inner.export_batch_jsonl([r for _, r in pending], path, custom_ids=[k for k, _ in pending])
     log.info("wrote %d batch requests to %s", len(pending), path)
     return len(pending)
@@ -45,6 +46,8 @@ def export_batch(backend: CachedBackend, pending: list[tuple[str, Request]], pat
 
 def import_batch(backend: CachedBackend, pending: list[tuple[str, Request]], path: str | Path) -> int:
     """Put Batch API results for ``pending`` calls into the request cache; others are ignored with a warning."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file (the Batch API's output file to import)")
     by_key = dict(pending)
     results = backend.backend.import_batch_results(path, requests=by_key)
     stored = 0
