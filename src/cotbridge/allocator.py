@@ -17,6 +17,8 @@ import ctypes.util
 import logging
 import os
 
+from cotbridge.errors import UserError
+
 log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 _applied: bool | None = None  # None until the first call with COTBRIDGE_MALLOC=heap tries mallopt
@@ -25,9 +27,18 @@ _applied: bool | None = None  # None until the first call with COTBRIDGE_MALLOC=
 def keep_freed_memory() -> bool:
     """Once per process; True if glibc took the settings (later calls repeat the first answer)."""
     global _applied
-    if _applied is None and os.environ.get("COTBRIDGE_MALLOC", "default") == "heap":
+    if _applied is None and malloc_setting() == "heap":
         _applied = _apply()
     return bool(_applied)
+
+
+def malloc_setting() -> str:
+    """$COTBRIDGE_MALLOC: "heap" or "default" (also when unset). Any other value is refused: a typo ("heap ",
+    "Heap") would silently leave the allocator alone."""
+    value = os.environ.get("COTBRIDGE_MALLOC", "default")
+    if value not in ("heap", "default"):
+        raise UserError(f"COTBRIDGE_MALLOC={value!r}: must be heap or default; set one of them or unset it")
+    return value
 
 
 def _apply() -> bool:

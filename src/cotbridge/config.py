@@ -42,7 +42,14 @@ def load_config(
         key, eq, value = item.partition("=")
         if not eq:
             raise UserError(f"--set {item!r}: expected key=value")
-        set_dotted(data, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = parse_yaml(value)
+        except yaml.YAMLError as e:
+            raise UserError(
+                f"--set {item!r}: not a YAML value ({yaml_problem(e)}); to pass it as text, quote it: "
+                f"--set \"{key.strip()}='...'\""
+            ) from None
+        set_dotted(data, key.strip(), parsed)
         source = f"{source} + --set"
     for key, value in (flags or {}).items():
         if value is not None:
@@ -53,17 +60,54 @@ def load_config(
         raise UserError(describe_validation_error(e, source, cls)) from None
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one silently, so a
+    setting written twice (one forgotten further down) would quietly override the other."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then a key of base: an override, allowed
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the safe loader refuses it itself, below
+                continue
+            if first is not None:
+                problem = f"duplicate key {key!r} (first on line {first.line + 1}): keep one"
+                raise DuplicateKeyError(None, None, problem, key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`StrictLoader`: the one loader of config files and ``--set`` values."""
+    return yaml.load(text, Loader=StrictLoader)
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """What is wrong, in PyYAML's words, without its position (the caller names the file and line)."""
+    return str(getattr(e, "problem", None) or e)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise UserError(
-            f"{path}{f':{line + 1}' if line is not None else ''}: invalid YAML ({getattr(e, 'problem', e)})"
-        ) from None
+        where = f"{path}:{line + 1}" if line is not None else f"{path}"
+        problem = yaml_problem(e) if isinstance(e, DuplicateKeyError) else f"invalid YAML ({yaml_problem(e)})"
+        raise UserError(f"{where}: {problem}") from None
+    if data is None:  # an empty file (or comments only) would run every default: 1000 paid questions, a training
+        raise UserError(f"{path} is empty: write its config keys in it (a file holding {{}} takes every default)")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of config keys at the top level")
     return data

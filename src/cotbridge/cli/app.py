@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import sys
 import traceback
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from cotbridge.cli import (
     curate,
@@ -44,13 +47,73 @@ Quick start (offline, from the repository root):
 Run `cotbridge COMMAND --help` for a command's options and settings.
 """  # noqa: E501  (the quick-start lines are kept whole so they can be copied)
 
+
+# click's UsageError as typer raises it: click's own, or that of the copy of click newer typers carry (0.29 does)
+UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
+
+
+class UsageLine(UsageError):  # type: ignore[misc,valid-type]
+    """A usage error (unknown option, a value click cannot convert) as one line naming the command and its --help,
+    in click's own words; click prints the usage, a hint and the error on four."""
+
+    def __init__(self, error: Any, path: str):
+        path = error.ctx.command_path if error.ctx is not None else path
+        problem = error.format_message().strip()
+        if problem[:1].isupper() and problem[1:2].islower():  # "No such option" -> "no such option"
+            problem = problem[0].lower() + problem[1:]
+        super().__init__(f"{path}: {problem.removesuffix('.')} (see {path} --help)", error.ctx)
+
+    def show(self, file: Any = None) -> None:
+        typer.echo(f"error: {self.message}", err=True)  # as every other refusal starts
+
+
+class Group(TyperGroup):
+    """Typer's group, with every usage error (the group's own and each command's, raised while parsing) as one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any, **kwargs: Any) -> Any:
+        with one_line_usage(lambda: info_name or "cotbridge"):
+            return super().make_context(info_name, args, *rest, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        # some errors come without their context (`--chat=3`): name the command being parsed, set before its options
+        with one_line_usage(lambda: " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))):
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def one_line_usage(command_path: Callable[[], str]) -> Iterator[None]:
+    try:
+        yield
+    except UsageError as e:
+        # `cotbridge` alone raises one too, to print the help (no_args_is_help); a UsageLine is already one line
+        if isinstance(e, UsageLine) or type(e).__name__ == "NoArgsIsHelpError":
+            raise
+        raise UsageLine(e, command_path()) from None
+
+
 app = typer.Typer(
-    help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False
+    help=HELP,
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
+
+
+def check_environment() -> None:
+    """Refuse a $COTBRIDGE_* setting with a value it does not take before any work starts: each is read only where it
+    matters (a model's loading, minutes in), and a command that never gets there would ignore it silently."""
+    from cotbridge.allocator import malloc_setting
+    from cotbridge.models.cpu_features import forced_native_bf16
+    from cotbridge.models.loading import gguf_cache_root
+
+    malloc_setting(), forced_native_bf16(), gguf_cache_root()
 
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    check_environment()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         stream=sys.stderr,

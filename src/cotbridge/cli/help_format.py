@@ -23,7 +23,7 @@ from typing import Any
 import click
 from typer.core import TyperCommand
 
-from cotbridge.cli.options import checked
+from cotbridge.cli.options import checked, data_dir_check
 from cotbridge.errors import range_short
 
 
@@ -39,6 +39,8 @@ class Command(TyperCommand):
         for param in self.params:  # a number standing for a config key takes the key's range, checked at parse time
             if param.name in self.options and param.callback is None and is_numeric(param):
                 param.callback = key_range(self.config, self.options[param.name])
+            elif param.name == "data_dir" and param.callback is None:  # every --data-dir must name a folder
+                param.callback = data_dir_check
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         args, opts = [], []

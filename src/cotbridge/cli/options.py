@@ -7,21 +7,13 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from cotbridge.errors import UserError, range_words
 
-DataDirOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--data-dir",
-        metavar="DIR",
-        help="folder with task data (Fine-tune-CoT layout, gsm8k/, multihop/); "
-        "default $COTBRIDGE_DATA_DIR, else the HF hub",
-    ),
-]
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", metavar="FILE", help="YAML config file")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", metavar="DIR", help="output directory")]
 UntilOpt = Annotated[Optional[str], typer.Option(metavar="STAGE", help="stop after this stage")]
@@ -81,3 +73,21 @@ def checked(param: Any, value: Any, bounds: dict[str, float], what: str = "") ->
     name = (param.opts or [f"--{param.name}"])[0]
     must = range_words(bounds) if finite else f"a finite number {range_words(bounds)}".strip()
     raise UserError(f"{name} {value}: must be {must}" + (f" ({what})" if what else ""))
+
+
+def data_dir_check(ctx: Any, param: Any, value: str | None) -> str | None:
+    """The click callback of every ``--data-dir``: a folder that is not there is refused while the command line is
+    parsed (a command that reads no task data, or loads the hub instead, would otherwise ignore it silently), and so
+    is the empty string (which would otherwise mean "unset": the hub)."""
+    if value is None:
+        return value
+    name = (param.opts or ["--data-dir"])[0]
+    what_to_do = f"give the folder that holds the task data, or leave {name} out for $COTBRIDGE_DATA_DIR, else the hub"
+    path = Path(value).expanduser()
+    if not value.strip():
+        problem = f"the data directory is empty text {value!r}"
+    elif not path.is_dir():
+        problem = f"data directory {value} " + ("is a file, not a folder" if path.exists() else "does not exist")
+    else:
+        return value
+    raise UserError(f"{name}: {problem}; {what_to_do}")

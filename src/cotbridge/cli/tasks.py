@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from cotbridge.cli.options import DataDirOpt
 
-
-def tasks_cmd(data_dir: DataDirOpt = None) -> None:
-    """List every registered task with its answer type, version and split sizes."""
+def tasks_cmd() -> None:
+    """List every registered task with its answer type, version and split sizes (from the registry: no task data is
+    read)."""
     from cotbridge.tasks import TASKS, get_task
 
     rows = [("task", "family", "answer", "version", "train", "test", "params")]

@@ -12,7 +12,7 @@ from typing import Any
 from cotbridge.allocator import keep_freed_memory
 from cotbridge.errors import UserError
 from cotbridge.jsonl import read_json, write_json
-from cotbridge.models.cpu_features import cpu_flags
+from cotbridge.models.cpu_features import cpu_flags, forced_native_bf16
 from cotbridge.models.embedded import resolve_embedded
 from cotbridge.models.pool import ModelPool, active_pool, cast_as_loaded
 
@@ -90,19 +90,29 @@ def dequantised_dir(source: str, gguf: str) -> Path | None:
     same student several times. Keyed by the file's path, size and mtime and by the transformers version.
     $COTBRIDGE_GGUF_CACHE picks the folder; "off" disables it."""
     import hashlib
-    import os
 
     import transformers
 
-    root = os.environ.get("COTBRIDGE_GGUF_CACHE", str(Path.home() / ".cache" / "cotbridge" / "dequantised-gguf"))
+    root = gguf_cache_root()
     file = Path(source, gguf)
-    if root == "off" or not file.is_file():
+    if root is None or not file.is_file():
         return None
     st = file.stat()
     key = hashlib.sha256(
         f"{file.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()
     ).hexdigest()
-    return Path(root).expanduser() / f"{file.stem}-{key[:16]}"
+    return root / f"{file.stem}-{key[:16]}"
+
+
+def gguf_cache_root() -> Path | None:
+    """$COTBRIDGE_GGUF_CACHE: the folder of dequantised copies (default ~/.cache/cotbridge/dequantised-gguf), or
+    None for "off". An empty value is refused: as a path it would be the current folder."""
+    root = os.environ.get("COTBRIDGE_GGUF_CACHE", str(Path.home() / ".cache" / "cotbridge" / "dequantised-gguf"))
+    if not root.strip():
+        raise UserError(
+            "COTBRIDGE_GGUF_CACHE is empty: set it to a folder for dequantised GGUF copies, or to off; or unset it"
+        )
+    return None if root == "off" else Path(root).expanduser()
 
 
 def keep_dequantised(net: Any, folder: Path, gguf_path: Path) -> None:
@@ -151,9 +161,9 @@ def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 in hardware (AVX512-BF16, AMX): bf16 matrix products run at 2-4x fp32's
     speed there; elsewhere bf16 is emulated and slower than fp32. ``COTBRIDGE_CPU_BF16=0`` says no on any CPU (how
     the test suite is run as on a CPU without it), ``=1`` yes."""
-    forced = os.environ.get("COTBRIDGE_CPU_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
+    forced = forced_native_bf16()
+    if forced is not None:
+        return forced
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())  # none known (not Linux): stay in fp32
 
 
