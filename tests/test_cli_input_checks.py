@@ -161,3 +161,16 @@ def test_an_empty_config_is_refused_before_a_run_starts(monkeypatch, capsys, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml"]  # no run folder
     Path("all-defaults.yaml").write_text("{}\n", encoding="utf-8")  # defaults asked for in so many words
     assert read_yaml("all-defaults.yaml") == {}
+
+
+def test_score_refuses_nothing_to_score(monkeypatch, capsys, tmp_path):
+    """An empty input or `--scorers ,` wrote an empty or unscored file and exited 0, where eval, curate and train
+    refuse empty input."""
+    empty, out = tmp_path / "empty.jsonl", tmp_path / "scored.jsonl"
+    empty.write_text("")
+    code, _, err = run_main(monkeypatch, capsys, "score", str(empty), "-o", str(out), "--scorers", "flesch")
+    assert code == 2 and f"{empty}: no records to score" in one_line(err) and not out.exists()
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"question": "q", "rationale": "Two and two make four."}\n')
+    code, _, err = run_main(monkeypatch, capsys, "score", str(items), "-o", str(out), "--scorers", ",")
+    assert code == 2 and "'scorers'" in one_line(err) and not out.exists()

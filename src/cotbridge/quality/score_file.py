@@ -16,7 +16,7 @@ from cotbridge.quality.scoring import AUTOMATIC, build_scorers, mean_scores, sco
 class ScoreConfig(StrictModel):
     input: str
     output: str
-    scorers: list[str] = list(AUTOMATIC)
+    scorers: list[str] = Field(default=list(AUTOMATIC), min_length=1)  # `--scorers ,` scored nothing, exit 0
     options: dict[
         str, dict[str, Any]
     ] = {}  # scorer -> options, e.g. judge: {backend, model, options, reading, samples}
@@ -45,6 +45,8 @@ def load_items(cfg: ScoreConfig) -> list[dict[str, Any]]:
                 "rationale": rationale,
             }
         )
+    if not items:  # as eval, curate and train refuse empty input: an empty output file would look like a result
+        raise DataError(cfg.input, "no records to score (the file is empty)")
     return items
 
 
