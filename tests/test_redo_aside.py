@@ -71,7 +71,7 @@ def test_a_failed_redo_puts_back_the_outputs_and_the_recorded_config(tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["words"] == ["x", "new"]
 
 
-def test_interrupted_redo_leftovers_are_not_overwritten(tmp_path):
+def test_interrupted_redo_leftovers_are_not_overwritten(tmp_path, caplog):
     run = tmp_path / "run"
     recipe = ToyRecipe(ToyConfig(), run)
     run_recipe(recipe)
@@ -79,6 +79,8 @@ def test_interrupted_redo_leftovers_are_not_overwritten(tmp_path):
     with pytest.raises(UserError, match=r"\.redo-aside holds the outputs a previous --from set aside"):
         run_recipe(recipe, from_stage="second")
     assert (run / "second" / "out.txt").exists()
+    run_recipe(recipe)  # a plain rerun goes on (it finishes the redo), saying the leftovers are there
+    assert "outputs an interrupted --from set aside" in caplog.text and (run / ASIDE).exists()
 
 
 def test_until_before_from_is_refused_before_anything_runs(tmp_path):

@@ -125,11 +125,16 @@ class OutputsAside:
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.copy2(record, self.root / "config.yaml.recorded")
 
-    def _aside(self, path: Path) -> Path:
+    def _inside(self, path: Path) -> Path | None:
+        """``path`` relative to the run directory; None for a path outside it."""
         try:
-            return self.root / "outputs" / path.resolve().relative_to(self.run_dir.resolve())
+            return path.resolve().relative_to(self.run_dir.resolve())
         except ValueError:
-            return path.with_name(path.name + ASIDE)
+            return None
+
+    def _aside(self, path: Path) -> Path:
+        inside = self._inside(path)
+        return self.root / "outputs" / inside if inside is not None else path.with_name(path.name + ASIDE)
 
     def _move(self, src: Path, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +148,7 @@ class OutputsAside:
         failed = self.run_dir / f".redo-failed-{time.strftime('%Y%m%d-%H%M%S')}"
         for path in made_anew:
             if path.exists():
-                target = failed / path.name
+                target = failed / (self._inside(path) or path.name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 path.rename(target)
         for src, dst in reversed(self.moved):
@@ -203,6 +208,8 @@ def _run_locked(recipe: Recipe, from_stage: str | None, until: str | None) -> di
         record.check(recipe.config, stages, from_stage)
     # else the directory holds only its record (a first run that failed before making anything): nothing was made
     # under the recorded settings, so nothing to keep them for
+    if not from_stage and (run_dir / ASIDE).exists():
+        log.warning("%s: outputs an interrupted --from set aside; delete it once this run is done", run_dir / ASIDE)
     aside = OutputsAside(run_dir, stages, from_stage) if from_stage else None
     record.write(recipe.config)
     timings_path = run_dir / "timings.json"
