@@ -174,3 +174,13 @@ def test_score_refuses_nothing_to_score(monkeypatch, capsys, tmp_path):
     items.write_text('{"question": "q", "rationale": "Two and two make four."}\n')
     code, _, err = run_main(monkeypatch, capsys, "score", str(items), "-o", str(out), "--scorers", ",")
     assert code == 2 and "'scorers'" in one_line(err) and not out.exists()
+
+
+def test_an_empty_data_dir_in_a_config_is_refused_not_taken_for_the_hub():
+    from cotbridge.errors import UserError
+    from cotbridge.tasks.base import resolve_data_dir
+
+    with pytest.raises(UserError, match="data_dir is empty text"):
+        resolve_data_dir("")
+    with pytest.raises(UserError, match="data_dir is empty text"):
+        resolve_data_dir("  ")

@@ -166,6 +166,7 @@ def test_price_table_files_override_defaults(tmp_path):
         ("gpt-4o: 3\n", "model 'gpt-4o': expected {input: x, output: y}"),
         ("- a\n- b\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
+        ("gpt-4o: {input: 1, output: 2}\ngpt-4o: {input: 9, output: 9}\n", "duplicate key 'gpt-4o'"),  # last won
     ],
 )
 def test_price_table_errors_name_file_and_key(tmp_path, text, message):

@@ -45,9 +45,9 @@ def load_price_table(path: str | Path, *, merge_defaults: bool = True) -> dict[s
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
+            from cotbridge.config import parse_yaml  # refuses a model priced twice (the last entry won)
 
-            data = yaml.safe_load(text)
+            data = parse_yaml(text)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
         raise DataError(
             p, f"not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {str(e).splitlines()[0]}"

@@ -72,6 +72,8 @@ class Task:
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     """``--data-dir`` wins, then $COTBRIDGE_DATA_DIR; None means 'load from the Hugging Face hub'."""
+    if data_dir is not None and not str(data_dir).strip():  # `data_dir: ""` in a config went to the hub as unset
+        raise UserError("data_dir is empty text: give the folder that holds the task data, or leave it out")
     chosen = data_dir or os.environ.get("COTBRIDGE_DATA_DIR")
     if not chosen:
         return None
