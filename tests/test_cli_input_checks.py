@@ -184,3 +184,19 @@ def test_an_empty_data_dir_in_a_config_is_refused_not_taken_for_the_hub():
         resolve_data_dir("")
     with pytest.raises(UserError, match="data_dir is empty text"):
         resolve_data_dir("  ")
+
+
+def test_few_shot_prompts_are_read_before_a_model_loads(tmp_path, monkeypatch, tiny_model_dir):
+    import cotbridge.evaluation.run as run
+    from cotbridge.errors import UserError
+
+    monkeypatch.setattr(run, "get_backend", lambda *a, **k: pytest.fail("the model was loaded first"))
+    cfg = run.EvalConfig(
+        model=str(tiny_model_dir), tasks=["synthetic_arithmetic:k=2"], mode="few_shot_cot", limit=2,
+        few_shot_prompts=str(tmp_path / "missing.json"), output=str(tmp_path / "out"),
+    )  # fmt: skip
+    with pytest.raises(UserError, match="missing.json"):
+        run.run_eval(cfg, progress=False)
+    (tmp_path / "other.json").write_text('{"gsm8k": {"prompt": "Q: 1+1? A: 2."}}')
+    with pytest.raises(UserError, match="no few-shot prompt for 'synthetic_arithmetic'"):
+        run.run_eval(cfg.model_copy(update={"few_shot_prompts": str(tmp_path / "other.json")}), progress=False)

@@ -278,10 +278,19 @@ def test_latency_overlaps_while_generation_is_serialised():
     assert wall < latency + n * 0.03 + 0.5 < n * (latency + 0.03)  # the latencies overlapped
 
 
-def test_port_in_use_is_a_user_error():
+def test_port_in_use_is_a_user_error(monkeypatch, capsys):
     with OpenAICompatServer(WordsBackend(), port=0) as srv:
         with pytest.raises(UserError, match="cannot listen"):
             OpenAICompatServer(WordsBackend(), port=srv.port, host="127.0.0.1").httpd  # noqa: B018
+        # `cotbridge serve` says so before it loads the model (~10 s for SmolLM2), not after
+        import cotbridge.backends.hf as hf
+        from cotbridge.cli.app import main
+
+        monkeypatch.setattr(hf, "HFBackend", lambda *a, **k: pytest.fail("the model was loaded first"))
+        monkeypatch.setattr("sys.argv", ["cotbridge", "serve", "any-model", "--port", str(srv.port)])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        assert stop.value.code == 2 and f"cannot listen on 127.0.0.1:{srv.port}" in capsys.readouterr().err
 
 
 # -- a real model ------------------------------------------------------------------------------------

@@ -420,6 +420,15 @@ class OpenAICompatServer:
 
 
 @contextmanager
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` and let it go, so that a port in use or a bad host is said before a model loads (the
+    server binds again once the model is in memory; port 0 always passes)."""
+    try:
+        _HTTPServer((host, port), _Handler).server_close()
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def running_server(backend: Any, **opts: Any) -> Iterator[str]:
     """Serve ``backend`` on 127.0.0.1 and an ephemeral port in a thread; yield the base URL (``.../v1``).
 

@@ -51,12 +51,13 @@ def serve_cmd(
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
     from cotbridge.config import load_config
-    from cotbridge.server import OpenAICompatServer, ServeConfig, parse_faults
+    from cotbridge.server import OpenAICompatServer, ServeConfig, check_can_listen, parse_faults
 
     cfg = load_config(ServeConfig, config, set_, config_flags(locals(), OPTIONS))
     if cfg.model is None:
         raise UserError("serve needs MODEL (or the key model in --config)")
     spec = parse_faults(cfg.faults)  # bad specs fail before the model loads (numbers are range-checked when parsed)
+    check_can_listen(cfg.host, cfg.port)  # so do a port in use and a bad host
     from cotbridge.backends.hf import HFBackend
 
     backend = HFBackend(cfg.model, gguf_file=cfg.gguf_file, batch_size=cfg.batch_size)

@@ -102,6 +102,8 @@ def run_eval(cfg: EvalConfig, backend: Any = None, progress: bool = True) -> dic
     for task, params in specs:
         examples = chosen(task.load(cfg.split, cfg.data_dir, **params), (cfg.ids or {}).get(task.name), task.name)
         datasets.append((task, params, examples[: cfg.limit] if cfg.limit else examples))
+        if mode.needs_few_shot and cfg.few_shot_prompts:  # its exemplars readable before a model loads (~10 s)
+            load_few_shot(cfg.few_shot_prompts, task.name)
     if backend is None:
         if not cfg.model:
             raise UserError("no model given: pass --model (a hub id, a local folder or a .gguf file)")
