@@ -200,3 +200,8 @@ def test_few_shot_prompts_are_read_before_a_model_loads(tmp_path, monkeypatch, t
     (tmp_path / "other.json").write_text('{"gsm8k": {"prompt": "Q: 1+1? A: 2."}}')
     with pytest.raises(UserError, match="no few-shot prompt for 'synthetic_arithmetic'"):
         run.run_eval(cfg.model_copy(update={"few_shot_prompts": str(tmp_path / "other.json")}), progress=False)
+
+
+def test_a_line_break_in_a_path_keeps_the_error_on_one_line(monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(monkeypatch, capsys, "eval", "-c", str(tmp_path / "no\nfile.yaml"))
+    assert code == 2 and one_line(err).endswith("no\\nfile.yaml not found")

@@ -166,7 +166,8 @@ def main() -> None:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             traceback.print_exc()
         close_progress_bars()
-        typer.echo(f"error: {message}", err=True)
+        # one line even where a path or a value holds a line break (a file named "no\nfile.yaml")
+        typer.echo("error: " + message.replace("\r", "\\r").replace("\n", "\\n"), err=True)
         sys.exit(2)
 
 
