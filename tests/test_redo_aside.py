@@ -110,3 +110,57 @@ def test_long_changed_values_are_shortened_in_the_message():
     assert short(["a" * 10] * 2) == repr(["a" * 10] * 2)
     long = short([{"backend": "openai", "model": f"m{i}"} for i in range(40)])
     assert len(long) < 80 and long.endswith("chars)")
+
+
+class Nested(ToyRecipe):
+    """Two stages declaring a folder and a file inside it (an earlier stage the inner one): each moved once."""
+
+    def stages(self) -> list[Stage]:
+        shared = self.run_dir / "shared"
+
+        def write(name: str, text: str) -> str:
+            if self.fail_at == name:
+                raise UserError("network down")
+            (shared / name).mkdir(parents=True, exist_ok=True)
+            (shared / name / "out.txt").write_text(text)
+            return text
+
+        return [
+            Stage("first", lambda: write("first", " ".join(self.config.words)), lambda: [shared / "first"]),
+            Stage("second", lambda: write("second", "2"), lambda: [shared]),
+        ]
+
+    fail_at: str | None = None
+
+    def summary(self, results):
+        return results
+
+
+def test_nested_outputs_are_set_aside_once_and_put_back(tmp_path):
+    run = tmp_path / "run"
+    recipe = Nested(ToyConfig(words=["x"]), run)
+    run_recipe(recipe)
+    before = snapshot(run)
+    recipe.fail_at = "first"
+    with pytest.raises(UserError, match="network down"):
+        run_recipe(recipe, from_stage="first")
+    assert snapshot(run) == before and not (run / ASIDE).exists()
+
+
+def test_a_failure_while_dropping_the_old_outputs_keeps_the_new_ones(tmp_path, monkeypatch):
+    import cotbridge.engine as engine
+
+    run = tmp_path / "run"
+    recipe = ToyRecipe(ToyConfig(words=["x"]), run)
+    run_recipe(recipe)
+    changed = ToyRecipe(ToyConfig(words=["y"]), run)
+
+    def interrupted(self):
+        raise KeyboardInterrupt  # Ctrl-C while a large old student is deleted
+
+    monkeypatch.setattr(engine.OutputsAside, "drop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(changed, from_stage="first")
+    assert (run / "first" / "out.txt").read_text() == "y"  # the redone stage's output, not moved away
+    assert yaml.safe_load((run / "config.yaml").read_text())["words"] == ["y"]
+    assert not list(run.glob(".redo-failed-*"))

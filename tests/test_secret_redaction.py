@@ -16,7 +16,10 @@ from cotbridge.errors import UserError
 KEY = "sk-test-SECRET123"
 
 
-@pytest.mark.parametrize("name", ["api_key", "apiKey", "access_token", "hf_token", "client_secret", "password", "key"])
+@pytest.mark.parametrize(
+    "name",
+    ["api_key", "apiKey", "access_token", "hf_token", "client_secret", "password", "key", "api_keys", "secrets"],
+)
 def test_secret_names(name):
     assert is_secret_name(name)
 
@@ -98,3 +101,27 @@ def test_a_key_in_base_url_reaches_no_file(tmp_path):
     assert KEY not in done.stderr + done.stdout
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert leaked == []
+
+
+@pytest.mark.parametrize(
+    "command,config",
+    [
+        ("run", "name: x\nteacher: {backend: openai, model: m, options: {base_url: 'http://u:KEY@127.0.0.1:9/v1'}}\n"),
+        ("run", "name: x\nteacher: {backend: openai, model: m, options: {api_key: KEY}}\n"),
+        (
+            "lmguided",
+            "name: x\nlarge: {backend: openai, model: m, options: {base_url: 'http://u:KEY@127.0.0.1:9/v1'}}\n",
+        ),
+    ],
+)
+def test_a_recipe_refuses_a_key_before_its_run_directory_records_the_config(tmp_path, command, config):
+    """The recipes write config.yaml before any stage builds a backend: the check is on the config as it is read."""
+    path = tmp_path / "cfg.yaml"
+    path.write_text(config.replace("KEY", KEY))
+    done = subprocess.run(
+        [sys.executable, "-m", "cotbridge", command, str(path), "--set", f"run_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr and KEY not in done.stderr, done.stderr
+    said = "holds credentials" in done.stderr or "secrets come from the environment" in done.stderr
+    assert said and ".options." in done.stderr and not (tmp_path / "run").exists()

@@ -248,7 +248,7 @@ def test_lora_layers_adapts_only_the_top_layers_and_the_backward_pass_stops_belo
         ({"lora_layers": 2, "lora_target_modules": "q_proj|v_proj"}, "a list of module names or all-linear"),
         # PEFT's own error for a target that matches nothing was a traceback after the model had loaded
         ({"lora_target_modules": "bogus_mod"}, r"'bogus_mod' matches no module of .*its linear layers: .*q_proj"),
-        ({"lora_target_modules": ["q_proj", "qproj"]}, r"lora_target_modules: 'qproj' matches no module"),
+        ({"lora_target_modules": ["qproj", "vproj"]}, r"lora_target_modules: 'qproj', 'vproj' matches no module"),
     ],
 )
 def test_lora_layers_out_of_the_models_range_is_one_line(tmp_path, settings, message):

@@ -106,24 +106,33 @@ class OutputsAside:
     stages make them again) together with the recorded config; ``restore()`` puts them back, ``drop()`` deletes them.
     Outputs outside the run directory are moved beside themselves (``<name>.redo-aside``)."""
 
-    def __init__(self, run_dir: Path, stages: list[Stage], from_stage: str):
+    def __init__(self, run_dir: Path):
         self.run_dir, self.root = run_dir, run_dir / ASIDE
         if self.root.exists():  # left by a redo killed before it could restore or drop: those are the newest kept
             raise UserError(
                 f"{self.root} holds the outputs a previous --from set aside and could not put back: move what you "
                 "need back into the run directory (or delete it), then rerun"
             )
-        names = [s.name for s in stages]
         self.moved: list[tuple[Path, Path]] = []
-        for stage in stages[names.index(from_stage) :]:
-            for path in stage.outputs():
-                if path.exists():
+
+    def set_aside(self, stages: list[Stage], from_stage: str) -> None:
+        """Move the outputs; on any failure midway (Ctrl-C included) what was moved is put back first."""
+        names = [s.name for s in stages]
+        paths = [p for stage in stages[names.index(from_stage) :] for p in stage.outputs()]
+        # a folder before what it holds (two stages may declare a folder and a file in it): each moved once, whole
+        paths = sorted(dict.fromkeys(paths), key=lambda p: len(p.parts))
+        try:
+            for path in paths:
+                if path.exists() and not any(path.is_relative_to(src) for src, _ in self.moved):
                     self._move(path, self._aside(path))
                     log.info("--from %s: set aside %s", from_stage, path)
-        record = run_dir / "config.yaml"
-        if record.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(record, self.root / "config.yaml.recorded")
+            record = self.run_dir / "config.yaml"
+            if record.exists():
+                self.root.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(record, self.root / "config.yaml.recorded")
+        except BaseException:
+            self.restore([])
+            raise
 
     def _inside(self, path: Path) -> Path | None:
         """``path`` relative to the run directory; None for a path outside it."""
@@ -144,20 +153,24 @@ class OutputsAside:
 
     def restore(self, made_anew: list[Path]) -> None:
         """Back as they were; what the failed stage wrote in their place goes to ``<run_dir>/.redo-failed-<time>``
-        (paid responses stay in the request cache either way)."""
+        (paid responses stay in the request cache either way). Each item on its own: one that cannot be moved back is
+        logged and ``.redo-aside`` kept for it, and the error that ended the stage is the one raised."""
         failed = self.run_dir / f".redo-failed-{time.strftime('%Y%m%d-%H%M%S')}"
-        for path in made_anew:
-            if path.exists():
-                target = failed / (self._inside(path) or path.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                path.rename(target)
-        for src, dst in reversed(self.moved):
-            src.parent.mkdir(parents=True, exist_ok=True)
-            dst.rename(src)
+        stuck = []
+        moves = [(p, failed / (self._inside(p) or p.name)) for p in made_anew if p.exists()]
+        moves += [(dst, src) for src, dst in reversed(self.moved)]
         recorded = self.root / "config.yaml.recorded"
         if recorded.exists():
-            recorded.replace(self.run_dir / "config.yaml")
-        shutil.rmtree(self.root, ignore_errors=True)
+            moves.append((recorded, self.run_dir / "config.yaml"))
+        for src, dst in moves:
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                src.replace(dst)
+            except OSError as e:
+                stuck.append(src)
+                log.error("could not put %s back as %s (%s); it stays there", src, dst, e)
+        if not stuck:
+            shutil.rmtree(self.root, ignore_errors=True)
         if failed.exists():
             log.warning("the failed stage's partial outputs are kept in %s", failed)
 
@@ -210,20 +223,22 @@ def _run_locked(recipe: Recipe, from_stage: str | None, until: str | None) -> di
     # under the recorded settings, so nothing to keep them for
     if not from_stage and (run_dir / ASIDE).exists():
         log.warning("%s: outputs an interrupted --from set aside; delete it once this run is done", run_dir / ASIDE)
-    aside = OutputsAside(run_dir, stages, from_stage) if from_stage else None
-    record.write(recipe.config)
-    timings_path = run_dir / "timings.json"
-    timings = read_json(timings_path) if timings_path.exists() else {}
+    aside = OutputsAside(run_dir) if from_stage else None
+    if aside is not None:
+        aside.set_aside(stages, from_stage)
     results: dict[str, Any] = {}
     try:
+        record.write(recipe.config)
+        timings_path = run_dir / "timings.json"
+        timings = read_json(timings_path) if timings_path.exists() else {}
         for stage in stages:
             log.info("stage %s", stage.name)
             wall, cpu = time.perf_counter(), time.process_time()
             results[stage.name] = stage.run()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             if aside is not None and stage.name == from_stage:
-                aside.drop()  # redone: the old outputs of this stage and of every later one are obsolete
-                aside = None
+                done, aside = aside, None  # redone: the old outputs of this stage and every later one are obsolete
+                done.drop()
             if wall > RESUMED_S:
                 timings[stage.name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
                 write_json(timings_path, timings)

@@ -126,8 +126,10 @@ def load_rows(source: str, split: str = "train") -> Any:
     """A hub dataset id, or local .json/.jsonl/.parquet file(s), through ``datasets``."""
     import datasets
 
-    path = Path(source)
-    if not path.exists() and (source.endswith(LOCAL_SUFFIXES) or source.startswith((".", "/", "~")) or not source):
+    path = Path(source)  # (Path("") is the current folder: an empty source is refused below, not read as ".")
+    if not source.strip() or (
+        not path.exists() and (source.endswith(LOCAL_SUFFIXES) or source.startswith((".", "/", "~")))
+    ):
         # a file name, not a hub id: else datasets asks the hub for it (20+ s offline) and says "couldn't reach"
         raise UserError(
             f"{source or repr(source)}: no such file or folder (a local .jsonl/.json/.parquet file or a "

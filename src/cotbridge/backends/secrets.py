@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cotbridge.errors import UserError
@@ -17,6 +17,7 @@ from cotbridge.errors import UserError
 # Only the last word: "max_tokens_param", "max_tokens", "tokenizer", "key_field" name no secret.
 SECRET_WORDS = frozenset(
     {"key", "apikey", "secret", "token", "password", "passwd", "pwd", "passphrase", "credential", "credentials"}
+    | {"keys", "apikeys", "secrets", "passwords"}  # a list of them (api_keys: [...]); "tokens" is a count
 )
 SECRET_NAMES = frozenset({"auth", "authorization", "bearer", "cookie", "sig", "signature"})  # the whole name
 
@@ -77,6 +78,18 @@ def check_no_literal_secrets(options: Mapping[str, Any], where: str | None = Non
         for at, url in _urls(value, f"{where}.{key}" if where else str(key)):
             if url_credentials(url):
                 raise UserError(credentials_in_url(at, url))
+
+
+def secret_free(where: str) -> Any:
+    """The type of a config's backend options, checked as the config is read: a recipe records its config in the
+    run directory before any stage builds a backend, so a key checked only then would already be on disk."""
+    from pydantic import AfterValidator
+
+    def check(options: dict[str, Any]) -> dict[str, Any]:
+        check_no_literal_secrets(options, where)  # a UserError: pydantic passes it on as it is
+        return options
+
+    return Annotated[dict[str, Any], AfterValidator(check)]
 
 
 def credentials_in_url(at: str, url: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
+from cotbridge.backends.secrets import secret_free
 from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
+
+TeacherOptions = secret_free("teacher.options")  # a literal key is refused as the config is read
 
 # What determines a record: a rerun with other values would mix records of two settings in one file.
 # (limit and samples may grow: the records already made stay valid.)
@@ -30,7 +31,8 @@ TEACH_MODES = ("zero_shot_cot", "zero_shot_cot_single", "few_shot_cot")
 class TeacherConfig(StrictModel):
     backend: str = "reference"  # the teacher's backend
     model: str | None = None  # teacher model id or path (replay: the JSONL file of released outputs)
-    options: dict[str, Any] = {}  # passed to the backend: base_url, api_key_env, concurrency, path, error_rate, ...
+    # passed to the backend: base_url, api_key_env, concurrency, path, error_rate, ...
+    options: TeacherOptions = {}
 
 
 class TeachConfig(StrictModel):

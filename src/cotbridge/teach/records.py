@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 COMPANIONS = (".jsonl", ".summary.json", ".fingerprint.json", ".config.yaml")
 
 
+def record_files(records: Path) -> list[Path]:
+    """A teacher-records file and its companions (summary, fingerprint, settings): what redoing it replaces."""
+    stem = records.name.removesuffix(".jsonl")
+    return [records.with_name(stem + suffix) for suffix in COMPANIONS]
+
+
 class TeacherRecords:
     def __init__(self, folder: Path, plan: Plan, force_new: bool = False):
         self.folder, self.plan, self.stem = folder, plan, plan.stem

@@ -183,8 +183,9 @@ def check_targets(targets: list[str] | str, model: Any) -> None:
     names = [n for n, _ in model.named_modules() if n]
     if isinstance(targets, str):
         missing = [] if any(re.fullmatch(targets, n) for n in names) else [targets]
-    else:
+    else:  # PEFT fails only when none matches: a list shared by model families (o_proj, out_proj) is fine
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        missing = missing if len(missing) == len(targets) else []
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise UserError(

@@ -576,7 +576,7 @@
   openHash();
   window.addEventListener("load", function () {
     // the summary's pictures may have moved the question a permalink opened: put it back at the top
-    if (state.current >= 0 && /^#q=/.test(location.hash) && window.scrollY > 0) {
+    if (state.current >= 0 && hashParams().has("q") && window.scrollY > 0) {
       document.getElementById("q-" + state.list[state.current].i).scrollIntoView({ block: "start" });
     }
   });

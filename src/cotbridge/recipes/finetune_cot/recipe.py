@@ -21,6 +21,7 @@ from cotbridge.recipes.eval_stage import evaluate_model
 from cotbridge.recipes.finetune_cot.config import MethodSpec, RunConfig
 from cotbridge.tasks import parse_task_spec
 from cotbridge.teach import run_teach
+from cotbridge.teach.records import record_files
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class FinetuneCoT:
             Stage(
                 "teach",
                 lambda: {m.name: self.teach(m) for m in distilled},
-                lambda: [self.teacher_records(m) for m in distilled],
+                # with their fingerprints: a redo that fails puts back records and fingerprint together
+                lambda: [f for m in distilled for f in record_files(self.teacher_records(m))],
                 "teacher rationales, D per question",
                 settings=("task", "data_dir", "train_limit", "teacher", "teach_mode", "methods"),
             ),

@@ -4,13 +4,17 @@ rows (what each student copy is tuned on) and the tasks of the transfer matrix."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from cotbridge.backends.secrets import secret_free
 from cotbridge.config import SEED_MAX, StrictModel
 from cotbridge.recipes.instruct.released import ReleasedSpec
 from cotbridge.train.config import TrainConfig
+
+# a literal key is refused as the config is read, before the run directory records it
+TeacherOptions, TaskOptions = secret_free("teachers.options"), secret_free("teachers.tasks.options")
 
 
 class TeacherTask(StrictModel):
@@ -20,7 +24,7 @@ class TeacherTask(StrictModel):
         "train"  # a teacher whose outputs exist only for the test split may teach from it (see eval exclusion)
     )
     limit: int | None = Field(default=None, ge=1)  # first N questions of the split
-    options: dict[str, Any] = {}  # merged over the teacher's backend options
+    options: TaskOptions = {}  # merged over the teacher's backend options
     released: ReleasedSpec | None = None  # published outputs to convert and replay
     pipeline: str | None = None  # answer extraction for the correctness filter (default: 'default')
     max_tokens: int | None = Field(default=None, ge=1)  # rationale length (default: the run's teach_max_tokens)
@@ -31,7 +35,7 @@ class TeacherSpec(StrictModel):
     family: str  # model family, e.g. openai-gpt, google-palm, llama: what same- vs cross-family compares
     backend: str = "openai"
     model: str | None = None
-    options: dict[str, Any] = {}
+    options: TeacherOptions = {}
     chat: bool = False  # wrap teacher prompts in the model's chat template (local instruction-tuned teachers)
     tasks: dict[str, TeacherTask] | None = None  # None: every task of the run with the defaults
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from cotbridge.backends.secrets import secret_free
 from cotbridge.config import SEED_MAX, TEMPERATURE_MAX, StrictModel
 from cotbridge.quality.scorers import AUTOMATIC
 from cotbridge.recipes.lm_guided.inference import ANSWER_PIPELINE, COT_MODE, ContextSpec
@@ -16,11 +17,13 @@ from cotbridge.train.config import TrainConfig
 from cotbridge.train.rl import RLConfig
 from cotbridge.train.scratch import ScratchSpec
 
+LargeOptions = secret_free("large.options")  # a literal key is refused as the config is read
+
 
 class LargeSpec(StrictModel):
     backend: str = "hf"
     model: str = "smollm2-135m-instruct"
-    options: dict[str, Any] = {}  # backend options (base_url, api_key_env, concurrency, ...)
+    options: LargeOptions = {}  # backend options (base_url, api_key_env, concurrency, ...)
     chat: bool = True
     serve: bool = True  # hf only: the evaluation reaches the model through `cotbridge serve` (OpenAI-compatible HTTP)
     batch_size: int = Field(default=16, ge=1)
