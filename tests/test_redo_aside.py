@@ -164,3 +164,18 @@ def test_a_failure_while_dropping_the_old_outputs_keeps_the_new_ones(tmp_path, m
     assert (run / "first" / "out.txt").read_text() == "y"  # the redone stage's output, not moved away
     assert yaml.safe_load((run / "config.yaml").read_text())["words"] == ["y"]
     assert not list(run.glob(".redo-failed-*"))
+
+
+def test_fine_tune_cot_redoes_teacher_records_with_their_fingerprints(tmp_path):
+    """The records and the fingerprint that says what made them are set aside and put back together: the records
+    alone, back beside a fingerprint of the failed attempt's settings, were refused as made with other settings."""
+    from cotbridge.config import load_config
+    from cotbridge.recipes.finetune_cot.config import RunConfig
+    from cotbridge.recipes.finetune_cot.recipe import FinetuneCoT
+    from tests.conftest import REPO
+
+    cfg = load_config(RunConfig, REPO / "examples" / "quickstart.yaml", [f"run_dir={tmp_path}"])
+    teach = FinetuneCoT(cfg, progress=False).stages()[0]
+    names = {p.name for p in teach.outputs()}
+    for d in ("D1", "D3"):
+        assert {f"synthetic_coin_flip.{d}.{s}" for s in ("jsonl", "fingerprint.json", "config.yaml")} <= names
