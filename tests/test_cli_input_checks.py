@@ -50,10 +50,11 @@ def test_a_set_value_that_is_not_yaml_is_one_line(monkeypatch, capsys, value, pr
     "argv,start",
     [
         (["eval", "--k", "abc"], "cotbridge eval: invalid value for '--k': "),
-        (["teach", "--max-tokens", "64"], "cotbridge teach: no such option: --max-tokens"),
+        # click words it "no such option: --x" or (older) "no such option '--x'"
+        (["teach", "--max-tokens", "64"], "cotbridge teach: no such option"),
         (["eval", "--chat=3"], "cotbridge eval: option '--chat' does not take a value"),  # click gives no context
         (["evl"], "cotbridge: no such command 'evl'. Did you mean 'eval'?"),  # click's suggestion kept
-        (["--bogus"], "cotbridge: no such option: --bogus"),
+        (["--bogus"], "cotbridge: no such option"),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_commands_help(monkeypatch, capsys, argv, start):
@@ -62,6 +63,7 @@ def test_a_usage_error_is_one_line_naming_the_commands_help(monkeypatch, capsys,
     command = start.split(":")[0]
     # the program's name as click finds it ("cotbridge", "python -m cotbridge"; under pytest, pytest's) comes first
     assert code == 2 and start in line and line.endswith(f"{command} --help)") and "Usage" not in line, line
+    assert next(a for a in argv if a.startswith("-") or a == "evl").split("=")[0] in line  # what was wrong, named
     code, out, err = run_main(
         monkeypatch, capsys, *command.split()[1:], "--help"
     )  # the help it points to is as it was
@@ -109,7 +111,8 @@ def test_environment_values_are_checked_where_they_are_read(monkeypatch):
 
 def test_tasks_offers_no_data_dir(monkeypatch, capsys, tmp_path):
     code, _, err = run_main(monkeypatch, capsys, "tasks", "--data-dir", str(tmp_path))
-    assert code == 2 and "cotbridge tasks: no such option: --data-dir" in one_line(err), err
+    line = one_line(err)
+    assert code == 2 and "cotbridge tasks: no such option" in line and "--data-dir" in line, err
 
 
 @pytest.mark.parametrize(

@@ -419,7 +419,6 @@ class OpenAICompatServer:
         self.stop()
 
 
-@contextmanager
 def check_can_listen(host: str, port: int) -> None:
     """Bind ``host:port`` and let it go, so that a port in use or a bad host is said before a model loads (the
     server binds again once the model is in memory; port 0 always passes)."""
@@ -429,6 +428,7 @@ def check_can_listen(host: str, port: int) -> None:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
+@contextmanager
 def running_server(backend: Any, **opts: Any) -> Iterator[str]:
     """Serve ``backend`` on 127.0.0.1 and an ephemeral port in a thread; yield the base URL (``.../v1``).
 
