@@ -156,13 +156,17 @@ def test_replay_reproduces_recorded_svamp_accuracy(tmp_path):
 
 
 def test_literal_secrets_in_config_are_refused(tmp_path):
-    cfg = TeachConfig(
-        task="synthetic_coin_flip",
-        run_dir=str(tmp_path),
-        teacher={"backend": "openai", "options": {"api_key": "sk-x"}},
-    )
+    with pytest.raises(UserError, match="secrets come from the environment"):  # as the config is read
+        TeachConfig(
+            task="synthetic_coin_flip",
+            run_dir=str(tmp_path),
+            teacher={"backend": "openai", "options": {"api_key": "sk-x"}},
+        )
+    cfg = TeachConfig(task="synthetic_coin_flip", run_dir=str(tmp_path), teacher={"backend": "openai"})
+    cfg.teacher.options["api_key"] = "sk-x"  # set after the config was read: the teacher refuses it too
     with pytest.raises(UserError, match="secrets come from the environment"):
         run_teach(cfg, progress=False)
+    assert not list(tmp_path.rglob("*.jsonl"))
 
 
 def test_dry_run_calls_nothing(tmp_path, scripted):
