@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from cotbridge.config import TEMPERATURE_MAX, StrictModel
 from cotbridge.recipes.eval_stage import EvalSpec
-from cotbridge.registry import unknown_name_message
+from cotbridge.registry import Registry, unknown_name_message
 from cotbridge.teach.config import TeachConfig, TeacherConfig
 from cotbridge.train.config import TrainConfig
 
@@ -35,17 +35,20 @@ class MethodSpec(StrictModel):
     def _known_format(cls, fmt: str) -> str:
         from cotbridge.prompts.formats import FORMATS
 
-        if fmt not in FORMATS:
-            raise ValueError(unknown_name_message("student format", fmt, FORMATS.names()))
-        return fmt
+        return registered(fmt, FORMATS)
 
 
 def known_prompt_mode(mode: str) -> str:
     from cotbridge.prompts.modes import PROMPT_MODES
 
-    if mode not in PROMPT_MODES:
-        raise ValueError(unknown_name_message("prompt mode", mode, PROMPT_MODES.names()))
-    return mode
+    return registered(mode, PROMPT_MODES)
+
+
+def registered(name: str, registry: Registry[Any]) -> str:
+    """``name`` if ``registry`` has it; else a ValueError (pydantic names the config key it came from)."""
+    if name not in registry:
+        raise ValueError(unknown_name_message(registry.kind, name, registry.names()))
+    return name
 
 
 class CurateSpec(StrictModel):
