@@ -87,6 +87,8 @@ def test_an_environment_value_a_variable_does_not_take_is_refused_before_any_wor
     code, out, err = run_main(monkeypatch, capsys, "tasks")
     line = one_line(err)
     assert code == 2 and line.startswith(f"error: {needle}") and line.endswith("or unset it") and not out, line
+    code, out, err = run_main(monkeypatch, capsys, "eval", "--help")  # the help still answers, and says nothing of it
+    assert code == 0 and out.startswith("Usage: ") and name not in out + err
 
 
 def test_environment_values_are_checked_where_they_are_read(monkeypatch):

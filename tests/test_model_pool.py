@@ -133,3 +133,49 @@ def test_native_bf16_can_be_forced_off_to_run_as_on_a_cpu_without_it(monkeypatch
     assert loading.cpu_has_native_bf16() is False
     monkeypatch.setenv("COTBRIDGE_CPU_BF16", "1")
     assert loading.cpu_has_native_bf16() is True
+
+
+@pytest.fixture
+def hub_lookups(monkeypatch, tmp_path):
+    """No proxy, not offline, an empty hub cache, and a name lookup that fails as it does without a network; the
+    hosts looked up are recorded."""
+    import socket
+
+    from huggingface_hub import constants
+
+    for name in loading.PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    looked_up: list[str] = []
+
+    def no_network(host, *args, **kwargs):
+        looked_up.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(loading.socket, "getaddrinfo", no_network)
+    return looked_up
+
+
+def test_a_hub_model_without_a_network_is_refused_at_once(hub_lookups, monkeypatch, tmp_path):
+    """Without this, huggingface_hub retries each file with back-off and the user waits ~50 s for the error."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    from cotbridge.errors import UserError
+
+    host = urlsplit(constants.ENDPOINT).hostname
+    with pytest.raises(UserError, match=rf"'someone/not-cached' is not a local path .* {host} cannot be looked up"):
+        read_model_and_tokenizer("someone/not-cached", None, torch.float32, "cpu")
+    assert hub_lookups == [host]
+    # a model already in the cache loads from it offline: no look-up, no refusal
+    snapshot = tmp_path / "hub" / "models--someone--cached" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    loading.check_hub_reachable("someone/cached")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # a proxy resolves the host itself
+    loading.check_hub_reachable("someone/not-cached")
+    assert hub_lookups == [host]

@@ -23,7 +23,7 @@ from typing import Any
 import click
 from typer.core import TyperCommand
 
-from cotbridge.cli.options import checked, data_dir_check
+from cotbridge.cli.options import check_environment, checked, data_dir_check
 from cotbridge.errors import range_short
 
 
@@ -41,6 +41,11 @@ class Command(TyperCommand):
                 param.callback = key_range(self.config, self.options[param.name])
             elif param.name == "data_dir" and param.callback is None:  # every --data-dir must name a folder
                 param.callback = data_dir_check
+
+    def invoke(self, ctx: Any) -> Any:
+        # here, once the command line is parsed, so that `--help` and usage errors still answer under a bad value
+        check_environment()
+        return super().invoke(ctx)
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         args, opts = [], []

@@ -26,6 +26,16 @@ ForceNewOpt = Annotated[
 ]
 
 
+def check_environment() -> None:
+    """Refuse a $COTBRIDGE_* setting with a value it does not take before any work starts: each is read only where it
+    matters (a model's loading, minutes in), and a command that never gets there would ignore it silently."""
+    from cotbridge.allocator import malloc_setting
+    from cotbridge.models.cpu_features import forced_native_bf16
+    from cotbridge.models.loading import gguf_cache_root
+
+    malloc_setting(), forced_native_bf16(), gguf_cache_root()
+
+
 def config_argument(help: str) -> Any:
     """The recipe commands' CONFIG argument (a YAML file)."""
     return Annotated[str, typer.Argument(metavar="CONFIG", help=help)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,31 @@ def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str,
             raise UserError(f"{model} holds no model weights (no {WEIGHT_FILES[0]}, no .gguf file)")
         gguf_file = ggufs[0]
     return str(path), gguf_file
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def check_hub_reachable(model: str) -> None:
+    """Refuse at once a hub id that must be downloaded when the hub's host cannot even be looked up: without a
+    network, huggingface_hub retries each file with back-off (~25 s a file, ~50 s before the first error)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return  # offline: transformers fails at once by itself; behind a proxy the proxy resolves the host
+    try:
+        if isinstance(try_to_load_from_cache(model, "config.json"), str):
+            return  # cached: transformers falls back on the copy if the hub is out of reach
+    except ValueError:
+        return  # not a valid hub id: transformers says so in its own words
+    host = urllib.parse.urlsplit(constants.ENDPOINT).hostname or constants.ENDPOINT
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        raise UserError(
+            f"model {model!r} is not a local path and not in the Hugging Face cache, and {host} cannot be looked up "
+            f"({e.strerror or e}): pass a local folder or .gguf file, or run where the hub can be reached"
+        ) from None
 
 
 def config_models(config: Any, prefix: str = "") -> list[tuple[str, str, str | None]]:
@@ -263,6 +290,8 @@ def read_model_and_tokenizer(model: str, gguf_file: str | None, torch_dtype: Any
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     source, gguf = resolve_model_source(model, gguf_file)
+    if not Path(source).is_dir():
+        check_hub_reachable(source)
     kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     try:
         tok_kw = {} if gguf and Path(source, "tokenizer.json").exists() else kw

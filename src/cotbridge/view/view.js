@@ -418,7 +418,7 @@
     var link = el("a", "perma", "#" + (r.i + 1));
     link.href = "#q=" + encodeURIComponent(r.k);
     link.title = "permalink to this question";
-    add(head, link, el("span", "where", r.t + " · " + r.s + " · " + r.id), el("span", "gold", "gold: " + r.g));
+    add(head, link, el("span", "where", r.t + " · " + r.s + " · id " + r.id), el("span", "gold", "gold: " + r.g));
     var badges = el("span", "badges");
     r.o.forEach(function (o, i) {
       if (o) badges.appendChild(el("span", "badge " + (o.c ? "ok" : "bad"), mark(o.c) + " " + cols[i].label));
