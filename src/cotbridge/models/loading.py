@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,13 @@ def resolve_model_source(model: str, gguf_file: str | None = None) -> tuple[str,
     return str(path), gguf_file
 
 
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def check_hub_reachable(model: str) -> None:
     """Refuse at once a hub id that must be downloaded when the hub's host cannot even be looked up: without a
     network, huggingface_hub retries each file with back-off (~25 s a file, ~50 s before the first error)."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in PROXY_VARIABLES):
+    proxies = urllib.request.getproxies()  # $https_proxy, $HTTP_PROXY, ... in either case, as httpx reads them
+    if constants.HF_HUB_OFFLINE or any(proxies.get(scheme) for scheme in ("https", "http", "all")):
         return  # offline: transformers fails at once by itself; behind a proxy the proxy resolves the host
     try:
         if isinstance(try_to_load_from_cache(model, "config.json"), str):
